@@ -1,0 +1,110 @@
+//! Account: registration, availability, whoami, password, deactivation.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::Router;
+use ruma::api::client::account::{
+    ThirdPartyIdRemovalStatus, change_password, check_registration_token_validity, deactivate,
+    get_username_availability, register, whoami,
+};
+
+use crate::{
+    error::Result,
+    http::{Ruma, route},
+    server::Homeserver,
+    users::{account, register as reg, uia},
+};
+
+pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
+    let router = route(router, register);
+    let router = route(router, username_available);
+    let router = route(router, registration_token_validity);
+    let router = route(router, whoami);
+    let router = route(router, change_password);
+    route(router, deactivate)
+}
+
+async fn register(
+    hs: Arc<Homeserver>,
+    req: Ruma<register::v3::Request>,
+) -> Result<register::v3::Response> {
+    let body = &req.body;
+    let registered = reg::register(
+        &hs,
+        reg::RegisterRequest {
+            username: body.username.as_deref(),
+            password: body.password.as_deref(),
+            auth: body.auth.as_ref(),
+            guest: body.kind == register::RegistrationKind::Guest,
+            device_id: body.device_id.as_deref().map(|d| d.as_str()),
+            initial_device_display_name: body.initial_device_display_name.as_deref(),
+            inhibit_login: body.inhibit_login,
+            refresh_token: body.refresh_token,
+        },
+        &req.client,
+    )
+    .await?;
+    let mut response = register::v3::Response::new(registered.user_id);
+    if let Some((device_id, tokens)) = registered.session {
+        response.device_id = Some(device_id);
+        response.access_token = Some(tokens.access_token);
+        response.refresh_token = tokens.refresh_token;
+        response.expires_in = tokens.expires_in_ms.map(Duration::from_millis);
+    }
+    Ok(response)
+}
+
+async fn username_available(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_username_availability::v3::Request>,
+) -> Result<get_username_availability::v3::Response> {
+    let available = reg::username_available(&hs, &req.body.username, &req.client).await?;
+    Ok(get_username_availability::v3::Response::new(available))
+}
+
+async fn registration_token_validity(
+    hs: Arc<Homeserver>,
+    req: Ruma<check_registration_token_validity::v1::Request>,
+) -> Result<check_registration_token_validity::v1::Response> {
+    Ok(check_registration_token_validity::v1::Response::new(
+        uia::registration_token_valid(&hs, &req.body.token),
+    ))
+}
+
+async fn whoami(
+    _hs: Arc<Homeserver>,
+    req: Ruma<whoami::v3::Request>,
+) -> Result<whoami::v3::Response> {
+    let requester = req.requester()?;
+    let mut response = whoami::v3::Response::new(requester.user_id.clone(), requester.is_guest);
+    response.device_id = Some(requester.device_id.clone());
+    Ok(response)
+}
+
+async fn change_password(
+    hs: Arc<Homeserver>,
+    req: Ruma<change_password::v3::Request>,
+) -> Result<change_password::v3::Response> {
+    let requester = req.requester()?;
+    let body = &req.body;
+    account::change_password(
+        &hs,
+        requester,
+        &body.new_password,
+        body.logout_devices,
+        body.auth.as_ref(),
+    )
+    .await?;
+    Ok(change_password::v3::Response::new())
+}
+
+async fn deactivate(
+    hs: Arc<Homeserver>,
+    req: Ruma<deactivate::v3::Request>,
+) -> Result<deactivate::v3::Response> {
+    let requester = req.requester()?;
+    account::deactivate(&hs, requester, req.body.erase, req.body.auth.as_ref()).await?;
+    Ok(deactivate::v3::Response::new(
+        ThirdPartyIdRemovalStatus::NoSupport,
+    ))
+}

@@ -1,0 +1,94 @@
+//! Server discovery and capabilities: /versions, .well-known, /capabilities.
+
+#![allow(deprecated)] // m.set_displayname / m.set_avatar_url: still read by clients
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use axum::{Json, Router, extract::State, routing::get};
+use ruma::{
+    RoomVersionId,
+    api::client::discovery::{
+        discover_homeserver::{self, HomeserverInfo},
+        get_capabilities::{
+            self,
+            v3::{
+                Capabilities, ChangePasswordCapability, GetLoginTokenCapability,
+                ProfileFieldsCapability, RoomVersionStability, RoomVersionsCapability,
+                SetAvatarUrlCapability, SetDisplayNameCapability, ThirdPartyIdChangesCapability,
+            },
+        },
+        get_supported_versions,
+    },
+};
+use serde_json::{Value as JsonValue, json};
+
+use crate::{
+    error::Result,
+    http::{Ruma, route},
+    server::Homeserver,
+};
+
+/// Spec versions whose account, session and profile APIs axon implements. Rooms and sync
+/// arrive with later work; clients probe those endpoints themselves.
+const SUPPORTED_VERSIONS: &[&str] = &[
+    "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
+    "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16", "v1.17", "v1.18", "v1.19",
+];
+
+pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
+    let router = route(router, versions);
+    let router = route(router, well_known_client);
+    let router = route(router, capabilities);
+    router.route("/.well-known/matrix/server", get(well_known_server))
+}
+
+async fn versions(
+    _hs: Arc<Homeserver>,
+    _req: Ruma<get_supported_versions::Request>,
+) -> Result<get_supported_versions::Response> {
+    Ok(get_supported_versions::Response::new(
+        SUPPORTED_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
+    ))
+}
+
+async fn well_known_client(
+    hs: Arc<Homeserver>,
+    _req: Ruma<discover_homeserver::Request>,
+) -> Result<discover_homeserver::Response> {
+    Ok(discover_homeserver::Response::new(HomeserverInfo::new(
+        hs.config.public_baseurl(),
+    )))
+}
+
+/// Federation delegation. Not a client endpoint, so no ruma client type: the answer is
+/// `m.server` from config, or the server name on port 443 behind a TLS proxy.
+async fn well_known_server(State(hs): State<Arc<Homeserver>>) -> Json<JsonValue> {
+    let server =
+        hs.config
+            .well_known
+            .server
+            .clone()
+            .unwrap_or_else(|| match hs.config.server_name.port() {
+                Some(_) => hs.config.server_name.to_string(),
+                None => format!("{}:443", hs.config.server_name),
+            });
+    Json(json!({ "m.server": server }))
+}
+
+async fn capabilities(
+    _hs: Arc<Homeserver>,
+    _req: Ruma<get_capabilities::v3::Request>,
+) -> Result<get_capabilities::v3::Response> {
+    let mut caps = Capabilities::new();
+    caps.change_password = ChangePasswordCapability::new(true);
+    caps.room_versions = RoomVersionsCapability::new(
+        RoomVersionId::V11,
+        BTreeMap::from([(RoomVersionId::V11, RoomVersionStability::Stable)]),
+    );
+    caps.set_displayname = SetDisplayNameCapability::new(true);
+    caps.set_avatar_url = SetAvatarUrlCapability::new(true);
+    caps.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(false);
+    caps.get_login_token = GetLoginTokenCapability::new(true);
+    caps.profile_fields = Some(ProfileFieldsCapability::new(true));
+    Ok(get_capabilities::v3::Response::new(caps))
+}

@@ -1,0 +1,28 @@
+//! Client-Server API handlers, one file per area of the spec.
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::server::Homeserver;
+
+mod account;
+mod account_data;
+mod admin;
+mod devices;
+mod discovery;
+mod profile;
+mod session;
+mod threepid;
+
+/// Every Client-Server endpoint axon serves.
+pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
+    let router = discovery::routes(router);
+    let router = account::routes(router);
+    let router = session::routes(router);
+    let router = devices::routes(router);
+    let router = profile::routes(router);
+    let router = account_data::routes(router);
+    let router = threepid::routes(router);
+    admin::routes(router)
+}

@@ -1,0 +1,3 @@
+//! Thin HTTP handlers: parse (ruma), call one domain function, answer (ruma).
+
+pub mod client;

@@ -1,0 +1,377 @@
+//! Typed configuration: a TOML file overlaid with `AXON_<SECTION>__<KEY>` environment
+//! variables, validated once at start. Every error names the key it is about.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
+use ruma::{OwnedServerName, ServerName};
+use serde::Deserialize;
+
+mod env;
+
+/// A configuration problem, always naming the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error at `{key}`: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The name users and rooms are qualified with (`@alice:<server_name>`).
+    pub server_name: OwnedServerName,
+    /// Public URL clients reach this server at; derived from `listen.client` when unset.
+    #[serde(default)]
+    pub public_baseurl: Option<String>,
+    /// Where axon keeps its embedded database and other local data.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub listen: ListenConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub registration: RegistrationConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub rate_limits: RateLimitsConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub well_known: WellKnownConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Address of the Client-Server API listener.
+    #[serde(default = "default_client_listen")]
+    pub client: SocketAddr,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            client: default_client_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://` URL of an external server. Unset: axon runs its own cluster in data_dir.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Connection pool size.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationMode {
+    Open,
+    Token,
+    Closed,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfig {
+    #[serde(default = "default_registration_mode")]
+    pub mode: RegistrationMode,
+    /// Secret for the shared-secret admin registration API. Unset disables that API.
+    #[serde(default, deserialize_with = "env::opt_string_or_number")]
+    pub shared_secret: Option<String>,
+    /// Allow `kind=guest` registration.
+    #[serde(default)]
+    pub allow_guests: bool,
+    /// Tokens accepted by `m.login.registration_token` when mode is `token`.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            mode: default_registration_mode(),
+            shared_secret: None,
+            allow_guests: false,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of access tokens issued to clients that ask for a refresh token, in seconds.
+    /// Clients that do not ask for one get tokens that do not expire, as in Synapse.
+    #[serde(default = "default_access_token_lifetime")]
+    pub access_token_lifetime_secs: u64,
+    /// Lifetime of tokens from `POST /login/get_token`, in seconds.
+    #[serde(default = "default_login_token_lifetime")]
+    pub login_token_lifetime_secs: u64,
+    /// How long a user-interactive auth session stays usable, in seconds.
+    #[serde(default = "default_uia_session_lifetime")]
+    pub uia_session_lifetime_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime_secs: default_access_token_lifetime(),
+            login_token_lifetime_secs: default_login_token_lifetime(),
+            uia_session_lifetime_secs: default_uia_session_lifetime(),
+        }
+    }
+}
+
+/// A token bucket: `per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    /// Off only for load tests.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Login attempts, per client IP and per user.
+    #[serde(default = "default_login_limit")]
+    pub login: RateLimit,
+    /// Failed logins, per user.
+    #[serde(default = "default_failed_login_limit")]
+    pub failed_login: RateLimit,
+    /// Registrations, per client IP.
+    #[serde(default = "default_registration_limit")]
+    pub registration: RateLimit,
+    /// Other rate-limited client requests, per user (or IP when anonymous).
+    #[serde(default = "default_request_limit")]
+    pub requests: RateLimit,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login: default_login_limit(),
+            failed_login: default_failed_login_limit(),
+            registration: default_registration_limit(),
+            requests: default_request_limit(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_request_size")]
+    pub max_request_size: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_size: default_max_request_size(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WellKnownConfig {
+    /// `m.server` delegation answered at /.well-known/matrix/server, e.g. "matrix.example.org:443".
+    #[serde(default)]
+    pub server: Option<String>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_client_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8008))
+}
+fn default_max_connections() -> u32 {
+    16
+}
+fn default_registration_mode() -> RegistrationMode {
+    RegistrationMode::Closed
+}
+fn default_access_token_lifetime() -> u64 {
+    300
+}
+fn default_login_token_lifetime() -> u64 {
+    120
+}
+fn default_uia_session_lifetime() -> u64 {
+    900
+}
+fn default_true() -> bool {
+    true
+}
+fn default_login_limit() -> RateLimit {
+    RateLimit {
+        per_second: 0.17,
+        burst: 3,
+    }
+}
+fn default_failed_login_limit() -> RateLimit {
+    RateLimit {
+        per_second: 0.17,
+        burst: 3,
+    }
+}
+fn default_registration_limit() -> RateLimit {
+    RateLimit {
+        per_second: 0.17,
+        burst: 3,
+    }
+}
+fn default_request_limit() -> RateLimit {
+    RateLimit {
+        per_second: 10.0,
+        burst: 50,
+    }
+}
+fn default_max_request_size() -> usize {
+    50 * 1024 * 1024
+}
+
+impl Config {
+    /// Reads the file (if any), overlays the environment, and validates.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Self::load_from(path, &env)
+    }
+
+    pub fn load_from(
+        path: Option<&std::path::Path>,
+        environment: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    let key = env::toml_error_key(&text, &e);
+                    ConfigError::new(key, format!("invalid TOML: {}", e.message()))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        env::overlay(&mut table, environment)?;
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let key = if key == "." {
+                    "(top level)".to_owned()
+                } else {
+                    key
+                };
+                ConfigError::new(key, e.into_inner().message().to_owned())
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.limits.max_request_size < 1024 {
+            return Err(ConfigError::new(
+                "limits.max_request_size",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::new(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new(
+                "database.url",
+                "must start with postgres://",
+            ));
+        }
+        if let Some(base) = &self.public_baseurl
+            && !(base.starts_with("http://") || base.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "public_baseurl",
+                "must start with http:// or https://",
+            ));
+        }
+        for (key, limit) in [
+            ("rate_limits.login", self.rate_limits.login),
+            ("rate_limits.failed_login", self.rate_limits.failed_login),
+            ("rate_limits.registration", self.rate_limits.registration),
+            ("rate_limits.requests", self.rate_limits.requests),
+        ] {
+            if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
+                return Err(ConfigError::new(
+                    key,
+                    "per_second must be > 0 and burst >= 1",
+                ));
+            }
+        }
+        if self.registration.mode == RegistrationMode::Token && self.registration.tokens.is_empty()
+        {
+            return Err(ConfigError::new(
+                "registration.tokens",
+                "mode is `token` but no tokens are configured",
+            ));
+        }
+        if self.auth.access_token_lifetime_secs < 10 {
+            return Err(ConfigError::new(
+                "auth.access_token_lifetime_secs",
+                "must be at least 10",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The base URL clients are told to use.
+    pub fn public_baseurl(&self) -> String {
+        match &self.public_baseurl {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen.client),
+        }
+    }
+
+    pub fn server_name(&self) -> &ServerName {
+        &self.server_name
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load_str(toml: &str, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("axon.toml");
+    std::fs::write(&path, toml).unwrap();
+    Config::load_from(Some(&path), &env(pairs))
+}
+
+#[test]
+fn defaults_and_env_overlay() {
+    let c = Config::load_from(
+        None,
+        &env(&[
+            ("AXON_SERVER_NAME", "example.org"),
+            ("AXON_LISTEN__CLIENT", "0.0.0.0:9000"),
+            ("AXON_REGISTRATION__MODE", "open"),
+            ("AXON_RATE_LIMITS__ENABLED", "false"),
+            ("AXON_DATABASE__URL", "postgres://u@h/db"),
+            ("AXON_REGISTRATION__SHARED_SECRET", "1234"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.server_name.as_str(), "example.org");
+    assert_eq!(c.listen.client.port(), 9000);
+    assert_eq!(c.registration.mode, RegistrationMode::Open);
+    assert!(!c.rate_limits.enabled);
+    assert_eq!(c.database.url.as_deref(), Some("postgres://u@h/db"));
+    assert_eq!(c.registration.shared_secret.as_deref(), Some("1234"));
+}
+
+#[test]
+fn default_registration_is_closed() {
+    let c = load_str("server_name = \"localhost\"\n", &[]).unwrap();
+    assert_eq!(c.registration.mode, RegistrationMode::Closed);
+    assert_eq!(c.listen.client, "127.0.0.1:8008".parse().unwrap());
+}
+
+#[test]
+fn errors_name_the_key() {
+    let e = load_str(
+        "server_name = \"localhost\"\n[registration]\nmode = \"sometimes\"\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "registration.mode");
+
+    let e = load_str(
+        "server_name = \"localhost\"\n[listen]\nclient = \"nowhere\"\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "listen.client");
+
+    let e = load_str("server_name = \"bad name!\"\n", &[]).unwrap_err();
+    assert_eq!(e.key, "server_name");
+
+    let e = load_str("server_name = \"localhost\"\nunknown_key = 1\n", &[]).unwrap_err();
+    assert!(e.reason.contains("unknown_key"), "{e}");
+
+    let e = load_str(
+        "server_name = \"localhost\"\n[limits]\nmax_request_size = 5\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "limits.max_request_size");
+
+    let e = load_str(
+        "server_name = \"localhost\"\n[registration]\nmode = = 1\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "registration.mode");
+
+    let e = load_str("", &[]).unwrap_err();
+    assert!(e.reason.contains("server_name"), "{e}");
+
+    let e = Config::load_from(
+        None,
+        &env(&[
+            ("AXON_SERVER_NAME", "x"),
+            ("AXON_RATE_LIMITS__ENABLED", "maybe"),
+        ]),
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "rate_limits.enabled");
+}
+
+#[test]
+fn token_mode_needs_tokens() {
+    let e = load_str(
+        "server_name = \"localhost\"\n[registration]\nmode = \"token\"\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "registration.tokens");
+}

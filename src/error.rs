@@ -1,0 +1,63 @@
+//! The domain's error type. It says what went wrong in Matrix terms; the HTTP edge
+//! (`http::error`) maps each variant to an `errcode` and status code once.
+
+use ruma::api::client::uiaa::UiaaInfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("missing access token")]
+    MissingToken,
+    #[error("unknown or expired access token")]
+    UnknownToken { soft_logout: bool },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidUsername(String),
+    #[error("user ID already taken")]
+    UserInUse,
+    #[error("{0}")]
+    InvalidParam(String),
+    #[error("{0}")]
+    MissingParam(String),
+    #[error("{0}")]
+    BadJson(String),
+    #[error("{0}")]
+    NotJson(String),
+    #[error("{0}")]
+    Unrecognized(String),
+    #[error("request too large")]
+    TooLarge,
+    #[error("too many requests")]
+    LimitExceeded { retry_after_ms: u64 },
+    #[error("this account has been deactivated")]
+    UserDeactivated,
+    #[error("guest access is not allowed")]
+    GuestAccessForbidden,
+    #[error("{0}")]
+    ThreepidDenied(String),
+    #[error("{0}")]
+    ThreepidMediumNotSupported(String),
+    #[error("server-controlled account data cannot be set by clients")]
+    ServerControlledAccountData,
+    #[error("{0}")]
+    TooLargeField(String),
+    /// User-interactive authentication must continue (401 with flows). `error` is the
+    /// errcode and message of a failed stage, if one failed.
+    #[error("user-interactive authentication required")]
+    Uia {
+        info: Box<UiaaInfo>,
+        error: Option<(&'static str, String)>,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::storage::StorageError> for Error {
+    fn from(err: crate::storage::StorageError) -> Self {
+        Error::Internal(err.to_string())
+    }
+}

@@ -1,0 +1,118 @@
+//! Domain errors to Matrix error responses: the one place errcodes and statuses are chosen.
+
+use axum::{
+    Json,
+    response::{IntoResponse, Response},
+};
+use http::StatusCode;
+use serde_json::{Value as JsonValue, json};
+
+use crate::error::Error;
+
+/// An error on its way out as a Matrix JSON error response.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = self.0.to_string();
+        let (status, body): (StatusCode, JsonValue) = match self.0 {
+            Error::Uia { info, error } => {
+                let mut body = serde_json::to_value(&*info).unwrap_or_else(|_| json!({}));
+                if let (Some((errcode, msg)), Some(obj)) = (error, body.as_object_mut()) {
+                    obj.insert("errcode".into(), errcode.into());
+                    obj.insert("error".into(), msg.into());
+                }
+                (StatusCode::UNAUTHORIZED, body)
+            }
+            Error::UnknownToken { soft_logout } => (
+                StatusCode::UNAUTHORIZED,
+                json!({ "errcode": "M_UNKNOWN_TOKEN", "error": message, "soft_logout": soft_logout }),
+            ),
+            Error::LimitExceeded { retry_after_ms } => {
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({
+                        "errcode": "M_LIMIT_EXCEEDED",
+                        "error": message,
+                        "retry_after_ms": retry_after_ms,
+                    })),
+                )
+                    .into_response();
+                let secs = retry_after_ms.div_ceil(1000).max(1);
+                if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
+                    response.headers_mut().insert(http::header::RETRY_AFTER, v);
+                }
+                return response;
+            }
+            Error::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({ "errcode": "M_UNKNOWN", "error": "internal server error" }),
+                )
+            }
+            other => {
+                let (status, errcode) = status_and_code(&other);
+                (status, json!({ "errcode": errcode, "error": message }))
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    match e {
+        Error::Forbidden(_) => (S::FORBIDDEN, "M_FORBIDDEN"),
+        Error::MissingToken => (S::UNAUTHORIZED, "M_MISSING_TOKEN"),
+        Error::NotFound(_) => (S::NOT_FOUND, "M_NOT_FOUND"),
+        Error::InvalidUsername(_) => (S::BAD_REQUEST, "M_INVALID_USERNAME"),
+        Error::UserInUse => (S::BAD_REQUEST, "M_USER_IN_USE"),
+        Error::InvalidParam(_) => (S::BAD_REQUEST, "M_INVALID_PARAM"),
+        Error::MissingParam(_) => (S::BAD_REQUEST, "M_MISSING_PARAM"),
+        Error::BadJson(_) => (S::BAD_REQUEST, "M_BAD_JSON"),
+        Error::NotJson(_) => (S::BAD_REQUEST, "M_NOT_JSON"),
+        Error::Unrecognized(_) => (S::BAD_REQUEST, "M_UNRECOGNIZED"),
+        Error::TooLarge => (S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"),
+        Error::UserDeactivated => (S::FORBIDDEN, "M_USER_DEACTIVATED"),
+        Error::GuestAccessForbidden => (S::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN"),
+        Error::ThreepidDenied(_) => (S::FORBIDDEN, "M_THREEPID_DENIED"),
+        Error::ThreepidMediumNotSupported(_) => (S::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED"),
+        Error::ServerControlledAccountData => (S::METHOD_NOT_ALLOWED, "M_BAD_JSON"),
+        Error::TooLargeField(_) => (S::BAD_REQUEST, "M_PROFILE_TOO_LARGE"),
+        // Handled with their extra fields in into_response.
+        Error::UnknownToken { .. } => (S::UNAUTHORIZED, "M_UNKNOWN_TOKEN"),
+        Error::LimitExceeded { .. } => (S::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"),
+        Error::Uia { .. } => (S::UNAUTHORIZED, "M_FORBIDDEN"),
+        Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
+    }
+}
+
+/// 404 for paths no endpoint serves.
+pub async fn unknown_endpoint() -> ApiError {
+    ApiError(Error::Unrecognized("unrecognized endpoint".into()))
+}
+
+/// 405 for a known path with the wrong method.
+pub async fn method_not_allowed() -> Response {
+    let mut r = ApiError(Error::Unrecognized(
+        "method not allowed for this endpoint".into(),
+    ))
+    .into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// 404 variant of M_UNRECOGNIZED for the router fallback.
+pub async fn not_found() -> Response {
+    let mut r = unknown_endpoint().await.into_response();
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}

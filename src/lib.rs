@@ -1,0 +1,11 @@
+//! axon, a Matrix homeserver. See ARCHITECTURE.md for where each part lives.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ratelimit;
+pub mod run;
+pub mod server;
+pub mod storage;
+pub mod users;

@@ -1,0 +1,46 @@
+//! `account_data`: global (room_id '') and per-room data, each change on a stream position.
+
+use serde_json::Value as JsonValue;
+use sqlx::{Row, types::Json};
+
+use super::{Result, Storage};
+
+impl Storage {
+    pub async fn account_data(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        data_type: &str,
+    ) -> Result<Option<JsonValue>> {
+        let row = sqlx::query(
+            "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3",
+        )
+        .bind(user_id)
+        .bind(room_id)
+        .bind(data_type)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.get::<Json<JsonValue>, _>(0).0))
+    }
+
+    pub async fn set_account_data(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        data_type: &str,
+        content: &JsonValue,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO account_data (user_id, room_id, data_type, content) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id, room_id, data_type)
+             DO UPDATE SET content = EXCLUDED.content, stream_pos = nextval('account_data_stream')",
+        )
+        .bind(user_id)
+        .bind(room_id)
+        .bind(data_type)
+        .bind(Json(content))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,114 @@
+//! `devices`: a user's logged-in sessions. Deleting a device deletes its tokens (cascade).
+
+use sqlx::Row;
+
+use super::{Result, Storage};
+
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub last_seen_ip: Option<String>,
+    pub last_seen_ts: Option<i64>,
+    pub user_agent: Option<String>,
+}
+
+fn device_row(r: sqlx::postgres::PgRow) -> DeviceRow {
+    DeviceRow {
+        device_id: r.get(0),
+        display_name: r.get(1),
+        last_seen_ip: r.get(2),
+        last_seen_ts: r.get(3),
+        user_agent: r.get(4),
+    }
+}
+
+impl Storage {
+    pub async fn devices(&self, user_id: &str) -> Result<Vec<DeviceRow>> {
+        let rows = sqlx::query(
+            "SELECT device_id, display_name, last_seen_ip, last_seen_ts, user_agent
+             FROM devices WHERE user_id = $1 ORDER BY created_ts, device_id",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(device_row).collect())
+    }
+
+    pub async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<DeviceRow>> {
+        let row = sqlx::query(
+            "SELECT device_id, display_name, last_seen_ip, last_seen_ts, user_agent
+             FROM devices WHERE user_id = $1 AND device_id = $2",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(device_row))
+    }
+
+    /// Returns false when the device does not exist.
+    pub async fn rename_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        display_name: Option<&str>,
+    ) -> Result<bool> {
+        let res = sqlx::query(
+            "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(display_name)
+        .execute(self.pool())
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Deletes the listed devices with their tokens; unknown IDs are ignored.
+    pub async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> Result<()> {
+        sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)")
+            .bind(user_id)
+            .bind(device_ids)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every device of the user but `keep`.
+    pub async fn delete_other_devices(&self, user_id: &str, keep: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM devices WHERE user_id = $1 AND ($2::text IS NULL OR device_id <> $2)",
+        )
+        .bind(user_id)
+        .bind(keep)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records where and when a device was last used. Called at most once a minute per
+    /// token, so it stays off the request hot path.
+    pub async fn touch_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        ip: Option<&str>,
+        user_agent: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE devices SET last_seen_ts = $3, last_seen_ip = COALESCE($4, last_seen_ip),
+                    user_agent = COALESCE($5, user_agent)
+             WHERE user_id = $1 AND device_id = $2",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(now_ms)
+        .bind(ip)
+        .bind(user_agent)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

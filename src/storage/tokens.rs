@@ -1,0 +1,190 @@
+//! `access_tokens`, `refresh_tokens`, `login_tokens`. Only SHA-256 hashes are stored.
+
+use sqlx::Row;
+
+use super::{Result, Storage};
+
+/// What an access token resolves to.
+#[derive(Debug, Clone)]
+pub struct AccessTokenRow {
+    pub user_id: String,
+    pub device_id: String,
+    pub expires_ts: Option<i64>,
+    pub is_admin: bool,
+    pub is_guest: bool,
+}
+
+/// A new login: device (created or reused) plus its first tokens.
+pub struct NewSession<'a> {
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+    pub initial_display_name: Option<&'a str>,
+    pub access_hash: &'a [u8],
+    pub access_expires_ts: Option<i64>,
+    pub refresh_hash: Option<&'a [u8]>,
+    pub ip: Option<&'a str>,
+    pub now_ms: i64,
+}
+
+impl Storage {
+    /// Creates the device, or reuses it and revokes the tokens it had (as the spec asks
+    /// when a client logs in with an existing device ID), then stores the new tokens.
+    pub async fn create_session(&self, s: &NewSession<'_>) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (user_id, device_id) DO UPDATE
+               SET display_name = COALESCE(devices.display_name, EXCLUDED.display_name)",
+        )
+        .bind(s.user_id)
+        .bind(s.device_id)
+        .bind(s.initial_display_name)
+        .bind(s.ip)
+        .bind(s.now_ms)
+        .execute(&mut *tx)
+        .await?;
+        // Access tokens issued with a refresh token go with it (cascade).
+        for sql in [
+            "DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2",
+            "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(s.user_id)
+                .bind(s.device_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let refresh_id =
+            insert_refresh(&mut tx, s.user_id, s.device_id, s.refresh_hash, s.now_ms).await?;
+        insert_access(&mut tx, s, refresh_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn access_token(&self, hash: &[u8]) -> Result<Option<AccessTokenRow>> {
+        let row = sqlx::query(
+            "SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.is_guest
+             FROM access_tokens t JOIN users u ON u.user_id = t.user_id
+             WHERE t.token_hash = $1 AND NOT u.deactivated",
+        )
+        .bind(hash)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| AccessTokenRow {
+            user_id: r.get(0),
+            device_id: r.get(1),
+            expires_ts: r.get(2),
+            is_admin: r.get(3),
+            is_guest: r.get(4),
+        }))
+    }
+
+    /// Consumes a refresh token and issues the next pair for the same device. The old
+    /// access token goes with the old refresh token (cascade). `None`: unknown token.
+    pub async fn rotate_refresh_token(
+        &self,
+        old_hash: &[u8],
+        access_hash: &[u8],
+        access_expires_ts: i64,
+        refresh_hash: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<(String, String)>> {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "DELETE FROM refresh_tokens WHERE token_hash = $1 RETURNING user_id, device_id",
+        )
+        .bind(old_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (user_id, device_id): (String, String) = (row.get(0), row.get(1));
+        let refresh_id =
+            insert_refresh(&mut tx, &user_id, &device_id, Some(refresh_hash), now_ms).await?;
+        let session = NewSession {
+            user_id: &user_id,
+            device_id: &device_id,
+            initial_display_name: None,
+            access_hash,
+            access_expires_ts: Some(access_expires_ts),
+            refresh_hash: Some(refresh_hash),
+            ip: None,
+            now_ms,
+        };
+        insert_access(&mut tx, &session, refresh_id).await?;
+        tx.commit().await?;
+        Ok(Some((user_id, device_id)))
+    }
+
+    pub async fn insert_login_token(
+        &self,
+        hash: &[u8],
+        user_id: &str,
+        expires_ts: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO login_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)",
+        )
+        .bind(hash)
+        .bind(user_id)
+        .bind(expires_ts)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Single use: the token is deleted whether or not it has expired.
+    pub async fn take_login_token(&self, hash: &[u8], now_ms: i64) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "DELETE FROM login_tokens WHERE token_hash = $1 RETURNING user_id, expires_ts",
+        )
+        .bind(hash)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.and_then(|r| {
+            let expires: i64 = r.get(1);
+            (expires > now_ms).then(|| r.get(0))
+        }))
+    }
+}
+
+async fn insert_refresh(
+    tx: &mut sqlx::PgConnection,
+    user_id: &str,
+    device_id: &str,
+    hash: Option<&[u8]>,
+    now_ms: i64,
+) -> Result<Option<i64>> {
+    let Some(hash) = hash else { return Ok(None) };
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts)
+         VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(hash)
+    .bind(user_id)
+    .bind(device_id)
+    .bind(now_ms)
+    .fetch_one(tx)
+    .await?;
+    Ok(Some(id))
+}
+
+async fn insert_access(
+    tx: &mut sqlx::PgConnection,
+    s: &NewSession<'_>,
+    refresh_id: Option<i64>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts, refresh_token_id, created_ts)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(s.access_hash)
+    .bind(s.user_id)
+    .bind(s.device_id)
+    .bind(s.access_expires_ts)
+    .bind(refresh_id)
+    .bind(s.now_ms)
+    .execute(tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Account data (global and per room) and stored filters.
+
+use ruma::{RoomId, UserId};
+use serde_json::Value as JsonValue;
+
+use super::Requester;
+use crate::{
+    error::{Error, Result},
+    server::Homeserver,
+};
+
+/// Types the server maintains itself; clients set them through their own endpoints.
+const SERVER_CONTROLLED: &[&str] = &["m.fully_read", "m.push_rules"];
+const MAX_TYPE_BYTES: usize = 255;
+
+fn check_self(requester: &Requester, user_id: &UserId, what: &str) -> Result<()> {
+    if requester.user_id != user_id {
+        return Err(Error::Forbidden(format!(
+            "cannot access another user's {what}"
+        )));
+    }
+    Ok(())
+}
+
+fn room_key(room_id: Option<&RoomId>) -> &str {
+    room_id.map(|r| r.as_str()).unwrap_or("")
+}
+
+pub async fn get(
+    hs: &Homeserver,
+    requester: &Requester,
+    user_id: &UserId,
+    room_id: Option<&RoomId>,
+    data_type: &str,
+) -> Result<JsonValue> {
+    check_self(requester, user_id, "account data")?;
+    hs.storage
+        .account_data(user_id.as_str(), room_key(room_id), data_type)
+        .await?
+        .ok_or_else(|| Error::NotFound("account data not found".into()))
+}
+
+pub async fn set(
+    hs: &Homeserver,
+    requester: &Requester,
+    user_id: &UserId,
+    room_id: Option<&RoomId>,
+    data_type: &str,
+    content: &JsonValue,
+) -> Result<()> {
+    check_self(requester, user_id, "account data")?;
+    if SERVER_CONTROLLED.contains(&data_type) {
+        return Err(Error::ServerControlledAccountData);
+    }
+    if data_type.is_empty() || data_type.len() > MAX_TYPE_BYTES {
+        return Err(Error::InvalidParam(
+            "account data type must be 1 to 255 bytes".into(),
+        ));
+    }
+    if !content.is_object() {
+        return Err(Error::BadJson(
+            "account data content must be a JSON object".into(),
+        ));
+    }
+    hs.storage
+        .set_account_data(user_id.as_str(), room_key(room_id), data_type, content)
+        .await?;
+    Ok(())
+}
+
+pub async fn create_filter(
+    hs: &Homeserver,
+    requester: &Requester,
+    user_id: &UserId,
+    filter: &JsonValue,
+) -> Result<String> {
+    check_self(requester, user_id, "filters")?;
+    Ok(hs
+        .storage
+        .create_filter(user_id.as_str(), filter)
+        .await?
+        .to_string())
+}
+
+pub async fn get_filter(
+    hs: &Homeserver,
+    requester: &Requester,
+    user_id: &UserId,
+    filter_id: &str,
+) -> Result<JsonValue> {
+    check_self(requester, user_id, "filters")?;
+    let not_found = || Error::NotFound("filter not found".into());
+    let id: i64 = filter_id.parse().map_err(|_| not_found())?;
+    hs.storage
+        .filter(user_id.as_str(), id)
+        .await?
+        .ok_or_else(not_found)
+}

@@ -1,0 +1,119 @@
+//! Accounts, devices and sessions: registration, login, tokens, user-interactive auth,
+//! profiles, account data and filters.
+
+use ruma::{OwnedDeviceId, OwnedUserId, UserId};
+
+use crate::{
+    error::{Error, Result},
+    server::{Homeserver, now_ms},
+    storage::tokens::NewSession,
+};
+
+pub mod account;
+pub mod account_data;
+pub mod devices;
+pub mod login;
+pub mod profile;
+pub mod register;
+pub mod secrets;
+pub mod uia;
+
+/// The authenticated user and device behind a request.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub is_admin: bool,
+    pub is_guest: bool,
+}
+
+/// Facts about the client connection that domain code records or rate-limits by.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+}
+
+impl ClientInfo {
+    pub fn rate_key(&self) -> &str {
+        self.ip.as_deref().unwrap_or("unknown")
+    }
+}
+
+/// Resolves an access token to its user and device. An expired token is a soft logout:
+/// the client may refresh and carry on.
+pub async fn authenticate(hs: &Homeserver, token: &str) -> Result<Requester> {
+    let row = hs
+        .storage
+        .access_token(&secrets::token_hash(token))
+        .await?
+        .ok_or(Error::UnknownToken { soft_logout: false })?;
+    if row.expires_ts.is_some_and(|exp| exp <= now_ms()) {
+        return Err(Error::UnknownToken { soft_logout: true });
+    }
+    Ok(Requester {
+        user_id: parse_user_id(&row.user_id)?,
+        device_id: row.device_id.into(),
+        is_admin: row.is_admin,
+        is_guest: row.is_guest,
+    })
+}
+
+pub(crate) fn parse_user_id(raw: &str) -> Result<OwnedUserId> {
+    UserId::parse(raw).map_err(|e| Error::Internal(format!("stored user ID {raw:?}: {e}")))
+}
+
+/// Tokens handed to a client at login, registration or refresh.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in_ms: Option<u64>,
+}
+
+pub(crate) const ACCESS_TOKEN_PREFIX: &str = "axa_";
+pub(crate) const REFRESH_TOKEN_PREFIX: &str = "axr_";
+
+/// Creates (or takes over) a device and issues its tokens. With `want_refresh`, the
+/// access token expires after the configured lifetime and a refresh token comes with it.
+pub(crate) async fn start_session(
+    hs: &Homeserver,
+    user_id: &UserId,
+    device_id: Option<&str>,
+    initial_display_name: Option<&str>,
+    want_refresh: bool,
+    client: &ClientInfo,
+) -> Result<(OwnedDeviceId, IssuedTokens)> {
+    let device_id: OwnedDeviceId = match device_id {
+        Some(id) => {
+            devices::check_device_id(id)?;
+            id.into()
+        }
+        None => secrets::random_id(10).into(),
+    };
+    let access_token = secrets::new_token(ACCESS_TOKEN_PREFIX);
+    let refresh_token = want_refresh.then(|| secrets::new_token(REFRESH_TOKEN_PREFIX));
+    let lifetime_ms = hs.config.auth.access_token_lifetime_secs * 1000;
+    let now = now_ms();
+    let access_hash = secrets::token_hash(&access_token);
+    let refresh_hash = refresh_token.as_deref().map(secrets::token_hash);
+    hs.storage
+        .create_session(&NewSession {
+            user_id: user_id.as_str(),
+            device_id: device_id.as_str(),
+            initial_display_name,
+            access_hash: &access_hash,
+            access_expires_ts: want_refresh.then_some(now + lifetime_ms as i64),
+            refresh_hash: refresh_hash.as_deref(),
+            ip: client.ip.as_deref(),
+            now_ms: now,
+        })
+        .await?;
+    Ok((
+        device_id,
+        IssuedTokens {
+            access_token,
+            refresh_token,
+            expires_in_ms: want_refresh.then_some(lifetime_ms),
+        },
+    ))
+}
