@@ -157,33 +157,86 @@ pub struct RateLimit {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "RawRateLimits")]
 pub struct RateLimitsConfig {
     /// Off only for load tests.
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// Login attempts, per client IP and per user.
-    #[serde(default = "default_login_limit")]
     pub login: RateLimit,
-    /// Failed logins, per user.
-    #[serde(default = "default_failed_login_limit")]
+    /// Failed logins and failed password checks, per user.
     pub failed_login: RateLimit,
     /// Registrations, per client IP.
-    #[serde(default = "default_registration_limit")]
     pub registration: RateLimit,
     /// Other rate-limited client requests, per user (or IP when anonymous).
-    #[serde(default = "default_request_limit")]
     pub requests: RateLimit,
 }
 
 impl Default for RateLimitsConfig {
     fn default() -> Self {
+        RawRateLimits::default().into()
+    }
+}
+
+/// As written in the file: any field of any limit may be left out and keeps its default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimits {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    login: PartialRateLimit,
+    #[serde(default)]
+    failed_login: PartialRateLimit,
+    #[serde(default)]
+    registration: PartialRateLimit,
+    #[serde(default)]
+    requests: PartialRateLimit,
+}
+
+impl Default for RawRateLimits {
+    fn default() -> Self {
         Self {
             enabled: true,
-            login: default_login_limit(),
-            failed_login: default_failed_login_limit(),
-            registration: default_registration_limit(),
-            requests: default_request_limit(),
+            login: PartialRateLimit::default(),
+            failed_login: PartialRateLimit::default(),
+            registration: PartialRateLimit::default(),
+            requests: PartialRateLimit::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialRateLimit {
+    per_second: Option<f64>,
+    burst: Option<u32>,
+}
+
+impl PartialRateLimit {
+    fn or(self, default: RateLimit) -> RateLimit {
+        RateLimit {
+            per_second: self.per_second.unwrap_or(default.per_second),
+            burst: self.burst.unwrap_or(default.burst),
+        }
+    }
+}
+
+impl From<RawRateLimits> for RateLimitsConfig {
+    fn from(raw: RawRateLimits) -> Self {
+        // Synapse's defaults: a few logins and registrations at once, then one every ~6 s.
+        let slow = RateLimit {
+            per_second: 0.17,
+            burst: 3,
+        };
+        Self {
+            enabled: raw.enabled,
+            login: raw.login.or(slow),
+            failed_login: raw.failed_login.or(slow),
+            registration: raw.registration.or(slow),
+            requests: raw.requests.or(RateLimit {
+                per_second: 10.0,
+                burst: 50,
+            }),
         }
     }
 }
@@ -235,30 +288,6 @@ fn default_uia_session_lifetime() -> u64 {
 }
 fn default_true() -> bool {
     true
-}
-fn default_login_limit() -> RateLimit {
-    RateLimit {
-        per_second: 0.17,
-        burst: 3,
-    }
-}
-fn default_failed_login_limit() -> RateLimit {
-    RateLimit {
-        per_second: 0.17,
-        burst: 3,
-    }
-}
-fn default_registration_limit() -> RateLimit {
-    RateLimit {
-        per_second: 0.17,
-        burst: 3,
-    }
-}
-fn default_request_limit() -> RateLimit {
-    RateLimit {
-        per_second: 10.0,
-        burst: 50,
-    }
 }
 fn default_max_request_size() -> usize {
     50 * 1024 * 1024

@@ -91,12 +91,14 @@ pub async fn login(
                 Some(hash) => secrets::verify_password(password, hash).await,
                 None => false,
             };
-            if row.as_ref().is_some_and(|u| u.deactivated) {
-                return Err(Error::UserDeactivated);
-            }
             if !ok {
                 let _ = hs.rate_limiter.check(Action::FailedLogin, user_id.as_str());
                 return Err(invalid());
+            }
+            // Deactivation clears the password, so this only fires for accounts
+            // deactivated by other means; reported after the password so it leaks nothing.
+            if row.is_some_and(|u| u.deactivated) {
+                return Err(Error::UserDeactivated);
             }
             user_id
         }
