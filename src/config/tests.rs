@@ -104,3 +104,19 @@ fn token_mode_needs_tokens() {
     .unwrap_err();
     assert_eq!(e.key, "registration.tokens");
 }
+
+#[test]
+fn shipped_config_files_parse() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = Config::load_from(
+        Some(&root.join("config/axon.example.toml")),
+        &BTreeMap::new(),
+    )
+    .expect("config/axon.example.toml");
+    assert_eq!(example.registration.mode, RegistrationMode::Closed);
+    assert_eq!(example.rate_limits.requests.burst, 50);
+    let local = Config::load_from(Some(&root.join("config/local.toml")), &BTreeMap::new())
+        .expect("config/local.toml");
+    assert_eq!(local.registration.mode, RegistrationMode::Open);
+    assert_eq!(local.server_name.as_str(), "localhost");
+}

@@ -128,8 +128,21 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut BTreeMap<String, String>)) -> Self {
         let mut env = test_env();
         tweak(&mut env);
+        Self::start_on(env, fresh_database().await).await
+    }
+
+    /// Stops this server and starts a new one on the same database, as a restart would.
+    pub async fn restart(mut self) -> Self {
+        let db = self.db.clone();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.hs.storage.close().await;
+        Self::start_on(test_env(), db).await
+    }
+
+    async fn start_on(env: BTreeMap<String, String>, db: PgConnectOptions) -> Self {
         let config = Config::load_from(None, &env).expect("test config");
-        let db = fresh_database().await;
         let storage = Storage::connect(db.clone(), 4).await.unwrap();
         let hs = Homeserver::new(config, storage);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
