@@ -1,6 +1,10 @@
 //! The running homeserver's shared parts, handed to every domain function.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use crate::{config::Config, ratelimit::RateLimiter, storage::Storage};
 
@@ -9,6 +13,37 @@ pub struct Homeserver {
     pub config: Config,
     pub storage: Storage,
     pub rate_limiter: RateLimiter,
+    pub last_seen: LastSeen,
+}
+
+/// Decides when a device's last-seen time is worth writing: at most once a minute per
+/// device per process, so authenticated requests do not each cost a write.
+#[derive(Debug, Default)]
+pub struct LastSeen {
+    written: Mutex<HashMap<(String, String), Instant>>,
+}
+
+const LAST_SEEN_INTERVAL: Duration = Duration::from_secs(60);
+
+impl LastSeen {
+    pub fn due(&self, user_id: &str, device_id: &str) -> bool {
+        let now = Instant::now();
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if written.len() > 100_000 {
+            written.retain(|_, at| now.duration_since(*at) < LAST_SEEN_INTERVAL);
+        }
+        match written.get_mut(&(user_id.to_owned(), device_id.to_owned())) {
+            Some(at) if now.duration_since(*at) < LAST_SEEN_INTERVAL => false,
+            Some(at) => {
+                *at = now;
+                true
+            }
+            None => {
+                written.insert((user_id.to_owned(), device_id.to_owned()), now);
+                true
+            }
+        }
+    }
 }
 
 impl Homeserver {
@@ -18,6 +53,7 @@ impl Homeserver {
             config,
             storage,
             rate_limiter,
+            last_seen: LastSeen::default(),
         })
     }
 }

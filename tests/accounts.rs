@@ -763,3 +763,142 @@ async fn threepids_and_whois() {
         "M_NOT_FOUND",
     );
 }
+
+#[tokio::test]
+async fn shared_secret_registration() {
+    let path = "/_synapse/admin/v1/register";
+    // not configured: refused
+    let s = TestServer::start().await;
+    assert_error(&s.get(path, None).await, 403, "M_FORBIDDEN");
+
+    let s = TestServer::start_with(|env| {
+        env.insert("AXON_REGISTRATION__MODE".into(), "closed".into());
+        env.insert("AXON_REGISTRATION__SHARED_SECRET".into(), "s3cret".into());
+    })
+    .await;
+    async fn nonce(s: &TestServer) -> String {
+        let (status, body) = s.get("/_synapse/admin/v1/register", None).await;
+        assert_eq!(status, 200, "{body}");
+        body["nonce"].as_str().unwrap().to_owned()
+    }
+    let mac = |n: &str, user: &str, admin: bool| {
+        axon::users::shared_secret::compute_mac("s3cret", n, user, "admin-pw", admin)
+    };
+
+    // wrong MAC
+    let n = nonce(&s).await;
+    let r = s
+        .post(path, None, json!({"nonce": n, "username": "boss", "password": "admin-pw", "admin": true,
+                                  "mac": axon::users::shared_secret::compute_mac("wrong", &n, "boss", "admin-pw", true)}))
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+    // the MAC covers the admin flag
+    let n = nonce(&s).await;
+    let r = s
+        .post(
+            path,
+            None,
+            json!({"nonce": n, "username": "boss", "password": "admin-pw", "admin": true,
+                                  "mac": mac(&n, "boss", false)}),
+        )
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+    // unknown nonce
+    let r = s
+        .post(
+            path,
+            None,
+            json!({"nonce": "made-up", "username": "boss", "password": "admin-pw", "mac": "00"}),
+        )
+        .await;
+    assert_error(&r, 400, "M_INVALID_PARAM");
+    assert_error(
+        &s.post(path, None, json!({"nonce": 1})).await,
+        400,
+        "M_BAD_JSON",
+    );
+
+    // right MAC: an admin account even though registration is closed
+    let n = nonce(&s).await;
+    let (status, body) = s
+        .post(
+            path,
+            None,
+            json!({"nonce": n, "username": "boss", "password": "admin-pw", "admin": true,
+                                  "displayname": "The Boss", "mac": mac(&n, "boss", true)}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user_id"], "@boss:localhost");
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(s.get(WHOAMI, Some(token)).await.0, 200);
+    assert_eq!(
+        s.get(
+            "/_matrix/client/v3/admin/whois/@boss:localhost",
+            Some(token)
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.get(
+            "/_matrix/client/v3/profile/@boss:localhost/displayname",
+            None
+        )
+        .await
+        .1["displayname"],
+        "The Boss"
+    );
+    // a nonce is single use
+    let r = s
+        .post(path, None, json!({"nonce": n, "username": "boss2", "password": "admin-pw", "mac": mac(&n, "boss2", false)}))
+        .await;
+    assert_error(&r, 400, "M_INVALID_PARAM");
+    // the name is taken now
+    let n = nonce(&s).await;
+    let r = s
+        .post(path, None, json!({"nonce": n, "username": "boss", "password": "admin-pw", "mac": mac(&n, "boss", false)}))
+        .await;
+    assert_error(&r, 400, "M_USER_IN_USE");
+}
+
+#[tokio::test]
+async fn device_activity_is_recorded() {
+    let s = TestServer::start().await;
+    let (token, device) = s.register("pat", "pw").await;
+    let res = s
+        .http
+        .get(format!("{}{WHOAMI}", s.base))
+        .bearer_auth(&token)
+        .header("User-Agent", "axon-test/1.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // the write happens off the request path; give it a moment
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (_, body) = s
+            .get(
+                &format!("/_matrix/client/v3/devices/{device}"),
+                Some(&token),
+            )
+            .await;
+        if body["last_seen_ip"] == "127.0.0.1" {
+            seen = body;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen["last_seen_ip"], "127.0.0.1", "{seen}");
+    assert!(seen["last_seen_ts"].as_u64().unwrap() > 0);
+    let (_, whois) = s
+        .get(
+            "/_matrix/client/v3/admin/whois/@pat:localhost",
+            Some(&token),
+        )
+        .await;
+    let connection = &whois["devices"][&device]["sessions"][0]["connections"][0];
+    assert_eq!(connection["user_agent"], "axon-test/1.0", "{whois}");
+}

@@ -114,18 +114,69 @@ fn client_info(parts: &http::request::Parts) -> ClientInfo {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_string());
-    ClientInfo { ip }
+    let user_agent = parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(512).collect());
+    ClientInfo { ip, user_agent }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (by Content-Length up front, and
+/// while reading for chunked bodies).
+async fn read_body(
+    parts: &http::request::Parts,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<bytes::Bytes> {
+    let declared_too_large = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|len| len > limit as u64);
+    if declared_too_large {
+        return Err(Error::TooLarge);
+    }
+    let collected = Limited::new(body, limit).collect().await.map_err(|e| {
+        if e.downcast_ref::<LengthLimitError>().is_some() {
+            Error::TooLarge
+        } else {
+            Error::BadJson(format!("could not read the request body: {e}"))
+        }
+    })?;
+    Ok(collected.to_bytes())
+}
+
+fn json_error(e: serde_json::Error) -> Error {
+    if e.is_syntax() || e.is_eof() {
+        Error::NotJson(format!("body is not valid JSON: {e}"))
+    } else {
+        Error::BadJson(format!("body does not match the endpoint: {e}"))
+    }
+}
+
+/// A JSON body for the few endpoints ruma has no type for (Synapse's admin API), with the
+/// same size limit and errors as `Ruma<T>`.
+pub struct JsonBody<T> {
+    pub body: T,
+    pub client: ClientInfo,
+}
+
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<Homeserver>> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, hs: &Arc<Homeserver>) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let client = client_info(&parts);
+        let bytes = read_body(&parts, body, hs.config.limits.max_request_size).await?;
+        let body = serde_json::from_slice(&bytes).map_err(json_error)?;
+        Ok(Self { body, client })
+    }
 }
 
 fn decode_error(err: FromHttpRequestError) -> Error {
     match err {
-        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
-            if e.is_syntax() || e.is_eof() {
-                Error::NotJson(format!("body is not valid JSON: {e}"))
-            } else {
-                Error::BadJson(format!("body does not match the endpoint: {e}"))
-            }
-        }
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => json_error(e),
         FromHttpRequestError::Deserialization(DeserializationError::Utf8(e)) => {
             Error::NotJson(format!("body is not UTF-8: {e}"))
         }
@@ -168,26 +219,10 @@ where
         let requester = match (<T::Authentication as AuthRequirement>::TOKEN, token) {
             (TokenUse::Ignored, _) | (TokenUse::Optional, None) => None,
             (TokenUse::Required, None) => return Err(Error::MissingToken.into()),
-            (_, Some(token)) => Some(users::authenticate(hs, &token).await?),
+            (_, Some(token)) => Some(users::authenticate(hs, &token, &client).await?),
         };
 
-        let limit = hs.config.limits.max_request_size;
-        let too_large = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .is_some_and(|len| len > limit as u64);
-        if too_large {
-            return Err(Error::TooLarge.into());
-        }
-        let bytes = Limited::new(body, limit).collect().await.map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                Error::TooLarge
-            } else {
-                Error::BadJson(format!("could not read the request body: {e}"))
-            }
-        })?;
-        let bytes = bytes.to_bytes();
+        let bytes = read_body(&parts, body, hs.config.limits.max_request_size).await?;
 
         let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let http_req = http::Request::from_parts(parts, bytes.as_ref());

@@ -22,6 +22,7 @@ pub use extract::{Ruma, route};
 /// The complete application: every API, the fallbacks and the middleware.
 pub fn app(hs: Arc<Homeserver>) -> Router {
     let router = crate::api::client::routes(Router::new());
+    let router = crate::api::admin::routes(router);
     router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

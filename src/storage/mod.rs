@@ -12,6 +12,7 @@ pub mod account_data;
 pub mod devices;
 pub mod embedded;
 pub mod filters;
+pub mod nonces;
 pub mod profile;
 pub mod tokens;
 pub mod uia;

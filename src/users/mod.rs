@@ -16,6 +16,7 @@ pub mod login;
 pub mod profile;
 pub mod register;
 pub mod secrets;
+pub mod shared_secret;
 pub mod uia;
 
 /// The authenticated user and device behind a request.
@@ -31,6 +32,7 @@ pub struct Requester {
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
     pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 impl ClientInfo {
@@ -41,7 +43,7 @@ impl ClientInfo {
 
 /// Resolves an access token to its user and device. An expired token is a soft logout:
 /// the client may refresh and carry on.
-pub async fn authenticate(hs: &Homeserver, token: &str) -> Result<Requester> {
+pub async fn authenticate(hs: &Homeserver, token: &str, client: &ClientInfo) -> Result<Requester> {
     let row = hs
         .storage
         .access_token(&secrets::token_hash(token))
@@ -49,6 +51,24 @@ pub async fn authenticate(hs: &Homeserver, token: &str) -> Result<Requester> {
         .ok_or(Error::UnknownToken { soft_logout: false })?;
     if row.expires_ts.is_some_and(|exp| exp <= now_ms()) {
         return Err(Error::UnknownToken { soft_logout: true });
+    }
+    if hs.last_seen.due(&row.user_id, &row.device_id) {
+        // Off the request path: a slow write must not delay the request.
+        let storage = hs.storage.clone();
+        let (user, device, ip, agent) = (
+            row.user_id.clone(),
+            row.device_id.clone(),
+            client.ip.clone(),
+            client.user_agent.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = storage
+                .touch_device(&user, &device, ip.as_deref(), agent.as_deref(), now_ms())
+                .await
+            {
+                tracing::warn!("recording device activity: {e}");
+            }
+        });
     }
     Ok(Requester {
         user_id: parse_user_id(&row.user_id)?,
