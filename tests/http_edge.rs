@@ -250,3 +250,43 @@ async fn discovery() {
     assert_eq!(caps["m.get_login_token"]["enabled"], true);
     assert_eq!(caps["m.profile_fields"]["enabled"], true);
 }
+
+#[tokio::test]
+async fn rate_limited_endpoints_per_user() {
+    let s = TestServer::start_with(|env| {
+        env.insert("AXON_RATE_LIMITS__ENABLED".into(), "true".into());
+        env.insert("AXON_RATE_LIMITS__REGISTRATION__BURST".into(), "10".into());
+        env.insert(
+            "AXON_RATE_LIMITS__REQUESTS__PER_SECOND".into(),
+            "0.01".into(),
+        );
+        env.insert("AXON_RATE_LIMITS__REQUESTS__BURST".into(), "3".into());
+    })
+    .await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    // whoami is rate-limited in the spec; /devices is not
+    for _ in 0..3 {
+        assert_eq!(
+            s.get("/_matrix/client/v3/account/whoami", Some(&alice))
+                .await
+                .0,
+            200
+        );
+    }
+    let r = s
+        .get("/_matrix/client/v3/account/whoami", Some(&alice))
+        .await;
+    assert_error(&r, 429, "M_LIMIT_EXCEEDED");
+    assert_eq!(
+        s.get("/_matrix/client/v3/devices", Some(&alice)).await.0,
+        200
+    );
+    // other users have their own budget
+    assert_eq!(
+        s.get("/_matrix/client/v3/account/whoami", Some(&bob))
+            .await
+            .0,
+        200
+    );
+}

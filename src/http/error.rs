@@ -95,24 +95,21 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
     }
 }
 
-/// 404 for paths no endpoint serves.
-pub async fn unknown_endpoint() -> ApiError {
-    ApiError(Error::Unrecognized("unrecognized endpoint".into()))
-}
-
-/// 405 for a known path with the wrong method.
-pub async fn method_not_allowed() -> Response {
-    let mut r = ApiError(Error::Unrecognized(
-        "method not allowed for this endpoint".into(),
-    ))
-    .into_response();
-    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    r
-}
-
-/// 404 variant of M_UNRECOGNIZED for the router fallback.
+/// 404 M_UNRECOGNIZED for paths no endpoint serves.
 pub async fn not_found() -> Response {
-    let mut r = unknown_endpoint().await.into_response();
-    *r.status_mut() = StatusCode::NOT_FOUND;
+    unrecognized(StatusCode::NOT_FOUND, "unrecognized endpoint")
+}
+
+/// 405 M_UNRECOGNIZED for a known path with the wrong method.
+pub async fn method_not_allowed() -> Response {
+    unrecognized(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed for this endpoint",
+    )
+}
+
+fn unrecognized(status: StatusCode, message: &str) -> Response {
+    let mut r = ApiError(Error::Unrecognized(message.into())).into_response();
+    *r.status_mut() = status;
     r
 }

@@ -25,6 +25,7 @@ use ruma::api::{
 use super::error::ApiError;
 use crate::{
     error::{Error, Result},
+    ratelimit::Action,
     server::Homeserver,
     users::{self, ClientInfo, Requester},
 };
@@ -221,6 +222,17 @@ where
             (TokenUse::Required, None) => return Err(Error::MissingToken.into()),
             (_, Some(token)) => Some(users::authenticate(hs, &token, &client).await?),
         };
+        // Endpoints the spec marks rate-limited, per user. Anonymous ones (login,
+        // registration) have their own, stricter limits in the domain.
+        if T::RATE_LIMITED
+            && let Some(requester) = &requester
+        {
+            hs.rate_limiter
+                .check(Action::Request, requester.user_id.as_str())
+                .map_err(|retry| Error::LimitExceeded {
+                    retry_after_ms: retry.as_millis().max(1) as u64,
+                })?;
+        }
 
         let bytes = read_body(&parts, body, hs.config.limits.max_request_size).await?;
 

@@ -98,15 +98,7 @@ impl EmbeddedPostgres {
 
     /// Connection options for the cluster's socket.
     pub fn connect_options(&self) -> PgConnectOptions {
-        PgConnectOptions::new()
-            .socket(&self.socket_dir)
-            .port(PORT)
-            .username(DATABASE)
-            .database(DATABASE)
-    }
-
-    pub fn socket_dir(&self) -> &Path {
-        &self.socket_dir
+        socket_options(&self.socket_dir)
     }
 
     /// Fast shutdown: disconnects clients, checkpoints, exits.
@@ -363,11 +355,15 @@ fn unprivileged_user() -> Result<(u32, u32), EmbeddedError> {
 pub fn attach(data_dir: &Path) -> Result<PgConnectOptions, EmbeddedError> {
     let root = std::path::absolute(data_dir).map_err(|e| io("data_dir", e))?;
     let root = std::fs::read_link(root.join("postgres")).unwrap_or(root);
-    Ok(PgConnectOptions::new()
-        .socket(root.join("pgrun"))
+    Ok(socket_options(&root.join("pgrun")))
+}
+
+fn socket_options(socket_dir: &Path) -> PgConnectOptions {
+    PgConnectOptions::new()
+        .socket(socket_dir)
         .port(PORT)
         .username(DATABASE)
-        .database(DATABASE))
+        .database(DATABASE)
 }
 
 /// Waits until the socket accepts connections (pg_ctl -w already does; this guards the

@@ -88,15 +88,6 @@ impl Storage {
         Ok(())
     }
 
-    pub async fn set_admin(&self, user_id: &str, is_admin: bool) -> Result<()> {
-        sqlx::query("UPDATE users SET is_admin = $2 WHERE user_id = $1")
-            .bind(user_id)
-            .bind(is_admin)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
     /// Deactivates in one transaction: no password, no devices (and so no tokens), and
     /// with `erase`, no profile or account data.
     pub async fn deactivate_user(&self, user_id: &str, erase: bool) -> Result<()> {
