@@ -48,15 +48,20 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `key`; `Err(retry_after)` when the bucket is empty.
-    pub fn check(&self, action: Action, key: &str) -> Result<(), Duration> {
-        self.take(action, key, true)
+    /// Takes one token for `key`; `M_LIMIT_EXCEEDED` when the bucket is empty.
+    pub fn check(&self, action: Action, key: &str) -> crate::error::Result<()> {
+        self.take(action, key, true).map_err(limit_exceeded)
     }
 
     /// Whether a token is available, without taking it (e.g. before a password check whose
     /// failure is what gets counted).
-    pub fn peek(&self, action: Action, key: &str) -> Result<(), Duration> {
-        self.take(action, key, false)
+    pub fn peek(&self, action: Action, key: &str) -> crate::error::Result<()> {
+        self.take(action, key, false).map_err(limit_exceeded)
+    }
+
+    /// Counts a failure against `key`; an empty bucket is reported by the next `peek`.
+    pub fn record(&self, action: Action, key: &str) {
+        let _ = self.take(action, key, true);
     }
 
     fn take(&self, action: Action, key: &str, consume: bool) -> Result<(), Duration> {
@@ -93,6 +98,12 @@ impl RateLimiter {
     }
 }
 
+fn limit_exceeded(retry: Duration) -> crate::error::Error {
+    crate::error::Error::LimitExceeded {
+        retry_after_ms: retry.as_millis().max(1) as u64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,8 +120,15 @@ mod tests {
         let limiter = RateLimiter::new(config);
         assert!(limiter.check(Action::Login, "a").is_ok());
         assert!(limiter.check(Action::Login, "a").is_ok());
-        let retry = limiter.check(Action::Login, "a").unwrap_err();
-        assert!(retry > Duration::from_millis(1000) && retry <= Duration::from_secs(2));
+        let crate::error::Error::LimitExceeded { retry_after_ms } =
+            limiter.check(Action::Login, "a").unwrap_err()
+        else {
+            panic!("expected LimitExceeded")
+        };
+        assert!(
+            retry_after_ms > 1000 && retry_after_ms <= 2000,
+            "{retry_after_ms}"
+        );
         // other keys are independent
         assert!(limiter.check(Action::Login, "b").is_ok());
         // peek does not consume

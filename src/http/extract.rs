@@ -228,10 +228,7 @@ where
             && let Some(requester) = &requester
         {
             hs.rate_limiter
-                .check(Action::Request, requester.user_id.as_str())
-                .map_err(|retry| Error::LimitExceeded {
-                    retry_after_ms: retry.as_millis().max(1) as u64,
-                })?;
+                .check(Action::Request, requester.user_id.as_str())?;
         }
 
         let bytes = read_body(&parts, body, hs.config.limits.max_request_size).await?;

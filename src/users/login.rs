@@ -49,20 +49,12 @@ pub fn qualify_user_id(hs: &Homeserver, user: &str) -> Result<OwnedUserId> {
     Ok(user_id)
 }
 
-fn limited(retry: std::time::Duration) -> Error {
-    Error::LimitExceeded {
-        retry_after_ms: retry.as_millis().max(1) as u64,
-    }
-}
-
 pub async fn login(
     hs: &Homeserver,
     req: LoginRequest<'_>,
     client: &ClientInfo,
 ) -> Result<LoginOutcome> {
-    hs.rate_limiter
-        .check(Action::Login, client.rate_key())
-        .map_err(limited)?;
+    hs.rate_limiter.check(Action::Login, client.rate_key())?;
     let user_id = match req.credentials {
         Credentials::Password {
             identifier,
@@ -80,19 +72,17 @@ pub async fn login(
             };
             let invalid = || Error::Forbidden("invalid username or password".into());
             let user_id = qualify_user_id(hs, user).map_err(|_| invalid())?;
+            hs.rate_limiter.check(Action::Login, user_id.as_str())?;
             hs.rate_limiter
-                .check(Action::Login, user_id.as_str())
-                .map_err(limited)?;
-            hs.rate_limiter
-                .peek(Action::FailedLogin, user_id.as_str())
-                .map_err(limited)?;
+                .peek(Action::FailedLogin, user_id.as_str())?;
             let row = hs.storage.user(user_id.as_str()).await?;
             let ok = match row.as_ref().and_then(|u| u.password_hash.as_deref()) {
                 Some(hash) => secrets::verify_password(password, hash).await,
                 None => false,
             };
             if !ok {
-                let _ = hs.rate_limiter.check(Action::FailedLogin, user_id.as_str());
+                hs.rate_limiter
+                    .record(Action::FailedLogin, user_id.as_str());
                 return Err(invalid());
             }
             // Deactivation clears the password, so this only fires for accounts

@@ -69,10 +69,7 @@ pub async fn username_available(
     client: &ClientInfo,
 ) -> Result<bool> {
     hs.rate_limiter
-        .check(Action::Registration, client.rate_key())
-        .map_err(|r| Error::LimitExceeded {
-            retry_after_ms: r.as_millis().max(1) as u64,
-        })?;
+        .check(Action::Registration, client.rate_key())?;
     let user_id = check_localpart(hs, username)?;
     if hs.storage.localpart_exists(user_id.localpart()).await? {
         return Err(Error::UserInUse);
@@ -121,10 +118,7 @@ pub async fn register(
         uia::check(hs, UiaAction::Register, None, flows(hs), req.auth).await?;
     }
     hs.rate_limiter
-        .check(Action::Registration, client.rate_key())
-        .map_err(|r| Error::LimitExceeded {
-            retry_after_ms: r.as_millis().max(1) as u64,
-        })?;
+        .check(Action::Registration, client.rate_key())?;
 
     let password_hash = match req.password.filter(|_| !req.guest) {
         Some(p) => Some(secrets::hash_password(p).await?),

@@ -82,10 +82,7 @@ pub async fn register(
 ) -> Result<(OwnedUserId, OwnedDeviceId, IssuedTokens)> {
     let secret = secret(hs)?;
     hs.rate_limiter
-        .check(Action::Registration, client.rate_key())
-        .map_err(|r| Error::LimitExceeded {
-            retry_after_ms: r.as_millis().max(1) as u64,
-        })?;
+        .check(Action::Registration, client.rate_key())?;
     if !hs.storage.take_register_nonce(req.nonce, now_ms()).await? {
         return Err(Error::InvalidParam("unrecognised or expired nonce".into()));
     }

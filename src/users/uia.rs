@@ -123,11 +123,7 @@ async fn check_stage(
             let Some(user) = user else {
                 return Ok(Err(("M_FORBIDDEN", "no account to authenticate".into())));
             };
-            if let Err(retry) = hs.rate_limiter.peek(Action::FailedLogin, user.as_str()) {
-                return Err(Error::LimitExceeded {
-                    retry_after_ms: retry.as_millis() as u64,
-                });
-            }
+            hs.rate_limiter.peek(Action::FailedLogin, user.as_str())?;
             let claimed = match &p.identifier {
                 UserIdentifier::Matrix(id) => login::qualify_user_id(hs, &id.user).ok(),
                 _ => None,
@@ -146,7 +142,7 @@ async fn check_stage(
             match hash {
                 Some(hash) if secrets::verify_password(&p.password, &hash).await => Ok(()),
                 _ => {
-                    let _ = hs.rate_limiter.check(Action::FailedLogin, user.as_str());
+                    hs.rate_limiter.record(Action::FailedLogin, user.as_str());
                     Err(("M_FORBIDDEN", "invalid password".into()))
                 }
             }

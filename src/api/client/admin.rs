@@ -3,12 +3,9 @@
 use std::sync::Arc;
 
 use axum::Router;
-use ruma::{
-    MilliSecondsSinceUnixEpoch, UInt,
-    api::client::admin::get_user_info::{
-        self,
-        v3::{ConnectionInfo, DeviceInfo, SessionInfo},
-    },
+use ruma::api::client::admin::get_user_info::{
+    self,
+    v3::{ConnectionInfo, DeviceInfo, SessionInfo},
 };
 
 use crate::{
@@ -33,10 +30,7 @@ async fn whois(
         let mut connection = ConnectionInfo::new();
         connection.ip = d.last_seen_ip;
         connection.user_agent = d.user_agent;
-        connection.last_seen = d
-            .last_seen_ts
-            .and_then(|ts| UInt::try_from(ts).ok())
-            .map(MilliSecondsSinceUnixEpoch);
+        connection.last_seen = super::timestamp(d.last_seen_ts);
         let mut session = SessionInfo::new();
         session.connections.push(connection);
         let mut info = DeviceInfo::new();

@@ -3,11 +3,8 @@
 use std::sync::Arc;
 
 use axum::Router;
-use ruma::{
-    MilliSecondsSinceUnixEpoch, UInt,
-    api::client::device::{
-        self, delete_device, delete_devices, get_device, get_devices, update_device,
-    },
+use ruma::api::client::device::{
+    self, delete_device, delete_devices, get_device, get_devices, update_device,
 };
 
 use crate::{
@@ -30,10 +27,7 @@ fn to_device(row: DeviceRow) -> device::Device {
     let mut d = device::Device::new(row.device_id.into());
     d.display_name = row.display_name;
     d.last_seen_ip = row.last_seen_ip;
-    d.last_seen_ts = row
-        .last_seen_ts
-        .and_then(|ts| UInt::try_from(ts).ok())
-        .map(MilliSecondsSinceUnixEpoch);
+    d.last_seen_ts = super::timestamp(row.last_seen_ts);
     d
 }
 

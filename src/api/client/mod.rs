@@ -15,6 +15,12 @@ mod profile;
 mod session;
 mod threepid;
 
+/// A stored millisecond timestamp as ruma's type (negative values cannot occur; dropped).
+fn timestamp(ms: Option<i64>) -> Option<ruma::MilliSecondsSinceUnixEpoch> {
+    ms.and_then(|ts| ruma::UInt::try_from(ts).ok())
+        .map(ruma::MilliSecondsSinceUnixEpoch)
+}
+
 /// Every Client-Server endpoint axon serves.
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = discovery::routes(router);
