@@ -39,6 +39,10 @@ pub enum Error {
     ThreepidDenied(String),
     #[error("{0}")]
     ThreepidMediumNotSupported(String),
+    #[error("{0}")]
+    UnsupportedRoomVersion(String),
+    #[error("room alias already in use")]
+    RoomInUse,
     #[error("server-controlled account data cannot be set by clients")]
     ServerControlledAccountData,
     #[error("{0}")]

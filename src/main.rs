@@ -27,6 +27,9 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Make a new signing key; the old one stays published as an old verify key. Restart
+    /// running servers to sign with the new key.
+    RotateSigningKey,
     /// Create an account, bypassing the registration mode.
     CreateUser {
         localpart: String,
@@ -74,6 +77,14 @@ fn main() -> ExitCode {
                 db.close().await;
                 Ok(())
             }
+            Command::RotateSigningKey => {
+                let db = Database::open(&config).await?;
+                let result = axon::keys::rotate(&db.storage).await;
+                db.close().await;
+                let key_id = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("new signing key {key_id}");
+                Ok(())
+            }
             Command::CreateUser {
                 localpart,
                 admin,
@@ -111,8 +122,10 @@ async fn create_user(
     };
     anyhow::ensure!(!password.is_empty(), "the password is empty");
     let db = Database::open(&config).await?;
-    let hs = Homeserver::new(config, db.storage.clone());
-    let result = register::create_user_cli(&hs, localpart, Some(&password), admin).await;
+    let result = match Homeserver::new(config, db.storage.clone()).await {
+        Ok(hs) => register::create_user_cli(&hs, localpart, Some(&password), admin).await,
+        Err(e) => Err(e),
+    };
     db.close().await;
     let user_id = result.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("created {user_id}{}", if admin { " (admin)" } else { "" });

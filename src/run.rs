@@ -94,7 +94,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding listen.client {}", config.listen.client))?;
     let db = Database::open(&config).await?;
-    let hs = Homeserver::new(config, db.storage.clone());
+    let hs = match Homeserver::new(config, db.storage.clone()).await {
+        Ok(hs) => hs,
+        Err(e) => {
+            db.close().await;
+            return Err(anyhow::anyhow!("starting: {e}"));
+        }
+    };
     tracing::info!(
         server_name = %hs.config.server_name,
         address = %listener.local_addr()?,

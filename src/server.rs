@@ -6,7 +6,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{config::Config, ratelimit::RateLimiter, storage::Storage};
+use crate::{
+    config::Config, error::Result, keys::ServerKeys, ratelimit::RateLimiter,
+    rooms::persist::RoomLocks, storage::Storage,
+};
 
 #[derive(Debug)]
 pub struct Homeserver {
@@ -14,6 +17,8 @@ pub struct Homeserver {
     pub storage: Storage,
     pub rate_limiter: RateLimiter,
     pub last_seen: LastSeen,
+    pub keys: ServerKeys,
+    pub room_locks: RoomLocks,
 }
 
 /// Decides when a device's last-seen time is worth writing: at most once a minute per
@@ -47,14 +52,18 @@ impl LastSeen {
 }
 
 impl Homeserver {
-    pub fn new(config: Config, storage: Storage) -> Arc<Self> {
+    /// Assembles the server; loads (or makes, the first time) its signing key.
+    pub async fn new(config: Config, storage: Storage) -> Result<Arc<Self>> {
         let rate_limiter = RateLimiter::new(config.rate_limits.clone());
-        Arc::new(Self {
+        let keys = ServerKeys::load(&storage).await?;
+        Ok(Arc::new(Self {
             config,
             storage,
             rate_limiter,
             last_seen: LastSeen::default(),
-        })
+            keys,
+            room_locks: RoomLocks::default(),
+        }))
     }
 }
 

@@ -50,6 +50,28 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub well_known: WellKnownConfig,
+    #[serde(default)]
+    pub rooms: RoomsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Room version of new rooms when the client does not choose one.
+    #[serde(default = "default_room_version")]
+    pub default_version: ruma::RoomVersionId,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            default_version: default_room_version(),
+        }
+    }
+}
+
+fn default_room_version() -> ruma::RoomVersionId {
+    ruma::RoomVersionId::V12
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -378,6 +400,12 @@ impl Config {
             return Err(ConfigError::new(
                 "registration.tokens",
                 "mode is `token` but no tokens are configured",
+            ));
+        }
+        if self.rooms.default_version.rules().is_none() {
+            return Err(ConfigError::new(
+                "rooms.default_version",
+                "unknown room version",
             ));
         }
         if self.auth.access_token_lifetime_secs < 10 {

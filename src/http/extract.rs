@@ -214,6 +214,10 @@ where
                 Ok(Path(args)) => args,
                 Err(_) => Vec::new(),
             };
+        let mut path_args = path_args;
+        if parts.extensions.get::<EmptyLastArg>().is_some() {
+            path_args.push(String::new());
+        }
         let client = client_info(&parts);
 
         let token = access_token(&parts);
@@ -254,8 +258,42 @@ pub fn respond<R: OutgoingResponseExt>(response: R) -> Response {
     }
 }
 
+/// Marks routes registered without the last path argument, which then is empty.
+#[derive(Debug, Clone, Copy)]
+struct EmptyLastArg;
+
 /// Registers `handler` for every path and the method of ruma request type `T`.
 pub fn route<T, F, Fut>(router: Router<Arc<Homeserver>>, handler: F) -> Router<Arc<Homeserver>>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: AuthRequirement,
+    F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
+{
+    register(router, handler, false)
+}
+
+/// As `route`, and also for the paths with the last argument left empty (`.../state/{type}`
+/// and `.../state/{type}/` mean state key ""), which a path pattern cannot match.
+pub fn route_optional_last<T, F, Fut>(
+    router: Router<Arc<Homeserver>>,
+    handler: F,
+) -> Router<Arc<Homeserver>>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: AuthRequirement,
+    F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
+{
+    let router = register(router, handler.clone(), false);
+    register(router, handler, true)
+}
+
+fn register<T, F, Fut>(
+    router: Router<Arc<Homeserver>>,
+    handler: F,
+    empty_last: bool,
+) -> Router<Arc<Homeserver>>
 where
     T: IncomingRequest + Send + 'static,
     T::Authentication: AuthRequirement,
@@ -274,7 +312,22 @@ where
     };
     let mut router = router;
     for path in T::PATH_BUILDER.all_paths() {
-        router = router.route(path, on(method, service.clone()));
+        if !empty_last {
+            router = router.route(path, on(method, service.clone()));
+            continue;
+        }
+        let Some((prefix, last)) = path.rsplit_once('/') else {
+            continue;
+        };
+        if !last.starts_with('{') {
+            continue;
+        }
+        for short in [prefix.to_owned(), format!("{prefix}/")] {
+            router = router.route(
+                &short,
+                on(method, service.clone()).layer(axum::Extension(EmptyLastArg)),
+            );
+        }
     }
     router
 }

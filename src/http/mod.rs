@@ -23,6 +23,7 @@ pub use extract::{Ruma, route};
 pub fn app(hs: Arc<Homeserver>) -> Router {
     let router = crate::api::client::routes(Router::new());
     let router = crate::api::admin::routes(router);
+    let router = crate::api::federation::routes(router);
     router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -45,6 +45,12 @@ impl EmbeddedPostgres {
     /// Initialises (first time) and starts the cluster under `root`, installing the server
     /// package first when it is missing and we are root.
     pub fn start(root: &Path) -> Result<Self, EmbeddedError> {
+        Self::start_with(root, true)
+    }
+
+    /// `durable: false` turns off fsync and synchronous commit: for throwaway clusters
+    /// (tests), never for data anyone keeps.
+    pub fn start_with(root: &Path, durable: bool) -> Result<Self, EmbeddedError> {
         let bin_dir = match find_bin_dir() {
             Some(dir) => dir,
             None if is_root() => {
@@ -87,8 +93,13 @@ impl EmbeddedPostgres {
                 &this.data_dir.join("postgres.log").to_string_lossy(),
                 "-o",
                 &format!(
-                    "-c listen_addresses='' -c unix_socket_directories='{}' -c unix_socket_permissions=0700 -p {PORT} -c fsync=on",
-                    this.socket_dir.display()
+                    "-c listen_addresses='' -c unix_socket_directories='{}' -c unix_socket_permissions=0700 -p {PORT} {}",
+                    this.socket_dir.display(),
+                    if durable {
+                        "-c fsync=on"
+                    } else {
+                        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                    }
                 ),
             ],
         )?;

@@ -11,9 +11,13 @@ use sqlx::{
 pub mod account_data;
 pub mod devices;
 pub mod embedded;
+pub mod events;
 pub mod filters;
+pub mod keys;
 pub mod nonces;
 pub mod profile;
+pub mod rooms;
+pub mod state;
 pub mod tokens;
 pub mod uia;
 pub mod users;

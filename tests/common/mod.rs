@@ -43,7 +43,7 @@ fn cluster() -> &'static Cluster {
         let dir = std::env::temp_dir().join(format!("axon-test-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         // /tmp is world-traversable, so the cluster can run as `postgres` when we are root.
-        let pg = EmbeddedPostgres::start(&dir).expect("start test PostgreSQL");
+        let pg = EmbeddedPostgres::start_with(&dir, false).expect("start test PostgreSQL");
         // A fresh thread: the caller may already be inside a runtime.
         let options = pg.connect_options();
         std::thread::spawn(move || {
@@ -144,7 +144,7 @@ impl TestServer {
     async fn start_on(env: BTreeMap<String, String>, db: PgConnectOptions) -> Self {
         let config = Config::load_from(None, &env).expect("test config");
         let storage = Storage::connect(db.clone(), 4).await.unwrap();
-        let hs = Homeserver::new(config, storage);
+        let hs = Homeserver::new(config, storage).await.expect("homeserver");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -5,20 +5,17 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{Json, Router, extract::State, routing::get};
-use ruma::{
-    RoomVersionId,
-    api::client::discovery::{
-        discover_homeserver::{self, HomeserverInfo},
-        get_capabilities::{
-            self,
-            v3::{
-                Capabilities, ChangePasswordCapability, GetLoginTokenCapability,
-                ProfileFieldsCapability, RoomVersionStability, RoomVersionsCapability,
-                SetAvatarUrlCapability, SetDisplayNameCapability, ThirdPartyIdChangesCapability,
-            },
+use ruma::api::client::discovery::{
+    discover_homeserver::{self, HomeserverInfo},
+    get_capabilities::{
+        self,
+        v3::{
+            Capabilities, ChangePasswordCapability, GetLoginTokenCapability,
+            ProfileFieldsCapability, RoomVersionStability, RoomVersionsCapability,
+            SetAvatarUrlCapability, SetDisplayNameCapability, ThirdPartyIdChangesCapability,
         },
-        get_supported_versions,
     },
+    get_supported_versions,
 };
 use serde_json::{Value as JsonValue, json};
 
@@ -76,14 +73,17 @@ async fn well_known_server(State(hs): State<Arc<Homeserver>>) -> Json<JsonValue>
 }
 
 async fn capabilities(
-    _hs: Arc<Homeserver>,
+    hs: Arc<Homeserver>,
     _req: Ruma<get_capabilities::v3::Request>,
 ) -> Result<get_capabilities::v3::Response> {
     let mut caps = Capabilities::new();
     caps.change_password = ChangePasswordCapability::new(true);
     caps.room_versions = RoomVersionsCapability::new(
-        RoomVersionId::V11,
-        BTreeMap::from([(RoomVersionId::V11, RoomVersionStability::Stable)]),
+        hs.config.rooms.default_version.clone(),
+        crate::rooms::create::supported_versions()
+            .into_iter()
+            .map(|v| (v, RoomVersionStability::Stable))
+            .collect::<BTreeMap<_, _>>(),
     );
     caps.set_displayname = SetDisplayNameCapability::new(true);
     caps.set_avatar_url = SetAvatarUrlCapability::new(true);

@@ -11,7 +11,9 @@ mod account_data;
 mod admin;
 mod devices;
 mod discovery;
+mod events;
 mod profile;
+mod rooms;
 mod session;
 mod threepid;
 
@@ -30,5 +32,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = profile::routes(router);
     let router = account_data::routes(router);
     let router = threepid::routes(router);
+    let router = rooms::routes(router);
+    let router = events::routes(router);
     admin::routes(router)
 }

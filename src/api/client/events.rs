@@ -1,0 +1,219 @@
+//! Sending and reading events: send, state, event, members, messages.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use axum::Router;
+use ruma::{
+    api::{
+        Direction,
+        client::{
+            membership::{get_member_events, joined_members},
+            message::{get_message_events, send_message_event},
+            room::get_room_event,
+            state::{get_state_event_for_key, get_state_events, send_state_event},
+        },
+    },
+    serde::Raw,
+};
+use serde_json::Value as JsonValue;
+
+use crate::{
+    error::{Error, Result},
+    http::{Ruma, extract::route_optional_last, route},
+    rooms::{pdu::NewEvent, persist, timeline},
+    server::Homeserver,
+};
+
+pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
+    let router = route(router, send_message);
+    let router = route_optional_last(router, send_state);
+    let router = route_optional_last(router, state_event);
+    let router = route(router, state);
+    let router = route(router, event);
+    let router = route(router, members);
+    let router = route(router, joined_members);
+    route(router, messages)
+}
+
+fn to_raw<T>(value: &JsonValue) -> Result<Raw<T>> {
+    serde_json::value::to_raw_value(value)
+        .map(Raw::from_json)
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+fn content_of<T>(raw: &Raw<T>) -> Result<JsonValue> {
+    let v: JsonValue =
+        serde_json::from_str(raw.json().get()).map_err(|e| Error::NotJson(e.to_string()))?;
+    if !v.is_object() {
+        return Err(Error::BadJson("event content must be a JSON object".into()));
+    }
+    Ok(v)
+}
+
+async fn send_message(
+    hs: Arc<Homeserver>,
+    req: Ruma<send_message_event::v3::Request>,
+) -> Result<send_message_event::v3::Response> {
+    let requester = req.requester()?;
+    let b = &req.body;
+    let (sender, device, txn) = (
+        requester.user_id.as_str(),
+        requester.device_id.as_str(),
+        b.txn_id.as_str(),
+    );
+    // Idempotent per device and transaction ID.
+    if let Some(id) = hs.storage.event_for_txn(sender, device, txn).await? {
+        return Ok(send_message_event::v3::Response::new(
+            ruma::EventId::parse(id).map_err(|e| Error::Internal(e.to_string()))?,
+        ));
+    }
+    let new = NewEvent {
+        event_type: b.event_type.to_string(),
+        content: content_of(&b.body)?,
+        state_key: None,
+        redacts: None,
+    };
+    let event_id = persist::send(
+        &hs,
+        &b.room_id,
+        &requester.user_id,
+        new,
+        Some((device, txn)),
+    )
+    .await?;
+    Ok(send_message_event::v3::Response::new(event_id))
+}
+
+async fn send_state(
+    hs: Arc<Homeserver>,
+    req: Ruma<send_state_event::v3::Request>,
+) -> Result<send_state_event::v3::Response> {
+    let b = &req.body;
+    let new = NewEvent {
+        event_type: b.event_type.to_string(),
+        content: content_of(&b.body)?,
+        state_key: Some(b.state_key.clone()),
+        redacts: None,
+    };
+    let event_id = persist::send(&hs, &b.room_id, &req.requester()?.user_id, new, None).await?;
+    Ok(send_state_event::v3::Response::new(event_id))
+}
+
+async fn state_event(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_state_event_for_key::v3::Request>,
+) -> Result<get_state_event_for_key::v3::Response> {
+    let b = &req.body;
+    let content = timeline::state_event(
+        &hs,
+        req.requester()?,
+        &b.room_id,
+        &b.event_type.to_string(),
+        &b.state_key,
+    )
+    .await?;
+    let raw =
+        serde_json::value::to_raw_value(&content).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(get_state_event_for_key::v3::Response::new(raw))
+}
+
+async fn state(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_state_events::v3::Request>,
+) -> Result<get_state_events::v3::Response> {
+    let events = timeline::state(&hs, req.requester()?, &req.body.room_id).await?;
+    Ok(get_state_events::v3::Response::new(
+        events.iter().map(to_raw).collect::<Result<_>>()?,
+    ))
+}
+
+async fn event(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_room_event::v3::Request>,
+) -> Result<get_room_event::v3::Response> {
+    let e = timeline::event(
+        &hs,
+        req.requester()?,
+        &req.body.room_id,
+        req.body.event_id.as_str(),
+    )
+    .await?;
+    Ok(get_room_event::v3::Response::new(to_raw(&e)?))
+}
+
+async fn members(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_member_events::v3::Request>,
+) -> Result<get_member_events::v3::Response> {
+    let b = &req.body;
+    let events = timeline::members(&hs, req.requester()?, &b.room_id).await?;
+    let keep = |e: &JsonValue| {
+        let m = e["content"]["membership"].as_str().unwrap_or_default();
+        b.membership.as_ref().is_none_or(|want| want.as_str() == m)
+            && b.not_membership
+                .as_ref()
+                .is_none_or(|not| not.as_str() != m)
+    };
+    Ok(get_member_events::v3::Response::new(
+        events
+            .iter()
+            .filter(|e| keep(e))
+            .map(to_raw)
+            .collect::<Result<_>>()?,
+    ))
+}
+
+async fn joined_members(
+    hs: Arc<Homeserver>,
+    req: Ruma<joined_members::v3::Request>,
+) -> Result<joined_members::v3::Response> {
+    let events = timeline::members(&hs, req.requester()?, &req.body.room_id).await?;
+    let mut joined = BTreeMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e["content"]["membership"] == "join")
+    {
+        let Some(user) = e["state_key"]
+            .as_str()
+            .and_then(|u| ruma::UserId::parse(u).ok())
+        else {
+            continue;
+        };
+        let mut member = joined_members::v3::RoomMember::new();
+        member.display_name = e["content"]["displayname"].as_str().map(str::to_owned);
+        member.avatar_url = e["content"]["avatar_url"].as_str().map(Into::into);
+        joined.insert(user, member);
+    }
+    Ok(joined_members::v3::Response::new(joined))
+}
+
+fn parse_token(token: Option<&str>) -> Result<Option<i64>> {
+    token
+        .map(|t| t.strip_prefix('s').unwrap_or(t).parse::<i64>())
+        .transpose()
+        .map_err(|_| Error::InvalidParam("invalid pagination token".into()))
+}
+
+async fn messages(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_message_events::v3::Request>,
+) -> Result<get_message_events::v3::Response> {
+    let b = &req.body;
+    let backwards = b.dir == Direction::Backward;
+    let limit = u32::try_from(b.limit).unwrap_or(1000);
+    let page = timeline::messages(
+        &hs,
+        req.requester()?,
+        &b.room_id,
+        parse_token(b.from.as_deref())?,
+        parse_token(b.to.as_deref())?,
+        backwards,
+        limit,
+    )
+    .await?;
+    let mut response = get_message_events::v3::Response::new();
+    response.start = format!("s{}", page.start);
+    response.end = page.end.map(|e| format!("s{e}"));
+    response.chunk = page.events.iter().map(to_raw).collect::<Result<_>>()?;
+    Ok(response)
+}

@@ -1,0 +1,213 @@
+//! Room creation and membership: createRoom, join, leave, invite, kick, ban, unban,
+//! joined_rooms.
+
+use std::sync::Arc;
+
+use axum::Router;
+use ruma::api::client::{
+    membership::{
+        Invite3pid, ban_user, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_rooms,
+        kick_user, leave_room, unban_user,
+    },
+    room::{Visibility, create_room},
+};
+use serde_json::Value as JsonValue;
+
+use crate::{
+    error::{Error, Result},
+    http::{Ruma, route},
+    rooms::{
+        create::{self, CreateRoom, Preset},
+        membership,
+    },
+    server::Homeserver,
+};
+
+pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
+    let router = route(router, create_room);
+    let router = route(router, joined_rooms);
+    let router = route(router, join_by_id);
+    let router = route(router, join_by_id_or_alias);
+    let router = route(router, leave);
+    let router = route(router, invite);
+    let router = route(router, kick);
+    let router = route(router, ban);
+    route(router, unban)
+}
+
+fn raw_json<T>(raw: &ruma::serde::Raw<T>) -> Result<JsonValue> {
+    serde_json::from_str(raw.json().get()).map_err(|e| Error::BadJson(e.to_string()))
+}
+
+async fn create_room(
+    hs: Arc<Homeserver>,
+    req: Ruma<create_room::v3::Request>,
+) -> Result<create_room::v3::Response> {
+    let b = &req.body;
+    if !b.invite_3pid.is_empty() {
+        let _: &[Invite3pid] = &b.invite_3pid;
+        return Err(Error::InvalidParam(
+            "invite_3pid needs an identity server, and this server is not configured with one"
+                .into(),
+        ));
+    }
+    let preset = match &b.preset {
+        None => None,
+        Some(create_room::v3::RoomPreset::PrivateChat) => Some(Preset::PrivateChat),
+        Some(create_room::v3::RoomPreset::TrustedPrivateChat) => Some(Preset::TrustedPrivateChat),
+        Some(create_room::v3::RoomPreset::PublicChat) => Some(Preset::PublicChat),
+        Some(other) => {
+            return Err(Error::InvalidParam(format!(
+                "unknown preset {}",
+                other.as_str()
+            )));
+        }
+    };
+    let room_id = create::create_room(
+        &hs,
+        req.requester()?,
+        CreateRoom {
+            room_version: b.room_version.clone(),
+            preset,
+            public: b.visibility == Visibility::Public,
+            name: b.name.clone(),
+            topic: b.topic.clone(),
+            room_alias_name: b.room_alias_name.clone(),
+            invite: b.invite.clone(),
+            is_direct: b.is_direct,
+            creation_content: b.creation_content.as_ref().map(raw_json).transpose()?,
+            initial_state: b
+                .initial_state
+                .iter()
+                .map(raw_json)
+                .collect::<Result<_>>()?,
+            power_level_content_override: b
+                .power_level_content_override
+                .as_ref()
+                .map(raw_json)
+                .transpose()?,
+        },
+    )
+    .await?;
+    Ok(create_room::v3::Response::new(room_id))
+}
+
+async fn joined_rooms(
+    hs: Arc<Homeserver>,
+    req: Ruma<joined_rooms::v3::Request>,
+) -> Result<joined_rooms::v3::Response> {
+    Ok(joined_rooms::v3::Response::new(
+        membership::joined_rooms(&hs, req.requester()?).await?,
+    ))
+}
+
+async fn join_by_id(
+    hs: Arc<Homeserver>,
+    req: Ruma<join_room_by_id::v3::Request>,
+) -> Result<join_room_by_id::v3::Response> {
+    membership::join(
+        &hs,
+        req.requester()?,
+        &req.body.room_id,
+        req.body.reason.as_deref(),
+    )
+    .await?;
+    Ok(join_room_by_id::v3::Response::new(req.body.room_id.clone()))
+}
+
+async fn join_by_id_or_alias(
+    hs: Arc<Homeserver>,
+    req: Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> Result<join_room_by_id_or_alias::v3::Response> {
+    let room_id = membership::resolve_room(&hs, req.body.room_id_or_alias.as_str()).await?;
+    membership::join(&hs, req.requester()?, &room_id, req.body.reason.as_deref()).await?;
+    Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+async fn leave(
+    hs: Arc<Homeserver>,
+    req: Ruma<leave_room::v3::Request>,
+) -> Result<leave_room::v3::Response> {
+    membership::leave(
+        &hs,
+        req.requester()?,
+        &req.body.room_id,
+        req.body.reason.as_deref(),
+    )
+    .await?;
+    Ok(leave_room::v3::Response::new())
+}
+
+async fn invite(
+    hs: Arc<Homeserver>,
+    req: Ruma<invite_user::v3::Request>,
+) -> Result<invite_user::v3::Response> {
+    let invite_user::v3::InvitationRecipient::UserId(recipient) = &req.body.recipient else {
+        // The other recipient kind is a third-party identifier.
+        return Err(Error::InvalidParam(
+            "third-party invites need an identity server, and this server is not configured with one".into(),
+        ));
+    };
+    let requester = req.requester()?;
+    membership::change_other(
+        &hs,
+        requester,
+        &req.body.room_id,
+        &recipient.user_id,
+        "invite",
+        recipient.reason.as_deref(),
+    )
+    .await?;
+    Ok(invite_user::v3::Response::new())
+}
+
+async fn kick(
+    hs: Arc<Homeserver>,
+    req: Ruma<kick_user::v3::Request>,
+) -> Result<kick_user::v3::Response> {
+    let b = &req.body;
+    membership::change_other(
+        &hs,
+        req.requester()?,
+        &b.room_id,
+        &b.user_id,
+        "leave",
+        b.reason.as_deref(),
+    )
+    .await?;
+    Ok(kick_user::v3::Response::new())
+}
+
+async fn ban(
+    hs: Arc<Homeserver>,
+    req: Ruma<ban_user::v3::Request>,
+) -> Result<ban_user::v3::Response> {
+    let b = &req.body;
+    membership::change_other(
+        &hs,
+        req.requester()?,
+        &b.room_id,
+        &b.user_id,
+        "ban",
+        b.reason.as_deref(),
+    )
+    .await?;
+    Ok(ban_user::v3::Response::new())
+}
+
+async fn unban(
+    hs: Arc<Homeserver>,
+    req: Ruma<unban_user::v3::Request>,
+) -> Result<unban_user::v3::Response> {
+    let b = &req.body;
+    membership::change_other(
+        &hs,
+        req.requester()?,
+        &b.room_id,
+        &b.user_id,
+        "unban",
+        b.reason.as_deref(),
+    )
+    .await?;
+    Ok(unban_user::v3::Response::new())
+}

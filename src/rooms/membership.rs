@@ -1,0 +1,136 @@
+//! Membership changes by local users: join, leave, invite, kick, ban, unban, forget.
+
+use ruma::{OwnedRoomId, RoomId, UserId};
+use serde_json::Value as JsonValue;
+
+use super::{create::member_content, pdu::NewEvent, persist};
+use crate::{
+    error::{Error, Result},
+    server::Homeserver,
+    users::Requester,
+};
+
+fn member_event(target: &UserId, content: JsonValue) -> NewEvent {
+    NewEvent {
+        event_type: "m.room.member".into(),
+        content,
+        state_key: Some(target.to_string()),
+        redacts: None,
+    }
+}
+
+fn with_reason(mut content: JsonValue, reason: Option<&str>) -> JsonValue {
+    if let Some(r) = reason {
+        content["reason"] = r.into();
+    }
+    content
+}
+
+/// Resolves `#alias` or `!id` to a room known here.
+pub async fn resolve_room(hs: &Homeserver, id_or_alias: &str) -> Result<OwnedRoomId> {
+    if id_or_alias.starts_with('#') {
+        let room = hs
+            .storage
+            .alias_room(id_or_alias)
+            .await?
+            .ok_or_else(|| Error::NotFound("room alias not found".into()))?;
+        return RoomId::parse(room).map_err(|e| Error::Internal(e.to_string()));
+    }
+    RoomId::parse(id_or_alias).map_err(|e| Error::InvalidParam(format!("invalid room ID: {e}")))
+}
+
+pub async fn join(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    reason: Option<&str>,
+) -> Result<()> {
+    if hs.storage.room(room_id.as_str()).await?.is_none() {
+        return Err(Error::NotFound(
+            "no known room with that ID or alias".into(),
+        ));
+    }
+    let content = with_reason(
+        member_content(hs, &requester.user_id, "join").await?,
+        reason,
+    );
+    persist::send(
+        hs,
+        room_id,
+        &requester.user_id,
+        member_event(&requester.user_id, content),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn leave(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    reason: Option<&str>,
+) -> Result<()> {
+    let content = with_reason(serde_json::json!({ "membership": "leave" }), reason);
+    persist::send(
+        hs,
+        room_id,
+        &requester.user_id,
+        member_event(&requester.user_id, content),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+/// invite, kick (leave), ban, unban (leave): a change to another user's membership.
+pub async fn change_other(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    target: &UserId,
+    membership: &str,
+    reason: Option<&str>,
+) -> Result<()> {
+    persist::room_context(hs, room_id).await?;
+    let current = hs
+        .storage
+        .membership(room_id.as_str(), target.as_str())
+        .await?;
+    // The auth rules would allow a "kick" of someone not in the room; Synapse refuses.
+    if membership == "leave" && current.is_none() {
+        return Err(Error::Forbidden("the user is not in the room".into()));
+    }
+    if membership == "unban" && current.as_deref() != Some("ban") {
+        return Err(Error::Forbidden("the user is not banned".into()));
+    }
+    let content = if membership == "invite" {
+        member_content(hs, target, "invite").await?
+    } else {
+        let m = if membership == "unban" {
+            "leave"
+        } else {
+            membership
+        };
+        serde_json::json!({ "membership": m })
+    };
+    let content = with_reason(content, reason);
+    persist::send(
+        hs,
+        room_id,
+        &requester.user_id,
+        member_event(target, content),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn joined_rooms(hs: &Homeserver, requester: &Requester) -> Result<Vec<OwnedRoomId>> {
+    hs.storage
+        .rooms_with_membership(requester.user_id.as_str(), "join")
+        .await?
+        .into_iter()
+        .map(|r| RoomId::parse(r).map_err(|e| Error::Internal(e.to_string())))
+        .collect()
+}

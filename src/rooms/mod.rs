@@ -1,0 +1,8 @@
+//! Rooms: PDUs, the persistence path, room creation, membership and reading.
+
+pub mod aliases;
+pub mod create;
+pub mod membership;
+pub mod pdu;
+pub mod persist;
+pub mod timeline;

@@ -1,0 +1,293 @@
+//! The one way an event enters a room (DESIGN.md): build (or receive) a full PDU, check it
+//! against the auth rules, work out the state after it, and persist event, DAG edges,
+//! state, current state, memberships and stream position in one transaction. Writes to a
+//! room are serialized (in process by `RoomLocks`, across processes by an advisory lock).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, Weak},
+};
+
+use ruma::{
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UserId,
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
+};
+use serde_json::Value as JsonValue;
+
+use super::pdu::{self, NewEvent, Pdu, Placement};
+use crate::{
+    error::{Error, Result},
+    server::Homeserver,
+    storage::{
+        events::{NewEventRow, RoomWrite, StoredEvent},
+        state::StateNids,
+    },
+};
+
+/// In-process serialization of writes per room, so that waiting writers do not each hold a
+/// database connection while the advisory lock is busy.
+#[derive(Debug, Default)]
+pub struct RoomLocks {
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl RoomLocks {
+    pub async fn lock(&self, room_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let mutex = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            if locks.len() > 1024 {
+                locks.retain(|_, weak| weak.strong_count() > 0);
+            }
+            match locks.get(room_id).and_then(Weak::upgrade) {
+                Some(m) => m,
+                None => {
+                    let m = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(room_id.to_owned(), Arc::downgrade(&m));
+                    m
+                }
+            }
+        };
+        mutex.lock_owned().await
+    }
+}
+
+/// A room's identity and rules.
+#[derive(Debug, Clone)]
+pub struct RoomContext {
+    pub room_id: OwnedRoomId,
+    pub version: RoomVersionId,
+    pub rules: RoomVersionRules,
+}
+
+pub fn rules_for(version: &RoomVersionId) -> Result<RoomVersionRules> {
+    version
+        .rules()
+        .ok_or_else(|| Error::Internal(format!("no rules for room version {version}")))
+}
+
+pub async fn room_context(hs: &Homeserver, room_id: &RoomId) -> Result<RoomContext> {
+    let (version, _) = hs
+        .storage
+        .room(room_id.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound("unknown room".into()))?;
+    let version = RoomVersionId::try_from(version.as_str())
+        .map_err(|e| Error::Internal(format!("stored room version: {e}")))?;
+    let rules = rules_for(&version)?;
+    Ok(RoomContext {
+        room_id: room_id.to_owned(),
+        version,
+        rules,
+    })
+}
+
+pub fn parse_stored(e: &StoredEvent) -> Result<Pdu> {
+    let event_id =
+        EventId::parse(&e.event_id).map_err(|_| Error::Internal("stored event ID".into()))?;
+    let json = serde_json::from_value(e.pdu.clone())
+        .map_err(|e| Error::Internal(format!("stored PDU: {e}")))?;
+    Pdu::from_json(event_id, json)
+}
+
+/// State keys the auth rules may consult for an event: its auth types, plus the create
+/// event, which room v12 leaves out of auth_events but the rules still read.
+fn auth_keys(
+    rules: &RoomVersionRules,
+    sender: &UserId,
+    new: &NewEvent,
+) -> Result<Vec<(String, String)>> {
+    let content =
+        serde_json::value::to_raw_value(&new.content).map_err(|e| Error::BadJson(e.to_string()))?;
+    let event_type = TimelineEventType::from(new.event_type.as_str());
+    let mut keys: Vec<(String, String)> = ruma::state_res::auth_types_for_event(
+        &event_type,
+        sender,
+        new.state_key.as_deref(),
+        &content,
+        &rules.authorization,
+    )
+    .map_err(|e| Error::BadJson(format!("invalid event: {e}")))?
+    .into_iter()
+    .map(|(t, k)| (t.to_string(), k))
+    .collect();
+    let create = (StateEventType::RoomCreate.to_string(), String::new());
+    if !keys.contains(&create) {
+        keys.push(create);
+    }
+    Ok(keys)
+}
+
+/// What the auth checks read: the state before the event, by key, for the keys they use.
+struct AuthState {
+    by_key: HashMap<(String, String), Pdu>,
+    by_id: HashMap<OwnedEventId, Pdu>,
+}
+
+async fn load_auth_state(
+    w: &mut RoomWrite,
+    current: &StateNids,
+    keys: &[(String, String)],
+) -> Result<AuthState> {
+    let wanted: Vec<(i64, (String, String))> = keys
+        .iter()
+        .filter_map(|k| current.get(k).map(|nid| (*nid, k.clone())))
+        .collect();
+    let nids: Vec<i64> = wanted.iter().map(|(n, _)| *n).collect();
+    let events = w.events_by_nid(&nids).await?;
+    let mut by_nid: HashMap<i64, Pdu> = HashMap::new();
+    for e in &events {
+        by_nid.insert(e.event_nid, parse_stored(e)?);
+    }
+    let mut state = AuthState {
+        by_key: HashMap::new(),
+        by_id: HashMap::new(),
+    };
+    for (nid, key) in wanted {
+        if let Some(p) = by_nid.get(&nid) {
+            state.by_id.insert(p.event_id.clone(), p.clone());
+            state.by_key.insert(key, p.clone());
+        }
+    }
+    Ok(state)
+}
+
+/// Builds the next event of a room on its current forward extremities and checks it
+/// against the auth rules with the state before it.
+pub async fn build_checked(
+    hs: &Homeserver,
+    w: &mut RoomWrite,
+    ctx: &RoomContext,
+    sender: &UserId,
+    new: &NewEvent,
+) -> Result<Pdu> {
+    let extremities = w.extremities().await?;
+    if extremities.len() > 1 {
+        // Local writes are serialized and always build on every extremity, so a fork only
+        // comes from federation, which resolves it when it arrives.
+        return Err(Error::Internal(
+            "room has several forward extremities".into(),
+        ));
+    }
+    let keys = auth_keys(&ctx.rules, sender, new)?;
+    let current = w.current_state_for(&keys).await?;
+    let auth = load_auth_state(w, &current, &keys).await?;
+    let mut auth_events: Vec<OwnedEventId> = keys
+        .iter()
+        .filter(|(t, _)| {
+            !(ctx.rules.authorization.room_create_event_id_as_room_id && t == "m.room.create")
+        })
+        .filter_map(|k| auth.by_key.get(k).map(|p| p.event_id.clone()))
+        .collect();
+    auth_events.sort();
+    auth_events.dedup();
+    let prev_events: Vec<OwnedEventId> = extremities
+        .iter()
+        .map(|e| {
+            EventId::parse(&e.event_id).map_err(|_| Error::Internal("stored extremity".into()))
+        })
+        .collect::<Result<_>>()?;
+    let depth = extremities.iter().map(|e| e.depth).max().unwrap_or(0) + 1;
+    let pdu = pdu::build(
+        &hs.keys,
+        hs.config.server_name(),
+        &ctx.rules,
+        sender,
+        new,
+        &Placement {
+            room_id: Some(&ctx.room_id),
+            prev_events: &prev_events,
+            auth_events: &auth_events,
+            depth,
+        },
+        MilliSecondsSinceUnixEpoch::now(),
+    )?;
+    check_auth(&ctx.rules, &pdu, &auth)?;
+    Ok(pdu)
+}
+
+fn check_auth(rules: &RoomVersionRules, pdu: &Pdu, auth: &AuthState) -> Result<()> {
+    let rules = &rules.authorization;
+    ruma::state_res::check_state_independent_auth_rules(rules, pdu, |id: &EventId| {
+        auth.by_id.get(id)
+    })
+    .map_err(Error::Forbidden)?;
+    ruma::state_res::check_state_dependent_auth_rules(rules, pdu, |t: &StateEventType, k: &str| {
+        auth.by_key.get(&(t.to_string(), k.to_owned()))
+    })
+    .map_err(Error::Forbidden)?;
+    Ok(())
+}
+
+/// Persists a checked PDU as the room's newest event: event, edges, extremities, state
+/// group, current state and membership; the stream position is given at commit.
+pub async fn store(w: &mut RoomWrite, pdu: &Pdu, txn: Option<(&str, &str)>) -> Result<i64> {
+    let pdu_json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
+    let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+    let event_type = pdu.event_type.to_string();
+    let extremities = w.extremities().await?;
+    let before = extremities.first().and_then(|e| e.state_after);
+    let nid = w
+        .insert_event(&NewEventRow {
+            event_id: pdu.event_id.as_str(),
+            sender: pdu.sender.as_str(),
+            event_type: &event_type,
+            state_key: pdu.state_key.as_deref(),
+            depth: pdu.depth,
+            origin_server_ts: i64::from(pdu.origin_server_ts.0),
+            pdu: &pdu_json,
+            prev_events: &prev,
+            txn,
+        })
+        .await?;
+    let after = match &pdu.state_key {
+        None => before,
+        Some(key) => {
+            let delta: StateNids = [((event_type.clone(), key.clone()), nid)].into();
+            let group = w.write_state_group(before, &delta).await?;
+            w.set_current_state(&event_type, key, nid).await?;
+            if pdu.event_type == TimelineEventType::RoomMember {
+                let membership = pdu.content_json()["membership"]
+                    .as_str()
+                    .unwrap_or("leave")
+                    .to_owned();
+                w.set_membership(key, &membership, nid).await?;
+            }
+            Some(group)
+        }
+    };
+    w.set_event_state(nid, before, after).await?;
+    Ok(nid)
+}
+
+/// Sends one event from a local user: the whole path, in one transaction.
+pub async fn send(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    sender: &UserId,
+    new: NewEvent,
+    txn: Option<(&str, &str)>,
+) -> Result<OwnedEventId> {
+    let ctx = room_context(hs, room_id).await?;
+    let _guard = hs.room_locks.lock(room_id.as_str()).await;
+    let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
+    let pdu = build_checked(hs, &mut w, &ctx, sender, &new).await?;
+    let nid = store(&mut w, &pdu, txn).await?;
+    w.commit(&[nid]).await?;
+    Ok(pdu.event_id)
+}
+
+/// A state event's content as JSON, from the room's current state.
+pub async fn current_state_content(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    event_type: &str,
+    state_key: &str,
+) -> Result<Option<JsonValue>> {
+    let state = hs.storage.current_state(room_id.as_str()).await?;
+    let Some(nid) = state.get(&(event_type.to_owned(), state_key.to_owned())) else {
+        return Ok(None);
+    };
+    let events = hs.storage.events_by_nid(&[*nid]).await?;
+    Ok(events.first().map(|e| e.pdu["content"].clone()))
+}

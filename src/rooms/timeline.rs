@@ -1,0 +1,151 @@
+//! Reading rooms: events in the client format, single events, state, members, pages of the
+//! timeline, with the caller's right to see them checked.
+
+use ruma::RoomId;
+use serde_json::{Value as JsonValue, json};
+
+use super::persist;
+use crate::{
+    error::{Error, Result},
+    server::{Homeserver, now_ms},
+    storage::events::StoredEvent,
+    users::Requester,
+};
+
+/// The client-server format of a stored event.
+pub fn client_event(e: &StoredEvent, room_id: &str) -> JsonValue {
+    let pdu = &e.pdu;
+    let mut out = json!({
+        "event_id": e.event_id,
+        "room_id": room_id,
+        "type": pdu["type"],
+        "sender": pdu["sender"],
+        "origin_server_ts": pdu["origin_server_ts"],
+        "content": pdu["content"],
+    });
+    if let Some(key) = pdu.get("state_key") {
+        out["state_key"] = key.clone();
+    }
+    if let Some(redacts) = pdu.get("redacts") {
+        out["redacts"] = redacts.clone();
+    }
+    let age = now_ms() - pdu["origin_server_ts"].as_i64().unwrap_or(0);
+    out["unsigned"] = json!({ "age": age.max(0) });
+    out
+}
+
+/// The caller's membership, required to be `join` (history visibility rules beyond that
+/// arrive with the visibility work).
+async fn require_joined(hs: &Homeserver, requester: &Requester, room_id: &RoomId) -> Result<()> {
+    persist::room_context(hs, room_id).await?;
+    match hs
+        .storage
+        .membership(room_id.as_str(), requester.user_id.as_str())
+        .await?
+        .as_deref()
+    {
+        Some("join") => Ok(()),
+        _ => Err(Error::Forbidden("you are not in this room".into())),
+    }
+}
+
+pub async fn event(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    event_id: &str,
+) -> Result<JsonValue> {
+    require_joined(hs, requester, room_id).await?;
+    let e = hs
+        .storage
+        .event(event_id)
+        .await?
+        .filter(|e| e.room_id == room_id.as_str())
+        .ok_or_else(|| Error::NotFound("event not found".into()))?;
+    Ok(client_event(&e, room_id.as_str()))
+}
+
+pub async fn state(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+) -> Result<Vec<JsonValue>> {
+    require_joined(hs, requester, room_id).await?;
+    let nids: Vec<i64> = hs
+        .storage
+        .current_state(room_id.as_str())
+        .await?
+        .into_values()
+        .collect();
+    let events = hs.storage.events_by_nid(&nids).await?;
+    Ok(events
+        .iter()
+        .map(|e| client_event(e, room_id.as_str()))
+        .collect())
+}
+
+pub async fn state_event(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    event_type: &str,
+    state_key: &str,
+) -> Result<JsonValue> {
+    require_joined(hs, requester, room_id).await?;
+    persist::current_state_content(hs, room_id, event_type, state_key)
+        .await?
+        .ok_or_else(|| Error::NotFound("state event not found".into()))
+}
+
+/// Members with their current membership events.
+pub async fn members(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+) -> Result<Vec<JsonValue>> {
+    Ok(state(hs, requester, room_id)
+        .await?
+        .into_iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .collect())
+}
+
+pub struct Page {
+    pub events: Vec<JsonValue>,
+    pub start: i64,
+    pub end: Option<i64>,
+}
+
+/// `GET /messages`: tokens are stream positions; `from` is exclusive.
+pub async fn messages(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    from: Option<i64>,
+    to: Option<i64>,
+    backwards: bool,
+    limit: u32,
+) -> Result<Page> {
+    require_joined(hs, requester, room_id).await?;
+    let limit = i64::from(limit.clamp(1, 1000));
+    let start = match from {
+        Some(f) => f,
+        None if backwards => hs.storage.events_stream_position().await? + 1,
+        None => 0,
+    };
+    let rows = hs
+        .storage
+        .room_timeline(room_id.as_str(), Some(start), to, backwards, limit)
+        .await?;
+    let end = (rows.len() as i64 == limit)
+        .then(|| rows.last().and_then(|e| e.stream_pos))
+        .flatten();
+    Ok(Page {
+        events: rows
+            .iter()
+            .map(|e| client_event(e, room_id.as_str()))
+            .collect(),
+        start,
+        end,
+    })
+}

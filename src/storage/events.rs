@@ -1,0 +1,438 @@
+//! `events`, `event_edges`, `forward_extremities`, `current_state`, `memberships`, `rooms`:
+//! reads, and `RoomWrite`, the transaction every new event of a room is persisted in.
+
+use serde_json::Value as JsonValue;
+use sqlx::{Postgres, Row, Transaction, types::Json};
+
+use super::{
+    Result, Storage,
+    state::{self, StateNids},
+};
+
+/// Advisory lock namespaces (first key of pg_advisory_xact_lock(int, int)).
+const LOCK_ROOM: i32 = 1;
+const LOCK_EVENTS_STREAM: (i32, i32) = (2, 0);
+
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub event_nid: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub pdu: JsonValue,
+    pub stream_pos: Option<i64>,
+    pub state_before: Option<i64>,
+    pub state_after: Option<i64>,
+    pub redacted_by: Option<String>,
+}
+
+const EVENT_COLUMNS: &str =
+    "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id";
+
+fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
+    StoredEvent {
+        event_nid: r.get(0),
+        event_id: r.get(1),
+        pdu: r.get::<Json<JsonValue>, _>(2).0,
+        stream_pos: r.get(3),
+        state_before: r.get(4),
+        state_after: r.get(5),
+        redacted_by: r.get(6),
+        room_id: r.get(7),
+    }
+}
+
+/// A forward extremity with what is needed to build on it.
+#[derive(Debug, Clone)]
+pub struct Extremity {
+    pub event_id: String,
+    pub depth: i64,
+    pub state_after: Option<i64>,
+}
+
+/// A new event's row.
+pub struct NewEventRow<'a> {
+    pub event_id: &'a str,
+    pub sender: &'a str,
+    pub event_type: &'a str,
+    pub state_key: Option<&'a str>,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    pub pdu: &'a JsonValue,
+    pub prev_events: &'a [String],
+    pub txn: Option<(&'a str, &'a str)>,
+}
+
+impl Storage {
+    /// Starts the write transaction of one room: holds the room's advisory lock until commit,
+    /// so writes to a room are serialized across all axon processes.
+    pub async fn begin_room_write(&self, room_id: &str) -> Result<RoomWrite> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(LOCK_ROOM)
+            .bind(room_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(RoomWrite {
+            tx,
+            room_id: room_id.to_owned(),
+        })
+    }
+
+    /// (room version, creator) of a room known here.
+    pub async fn room(&self, room_id: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT room_version, creator FROM rooms WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    pub async fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"
+        )))
+        .bind(event_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(stored_event))
+    }
+
+    pub async fn events_by_nid(&self, nids: &[i64]) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_nid = ANY($1)"
+        )))
+        .bind(nids)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(stored_event).collect())
+    }
+
+    pub async fn current_state(&self, room_id: &str) -> Result<StateNids> {
+        let rows = sqlx::query(
+            "SELECT event_type, state_key, event_nid FROM current_state WHERE room_id = $1",
+        )
+        .bind(room_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect())
+    }
+
+    /// The event a client already sent with this transaction ID, if any.
+    pub async fn event_for_txn(
+        &self,
+        sender: &str,
+        device: &str,
+        txn_id: &str,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT event_id FROM events WHERE sender = $1 AND txn_device = $2 AND txn_id = $3",
+        )
+        .bind(sender)
+        .bind(device)
+        .bind(txn_id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The user's current membership in a room.
+    pub async fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT membership FROM memberships WHERE room_id = $1 AND user_id = $2",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Rooms the user has the given membership in.
+    pub async fn rooms_with_membership(
+        &self,
+        user_id: &str,
+        membership: &str,
+    ) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT room_id FROM memberships WHERE user_id = $1 AND membership = $2 ORDER BY room_id",
+        )
+        .bind(user_id)
+        .bind(membership)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn forward_extremity_count(&self, room_id: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM forward_extremities WHERE room_id = $1")
+                .bind(room_id)
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// Timeline page: events of a room by stream position, newest first when `backwards`.
+    /// `from` is exclusive; `to` is inclusive as a bound the other way.
+    pub async fn room_timeline(
+        &self,
+        room_id: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+        backwards: bool,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        let sql = if backwards {
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id FROM events
+             WHERE room_id = $1 AND stream_pos IS NOT NULL
+               AND ($2::bigint IS NULL OR stream_pos < $2) AND ($3::bigint IS NULL OR stream_pos >= $3)
+             ORDER BY stream_pos DESC LIMIT $4"
+        } else {
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id FROM events
+             WHERE room_id = $1 AND stream_pos IS NOT NULL
+               AND ($2::bigint IS NULL OR stream_pos > $2) AND ($3::bigint IS NULL OR stream_pos <= $3)
+             ORDER BY stream_pos ASC LIMIT $4"
+        };
+        let rows = sqlx::query(sql)
+            .bind(room_id)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(stored_event).collect())
+    }
+
+    /// Highest committed position of the events stream.
+    pub async fn events_stream_position(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(max(stream_pos), 0) FROM events")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+}
+
+/// The transaction in which one event (or a batch, for room creation) joins a room.
+pub struct RoomWrite {
+    tx: Transaction<'static, Postgres>,
+    room_id: String,
+}
+
+impl RoomWrite {
+    pub fn room_id(&self) -> &str {
+        &self.room_id
+    }
+
+    pub async fn insert_room(&mut self, version: &str, creator: &str, now_ms: i64) -> Result<()> {
+        sqlx::query("INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1, $2, $3, $4)")
+            .bind(&self.room_id)
+            .bind(version)
+            .bind(creator)
+            .bind(now_ms)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn extremities(&mut self) -> Result<Vec<Extremity>> {
+        let rows = sqlx::query(
+            "SELECT e.event_id, e.depth, e.state_after FROM forward_extremities f
+             JOIN events e ON e.event_id = f.event_id WHERE f.room_id = $1 ORDER BY e.depth, e.event_id",
+        )
+        .bind(&self.room_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Extremity {
+                event_id: r.get(0),
+                depth: r.get(1),
+                state_after: r.get(2),
+            })
+            .collect())
+    }
+
+    pub async fn state_at_group(&mut self, group: i64) -> Result<StateNids> {
+        state::load_group(&mut self.tx, group).await
+    }
+
+    pub async fn events_by_nid(&mut self, nids: &[i64]) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_nid = ANY($1)"
+        )))
+        .bind(nids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows.into_iter().map(stored_event).collect())
+    }
+
+    /// Inserts the event with its DAG edges; its stream position comes at commit.
+    pub async fn insert_event(&mut self, e: &NewEventRow<'_>) -> Result<i64> {
+        let nid: i64 = sqlx::query_scalar(
+            "INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth, origin_server_ts,
+                                 pdu, txn_device, txn_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING event_nid",
+        )
+        .bind(e.event_id)
+        .bind(&self.room_id)
+        .bind(e.sender)
+        .bind(e.event_type)
+        .bind(e.state_key)
+        .bind(e.depth)
+        .bind(e.origin_server_ts)
+        .bind(Json(e.pdu))
+        .bind(e.txn.map(|t| t.0))
+        .bind(e.txn.map(|t| t.1))
+        .fetch_one(&mut *self.tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO event_edges (event_nid, prev_event_id) SELECT $1, unnest($2::text[])",
+        )
+        .bind(nid)
+        .bind(e.prev_events)
+        .execute(&mut *self.tx)
+        .await?;
+        // The new event replaces the extremities it points at.
+        sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)")
+            .bind(&self.room_id)
+            .bind(e.prev_events)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)")
+            .bind(&self.room_id)
+            .bind(e.event_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(nid)
+    }
+
+    /// New state group for `parent` + `delta`, where `parent` is the room's current state
+    /// (writes build on the single forward extremity).
+    pub async fn write_state_group(
+        &mut self,
+        parent: Option<i64>,
+        delta: &StateNids,
+    ) -> Result<i64> {
+        let keys: Vec<(String, String)> = delta.keys().cloned().collect();
+        let current = self.current_state_for(&keys).await?;
+        let new_keys = delta.keys().filter(|k| !current.contains_key(*k)).count();
+        state::write_group(&mut self.tx, &self.room_id, parent, delta, new_keys).await
+    }
+
+    /// The current state's entries for the given keys only (a room's state may be large).
+    pub async fn current_state_for(&mut self, keys: &[(String, String)]) -> Result<StateNids> {
+        let types: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        let skeys: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT c.event_type, c.state_key, c.event_nid FROM current_state c
+             JOIN unnest($2::text[], $3::text[]) AS k(t, s) ON c.event_type = k.t AND c.state_key = k.s
+             WHERE c.room_id = $1",
+        )
+        .bind(&self.room_id)
+        .bind(&types)
+        .bind(&skeys)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect())
+    }
+
+    pub async fn current_state(&mut self) -> Result<StateNids> {
+        let rows = sqlx::query(
+            "SELECT event_type, state_key, event_nid FROM current_state WHERE room_id = $1",
+        )
+        .bind(&self.room_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect())
+    }
+
+    pub async fn set_event_state(
+        &mut self,
+        nid: i64,
+        before: Option<i64>,
+        after: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE events SET state_before = $2, state_after = $3 WHERE event_nid = $1")
+            .bind(nid)
+            .bind(before)
+            .bind(after)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_current_state(
+        &mut self,
+        event_type: &str,
+        state_key: &str,
+        nid: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO current_state (room_id, event_type, state_key, event_nid) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_nid = EXCLUDED.event_nid",
+        )
+        .bind(&self.room_id)
+        .bind(event_type)
+        .bind(state_key)
+        .bind(nid)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_membership(
+        &mut self,
+        user_id: &str,
+        membership: &str,
+        nid: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO memberships (room_id, user_id, membership, event_nid) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (room_id, user_id) DO UPDATE
+               SET membership = EXCLUDED.membership, event_nid = EXCLUDED.event_nid, forgotten = FALSE",
+        )
+        .bind(&self.room_id)
+        .bind(user_id)
+        .bind(membership)
+        .bind(nid)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives the events their stream positions and commits. Positions are taken under a
+    /// server-wide lock held until commit, so they become visible in order: no reader can
+    /// see position N before every position below N.
+    pub async fn commit(mut self, nids: &[i64]) -> Result<i64> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(LOCK_EVENTS_STREAM.0)
+            .bind(LOCK_EVENTS_STREAM.1)
+            .execute(&mut *self.tx)
+            .await?;
+        let mut last = 0;
+        for nid in nids {
+            last = sqlx::query_scalar(
+                "UPDATE events SET stream_pos = nextval('events_stream') WHERE event_nid = $1 RETURNING stream_pos",
+            )
+            .bind(nid)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE memberships m SET stream_pos = e.stream_pos FROM events e
+             WHERE e.event_nid = m.event_nid AND m.event_nid = ANY($1)",
+        )
+        .bind(nids)
+        .execute(&mut *self.tx)
+        .await?;
+        self.tx.commit().await?;
+        Ok(last)
+    }
+}

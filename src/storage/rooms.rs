@@ -1,0 +1,38 @@
+//! `rooms` flags and `room_aliases`.
+
+use super::{Result, Storage, is_unique_violation};
+
+impl Storage {
+    pub async fn alias_room(&self, alias: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT room_id FROM room_aliases WHERE alias = $1")
+                .bind(alias)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Ok(false) when the alias is taken.
+    pub async fn insert_alias(&self, alias: &str, room_id: &str, creator: &str) -> Result<bool> {
+        match sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)")
+            .bind(alias)
+            .bind(room_id)
+            .bind(creator)
+            .execute(self.pool())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn set_room_public(&self, room_id: &str, public: bool) -> Result<()> {
+        sqlx::query("UPDATE rooms SET is_public = $2 WHERE room_id = $1")
+            .bind(room_id)
+            .bind(public)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,658 @@
+//! Rooms: signed PDUs, room versions, membership and power levels, sending, state,
+//! paging, concurrency, and state storage growth.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{TestServer, assert_error};
+use ruma::{CanonicalJsonObject, RoomVersionId, signatures::Verified};
+use serde_json::{Value, json};
+
+async fn create_room(s: &TestServer, token: &str, body: Value) -> String {
+    let (status, res) = s
+        .post("/_matrix/client/v3/createRoom", Some(token), body)
+        .await;
+    assert_eq!(status, 200, "{res}");
+    res["room_id"].as_str().unwrap().to_owned()
+}
+
+async fn send_text(s: &TestServer, token: &str, room: &str, txn: &str, body: &str) -> (u16, Value) {
+    let (status, res) = s
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+            Some(token),
+            json!({"msgtype": "m.text", "body": body}),
+        )
+        .await;
+    (status.as_u16(), res)
+}
+
+/// Every PDU of the room, as stored, with its event ID.
+async fn pdus(s: &TestServer, room: &str) -> Vec<(String, CanonicalJsonObject)> {
+    let mut conn: sqlx::PgConnection = sqlx::ConnectOptions::connect(&s.db).await.unwrap();
+    let rows: Vec<(String, sqlx::types::Json<Value>)> =
+        sqlx::query_as("SELECT event_id, pdu FROM events WHERE room_id = $1 ORDER BY stream_pos")
+            .bind(room)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|(id, pdu)| (id, serde_json::from_value(pdu.0).unwrap()))
+        .collect()
+}
+
+/// The server's published keys, checked against its own signature, as a key map.
+async fn published_keys(s: &TestServer) -> ruma::signatures::PublicKeyMap {
+    let (status, doc) = s.get("/_matrix/key/v2/server", None).await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["server_name"], "localhost");
+    assert!(doc["valid_until_ts"].as_i64().unwrap() > 0);
+    let mut set = BTreeMap::new();
+    for section in ["verify_keys", "old_verify_keys"] {
+        for (id, key) in doc[section].as_object().unwrap() {
+            set.insert(
+                id.clone(),
+                ruma::serde::Base64::parse(key["key"].as_str().unwrap()).unwrap(),
+            );
+        }
+    }
+    let map = BTreeMap::from([("localhost".to_owned(), set)]);
+    let object: CanonicalJsonObject = serde_json::from_value(doc).unwrap();
+    ruma::signatures::verify_json(&map, &object).expect("key document is self-signed");
+    map
+}
+
+#[tokio::test]
+async fn every_room_version_creates_verifiable_events() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let keys = published_keys(&s).await;
+    for version in 1..=12 {
+        let room = create_room(
+            &s,
+            &alice,
+            json!({"room_version": version.to_string(), "name": "v", "topic": "t", "preset": "public_chat"}),
+        )
+        .await;
+        if version >= 12 {
+            assert!(
+                !room.contains(':'),
+                "v12 room IDs have no server name: {room}"
+            );
+        } else {
+            assert!(room.ends_with(":localhost"), "{room}");
+        }
+        let (status, _) = send_text(&s, &alice, &room, "t1", "hello").await;
+        assert_eq!(status, 200);
+        let rules = RoomVersionId::try_from(version.to_string().as_str())
+            .unwrap()
+            .rules()
+            .unwrap();
+        let events = pdus(&s, &room).await;
+        assert!(events.len() >= 7, "v{version}: {}", events.len());
+        for (event_id, pdu) in &events {
+            let verified = ruma::signatures::verify_event(&keys, pdu, &rules)
+                .unwrap_or_else(|e| panic!("v{version} {event_id}: {e}"));
+            assert_eq!(verified, Verified::All, "v{version} {event_id}");
+            if version >= 3 {
+                let hash = ruma::signatures::reference_hash(pdu, &rules).unwrap();
+                assert_eq!(
+                    event_id,
+                    &format!("${hash}"),
+                    "v{version}: event ID is the reference hash"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn create_room_fields_and_state() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let room = create_room(
+        &s,
+        &alice,
+        json!({
+            "name": "Garden", "topic": "plants", "room_alias_name": "garden", "visibility": "public",
+            "preset": "public_chat", "invite": ["@bob:localhost"], "is_direct": true,
+            "initial_state": [{"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}],
+            "power_level_content_override": {"events_default": 10},
+            "creation_content": {"m.federate": false}
+        }),
+    )
+    .await;
+    let base = format!("/_matrix/client/v3/rooms/{room}");
+    let (status, name) = s
+        .get(&format!("{base}/state/m.room.name/"), Some(&alice))
+        .await;
+    assert_eq!((status.as_u16(), name), (200, json!({"name": "Garden"})));
+    let (_, topic) = s
+        .get(&format!("{base}/state/m.room.topic"), Some(&alice))
+        .await;
+    assert_eq!(topic["topic"], "plants");
+    let (_, hv) = s
+        .get(
+            &format!("{base}/state/m.room.history_visibility"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(hv["history_visibility"], "joined");
+    let (_, pl) = s
+        .get(&format!("{base}/state/m.room.power_levels"), Some(&alice))
+        .await;
+    assert_eq!(pl["events_default"], 10);
+    assert!(
+        pl["users"].get("@alice:localhost").is_none(),
+        "v12 creators are not listed: {pl}"
+    );
+    let (_, create) = s
+        .get(&format!("{base}/state/m.room.create"), Some(&alice))
+        .await;
+    assert_eq!(create["room_version"], "12");
+    assert_eq!(create["m.federate"], false);
+    let (_, alias) = s
+        .get(
+            &format!("{base}/state/m.room.canonical_alias"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(alias["alias"], "#garden:localhost");
+    let (_, jr) = s
+        .get(&format!("{base}/state/m.room.join_rules"), Some(&alice))
+        .await;
+    assert_eq!(jr["join_rule"], "public");
+
+    let (status, state) = s.get(&format!("{base}/state"), Some(&alice)).await;
+    assert_eq!(status, 200);
+    assert!(
+        state
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.create")
+    );
+
+    // bob was invited, as a direct chat
+    let (_, members) = s.get(&format!("{base}/members"), Some(&alice)).await;
+    let bob_member = members["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["state_key"] == "@bob:localhost")
+        .unwrap();
+    assert_eq!(bob_member["content"]["membership"], "invite");
+    assert_eq!(bob_member["content"]["is_direct"], true);
+    // joining by alias
+    let (status, body) = s
+        .post(
+            "/_matrix/client/v3/join/%23garden:localhost",
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], room);
+    let (_, joined) = s.get(&format!("{base}/joined_members"), Some(&alice)).await;
+    assert_eq!(joined["joined"].as_object().unwrap().len(), 2);
+    assert_eq!(
+        joined["joined"]["@alice:localhost"]["display_name"],
+        "alice"
+    );
+    let (_, rooms) = s.get("/_matrix/client/v3/joined_rooms", Some(&bob)).await;
+    assert_eq!(rooms["joined_rooms"], json!([room]));
+
+    // errors
+    let r = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({"room_version": "99"}),
+        )
+        .await;
+    assert_error(&r, 400, "M_UNSUPPORTED_ROOM_VERSION");
+    let r = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({"room_alias_name": "garden"}),
+        )
+        .await;
+    assert_error(&r, 400, "M_ROOM_IN_USE");
+    let r = s
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({"invite_3pid": [{"id_server": "x", "id_access_token": "y", "medium": "email", "address": "a@b.c"}]}))
+        .await;
+    assert_error(&r, 400, "M_INVALID_PARAM");
+    assert_error(
+        &s.post("/_matrix/client/v3/createRoom", None, json!({}))
+            .await,
+        401,
+        "M_MISSING_TOKEN",
+    );
+    let r = s
+        .get(&format!("{base}/state/m.room.nothing"), Some(&alice))
+        .await;
+    assert_error(&r, 404, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn membership_and_power_levels() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let (carol, _) = s.register("carol", "pw").await;
+    let room = create_room(&s, &alice, json!({"preset": "private_chat"})).await;
+    let base = format!("/_matrix/client/v3/rooms/{room}");
+
+    // invite-only: bob cannot join uninvited, nor send
+    assert_error(
+        &s.post(&format!("{base}/join"), Some(&bob), json!({})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &send_text(&s, &bob, &room, "x", "hi").await.into_result(),
+        403,
+        "M_FORBIDDEN",
+    );
+    // a non-member cannot read
+    assert_error(
+        &s.get(&format!("{base}/state"), Some(&bob)).await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    let (status, _) = s
+        .post(
+            &format!("{base}/invite"),
+            Some(&alice),
+            json!({"user_id": "@bob:localhost"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = s.post(&format!("{base}/join"), Some(&bob), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(send_text(&s, &bob, &room, "x", "hi").await.0, 200);
+
+    // bob (power 0) may not change the name, invite is allowed (invite level 0), kick is not
+    let r = s
+        .put(
+            &format!("{base}/state/m.room.name"),
+            Some(&bob),
+            json!({"name": "mine"}),
+        )
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+    let (status, _) = s
+        .post(
+            &format!("{base}/invite"),
+            Some(&bob),
+            json!({"user_id": "@carol:localhost"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let r = s
+        .post(
+            &format!("{base}/kick"),
+            Some(&bob),
+            json!({"user_id": "@alice:localhost"}),
+        )
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+
+    // kick, ban, unban by the creator
+    let (status, _) = s
+        .post(
+            &format!("{base}/kick"),
+            Some(&alice),
+            json!({"user_id": "@bob:localhost", "reason": "bye"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_error(
+        &send_text(&s, &bob, &room, "y", "hi").await.into_result(),
+        403,
+        "M_FORBIDDEN",
+    );
+    let (status, _) = s
+        .post(
+            &format!("{base}/ban"),
+            Some(&alice),
+            json!({"user_id": "@bob:localhost"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .post(
+            &format!("{base}/invite"),
+            Some(&alice),
+            json!({"user_id": "@bob:localhost"}),
+        )
+        .await;
+    assert_eq!(status, 403, "banned users cannot be invited");
+    let (status, _) = s
+        .post(
+            &format!("{base}/unban"),
+            Some(&alice),
+            json!({"user_id": "@bob:localhost"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let r = s
+        .post(
+            &format!("{base}/unban"),
+            Some(&alice),
+            json!({"user_id": "@bob:localhost"}),
+        )
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+    let r = s
+        .post(
+            &format!("{base}/kick"),
+            Some(&alice),
+            json!({"user_id": "@nobody:localhost"}),
+        )
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+
+    // carol joins (invited), leaves
+    let (status, _) = s
+        .post(&format!("{base}/join"), Some(&carol), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .post(&format!("{base}/leave"), Some(&carol), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (_, rooms) = s.get("/_matrix/client/v3/joined_rooms", Some(&carol)).await;
+    assert_eq!(rooms["joined_rooms"], json!([]));
+
+    // unknown rooms
+    let r = s
+        .post(
+            "/_matrix/client/v3/rooms/!nope:localhost/join",
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_error(&r, 404, "M_NOT_FOUND");
+    let r = s
+        .post(
+            "/_matrix/client/v3/join/%23nope:localhost",
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_error(&r, 404, "M_NOT_FOUND");
+    assert_error(
+        &send_text(&s, &alice, "!nope:localhost", "z", "x")
+            .await
+            .into_result(),
+        404,
+        "M_NOT_FOUND",
+    );
+}
+
+trait IntoResult {
+    fn into_result(self) -> (reqwest::StatusCode, Value);
+}
+impl IntoResult for (u16, Value) {
+    fn into_result(self) -> (reqwest::StatusCode, Value) {
+        (reqwest::StatusCode::from_u16(self.0).unwrap(), self.1)
+    }
+}
+
+#[tokio::test]
+async fn send_is_idempotent_and_events_are_readable() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let room = create_room(&s, &alice, json!({})).await;
+    let (status, first) = send_text(&s, &alice, &room, "txn1", "hello").await;
+    assert_eq!(status, 200);
+    let (_, again) = send_text(&s, &alice, &room, "txn1", "hello").await;
+    assert_eq!(
+        first["event_id"], again["event_id"],
+        "same txn ID, same event"
+    );
+    let (_, other) = send_text(&s, &alice, &room, "txn2", "hello").await;
+    assert_ne!(first["event_id"], other["event_id"]);
+    // another device of the same user has its own transaction IDs
+    let (alice2, _) = s.login_ok("alice", "pw").await;
+    let (_, from_other_device) = send_text(&s, &alice2, &room, "txn1", "hello").await;
+    assert_ne!(first["event_id"], from_other_device["event_id"]);
+
+    let event_id = first["event_id"].as_str().unwrap();
+    let (status, event) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["content"]["body"], "hello");
+    assert_eq!(event["sender"], "@alice:localhost");
+    assert_eq!(event["room_id"], room);
+    let r = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/$nope"),
+            Some(&alice),
+        )
+        .await;
+    assert_error(&r, 404, "M_NOT_FOUND");
+    let r = s
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/t3"),
+            Some(&alice),
+            json!([1]),
+        )
+        .await;
+    assert_eq!(r.0, 400, "{}", r.1);
+}
+
+#[tokio::test]
+async fn paging_returns_each_message_once_in_order() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let room = create_room(&s, &alice, json!({})).await;
+    const N: usize = 1000;
+    for i in 0..N {
+        let (status, _) = send_text(&s, &alice, &room, &format!("t{i}"), &format!("m{i}")).await;
+        assert_eq!(status, 200);
+    }
+    let page = |from: Option<String>, dir: &'static str| {
+        let s = &s;
+        let alice = &alice;
+        let room = &room;
+        async move {
+            let mut path = format!("/_matrix/client/v3/rooms/{room}/messages?dir={dir}&limit=70");
+            if let Some(f) = from {
+                path.push_str(&format!("&from={f}"));
+            }
+            let (status, body) = s.get(&path, Some(alice)).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let bodies = |chunk: &Value| -> Vec<String> {
+        chunk["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "m.room.message")
+            .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // backwards from the end
+    let mut seen = Vec::new();
+    let mut from = None;
+    loop {
+        let body = page(from.clone(), "b").await;
+        seen.extend(bodies(&body));
+        match body["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..N).rev().map(|i| format!("m{i}")).collect();
+    assert_eq!(seen, expected);
+    // forwards from the start
+    let mut seen = Vec::new();
+    let mut from = None;
+    loop {
+        let body = page(from.clone(), "f").await;
+        seen.extend(bodies(&body));
+        match body["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
+    assert_eq!(seen, expected);
+    let r = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&from=garbage"),
+            Some(&alice),
+        )
+        .await;
+    assert_error(&r, 400, "M_INVALID_PARAM");
+}
+
+#[tokio::test]
+async fn concurrent_senders_lose_nothing() {
+    let s = std::sync::Arc::new(TestServer::start().await);
+    let (alice, _) = s.register("alice", "pw").await;
+    let room = create_room(&s, &alice, json!({"preset": "public_chat"})).await;
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        let (t, _) = s.register(&format!("sender{i}"), "pw").await;
+        let (status, _) = s
+            .post(
+                &format!("/_matrix/client/v3/rooms/{room}/join"),
+                Some(&t),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        tokens.push(t);
+    }
+    let mut tasks = Vec::new();
+    for (i, token) in tokens.into_iter().enumerate() {
+        let (s, room) = (s.clone(), room.clone());
+        tasks.push(tokio::spawn(async move {
+            for j in 0..200 {
+                let (status, body) =
+                    send_text(&s, &token, &room, &format!("t{j}"), &format!("{i}:{j}")).await;
+                assert_eq!(status, 200, "{body}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut conn: sqlx::PgConnection = sqlx::ConnectOptions::connect(&s.db).await.unwrap();
+    let (messages, distinct_positions): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT stream_pos) FROM events WHERE room_id = $1 AND event_type = 'm.room.message'",
+    )
+    .bind(&room)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((messages, distinct_positions), (1600, 1600));
+    assert_eq!(
+        s.hs.storage.forward_extremity_count(&room).await.unwrap(),
+        1
+    );
+    // each sender's messages are in the order sent
+    let bodies: Vec<String> = sqlx::query_scalar(
+        "SELECT pdu->'content'->>'body' FROM events WHERE room_id = $1 AND event_type = 'm.room.message' ORDER BY stream_pos",
+    )
+    .bind(&room)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    for i in 0..8 {
+        let mine: Vec<&String> = bodies
+            .iter()
+            .filter(|b| b.starts_with(&format!("{i}:")))
+            .collect();
+        let expected: Vec<String> = (0..200).map(|j| format!("{i}:{j}")).collect();
+        assert_eq!(
+            mine.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            expected.iter().map(|s| s.as_str()).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[tokio::test]
+async fn key_rotation_keeps_old_keys() {
+    let s = TestServer::start().await;
+    let before = published_keys(&s).await;
+    let new_id = axon::keys::rotate(&s.hs.storage).await.unwrap();
+    // a restarted server signs with the new key and still publishes the old one
+    let s = s.restart().await;
+    let (_, doc) = s.get("/_matrix/key/v2/server", None).await;
+    assert!(doc["verify_keys"].get(&new_id).is_some(), "{doc}");
+    for old in before["localhost"].keys() {
+        assert!(
+            doc["old_verify_keys"][old]["expired_ts"].as_i64().unwrap() > 0,
+            "{doc}"
+        );
+    }
+    published_keys(&s).await;
+}
+
+/// 10,000 members join one by one; the state rows written must grow linearly with them,
+/// not with members × state size.
+#[tokio::test]
+async fn state_storage_grows_linearly() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let room_id = create_room(&s, &alice, json!({"preset": "public_chat"})).await;
+    let room = ruma::RoomId::parse(&room_id).unwrap();
+    const MEMBERS: i64 = 10_000;
+    for i in 0..MEMBERS {
+        let user = ruma::UserId::parse(format!("@m{i}:localhost")).unwrap();
+        let join = axon::rooms::pdu::NewEvent {
+            event_type: "m.room.member".into(),
+            content: json!({"membership": "join"}),
+            state_key: Some(user.to_string()),
+            redacts: None,
+        };
+        axon::rooms::persist::send(&s.hs, &room, &user, join, None)
+            .await
+            .unwrap();
+    }
+    let rows = s.hs.storage.state_row_count(&room_id).await.unwrap();
+    // one delta row per join, plus snapshots that together stay below the deltas
+    assert!(rows >= MEMBERS, "{rows}");
+    assert!(
+        rows <= 3 * MEMBERS,
+        "state rows {rows} for {MEMBERS} joins: not linear"
+    );
+    // and the state is right: everyone is a member
+    let (status, joined) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room_id}/joined_members"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        joined["joined"].as_object().unwrap().len() as i64,
+        MEMBERS + 1
+    );
+    // state at the newest group equals current state
+    let mut conn: sqlx::PgConnection = sqlx::ConnectOptions::connect(&s.db).await.unwrap();
+    let group: i64 = sqlx::query_scalar(
+        "SELECT state_after FROM events WHERE room_id = $1 ORDER BY stream_pos DESC LIMIT 1",
+    )
+    .bind(&room_id)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let at_group = s.hs.storage.state_at_group(group).await.unwrap();
+    let current = s.hs.storage.current_state(&room_id).await.unwrap();
+    assert_eq!(at_group, current);
+}
