@@ -247,7 +247,11 @@ async fn discovery() {
     assert_ne!(caps["m.change_password"]["enabled"], false);
     assert_eq!(caps["m.room_versions"]["default"], "12");
     for v in 1..=12 {
-        assert_eq!(caps["m.room_versions"]["available"][v.to_string()], "stable", "{caps}");
+        assert_eq!(
+            caps["m.room_versions"]["available"][v.to_string()],
+            "stable",
+            "{caps}"
+        );
     }
     assert_eq!(caps["m.3pid_changes"]["enabled"], false);
     assert_eq!(caps["m.get_login_token"]["enabled"], true);

@@ -656,3 +656,81 @@ async fn state_storage_grows_linearly() {
     let current = s.hs.storage.current_state(&room_id).await.unwrap();
     assert_eq!(at_group, current);
 }
+
+#[tokio::test]
+async fn room_aliases() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let room = create_room(&s, &alice, json!({"preset": "public_chat"})).await;
+    let path = "/_matrix/client/v3/directory/room/%23lounge:localhost";
+    assert_error(&s.get(path, None).await, 404, "M_NOT_FOUND");
+    // only members may point an alias at a room
+    assert_error(
+        &s.put(path, Some(&bob), json!({"room_id": room})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let (status, body) = s.put(path, Some(&alice), json!({"room_id": room})).await;
+    assert_eq!(status, 200, "{body}");
+    let r = s.put(path, Some(&alice), json!({"room_id": room})).await;
+    assert_error(&r, 409, "M_UNKNOWN");
+    let (status, body) = s.get(path, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["room_id"], room);
+    assert_eq!(body["servers"], json!(["localhost"]));
+    let (status, body) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/aliases"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["aliases"], json!(["#lounge:localhost"]));
+    assert_error(
+        &s.get(
+            &format!("/_matrix/client/v3/rooms/{room}/aliases"),
+            Some(&bob),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    // joinable by alias
+    assert_eq!(
+        s.post(
+            "/_matrix/client/v3/join/%23lounge:localhost",
+            Some(&bob),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    // other servers' aliases and unknown rooms
+    let r = s
+        .put(
+            "/_matrix/client/v3/directory/room/%23x:elsewhere.org",
+            Some(&alice),
+            json!({"room_id": room}),
+        )
+        .await;
+    assert_error(&r, 400, "M_INVALID_PARAM");
+    let r = s
+        .put(
+            "/_matrix/client/v3/directory/room/%23y:localhost",
+            Some(&alice),
+            json!({"room_id": "!nope:localhost"}),
+        )
+        .await;
+    assert_error(&r, 404, "M_NOT_FOUND");
+    // deletion: not by bob, yes by its creator
+    assert_error(&s.delete(path, Some(&bob), None).await, 403, "M_FORBIDDEN");
+    assert_eq!(s.delete(path, Some(&alice), None).await.0, 200);
+    assert_error(&s.get(path, None).await, 404, "M_NOT_FOUND");
+    assert_error(
+        &s.delete(path, Some(&alice), None).await,
+        404,
+        "M_NOT_FOUND",
+    );
+}

@@ -1,10 +1,11 @@
-//! Room aliases: local alias names and their lookup.
+//! Room aliases: the local directory of `#name:server` -> room.
 
-use ruma::{OwnedRoomAliasId, RoomAliasId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId};
 
 use crate::{
     error::{Error, Result},
     server::Homeserver,
+    users::Requester,
 };
 
 /// `#<name>:<server_name>` for a local alias name, checked.
@@ -20,4 +21,88 @@ pub fn local_alias(hs: &Homeserver, name: &str) -> Result<OwnedRoomAliasId> {
     }
     RoomAliasId::parse(format!("#{name}:{}", hs.config.server_name))
         .map_err(|e| Error::InvalidParam(format!("invalid room alias: {e}")))
+}
+
+fn check_local(hs: &Homeserver, alias: &RoomAliasId) -> Result<()> {
+    if alias.server_name() != hs.config.server_name() {
+        return Err(Error::InvalidParam(
+            "aliases of other servers cannot be managed here".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn require_joined(hs: &Homeserver, requester: &Requester, room_id: &RoomId) -> Result<()> {
+    if hs.storage.room(room_id.as_str()).await?.is_none() {
+        return Err(Error::NotFound("unknown room".into()));
+    }
+    match hs
+        .storage
+        .membership(room_id.as_str(), requester.user_id.as_str())
+        .await?
+        .as_deref()
+    {
+        Some("join") => Ok(()),
+        _ => Err(Error::Forbidden("you are not in this room".into())),
+    }
+}
+
+/// `PUT /directory/room/{alias}`: members may name a room.
+pub async fn create(
+    hs: &Homeserver,
+    requester: &Requester,
+    alias: &RoomAliasId,
+    room_id: &RoomId,
+) -> Result<()> {
+    check_local(hs, alias)?;
+    require_joined(hs, requester, room_id).await?;
+    if !hs
+        .storage
+        .insert_alias(alias.as_str(), room_id.as_str(), requester.user_id.as_str())
+        .await?
+    {
+        return Err(Error::AliasInUse);
+    }
+    Ok(())
+}
+
+pub async fn resolve(hs: &Homeserver, alias: &RoomAliasId) -> Result<OwnedRoomId> {
+    let (room_id, _) = hs
+        .storage
+        .alias(alias.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound("room alias not found".into()))?;
+    RoomId::parse(room_id).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// `DELETE /directory/room/{alias}`: its creator or a server admin.
+pub async fn delete(hs: &Homeserver, requester: &Requester, alias: &RoomAliasId) -> Result<()> {
+    check_local(hs, alias)?;
+    let (_, creator) = hs
+        .storage
+        .alias(alias.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound("room alias not found".into()))?;
+    if creator != requester.user_id.as_str() && !requester.is_admin {
+        return Err(Error::Forbidden(
+            "only the alias's creator or a server admin may delete it".into(),
+        ));
+    }
+    hs.storage.delete_alias(alias.as_str()).await?;
+    Ok(())
+}
+
+/// `GET /rooms/{roomId}/aliases`: for members.
+pub async fn of_room(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+) -> Result<Vec<OwnedRoomAliasId>> {
+    require_joined(hs, requester, room_id).await?;
+    hs.storage
+        .room_aliases(room_id.as_str())
+        .await?
+        .into_iter()
+        .map(|a| RoomAliasId::parse(a).map_err(|e| Error::Internal(e.to_string())))
+        .collect()
 }

@@ -81,7 +81,7 @@ pub async fn create_room(
         None => None,
     };
     if let Some(alias) = &alias
-        && hs.storage.alias_room(alias.as_str()).await?.is_some()
+        && hs.storage.alias(alias.as_str()).await?.is_some()
     {
         return Err(Error::RoomInUse);
     }

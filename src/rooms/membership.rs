@@ -29,12 +29,9 @@ fn with_reason(mut content: JsonValue, reason: Option<&str>) -> JsonValue {
 /// Resolves `#alias` or `!id` to a room known here.
 pub async fn resolve_room(hs: &Homeserver, id_or_alias: &str) -> Result<OwnedRoomId> {
     if id_or_alias.starts_with('#') {
-        let room = hs
-            .storage
-            .alias_room(id_or_alias)
-            .await?
-            .ok_or_else(|| Error::NotFound("room alias not found".into()))?;
-        return RoomId::parse(room).map_err(|e| Error::Internal(e.to_string()));
+        let alias = ruma::RoomAliasId::parse(id_or_alias)
+            .map_err(|e| Error::InvalidParam(format!("invalid room alias: {e}")))?;
+        return super::aliases::resolve(hs, &alias).await;
     }
     RoomId::parse(id_or_alias).map_err(|e| Error::InvalidParam(format!("invalid room ID: {e}")))
 }

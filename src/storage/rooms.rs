@@ -3,15 +3,6 @@
 use super::{Result, Storage, is_unique_violation};
 
 impl Storage {
-    pub async fn alias_room(&self, alias: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT room_id FROM room_aliases WHERE alias = $1")
-                .bind(alias)
-                .fetch_optional(self.pool())
-                .await?,
-        )
-    }
-
     /// Ok(false) when the alias is taken.
     pub async fn insert_alias(&self, alias: &str, room_id: &str, creator: &str) -> Result<bool> {
         match sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)")
@@ -34,5 +25,34 @@ impl Storage {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+}
+
+impl Storage {
+    /// (room_id, creator) of an alias.
+    pub async fn alias(&self, alias: &str) -> Result<Option<(String, String)>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT room_id, creator FROM room_aliases WHERE alias = $1")
+                .bind(alias)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row)
+    }
+
+    pub async fn delete_alias(&self, alias: &str) -> Result<()> {
+        sqlx::query("DELETE FROM room_aliases WHERE alias = $1")
+            .bind(alias)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn room_aliases(&self, room_id: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias")
+                .bind(room_id)
+                .fetch_all(self.pool())
+                .await?,
+        )
     }
 }

@@ -10,6 +10,7 @@ mod account;
 mod account_data;
 mod admin;
 mod devices;
+mod directory;
 mod discovery;
 mod events;
 mod profile;
@@ -34,5 +35,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = threepid::routes(router);
     let router = rooms::routes(router);
     let router = events::routes(router);
+    let router = directory::routes(router);
     admin::routes(router)
 }
