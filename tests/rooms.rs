@@ -734,3 +734,117 @@ async fn room_aliases() {
         "M_NOT_FOUND",
     );
 }
+
+#[tokio::test]
+async fn redaction_per_room_version() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    for version in ["10", "11", "12"] {
+        let room = create_room(
+            &s,
+            &alice,
+            json!({"preset": "public_chat", "room_version": version}),
+        )
+        .await;
+        s.post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+        let (_, sent) = send_text(&s, &bob, &room, &format!("r{version}"), "secret").await;
+        let target = sent["event_id"].as_str().unwrap();
+        let (_, alices) = send_text(&s, &alice, &room, &format!("a{version}"), "mine").await;
+        let alices = alices["event_id"].as_str().unwrap();
+
+        // bob (power 0) may redact his own event but not alice's
+        let r = s
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room}/redact/{alices}/x{version}"),
+                Some(&bob),
+                json!({}),
+            )
+            .await;
+        assert_error(&r, 403, "M_FORBIDDEN");
+        let (status, body) = s
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room}/redact/{target}/t{version}"),
+                Some(&bob),
+                json!({"reason": "oops"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let redaction_id = body["event_id"].as_str().unwrap().to_owned();
+        // idempotent per transaction ID
+        let (_, again) = s
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room}/redact/{target}/t{version}"),
+                Some(&bob),
+                json!({"reason": "oops"}),
+            )
+            .await;
+        assert_eq!(again["event_id"], redaction_id.as_str());
+
+        let (status, event) = s
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/event/{target}"),
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(event["content"], json!({}), "v{version}: content is gone");
+        assert_eq!(
+            event["unsigned"]["redacted_because"]["event_id"],
+            redaction_id.as_str()
+        );
+        assert_eq!(
+            event["unsigned"]["redacted_because"]["content"]["reason"],
+            "oops"
+        );
+        let (_, redaction) = s
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/event/{redaction_id}"),
+                Some(&alice),
+            )
+            .await;
+        if version == "10" {
+            assert_eq!(
+                redaction["redacts"], target,
+                "before v11 redacts is top-level"
+            );
+        } else {
+            assert_eq!(
+                redaction["content"]["redacts"], target,
+                "from v11 redacts is in content"
+            );
+        }
+        // the creator may redact others' events
+        let (status, _) = s
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room}/redact/{alices}/y{version}"),
+                Some(&alice),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        // the redacted PDU still carries a valid signature
+        let keys = published_keys(&s).await;
+        let rules = RoomVersionId::try_from(version).unwrap().rules().unwrap();
+        for (id, pdu) in pdus(&s, &room).await {
+            let v = ruma::signatures::verify_event(&keys, &pdu, &rules)
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+            if id == target {
+                assert_eq!(v, Verified::Signatures, "redacted: signatures only");
+            }
+        }
+    }
+    let r = s
+        .put(
+            "/_matrix/client/v3/rooms/!nope:localhost/redact/$x/t",
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_error(&r, 404, "M_NOT_FOUND");
+}

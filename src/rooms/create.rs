@@ -147,7 +147,7 @@ pub async fn create_room(
         let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
         w.insert_room(version.as_str(), creator.as_str(), now_ms())
             .await?;
-        let nid = persist::store(&mut w, &create_pdu, None).await?;
+        let nid = persist::store(&mut w, &ctx, &create_pdu, None).await?;
         w.commit(&[nid]).await?;
     }
 
@@ -248,7 +248,7 @@ async fn send_in_creation(
 ) -> Result<()> {
     let mut w = hs.storage.begin_room_write(ctx.room_id.as_str()).await?;
     let pdu = persist::build_checked(hs, &mut w, ctx, sender, &event).await?;
-    let nid = persist::store(&mut w, &pdu, None).await?;
+    let nid = persist::store(&mut w, ctx, &pdu, None).await?;
     w.commit(&[nid]).await?;
     Ok(())
 }

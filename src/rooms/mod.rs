@@ -5,4 +5,6 @@ pub mod create;
 pub mod membership;
 pub mod pdu;
 pub mod persist;
+pub mod power;
+pub mod redaction;
 pub mod timeline;

@@ -221,7 +221,12 @@ fn check_auth(rules: &RoomVersionRules, pdu: &Pdu, auth: &AuthState) -> Result<(
 
 /// Persists a checked PDU as the room's newest event: event, edges, extremities, state
 /// group, current state and membership; the stream position is given at commit.
-pub async fn store(w: &mut RoomWrite, pdu: &Pdu, txn: Option<(&str, &str)>) -> Result<i64> {
+pub async fn store(
+    w: &mut RoomWrite,
+    ctx: &RoomContext,
+    pdu: &Pdu,
+    txn: Option<(&str, &str)>,
+) -> Result<i64> {
     let pdu_json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
     let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
     let event_type = pdu.event_type.to_string();
@@ -257,6 +262,18 @@ pub async fn store(w: &mut RoomWrite, pdu: &Pdu, txn: Option<(&str, &str)>) -> R
         }
     };
     w.set_event_state(nid, before, after).await?;
+    if pdu.event_type == TimelineEventType::RoomRedaction
+        && let Some(target) = &pdu.redacts
+    {
+        // The stored copy loses what redaction removes; it is kept nowhere else.
+        if let Some(event) = w.event_by_id(target.as_str()).await?
+            && event.redacted_by.is_none()
+        {
+            let redacted = super::redaction::redacted_pdu(ctx, &event.pdu)?;
+            w.apply_redaction(event.event_nid, &redacted, pdu.event_id.as_str())
+                .await?;
+        }
+    }
     Ok(nid)
 }
 
@@ -272,7 +289,7 @@ pub async fn send(
     let _guard = hs.room_locks.lock(room_id.as_str()).await;
     let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
     let pdu = build_checked(hs, &mut w, &ctx, sender, &new).await?;
-    let nid = store(&mut w, &pdu, txn).await?;
+    let nid = store(&mut w, &ctx, &pdu, txn).await?;
     w.commit(&[nid]).await?;
     Ok(pdu.event_id)
 }

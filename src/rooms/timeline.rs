@@ -34,6 +34,39 @@ pub fn client_event(e: &StoredEvent, room_id: &str) -> JsonValue {
     out
 }
 
+/// Client format for several events, with `unsigned.redacted_because` filled in for the
+/// redacted ones (one query for all of them).
+pub async fn client_events(
+    hs: &Homeserver,
+    events: &[StoredEvent],
+    room_id: &str,
+) -> Result<Vec<JsonValue>> {
+    let redactions: Vec<String> = events
+        .iter()
+        .filter_map(|e| e.redacted_by.clone())
+        .collect();
+    let because: std::collections::HashMap<String, JsonValue> = if redactions.is_empty() {
+        Default::default()
+    } else {
+        hs.storage
+            .events_by_id(&redactions)
+            .await?
+            .iter()
+            .map(|r| (r.event_id.clone(), client_event(r, room_id)))
+            .collect()
+    };
+    Ok(events
+        .iter()
+        .map(|e| {
+            let mut out = client_event(e, room_id);
+            if let Some(r) = e.redacted_by.as_ref().and_then(|id| because.get(id)) {
+                out["unsigned"]["redacted_because"] = r.clone();
+            }
+            out
+        })
+        .collect())
+}
+
 /// The caller's membership, required to be `join` (history visibility rules beyond that
 /// arrive with the visibility work).
 async fn require_joined(hs: &Homeserver, requester: &Requester, room_id: &RoomId) -> Result<()> {
@@ -62,7 +95,8 @@ pub async fn event(
         .await?
         .filter(|e| e.room_id == room_id.as_str())
         .ok_or_else(|| Error::NotFound("event not found".into()))?;
-    Ok(client_event(&e, room_id.as_str()))
+    let mut out = client_events(hs, std::slice::from_ref(&e), room_id.as_str()).await?;
+    Ok(out.remove(0))
 }
 
 pub async fn state(

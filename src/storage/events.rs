@@ -97,6 +97,16 @@ impl Storage {
         Ok(row.map(stored_event))
     }
 
+    pub async fn events_by_id(&self, ids: &[String]) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY($1)"
+        )))
+        .bind(ids)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(stored_event).collect())
+    }
+
     pub async fn events_by_nid(&self, nids: &[i64]) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE event_nid = ANY($1)"
@@ -265,6 +275,33 @@ impl RoomWrite {
         .fetch_all(&mut *self.tx)
         .await?;
         Ok(rows.into_iter().map(stored_event).collect())
+    }
+
+    pub async fn event_by_id(&mut self, event_id: &str) -> Result<Option<StoredEvent>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1 AND room_id = $2"
+        )))
+        .bind(event_id)
+        .bind(&self.room_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.map(stored_event))
+    }
+
+    /// Replaces an event's stored PDU by its redacted form.
+    pub async fn apply_redaction(
+        &mut self,
+        nid: i64,
+        redacted_pdu: &JsonValue,
+        by: &str,
+    ) -> Result<()> {
+        sqlx::query("UPDATE events SET pdu = $2, redacted_by = $3 WHERE event_nid = $1")
+            .bind(nid)
+            .bind(Json(redacted_pdu))
+            .bind(by)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     /// Inserts the event with its DAG edges; its stream position comes at commit.

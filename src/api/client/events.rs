@@ -9,6 +9,7 @@ use ruma::{
         client::{
             membership::{get_member_events, joined_members},
             message::{get_message_events, send_message_event},
+            redact::redact_event,
             room::get_room_event,
             state::{get_state_event_for_key, get_state_events, send_state_event},
         },
@@ -20,7 +21,7 @@ use serde_json::Value as JsonValue;
 use crate::{
     error::{Error, Result},
     http::{Ruma, extract::route_optional_last, route},
-    rooms::{pdu::NewEvent, persist, timeline},
+    rooms::{pdu::NewEvent, persist, redaction, timeline},
     server::Homeserver,
 };
 
@@ -32,7 +33,25 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, event);
     let router = route(router, members);
     let router = route(router, joined_members);
+    let router = route(router, redact);
     route(router, messages)
+}
+
+async fn redact(
+    hs: Arc<Homeserver>,
+    req: Ruma<redact_event::v3::Request>,
+) -> Result<redact_event::v3::Response> {
+    let b = &req.body;
+    let event_id = redaction::redact(
+        &hs,
+        req.requester()?,
+        &b.room_id,
+        &b.event_id,
+        b.reason.as_deref(),
+        b.txn_id.as_str(),
+    )
+    .await?;
+    Ok(redact_event::v3::Response::new(event_id))
 }
 
 fn to_raw<T>(value: &JsonValue) -> Result<Raw<T>> {
