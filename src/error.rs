@@ -43,6 +43,8 @@ pub enum Error {
     UnsupportedRoomVersion(String),
     #[error("room alias already in use")]
     RoomInUse,
+    #[error("{0}")]
+    BadState(String),
     #[error("a room alias with that name already exists")]
     AliasInUse,
     #[error("server-controlled account data cannot be set by clients")]

@@ -848,3 +848,139 @@ async fn redaction_per_room_version() {
         .await;
     assert_error(&r, 404, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn context_tags_and_forget() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let room = create_room(&s, &alice, json!({"preset": "public_chat"})).await;
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let (_, body) = send_text(&s, &alice, &room, &format!("c{i}"), &format!("m{i}")).await;
+        ids.push(body["event_id"].as_str().unwrap().to_owned());
+    }
+    let (status, ctx) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/context/{}?limit=4", ids[4]),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{ctx}");
+    assert_eq!(ctx["event"]["content"]["body"], "m4");
+    let before: Vec<&str> = ctx["events_before"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["content"]["body"].as_str().unwrap())
+        .collect();
+    let after: Vec<&str> = ctx["events_after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(before, ["m3", "m2"]);
+    assert_eq!(after, ["m5", "m6"]);
+    assert!(
+        ctx["state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.create")
+    );
+    // paging on from the context's end continues after m6
+    let end = ctx["end"].as_str().unwrap();
+    let (_, page) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=1&from={end}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(page["chunk"][0]["content"]["body"], "m7");
+    assert_error(
+        &s.get(
+            &format!("/_matrix/client/v3/rooms/{room}/context/$nope"),
+            Some(&alice),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(
+            &format!("/_matrix/client/v3/rooms/{room}/context/{}", ids[0]),
+            Some(&bob),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // tags
+    let tags = format!("/_matrix/client/v3/user/@alice:localhost/rooms/{room}/tags");
+    let (_, body) = s.get(&tags, Some(&alice)).await;
+    assert_eq!(body["tags"], json!({}));
+    assert_eq!(
+        s.put(
+            &format!("{tags}/m.favourite"),
+            Some(&alice),
+            json!({"order": 0.5})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.put(&format!("{tags}/u.work"), Some(&alice), json!({}))
+            .await
+            .0,
+        200
+    );
+    let (_, body) = s.get(&tags, Some(&alice)).await;
+    assert_eq!(body["tags"]["m.favourite"]["order"], 0.5);
+    assert!(body["tags"]["u.work"].is_object());
+    assert_eq!(
+        s.delete(&format!("{tags}/u.work"), Some(&alice), None)
+            .await
+            .0,
+        200
+    );
+    let (_, body) = s.get(&tags, Some(&alice)).await;
+    assert!(body["tags"].get("u.work").is_none(), "{body}");
+    // tags are m.tag room account data
+    let (_, data) = s
+        .get(
+            &format!("/_matrix/client/v3/user/@alice:localhost/rooms/{room}/account_data/m.tag"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(data["tags"]["m.favourite"]["order"], 0.5);
+    assert_error(&s.get(&tags, Some(&bob)).await, 403, "M_FORBIDDEN");
+
+    // forget: only after leaving
+    let forget = format!("/_matrix/client/v3/rooms/{room}/forget");
+    assert_error(
+        &s.post(&forget, Some(&alice), json!({})).await,
+        400,
+        "M_BAD_STATE",
+    );
+    assert_error(
+        &s.post(&forget, Some(&bob), json!({})).await,
+        404,
+        "M_NOT_FOUND",
+    );
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{room}/join"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{room}/leave"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s.post(&forget, Some(&bob), json!({})).await.0, 200);
+}

@@ -131,3 +131,22 @@ pub async fn joined_rooms(hs: &Homeserver, requester: &Requester) -> Result<Vec<
         .map(|r| RoomId::parse(r).map_err(|e| Error::Internal(e.to_string())))
         .collect()
 }
+
+/// `POST /rooms/{roomId}/forget`: only for rooms the user is no longer in.
+pub async fn forget(hs: &Homeserver, requester: &Requester, room_id: &RoomId) -> Result<()> {
+    match hs
+        .storage
+        .membership(room_id.as_str(), requester.user_id.as_str())
+        .await?
+        .as_deref()
+    {
+        None => Err(Error::NotFound("you have never been in this room".into())),
+        Some("join") | Some("invite") | Some("knock") => Err(Error::BadState(
+            "leave the room before forgetting it".into(),
+        )),
+        Some(_) => Ok(hs
+            .storage
+            .forget_room(room_id.as_str(), requester.user_id.as_str())
+            .await?),
+    }
+}

@@ -183,3 +183,55 @@ pub async fn messages(
         end,
     })
 }
+
+pub struct Context {
+    pub before: Vec<JsonValue>,
+    pub event: JsonValue,
+    pub after: Vec<JsonValue>,
+    pub state: Vec<JsonValue>,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// `GET /context/{eventId}`: the event with up to `limit` events around it (split evenly),
+/// and the room's state.
+pub async fn context(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    event_id: &str,
+    limit: u32,
+) -> Result<Context> {
+    require_joined(hs, requester, room_id).await?;
+    let e = hs
+        .storage
+        .event(event_id)
+        .await?
+        .filter(|e| e.room_id == room_id.as_str())
+        .ok_or_else(|| Error::NotFound("event not found".into()))?;
+    let pos = e
+        .stream_pos
+        .ok_or_else(|| Error::NotFound("event not found".into()))?;
+    let limit = i64::from(limit.min(100));
+    let before_n = limit / 2;
+    let after_n = limit - before_n;
+    let before = hs
+        .storage
+        .room_timeline(room_id.as_str(), Some(pos), None, true, before_n)
+        .await?;
+    let after = hs
+        .storage
+        .room_timeline(room_id.as_str(), Some(pos), None, false, after_n)
+        .await?;
+    let start = before.last().and_then(|e| e.stream_pos).unwrap_or(pos);
+    let end = after.last().and_then(|e| e.stream_pos).unwrap_or(pos);
+    let mut event = client_events(hs, std::slice::from_ref(&e), room_id.as_str()).await?;
+    Ok(Context {
+        before: client_events(hs, &before, room_id.as_str()).await?,
+        event: event.remove(0),
+        after: client_events(hs, &after, room_id.as_str()).await?,
+        state: state(hs, requester, room_id).await?,
+        start,
+        end,
+    })
+}

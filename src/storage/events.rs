@@ -158,6 +158,16 @@ impl Storage {
         .await?)
     }
 
+    /// Hides a room the user has left from them (`POST /forget`).
+    pub async fn forget_room(&self, room_id: &str, user_id: &str) -> Result<()> {
+        sqlx::query("UPDATE memberships SET forgotten = TRUE WHERE room_id = $1 AND user_id = $2")
+            .bind(room_id)
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Rooms the user has the given membership in.
     pub async fn rooms_with_membership(
         &self,

@@ -96,3 +96,60 @@ pub async fn get_filter(
         .await?
         .ok_or_else(not_found)
 }
+
+const MAX_TAG_BYTES: usize = 255;
+
+/// Room tags live in the room's `m.tag` account data, as the spec lays it out.
+pub async fn tags(
+    hs: &Homeserver,
+    requester: &Requester,
+    user_id: &UserId,
+    room_id: &RoomId,
+) -> Result<JsonValue> {
+    check_self(requester, user_id, "tags")?;
+    let data = hs
+        .storage
+        .account_data(user_id.as_str(), room_id.as_str(), "m.tag")
+        .await?;
+    Ok(data
+        .and_then(|d| d.get("tags").cloned())
+        .unwrap_or_else(|| serde_json::json!({})))
+}
+
+pub async fn set_tag(
+    hs: &Homeserver,
+    requester: &Requester,
+    user_id: &UserId,
+    room_id: &RoomId,
+    tag: &str,
+    info: JsonValue,
+) -> Result<()> {
+    if tag.is_empty() || tag.len() > MAX_TAG_BYTES {
+        return Err(Error::InvalidParam("tags are 1 to 255 bytes".into()));
+    }
+    let mut all = tags(hs, requester, user_id, room_id).await?;
+    all[tag] = info;
+    let content = serde_json::json!({ "tags": all });
+    hs.storage
+        .set_account_data(user_id.as_str(), room_id.as_str(), "m.tag", &content)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_tag(
+    hs: &Homeserver,
+    requester: &Requester,
+    user_id: &UserId,
+    room_id: &RoomId,
+    tag: &str,
+) -> Result<()> {
+    let mut all = tags(hs, requester, user_id, room_id).await?;
+    if let Some(map) = all.as_object_mut() {
+        map.remove(tag);
+    }
+    let content = serde_json::json!({ "tags": all });
+    hs.storage
+        .set_account_data(user_id.as_str(), room_id.as_str(), "m.tag", &content)
+        .await?;
+    Ok(())
+}

@@ -10,6 +10,7 @@ use ruma::{
             set_room_account_data,
         },
         filter::{FilterDefinition, create_filter, get_filter},
+        tag::{create_tag, delete_tag, get_tags},
     },
     serde::Raw,
 };
@@ -28,7 +29,40 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, get_room);
     let router = route(router, set_room);
     let router = route(router, new_filter);
+    let router = route(router, tags);
+    let router = route(router, set_tag);
+    let router = route(router, remove_tag);
     route(router, filter)
+}
+
+async fn tags(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_tags::v3::Request>,
+) -> Result<get_tags::v3::Response> {
+    let b = &req.body;
+    let tags = domain::tags(&hs, req.requester()?, &b.user_id, &b.room_id).await?;
+    let tags =
+        serde_json::from_value(tags).map_err(|e| Error::Internal(format!("stored tags: {e}")))?;
+    Ok(get_tags::v3::Response::new(tags))
+}
+
+async fn set_tag(
+    hs: Arc<Homeserver>,
+    req: Ruma<create_tag::v3::Request>,
+) -> Result<create_tag::v3::Response> {
+    let b = &req.body;
+    let info = serde_json::to_value(&b.tag_info).map_err(|e| Error::BadJson(e.to_string()))?;
+    domain::set_tag(&hs, req.requester()?, &b.user_id, &b.room_id, &b.tag, info).await?;
+    Ok(create_tag::v3::Response::new())
+}
+
+async fn remove_tag(
+    hs: Arc<Homeserver>,
+    req: Ruma<delete_tag::v3::Request>,
+) -> Result<delete_tag::v3::Response> {
+    let b = &req.body;
+    domain::delete_tag(&hs, req.requester()?, &b.user_id, &b.room_id, &b.tag).await?;
+    Ok(delete_tag::v3::Response::new())
 }
 
 fn to_json<T>(raw: &Raw<T>) -> Result<JsonValue> {

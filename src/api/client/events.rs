@@ -7,6 +7,7 @@ use ruma::{
     api::{
         Direction,
         client::{
+            context::get_context,
             membership::{get_member_events, joined_members},
             message::{get_message_events, send_message_event},
             redact::redact_event,
@@ -34,6 +35,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, members);
     let router = route(router, joined_members);
     let router = route(router, redact);
+    let router = route(router, context);
     route(router, messages)
 }
 
@@ -234,5 +236,29 @@ async fn messages(
     response.start = format!("s{}", page.start);
     response.end = page.end.map(|e| format!("s{e}"));
     response.chunk = page.events.iter().map(to_raw).collect::<Result<_>>()?;
+    Ok(response)
+}
+
+async fn context(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_context::v3::Request>,
+) -> Result<get_context::v3::Response> {
+    let b = &req.body;
+    let limit = u32::try_from(b.limit).unwrap_or(100);
+    let c = timeline::context(
+        &hs,
+        req.requester()?,
+        &b.room_id,
+        b.event_id.as_str(),
+        limit,
+    )
+    .await?;
+    let mut response = get_context::v3::Response::new();
+    response.start = Some(format!("s{}", c.start));
+    response.end = Some(format!("s{}", c.end));
+    response.event = Some(to_raw(&c.event)?);
+    response.events_before = c.before.iter().map(to_raw).collect::<Result<_>>()?;
+    response.events_after = c.after.iter().map(to_raw).collect::<Result<_>>()?;
+    response.state = c.state.iter().map(to_raw).collect::<Result<_>>()?;
     Ok(response)
 }

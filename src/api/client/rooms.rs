@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::Router;
 use ruma::api::client::{
     membership::{
-        Invite3pid, ban_user, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_rooms,
-        kick_user, leave_room, unban_user,
+        Invite3pid, ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias,
+        joined_rooms, kick_user, leave_room, unban_user,
     },
     room::{Visibility, create_room},
 };
@@ -32,7 +32,16 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, invite);
     let router = route(router, kick);
     let router = route(router, ban);
+    let router = route(router, forget);
     route(router, unban)
+}
+
+async fn forget(
+    hs: Arc<Homeserver>,
+    req: Ruma<forget_room::v3::Request>,
+) -> Result<forget_room::v3::Response> {
+    membership::forget(&hs, req.requester()?, &req.body.room_id).await?;
+    Ok(forget_room::v3::Response::new())
 }
 
 fn raw_json<T>(raw: &ruma::serde::Raw<T>) -> Result<JsonValue> {
