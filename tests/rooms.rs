@@ -984,3 +984,138 @@ async fn context_tags_and_forget() {
     .await;
     assert_eq!(s.post(&forget, Some(&bob), json!({})).await.0, 200);
 }
+
+/// Bodies of the messages a user sees, oldest first.
+async fn visible_bodies(s: &TestServer, token: &str, room: &str) -> Vec<String> {
+    let (status, body) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=100"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn history_visibility_is_enforced() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let (carol, _) = s.register("carol", "pw").await;
+    let (dave, _) = s.register("dave", "pw").await;
+    let join = |room: String, token: String| {
+        let s = &s;
+        async move {
+            let (status, body) = s
+                .post(
+                    &format!("/_matrix/client/v3/rooms/{room}/join"),
+                    Some(&token),
+                    json!({}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+
+    // shared: a newcomer sees what came before; after leaving, only what they were there for
+    let room = create_room(&s, &alice, json!({"preset": "public_chat"})).await;
+    send_text(&s, &alice, &room, "1", "before").await;
+    join(room.clone(), bob.clone()).await;
+    assert_eq!(visible_bodies(&s, &bob, &room).await, ["before"]);
+    send_text(&s, &alice, &room, "2", "during").await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{room}/leave"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    send_text(&s, &alice, &room, "3", "after").await;
+    assert_eq!(visible_bodies(&s, &bob, &room).await, ["during"]);
+    assert_eq!(
+        visible_bodies(&s, &alice, &room).await,
+        ["before", "during", "after"]
+    );
+    // an event one cannot see is "not found"
+    let (_, after) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1"),
+            Some(&alice),
+        )
+        .await;
+    let after_id = after["chunk"][0]["event_id"].as_str().unwrap();
+    assert_error(
+        &s.get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{after_id}"),
+            Some(&bob),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    // never a member, not world readable: nothing
+    assert!(visible_bodies(&s, &dave, &room).await.is_empty());
+    assert_error(
+        &s.get(
+            &format!("/_matrix/client/v3/rooms/{room}/state"),
+            Some(&dave),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // joined: only from one's own join on
+    let room = create_room(
+        &s,
+        &alice,
+        json!({"preset": "public_chat", "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}]}),
+    )
+    .await;
+    send_text(&s, &alice, &room, "4", "private past").await;
+    join(room.clone(), carol.clone()).await;
+    send_text(&s, &alice, &room, "5", "welcome").await;
+    assert_eq!(visible_bodies(&s, &carol, &room).await, ["welcome"]);
+
+    // world_readable: anyone may read, member or not
+    let room = create_room(
+        &s,
+        &alice,
+        json!({"preset": "public_chat", "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}]}),
+    )
+    .await;
+    send_text(&s, &alice, &room, "6", "for all").await;
+    assert_eq!(visible_bodies(&s, &dave, &room).await, ["for all"]);
+    assert_eq!(
+        s.get(
+            &format!("/_matrix/client/v3/rooms/{room}/state"),
+            Some(&dave)
+        )
+        .await
+        .0,
+        200
+    );
+
+    // invited: from the invite on
+    let room = create_room(
+        &s,
+        &alice,
+        json!({"preset": "private_chat", "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "invited"}}]}),
+    )
+    .await;
+    send_text(&s, &alice, &room, "7", "secret").await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{room}/invite"),
+        Some(&alice),
+        json!({"user_id": "@dave:localhost"}),
+    )
+    .await;
+    send_text(&s, &alice, &room, "8", "you are invited").await;
+    assert_eq!(visible_bodies(&s, &dave, &room).await, ["you are invited"]);
+}

@@ -67,19 +67,95 @@ pub async fn client_events(
         .collect())
 }
 
-/// The caller's membership, required to be `join` (history visibility rules beyond that
-/// arrive with the visibility work).
+/// The room's current state may be read by its members, and by anyone when its history is
+/// world readable.
 async fn require_joined(hs: &Homeserver, requester: &Requester, room_id: &RoomId) -> Result<()> {
     persist::room_context(hs, room_id).await?;
-    match hs
+    if hs
         .storage
         .membership(room_id.as_str(), requester.user_id.as_str())
         .await?
         .as_deref()
+        == Some("join")
     {
-        Some("join") => Ok(()),
-        _ => Err(Error::Forbidden("you are not in this room".into())),
+        return Ok(());
     }
+    let visibility =
+        persist::current_state_content(hs, room_id, "m.room.history_visibility", "").await?;
+    if visibility.is_some_and(|v| v["history_visibility"] == "world_readable") {
+        return Ok(());
+    }
+    Err(Error::Forbidden("you are not in this room".into()))
+}
+
+/// The events the user may see under the history visibility at each event (spec "History
+/// visibility"): world_readable; joined at the event; shared while now joined; invited at
+/// the event when visibility is invited.
+async fn visible(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    events: Vec<StoredEvent>,
+) -> Result<Vec<StoredEvent>> {
+    let user = requester.user_id.as_str();
+    let joined_now = hs
+        .storage
+        .membership(room_id.as_str(), user)
+        .await?
+        .as_deref()
+        == Some("join");
+    let keys = [
+        ("m.room.history_visibility".to_owned(), String::new()),
+        ("m.room.member".to_owned(), user.to_owned()),
+    ];
+    let mut verdicts: std::collections::HashMap<Option<i64>, bool> = Default::default();
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let group = e.state_after;
+        let allowed = match verdicts.get(&group) {
+            Some(v) => *v,
+            None => {
+                let state = match group {
+                    Some(g) => hs.storage.state_keys_at_group(g, &keys).await?,
+                    None => Default::default(),
+                };
+                let nids: Vec<i64> = state.values().copied().collect();
+                let contents = hs.storage.events_by_nid(&nids).await?;
+                let content_of = |key: &(String, String)| {
+                    state
+                        .get(key)
+                        .and_then(|nid| contents.iter().find(|c| c.event_nid == *nid))
+                        .map(|c| &c.pdu["content"])
+                };
+                let visibility = content_of(&keys[0])
+                    .and_then(|c| c["history_visibility"].as_str())
+                    .unwrap_or("shared")
+                    .to_owned();
+                let membership = content_of(&keys[1])
+                    .and_then(|c| c["membership"].as_str())
+                    .unwrap_or("leave")
+                    .to_owned();
+                let v = match visibility.as_str() {
+                    "world_readable" => true,
+                    _ if membership == "join" => true,
+                    "shared" => joined_now,
+                    "invited" => membership == "invite",
+                    _ => false,
+                };
+                verdicts.insert(group, v);
+                v
+            }
+        };
+        if allowed {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Reading the timeline needs the room to exist; what is seen is filtered per event.
+async fn require_room(hs: &Homeserver, room_id: &RoomId) -> Result<()> {
+    persist::room_context(hs, room_id).await.map(|_| ())
 }
 
 pub async fn event(
@@ -88,12 +164,17 @@ pub async fn event(
     room_id: &RoomId,
     event_id: &str,
 ) -> Result<JsonValue> {
-    require_joined(hs, requester, room_id).await?;
+    require_room(hs, room_id).await?;
     let e = hs
         .storage
         .event(event_id)
         .await?
         .filter(|e| e.room_id == room_id.as_str())
+        .ok_or_else(|| Error::NotFound("event not found".into()))?;
+    // Invisible and absent look alike to the client.
+    let e = visible(hs, requester, room_id, vec![e])
+        .await?
+        .pop()
         .ok_or_else(|| Error::NotFound("event not found".into()))?;
     let mut out = client_events(hs, std::slice::from_ref(&e), room_id.as_str()).await?;
     Ok(out.remove(0))
@@ -160,7 +241,7 @@ pub async fn messages(
     backwards: bool,
     limit: u32,
 ) -> Result<Page> {
-    require_joined(hs, requester, room_id).await?;
+    require_room(hs, room_id).await?;
     let limit = i64::from(limit.clamp(1, 1000));
     let start = match from {
         Some(f) => f,
@@ -174,11 +255,9 @@ pub async fn messages(
     let end = (rows.len() as i64 == limit)
         .then(|| rows.last().and_then(|e| e.stream_pos))
         .flatten();
+    let rows = visible(hs, requester, room_id, rows).await?;
     Ok(Page {
-        events: rows
-            .iter()
-            .map(|e| client_event(e, room_id.as_str()))
-            .collect(),
+        events: client_events(hs, &rows, room_id.as_str()).await?,
         start,
         end,
     })
@@ -202,13 +281,17 @@ pub async fn context(
     event_id: &str,
     limit: u32,
 ) -> Result<Context> {
-    require_joined(hs, requester, room_id).await?;
+    require_room(hs, room_id).await?;
     let e = hs
         .storage
         .event(event_id)
         .await?
         .filter(|e| e.room_id == room_id.as_str())
         .ok_or_else(|| Error::NotFound("event not found".into()))?;
+    let e = visible(hs, requester, room_id, vec![e])
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Forbidden("you may not see this event".into()))?;
     let pos = e
         .stream_pos
         .ok_or_else(|| Error::NotFound("event not found".into()))?;
@@ -223,6 +306,8 @@ pub async fn context(
         .storage
         .room_timeline(room_id.as_str(), Some(pos), None, false, after_n)
         .await?;
+    let before = visible(hs, requester, room_id, before).await?;
+    let after = visible(hs, requester, room_id, after).await?;
     let start = before.last().and_then(|e| e.stream_pos).unwrap_or(pos);
     let end = after.last().and_then(|e| e.stream_pos).unwrap_or(pos);
     let mut event = client_events(hs, std::slice::from_ref(&e), room_id.as_str()).await?;
@@ -230,7 +315,7 @@ pub async fn context(
         before: client_events(hs, &before, room_id.as_str()).await?,
         event: event.remove(0),
         after: client_events(hs, &after, room_id.as_str()).await?,
-        state: state(hs, requester, room_id).await?,
+        state: state(hs, requester, room_id).await.unwrap_or_default(),
         start,
         end,
     })
