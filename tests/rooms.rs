@@ -1119,3 +1119,105 @@ async fn history_visibility_is_enforced() {
     send_text(&s, &alice, &room, "8", "you are invited").await;
     assert_eq!(visible_bodies(&s, &dave, &room).await, ["you are invited"]);
 }
+
+#[tokio::test]
+async fn messages_filters() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let room = create_room(&s, &alice, json!({"preset": "public_chat"})).await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{room}/join"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    send_text(&s, &alice, &room, "1", "from alice").await;
+    send_text(&s, &bob, &room, "2", "from bob").await;
+    s.put(
+        &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/3"),
+        Some(&alice),
+        json!({"msgtype": "m.image", "body": "pic", "url": "mxc://localhost/abc"}),
+    )
+    .await;
+    s.put(
+        &format!("/_matrix/client/v3/rooms/{room}/send/org.example.custom/4"),
+        Some(&alice),
+        json!({"x": 1}),
+    )
+    .await;
+    let query = |filter: Value| {
+        let s = &s;
+        let (room, alice) = (room.clone(), alice.clone());
+        async move {
+            let encoded: String = url_escape(&filter.to_string());
+            let (status, body) = s
+                .get(
+                    &format!(
+                        "/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=10&filter={encoded}"
+                    ),
+                    Some(&alice),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let types = |body: &Value| -> Vec<String> {
+        body["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let body = query(json!({"types": ["m.room.message"]})).await;
+    assert_eq!(types(&body), ["m.room.message"; 3]);
+    let body = query(json!({"types": ["org.example.*"]})).await;
+    assert_eq!(types(&body), ["org.example.custom"]);
+    let body = query(json!({"not_types": ["m.room.*"]})).await;
+    assert_eq!(types(&body), ["org.example.custom"]);
+    let body = query(json!({"senders": ["@bob:localhost"], "types": ["m.room.message"]})).await;
+    assert_eq!(body["chunk"][0]["content"]["body"], "from bob");
+    assert_eq!(body["chunk"].as_array().unwrap().len(), 1);
+    let body = query(json!({"not_senders": ["@alice:localhost"]})).await;
+    assert!(
+        body["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["sender"] == "@bob:localhost"),
+        "{body}"
+    );
+    let body = query(json!({"contains_url": true})).await;
+    assert_eq!(body["chunk"].as_array().unwrap().len(), 1);
+    assert_eq!(body["chunk"][0]["content"]["body"], "pic");
+    // lazy loading: the senders' member events come along
+    let body = query(json!({"types": ["m.room.message"], "lazy_load_members": true})).await;
+    let members: Vec<&str> = body["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(members.len(), 2, "{body}");
+    assert!(members.contains(&"@alice:localhost") && members.contains(&"@bob:localhost"));
+    let r = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&filter=%7Bnot%20json"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(r.0, 400, "{}", r.1);
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -222,6 +222,21 @@ async fn messages(
     let b = &req.body;
     let backwards = b.dir == Direction::Backward;
     let limit = u32::try_from(b.limit).unwrap_or(1000);
+    let f = &b.filter;
+    let filter = timeline::EventFilter {
+        types: f.types.clone(),
+        not_types: f.not_types.clone(),
+        senders: f
+            .senders
+            .as_ref()
+            .map(|s| s.iter().map(|u| u.to_string()).collect()),
+        not_senders: f.not_senders.iter().map(|u| u.to_string()).collect(),
+        contains_url: f
+            .url_filter
+            .as_ref()
+            .map(|u| *u == ruma::api::client::filter::UrlFilter::EventsWithUrl),
+        lazy_load_members: !f.lazy_load_options.is_disabled(),
+    };
     let page = timeline::messages(
         &hs,
         req.requester()?,
@@ -230,12 +245,14 @@ async fn messages(
         parse_token(b.to.as_deref())?,
         backwards,
         limit,
+        &filter,
     )
     .await?;
     let mut response = get_message_events::v3::Response::new();
     response.start = format!("s{}", page.start);
     response.end = page.end.map(|e| format!("s{e}"));
     response.chunk = page.events.iter().map(to_raw).collect::<Result<_>>()?;
+    response.state = page.state.iter().map(to_raw).collect::<Result<_>>()?;
     Ok(response)
 }
 
