@@ -1221,3 +1221,104 @@ fn url_escape(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn public_room_directory() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let garden = create_room(&s, &alice, json!({"visibility": "public", "preset": "public_chat", "name": "Garden", "topic": "plants and trees", "room_alias_name": "garden"})).await;
+    let kitchen = create_room(
+        &s,
+        &alice,
+        json!({"visibility": "public", "preset": "public_chat", "name": "Kitchen"}),
+    )
+    .await;
+    let _private = create_room(&s, &alice, json!({"name": "Secret"})).await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{kitchen}/join"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+
+    let (status, body) = s.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(status, 200, "{body}");
+    let chunk = body["chunk"].as_array().unwrap();
+    assert_eq!(chunk.len(), 2, "private rooms are not listed: {body}");
+    assert_eq!(chunk[0]["room_id"], kitchen, "most members first");
+    assert_eq!(chunk[0]["num_joined_members"], 2);
+    assert_eq!(chunk[1]["name"], "Garden");
+    assert_eq!(chunk[1]["topic"], "plants and trees");
+    assert_eq!(chunk[1]["canonical_alias"], "#garden:localhost");
+    // ruma leaves out the default join rule, "public"
+    assert_eq!(chunk[1]["join_rule"].as_str().unwrap_or("public"), "public");
+    assert_eq!(body["total_room_count_estimate"], 2);
+
+    // paging
+    let (_, first) = s.get("/_matrix/client/v3/publicRooms?limit=1", None).await;
+    assert_eq!(first["chunk"].as_array().unwrap().len(), 1);
+    let next = first["next_batch"].as_str().unwrap();
+    let (_, second) = s
+        .get(
+            &format!("/_matrix/client/v3/publicRooms?limit=1&since={next}"),
+            None,
+        )
+        .await;
+    assert_eq!(second["chunk"][0]["room_id"], garden);
+    assert!(second["next_batch"].is_null());
+    assert_error(
+        &s.get("/_matrix/client/v3/publicRooms?since=zzz", None)
+            .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+
+    // search (POST, authenticated)
+    let (status, body) = s
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            Some(&bob),
+            json!({"filter": {"generic_search_term": "TREES"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["chunk"].as_array().unwrap().len(), 1);
+    assert_eq!(body["chunk"][0]["room_id"], garden);
+    assert_error(
+        &s.post("/_matrix/client/v3/publicRooms", None, json!({}))
+            .await,
+        401,
+        "M_MISSING_TOKEN",
+    );
+
+    // listing visibility: read by anyone, changed by room moderators
+    let path = format!("/_matrix/client/v3/directory/list/room/{garden}");
+    let (_, v) = s.get(&path, None).await;
+    assert_eq!(v["visibility"], "public");
+    assert_error(
+        &s.put(&path, Some(&bob), json!({"visibility": "private"}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        s.put(&path, Some(&alice), json!({"visibility": "private"}))
+            .await
+            .0,
+        200
+    );
+    let (_, v) = s.get(&path, None).await;
+    assert_eq!(v["visibility"], "private");
+    let (_, body) = s.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(body["chunk"].as_array().unwrap().len(), 1);
+    assert_error(
+        &s.get(
+            "/_matrix/client/v3/directory/list/room/!nope:localhost",
+            None,
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+}

@@ -2,6 +2,7 @@
 
 pub mod aliases;
 pub mod create;
+pub mod directory;
 pub mod membership;
 pub mod pdu;
 pub mod persist;

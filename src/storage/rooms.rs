@@ -56,3 +56,43 @@ impl Storage {
         )
     }
 }
+
+impl Storage {
+    /// Public rooms with their joined member counts, most members first.
+    pub async fn public_rooms(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT r.room_id, (SELECT count(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join')
+             AS joined FROM rooms r WHERE r.is_public ORDER BY joined DESC, r.room_id",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn room_is_public(&self, room_id: &str) -> Result<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT is_public FROM rooms WHERE room_id = $1")
+                .bind(room_id)
+                .fetch_optional(self.pool())
+                .await?
+                .unwrap_or(false),
+        )
+    }
+
+    /// Contents of the state events of the given types (state key "") in the given rooms.
+    pub async fn room_summaries(
+        &self,
+        room_ids: &[String],
+        types: &[&str],
+    ) -> Result<Vec<(String, String, serde_json::Value)>> {
+        let rows: Vec<(String, String, sqlx::types::Json<serde_json::Value>)> = sqlx::query_as(
+            "SELECT c.room_id, c.event_type, e.pdu->'content' FROM current_state c
+             JOIN events e ON e.event_nid = c.event_nid
+             WHERE c.room_id = ANY($1) AND c.state_key = '' AND c.event_type = ANY($2)",
+        )
+        .bind(room_ids)
+        .bind(types)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(r, t, c)| (r, t, c.0)).collect())
+    }
+}

@@ -1,17 +1,23 @@
-//! Room directory: aliases.
+//! Room directory: aliases and the public room list.
 
 use std::sync::Arc;
 
 use axum::Router;
-use ruma::api::client::{
-    alias::{create_alias, delete_alias, get_alias},
-    room::aliases,
+use ruma::{
+    api::client::{
+        alias::{create_alias, delete_alias, get_alias},
+        directory::{
+            get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+        },
+        room::{Visibility, aliases},
+    },
+    directory::PublicRoomsChunk,
 };
 
 use crate::{
-    error::Result,
+    error::{Error, Result},
     http::{Ruma, route},
-    rooms::aliases as domain,
+    rooms::{aliases as domain, directory},
     server::Homeserver,
 };
 
@@ -19,7 +25,98 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, create);
     let router = route(router, get);
     let router = route(router, delete);
+    let router = route(router, public_rooms);
+    let router = route(router, public_rooms_filtered);
+    let router = route(router, visibility);
+    let router = route(router, set_visibility);
     route(router, room_aliases)
+}
+
+fn chunks(listing: &directory::Listing) -> Result<Vec<PublicRoomsChunk>> {
+    listing
+        .chunk
+        .iter()
+        .map(|c| {
+            serde_json::from_value(c.clone())
+                .map_err(|e| Error::Internal(format!("room listing: {e}")))
+        })
+        .collect()
+}
+
+fn only_here(hs: &Homeserver, server: Option<&ruma::ServerName>) -> Result<()> {
+    match server {
+        Some(s) if s != hs.config.server_name() => Err(Error::InvalidParam(
+            "other servers' directories are reached over federation, which is not here yet".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn public_rooms(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_public_rooms::v3::Request>,
+) -> Result<get_public_rooms::v3::Response> {
+    let b = &req.body;
+    only_here(&hs, b.server.as_deref())?;
+    let limit = b.limit.map(|l| u64::from(l) as usize);
+    let listing = directory::public_rooms(&hs, limit, b.since.as_deref(), None).await?;
+    let mut response = get_public_rooms::v3::Response::new(chunks(&listing)?);
+    response.next_batch = listing.next_batch;
+    response.prev_batch = listing.prev_batch;
+    response.total_room_count_estimate = Some((listing.total as u32).into());
+    Ok(response)
+}
+
+async fn public_rooms_filtered(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_public_rooms_filtered::v3::Request>,
+) -> Result<get_public_rooms_filtered::v3::Response> {
+    let b = &req.body;
+    only_here(&hs, b.server.as_deref())?;
+    let limit = b.limit.map(|l| u64::from(l) as usize);
+    let listing = directory::public_rooms(
+        &hs,
+        limit,
+        b.since.as_deref(),
+        b.filter.generic_search_term.as_deref(),
+    )
+    .await?;
+    let mut response = get_public_rooms_filtered::v3::Response::new();
+    response.chunk = chunks(&listing)?;
+    response.next_batch = listing.next_batch;
+    response.prev_batch = listing.prev_batch;
+    response.total_room_count_estimate = Some((listing.total as u32).into());
+    Ok(response)
+}
+
+async fn visibility(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_room_visibility::v3::Request>,
+) -> Result<get_room_visibility::v3::Response> {
+    let listed = directory::is_listed(&hs, &req.body.room_id).await?;
+    Ok(get_room_visibility::v3::Response::new(if listed {
+        Visibility::Public
+    } else {
+        Visibility::Private
+    }))
+}
+
+async fn set_visibility(
+    hs: Arc<Homeserver>,
+    req: Ruma<set_room_visibility::v3::Request>,
+) -> Result<set_room_visibility::v3::Response> {
+    let listed = match &req.body.visibility {
+        Visibility::Public => true,
+        Visibility::Private => false,
+        other => {
+            return Err(Error::InvalidParam(format!(
+                "unknown visibility {}",
+                other.as_str()
+            )));
+        }
+    };
+    directory::set_listed(&hs, req.requester()?, &req.body.room_id, listed).await?;
+    Ok(set_room_visibility::v3::Response::new())
 }
 
 async fn create(

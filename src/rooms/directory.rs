@@ -1,0 +1,137 @@
+//! The public room directory: which rooms are listed, and the listing itself.
+
+use std::collections::HashMap;
+
+use ruma::RoomId;
+use serde_json::{Value as JsonValue, json};
+
+use super::{persist, power};
+use crate::{
+    error::{Error, Result},
+    server::Homeserver,
+    users::Requester,
+};
+
+const SUMMARY_TYPES: &[&str] = &[
+    "m.room.name",
+    "m.room.topic",
+    "m.room.canonical_alias",
+    "m.room.avatar",
+    "m.room.join_rules",
+    "m.room.history_visibility",
+    "m.room.guest_access",
+    "m.room.create",
+];
+
+pub struct Listing {
+    pub chunk: Vec<JsonValue>,
+    pub next_batch: Option<String>,
+    pub prev_batch: Option<String>,
+    pub total: usize,
+}
+
+/// `GET/POST /publicRooms`: `since` is an offset into the listing, most members first.
+pub async fn public_rooms(
+    hs: &Homeserver,
+    limit: Option<usize>,
+    since: Option<&str>,
+    search: Option<&str>,
+) -> Result<Listing> {
+    let offset: usize = match since {
+        Some(s) => s
+            .strip_prefix('o')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::InvalidParam("invalid since token".into()))?,
+        None => 0,
+    };
+    let limit = limit.unwrap_or(100).clamp(1, 500);
+    let rooms = hs.storage.public_rooms().await?;
+    let ids: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
+    let mut state: HashMap<String, HashMap<String, JsonValue>> = HashMap::new();
+    for (room, event_type, content) in hs.storage.room_summaries(&ids, SUMMARY_TYPES).await? {
+        state.entry(room).or_default().insert(event_type, content);
+    }
+    let needle = search.map(str::to_lowercase).filter(|s| !s.is_empty());
+    let entries: Vec<JsonValue> = rooms
+        .iter()
+        .map(|(room_id, joined)| {
+            let s = state.get(room_id);
+            let field = |t: &str, k: &str| s.and_then(|s| s.get(t)).and_then(|c| c.get(k)).cloned();
+            let mut entry = json!({
+                "room_id": room_id,
+                "num_joined_members": joined,
+                "world_readable": field("m.room.history_visibility", "history_visibility") == Some(json!("world_readable")),
+                "guest_can_join": field("m.room.guest_access", "guest_access") == Some(json!("can_join")),
+                "join_rule": field("m.room.join_rules", "join_rule").unwrap_or(json!("invite")),
+            });
+            for (key, t, k) in [
+                ("name", "m.room.name", "name"),
+                ("topic", "m.room.topic", "topic"),
+                ("canonical_alias", "m.room.canonical_alias", "alias"),
+                ("avatar_url", "m.room.avatar", "url"),
+                ("room_type", "m.room.create", "type"),
+            ] {
+                if let Some(v) = field(t, k).filter(JsonValue::is_string) {
+                    entry[key] = v;
+                }
+            }
+            entry
+        })
+        .filter(|e| {
+            needle.as_ref().is_none_or(|n| {
+                ["name", "topic", "canonical_alias"]
+                    .iter()
+                    .any(|k| e[*k].as_str().is_some_and(|v| v.to_lowercase().contains(n.as_str())))
+            })
+        })
+        .collect();
+    let total = entries.len();
+    let chunk: Vec<JsonValue> = entries.into_iter().skip(offset).take(limit).collect();
+    let next_batch = (offset + chunk.len() < total).then(|| format!("o{}", offset + chunk.len()));
+    let prev_batch = (offset > 0).then(|| format!("o{}", offset.saturating_sub(limit)));
+    Ok(Listing {
+        chunk,
+        next_batch,
+        prev_batch,
+        total,
+    })
+}
+
+pub async fn is_listed(hs: &Homeserver, room_id: &RoomId) -> Result<bool> {
+    persist::room_context(hs, room_id).await?;
+    Ok(hs.storage.room_is_public(room_id.as_str()).await?)
+}
+
+/// `PUT /directory/list/room/{roomId}`: room moderators (those who may set the canonical
+/// alias) and server admins.
+pub async fn set_listed(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    listed: bool,
+) -> Result<()> {
+    let ctx = persist::room_context(hs, room_id).await?;
+    if !requester.is_admin {
+        let joined = hs
+            .storage
+            .membership(room_id.as_str(), requester.user_id.as_str())
+            .await?;
+        let mine = power::user_power(hs, &ctx, &requester.user_id).await?;
+        let levels = persist::current_state_content(hs, room_id, "m.room.power_levels", "").await?;
+        let needed = levels
+            .as_ref()
+            .and_then(|pl| {
+                pl["events"]["m.room.canonical_alias"]
+                    .as_i64()
+                    .or_else(|| pl["state_default"].as_i64())
+            })
+            .unwrap_or(50);
+        if joined.as_deref() != Some("join") || !power::at_least(mine, needed) {
+            return Err(Error::Forbidden(
+                "you may not change this room's listing".into(),
+            ));
+        }
+    }
+    hs.storage.set_room_public(room_id.as_str(), listed).await?;
+    Ok(())
+}
