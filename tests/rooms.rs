@@ -1322,3 +1322,175 @@ async fn public_room_directory() {
         "M_NOT_FOUND",
     );
 }
+
+#[tokio::test]
+async fn receipts_read_markers_and_typing() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let room = create_room(&s, &alice, json!({})).await;
+    let (_, sent) = send_text(&s, &alice, &room, "1", "hi").await;
+    let event = sent["event_id"].as_str().unwrap();
+    let base = format!("/_matrix/client/v3/rooms/{room}");
+
+    assert_eq!(
+        s.post(
+            &format!("{base}/receipt/m.read/{event}"),
+            Some(&alice),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.post(
+            &format!("{base}/receipt/m.read/{event}"),
+            Some(&alice),
+            json!({"thread_id": "main"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.post(
+            &format!("{base}/receipt/m.read.private/{event}"),
+            Some(&alice),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    let mut conn: sqlx::PgConnection = sqlx::ConnectOptions::connect(&s.db).await.unwrap();
+    let receipts: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT receipt_type, thread_id, event_id FROM receipts WHERE room_id = $1 AND user_id = '@alice:localhost' ORDER BY 1, 2",
+    )
+    .bind(&room)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        receipts,
+        vec![
+            ("m.read".into(), "".into(), event.into()),
+            ("m.read".into(), "main".into(), event.into()),
+            ("m.read.private".into(), "".into(), event.into())
+        ]
+    );
+    assert_error(
+        &s.post(
+            &format!("{base}/receipt/m.read/$nope"),
+            Some(&alice),
+            json!({}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.post(
+            &format!("{base}/receipt/m.read/{event}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &s.post(
+            &format!("{base}/receipt/m.bogus/{event}"),
+            Some(&alice),
+            json!({}),
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+
+    // read markers: m.fully_read lands in room account data
+    let (status, body) = s
+        .post(
+            &format!("{base}/read_markers"),
+            Some(&alice),
+            json!({"m.fully_read": event, "m.read": event}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, marker) = s
+        .get(
+            &format!(
+                "/_matrix/client/v3/user/@alice:localhost/rooms/{room}/account_data/m.fully_read"
+            ),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(marker["event_id"], event);
+
+    // typing: own state only, joined rooms only, with a timeout
+    let typing = format!("{base}/typing/@alice:localhost");
+    assert_eq!(
+        s.put(
+            &typing,
+            Some(&alice),
+            json!({"typing": true, "timeout": 30000})
+        )
+        .await
+        .0,
+        200
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert_eq!(
+        s.hs.storage.typing_users(&room, now).await.unwrap(),
+        ["@alice:localhost"]
+    );
+    assert_eq!(
+        s.hs.storage
+            .typing_users(&room, now + 31_000)
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        s.put(&typing, Some(&alice), json!({"typing": false}))
+            .await
+            .0,
+        200
+    );
+    assert!(
+        s.hs.storage
+            .typing_users(&room, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_error(
+        &s.put(
+            &typing,
+            Some(&bob),
+            json!({"typing": true, "timeout": 1000}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let bobs = format!("{base}/typing/@bob:localhost");
+    assert_error(
+        &s.put(&bobs, Some(&bob), json!({"typing": true, "timeout": 1000}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(
+        s.put(&typing, Some(&alice), json!({"typing": true}))
+            .await
+            .0,
+        400,
+        "timeout is required when typing"
+    );
+}

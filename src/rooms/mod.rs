@@ -7,5 +7,6 @@ pub mod membership;
 pub mod pdu;
 pub mod persist;
 pub mod power;
+pub mod receipts;
 pub mod redaction;
 pub mod timeline;

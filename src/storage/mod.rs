@@ -16,6 +16,7 @@ pub mod filters;
 pub mod keys;
 pub mod nonces;
 pub mod profile;
+pub mod receipts;
 pub mod rooms;
 pub mod state;
 pub mod tokens;

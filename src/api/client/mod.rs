@@ -14,6 +14,7 @@ mod directory;
 mod discovery;
 mod events;
 mod profile;
+mod receipts;
 mod rooms;
 mod session;
 mod threepid;
@@ -36,5 +37,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = rooms::routes(router);
     let router = events::routes(router);
     let router = directory::routes(router);
+    let router = receipts::routes(router);
     admin::routes(router)
 }

@@ -1,0 +1,135 @@
+//! Read receipts, read markers and typing notifications from local users.
+
+use std::time::Duration;
+
+use ruma::{EventId, RoomId, UserId};
+use serde_json::json;
+
+use crate::{
+    error::{Error, Result},
+    server::{Homeserver, now_ms},
+    users::Requester,
+};
+
+/// Typing notices last at most this long, whatever the client asks.
+const MAX_TYPING: Duration = Duration::from_secs(120);
+
+async fn require_joined(hs: &Homeserver, requester: &Requester, room_id: &RoomId) -> Result<()> {
+    if hs.storage.room(room_id.as_str()).await?.is_none() {
+        return Err(Error::NotFound("unknown room".into()));
+    }
+    match hs
+        .storage
+        .membership(room_id.as_str(), requester.user_id.as_str())
+        .await?
+        .as_deref()
+    {
+        Some("join") => Ok(()),
+        _ => Err(Error::Forbidden("you are not in this room".into())),
+    }
+}
+
+async fn require_event(hs: &Homeserver, room_id: &RoomId, event_id: &EventId) -> Result<()> {
+    match hs.storage.event(event_id.as_str()).await? {
+        Some(e) if e.room_id == room_id.as_str() => Ok(()),
+        _ => Err(Error::NotFound("event not found in this room".into())),
+    }
+}
+
+/// Which receipt: its type as the spec names it, and its thread.
+pub enum ReceiptKind {
+    Read,
+    ReadPrivate,
+    FullyRead,
+}
+
+/// `thread`: None unthreaded, "main", or a thread root event ID.
+pub async fn send_receipt(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    kind: ReceiptKind,
+    event_id: &EventId,
+    thread: Option<&str>,
+) -> Result<()> {
+    require_joined(hs, requester, room_id).await?;
+    require_event(hs, room_id, event_id).await?;
+    let user = requester.user_id.as_str();
+    match kind {
+        ReceiptKind::FullyRead => {
+            if thread.is_some() {
+                return Err(Error::InvalidParam(
+                    "m.fully_read cannot be threaded".into(),
+                ));
+            }
+            hs.storage
+                .set_account_data(
+                    user,
+                    room_id.as_str(),
+                    "m.fully_read",
+                    &json!({ "event_id": event_id }),
+                )
+                .await?;
+        }
+        ReceiptKind::Read | ReceiptKind::ReadPrivate => {
+            let receipt_type = if matches!(kind, ReceiptKind::Read) {
+                "m.read"
+            } else {
+                "m.read.private"
+            };
+            hs.storage
+                .set_receipt(
+                    room_id.as_str(),
+                    user,
+                    receipt_type,
+                    thread.unwrap_or(""),
+                    event_id.as_str(),
+                    now_ms(),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `POST /rooms/{roomId}/read_markers`.
+pub async fn set_read_markers(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    fully_read: Option<&EventId>,
+    read: Option<&EventId>,
+    read_private: Option<&EventId>,
+) -> Result<()> {
+    for (kind, event) in [
+        (ReceiptKind::FullyRead, fully_read),
+        (ReceiptKind::Read, read),
+        (ReceiptKind::ReadPrivate, read_private),
+    ] {
+        if let Some(event) = event {
+            send_receipt(hs, requester, room_id, kind, event, None).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `PUT /rooms/{roomId}/typing/{userId}`: only for oneself, only in joined rooms.
+pub async fn set_typing(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    user_id: &UserId,
+    timeout: Option<Duration>,
+) -> Result<()> {
+    if requester.user_id != user_id {
+        return Err(Error::Forbidden(
+            "you may only set your own typing state".into(),
+        ));
+    }
+    require_joined(hs, requester, room_id).await?;
+    let expires = timeout.map(|t| now_ms() + t.min(MAX_TYPING).as_millis() as i64);
+    hs.storage
+        .set_typing(room_id.as_str(), user_id.as_str(), expires)
+        .await?;
+    Ok(())
+}
