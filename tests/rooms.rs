@@ -1494,3 +1494,179 @@ async fn receipts_read_markers_and_typing() {
         "timeout is required when typing"
     );
 }
+
+#[tokio::test]
+async fn knock_report_mutual_rooms_and_timestamps() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+
+    // knocking: only where the join rule is "knock" and the room version has it
+    let room = create_room(
+        &s,
+        &alice,
+        json!({"initial_state": [{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}]}),
+    )
+    .await;
+    let (status, body) = s
+        .post(
+            &format!("/_matrix/client/v3/knock/{room}"),
+            Some(&bob),
+            json!({"reason": "let me in"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], room);
+    let (_, members) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/members?membership=knock"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(
+        members["chunk"][0]["state_key"], "@bob:localhost",
+        "{members}"
+    );
+    let invite_only = create_room(&s, &alice, json!({})).await;
+    assert_error(
+        &s.post(
+            &format!("/_matrix/client/v3/knock/{invite_only}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let v6 = create_room(&s, &alice, json!({"room_version": "6"})).await;
+    assert_error(
+        &s.post(
+            &format!("/_matrix/client/v3/knock/{v6}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // mutual rooms
+    let shared = create_room(&s, &alice, json!({"preset": "public_chat"})).await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{shared}/join"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    let (status, body) = s
+        .get(
+            "/_matrix/client/v1/mutual_rooms?user_id=@bob:localhost",
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["joined"], json!([shared]));
+    assert_eq!(body["count"], 1);
+    assert_error(
+        &s.get("/_matrix/client/v1/mutual_rooms", Some(&alice)).await,
+        400,
+        "M_MISSING_PARAM",
+    );
+
+    // reports
+    let (_, sent) = send_text(&s, &alice, &shared, "r1", "rude").await;
+    let event = sent["event_id"].as_str().unwrap();
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{shared}/report/{event}"),
+            Some(&bob),
+            json!({"reason": "spam"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_error(
+        &s.post(
+            &format!("/_matrix/client/v3/rooms/{invite_only}/report/{event}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_eq!(
+        s.post(
+            &format!("/_matrix/client/v3/rooms/{shared}/report"),
+            Some(&bob),
+            json!({"reason": "bad room"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.post(
+            "/_matrix/client/v3/users/@alice:localhost/report",
+            Some(&bob),
+            json!({"reason": "bad user"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_error(
+        &s.post(
+            "/_matrix/client/v3/users/@ghost:localhost/report",
+            Some(&bob),
+            json!({"reason": "x"}),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let mut conn: sqlx::PgConnection = sqlx::ConnectOptions::connect(&s.db).await.unwrap();
+    let reports: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM reports WHERE reporter = '@bob:localhost'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(reports, 3);
+
+    // timestamp_to_event
+    let (_, first) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{shared}/event/{event}"),
+            Some(&alice),
+        )
+        .await;
+    let ts = first["origin_server_ts"].as_i64().unwrap();
+    let (status, found) = s
+        .get(
+            &format!("/_matrix/client/v1/rooms/{shared}/timestamp_to_event?ts={ts}&dir=f"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["origin_server_ts"].as_i64().unwrap(), ts);
+    let r = s
+        .get(
+            &format!(
+                "/_matrix/client/v1/rooms/{shared}/timestamp_to_event?ts={}&dir=f",
+                ts + 3_600_000
+            ),
+            Some(&alice),
+        )
+        .await;
+    assert_error(&r, 404, "M_NOT_FOUND");
+    let (status, found) = s
+        .get(
+            &format!(
+                "/_matrix/client/v1/rooms/{shared}/timestamp_to_event?ts={}&dir=b",
+                ts + 3_600_000
+            ),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(found["origin_server_ts"].as_i64().unwrap() >= ts);
+}

@@ -150,3 +150,45 @@ pub async fn forget(hs: &Homeserver, requester: &Requester, room_id: &RoomId) ->
             .await?),
     }
 }
+
+/// `POST /knock/{roomIdOrAlias}`: asks to join a room whose join rule allows knocking.
+pub async fn knock(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    reason: Option<&str>,
+) -> Result<()> {
+    let ctx = persist::room_context(hs, room_id).await?;
+    if !ctx.rules.authorization.knocking {
+        return Err(Error::Forbidden(format!(
+            "room version {} does not support knocking",
+            ctx.version
+        )));
+    }
+    let content = with_reason(
+        member_content(hs, &requester.user_id, "knock").await?,
+        reason,
+    );
+    persist::send(
+        hs,
+        room_id,
+        &requester.user_id,
+        member_event(&requester.user_id, content),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn mutual_rooms(
+    hs: &Homeserver,
+    requester: &Requester,
+    other: &UserId,
+) -> Result<Vec<OwnedRoomId>> {
+    hs.storage
+        .mutual_rooms(requester.user_id.as_str(), other.as_str())
+        .await?
+        .into_iter()
+        .map(|r| RoomId::parse(r).map_err(|e| Error::Internal(e.to_string())))
+        .collect()
+}

@@ -9,4 +9,5 @@ pub mod persist;
 pub mod power;
 pub mod receipts;
 pub mod redaction;
+pub mod reports;
 pub mod timeline;

@@ -419,3 +419,18 @@ pub async fn context(
         end,
     })
 }
+
+/// `GET /v1/rooms/{roomId}/timestamp_to_event`: the visible event nearest `ts` in `dir`.
+pub async fn event_at_timestamp(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    ts: i64,
+    forwards: bool,
+) -> Result<(String, i64)> {
+    require_joined(hs, requester, room_id).await?;
+    hs.storage
+        .event_near_timestamp(room_id.as_str(), ts, forwards)
+        .await?
+        .ok_or_else(|| Error::NotFound("no event in that direction".into()))
+}

@@ -96,3 +96,64 @@ impl Storage {
         Ok(rows.into_iter().map(|(r, t, c)| (r, t, c.0)).collect())
     }
 }
+
+/// What a report is about.
+pub struct NewReport<'a> {
+    pub reporter: &'a str,
+    pub room_id: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub now_ms: i64,
+}
+
+impl Storage {
+    pub async fn insert_report(&self, r: &NewReport<'_>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO reports (reporter, room_id, event_id, user_id, reason, created_ts) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(r.reporter)
+        .bind(r.room_id)
+        .bind(r.event_id)
+        .bind(r.user_id)
+        .bind(r.reason)
+        .bind(r.now_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Rooms both users are joined to.
+    pub async fn mutual_rooms(&self, a: &str, b: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT m1.room_id FROM memberships m1 JOIN memberships m2 ON m1.room_id = m2.room_id
+             WHERE m1.user_id = $1 AND m2.user_id = $2 AND m1.membership = 'join' AND m2.membership = 'join'
+             ORDER BY m1.room_id",
+        )
+        .bind(a)
+        .bind(b)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The room's event closest to `ts` on the given side (inclusive): (event_id, ts).
+    pub async fn event_near_timestamp(
+        &self,
+        room_id: &str,
+        ts: i64,
+        forwards: bool,
+    ) -> Result<Option<(String, i64)>> {
+        let sql = if forwards {
+            "SELECT event_id, origin_server_ts FROM events WHERE room_id = $1 AND stream_pos IS NOT NULL
+             AND origin_server_ts >= $2 ORDER BY origin_server_ts, stream_pos LIMIT 1"
+        } else {
+            "SELECT event_id, origin_server_ts FROM events WHERE room_id = $1 AND stream_pos IS NOT NULL
+             AND origin_server_ts <= $2 ORDER BY origin_server_ts DESC, stream_pos DESC LIMIT 1"
+        };
+        Ok(sqlx::query_as(sql)
+            .bind(room_id)
+            .bind(ts)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+}

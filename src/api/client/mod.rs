@@ -15,6 +15,7 @@ mod discovery;
 mod events;
 mod profile;
 mod receipts;
+mod reporting;
 mod rooms;
 mod session;
 mod threepid;
@@ -38,5 +39,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = events::routes(router);
     let router = directory::routes(router);
     let router = receipts::routes(router);
+    let router = reporting::routes(router);
     admin::routes(router)
 }
