@@ -1670,3 +1670,99 @@ async fn knock_report_mutual_rooms_and_timestamps() {
     assert_eq!(status, 200);
     assert!(found["origin_server_ts"].as_i64().unwrap() >= ts);
 }
+
+#[tokio::test]
+async fn room_upgrade() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let old = create_room(
+        &s,
+        &alice,
+        json!({"room_version": "10", "preset": "public_chat", "visibility": "public", "name": "Old", "topic": "t",
+               "room_alias_name": "hall", "power_level_content_override": {"users": {"@alice:localhost": 100, "@bob:localhost": 20}}}),
+    )
+    .await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{old}/join"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    // bob lacks the power to upgrade
+    let r = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{old}/upgrade"),
+            Some(&bob),
+            json!({"new_version": "12"}),
+        )
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+    let r = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{old}/upgrade"),
+            Some(&alice),
+            json!({"new_version": "77"}),
+        )
+        .await;
+    assert_error(&r, 400, "M_UNSUPPORTED_ROOM_VERSION");
+
+    let (status, body) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{old}/upgrade"),
+            Some(&alice),
+            json!({"new_version": "12"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let new = body["replacement_room"].as_str().unwrap().to_owned();
+    let get = |room: String, t: &'static str| {
+        let s = &s;
+        let alice = alice.clone();
+        async move {
+            s.get(
+                &format!("/_matrix/client/v3/rooms/{room}/state/{t}"),
+                Some(&alice),
+            )
+            .await
+            .1
+        }
+    };
+    assert_eq!(
+        get(old.clone(), "m.room.tombstone").await["replacement_room"],
+        new.as_str()
+    );
+    let create = get(new.clone(), "m.room.create").await;
+    assert_eq!(create["predecessor"]["room_id"], old.as_str());
+    assert_eq!(create["room_version"], "12");
+    assert_eq!(get(new.clone(), "m.room.name").await["name"], "Old");
+    assert_eq!(get(new.clone(), "m.room.topic").await["topic"], "t");
+    let pl = get(new.clone(), "m.room.power_levels").await;
+    assert_eq!(pl["users"]["@bob:localhost"], 20, "{pl}");
+    assert!(
+        pl["users"].get("@alice:localhost").is_none(),
+        "the v12 creator is not listed: {pl}"
+    );
+    // the alias moved, the old room is quiet
+    let (_, alias) = s
+        .get("/_matrix/client/v3/directory/room/%23hall:localhost", None)
+        .await;
+    assert_eq!(alias["room_id"], new.as_str());
+    let old_pl = get(old.clone(), "m.room.power_levels").await;
+    assert_eq!(old_pl["events_default"], 50);
+    assert_error(
+        &send_text(&s, &bob, &old, "q", "still here?")
+            .await
+            .into_result(),
+        403,
+        "M_FORBIDDEN",
+    );
+    let (_, listing) = s.get("/_matrix/client/v3/publicRooms", None).await;
+    let listed: Vec<&str> = listing["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["room_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [new.as_str()]);
+}

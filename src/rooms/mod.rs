@@ -11,3 +11,4 @@ pub mod receipts;
 pub mod redaction;
 pub mod reports;
 pub mod timeline;
+pub mod upgrade;

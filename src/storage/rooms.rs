@@ -157,3 +157,15 @@ impl Storage {
             .await?)
     }
 }
+
+impl Storage {
+    /// Points every alias of `from` at `to` (room upgrades).
+    pub async fn move_aliases(&self, from: &str, to: &str) -> Result<()> {
+        sqlx::query("UPDATE room_aliases SET room_id = $2 WHERE room_id = $1")
+            .bind(from)
+            .bind(to)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

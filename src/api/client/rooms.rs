@@ -9,7 +9,7 @@ use ruma::api::client::{
         Invite3pid, ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias,
         joined_rooms, kick_user, leave_room, unban_user,
     },
-    room::{Visibility, create_room},
+    room::{Visibility, create_room, upgrade_room},
 };
 use serde_json::Value as JsonValue;
 
@@ -18,7 +18,7 @@ use crate::{
     http::{Ruma, route},
     rooms::{
         create::{self, CreateRoom, Preset},
-        membership,
+        membership, upgrade,
     },
     server::Homeserver,
 };
@@ -33,6 +33,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, kick);
     let router = route(router, ban);
     let router = route(router, forget);
+    let router = route(router, upgrade_room);
     route(router, unban)
 }
 
@@ -219,4 +220,20 @@ async fn unban(
     )
     .await?;
     Ok(unban_user::v3::Response::new())
+}
+
+async fn upgrade_room(
+    hs: Arc<Homeserver>,
+    req: Ruma<upgrade_room::v3::Request>,
+) -> Result<upgrade_room::v3::Response> {
+    let b = &req.body;
+    let new_room = upgrade::upgrade(
+        &hs,
+        req.requester()?,
+        &b.room_id,
+        &b.new_version,
+        &b.additional_creators,
+    )
+    .await?;
+    Ok(upgrade_room::v3::Response::new(new_room))
 }

@@ -1,0 +1,146 @@
+//! `POST /rooms/{roomId}/upgrade`: a new room of another version carrying the old one's
+//! state, a tombstone in the old room, aliases moved, and the old room quietened.
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId};
+use serde_json::{Map, Value as JsonValue, json};
+
+use super::{
+    create::{self, CreateRoom},
+    pdu::NewEvent,
+    persist, power,
+};
+use crate::{
+    error::{Error, Result},
+    server::Homeserver,
+    users::Requester,
+};
+
+/// State carried into the new room (spec: "Room Upgrades", as Synapse does).
+const CARRIED_STATE: &[&str] = &[
+    "m.room.server_acl",
+    "m.room.encryption",
+    "m.room.name",
+    "m.room.topic",
+    "m.room.avatar",
+    "m.room.join_rules",
+    "m.room.guest_access",
+    "m.room.history_visibility",
+    "m.room.canonical_alias",
+];
+
+pub async fn upgrade(
+    hs: &Homeserver,
+    requester: &Requester,
+    old: &RoomId,
+    new_version: &RoomVersionId,
+    additional_creators: &[OwnedUserId],
+) -> Result<OwnedRoomId> {
+    let ctx = persist::room_context(hs, old).await?;
+    // Upgrading takes the power to send the tombstone.
+    let levels = persist::current_state_content(hs, old, "m.room.power_levels", "").await?;
+    let needed = levels
+        .as_ref()
+        .and_then(|pl| {
+            pl["events"]["m.room.tombstone"]
+                .as_i64()
+                .or_else(|| pl["state_default"].as_i64())
+        })
+        .unwrap_or(50);
+    let mine = power::user_power(hs, &ctx, &requester.user_id).await?;
+    let joined = hs
+        .storage
+        .membership(old.as_str(), requester.user_id.as_str())
+        .await?;
+    if joined.as_deref() != Some("join") || !power::at_least(mine, needed) {
+        return Err(Error::Forbidden("you may not upgrade this room".into()));
+    }
+    if !create::supported_versions().contains(new_version) {
+        return Err(Error::UnsupportedRoomVersion(format!(
+            "room version {new_version} is not supported"
+        )));
+    }
+    let new_rules = persist::rules_for(new_version)?;
+
+    let old_create = persist::current_state_content(hs, old, "m.room.create", "")
+        .await?
+        .unwrap_or_default();
+    let mut creation = Map::new();
+    creation.insert("predecessor".into(), json!({ "room_id": old }));
+    for key in ["type", "m.federate"] {
+        if let Some(v) = old_create.get(key) {
+            creation.insert(key.into(), v.clone());
+        }
+    }
+    if !additional_creators.is_empty() {
+        creation.insert("additional_creators".into(), json!(additional_creators));
+    }
+    let mut initial_state = Vec::new();
+    for event_type in CARRIED_STATE {
+        if let Some(content) = persist::current_state_content(hs, old, event_type, "").await? {
+            initial_state.push(json!({ "type": event_type, "state_key": "", "content": content }));
+        }
+    }
+    let mut power_levels = levels.unwrap_or_else(|| json!({}));
+    if new_rules.authorization.explicitly_privilege_room_creators
+        && let Some(users) = power_levels["users"].as_object_mut()
+    {
+        // Creators hold unlimited power in v12 and must not be listed.
+        users.remove(requester.user_id.as_str());
+        for c in additional_creators {
+            users.remove(c.as_str());
+        }
+    }
+    let new_room = create::create_room(
+        hs,
+        requester,
+        CreateRoom {
+            room_version: Some(new_version.clone()),
+            preset: None,
+            public: hs.storage.room_is_public(old.as_str()).await?,
+            name: None,
+            topic: None,
+            room_alias_name: None,
+            invite: Vec::new(),
+            is_direct: false,
+            creation_content: Some(JsonValue::Object(creation)),
+            initial_state,
+            power_level_content_override: Some(power_levels.clone()),
+        },
+    )
+    .await?;
+
+    let tombstone = NewEvent {
+        event_type: "m.room.tombstone".into(),
+        content: json!({ "body": "This room has been replaced", "replacement_room": new_room }),
+        state_key: Some(String::new()),
+        redacts: None,
+    };
+    persist::send(hs, old, &requester.user_id, tombstone, None).await?;
+    hs.storage
+        .move_aliases(old.as_str(), new_room.as_str())
+        .await?;
+    if hs.storage.room_is_public(old.as_str()).await? {
+        hs.storage.set_room_public(old.as_str(), false).await?;
+    }
+    // Quieten the old room: only moderators may speak or invite there now.
+    let users_default = power_levels["users_default"].as_i64().unwrap_or(0);
+    let restricted = 50.max(users_default + 1);
+    let mut quiet = power_levels;
+    for key in ["events_default", "invite"] {
+        if quiet[key].as_i64().unwrap_or(0) < restricted {
+            quiet[key] = restricted.into();
+        }
+    }
+    let quiet_event = NewEvent {
+        event_type: "m.room.power_levels".into(),
+        content: quiet,
+        state_key: Some(String::new()),
+        redacts: None,
+    };
+    // The old power levels may not allow this (e.g. no power levels event); the upgrade
+    // itself has happened, so a refusal here is logged rather than failing it.
+    if let Err(e) = persist::send(hs, old, &requester.user_id, quiet_event, None).await {
+        tracing::warn!(room = %old, "could not restrict the upgraded room's power levels: {e}");
+    }
+    Ok(new_room)
+}
