@@ -1766,3 +1766,172 @@ async fn room_upgrade() {
         .collect();
     assert_eq!(listed, [new.as_str()]);
 }
+
+#[tokio::test]
+async fn relations_threads_and_bundled_aggregations() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let room = create_room(&s, &alice, json!({"preset": "public_chat"})).await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{room}/join"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    let send = |token: String, txn: &'static str, content: Value| {
+        let s = &s;
+        let room = room.clone();
+        async move {
+            let (status, body) = s
+                .put(
+                    &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+                    Some(&token),
+                    content,
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body["event_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let root = send(
+        alice.clone(),
+        "root",
+        json!({"msgtype": "m.text", "body": "root"}),
+    )
+    .await;
+    let reply1 = send(bob.clone(), "r1", json!({"msgtype": "m.text", "body": "reply 1", "m.relates_to": {"rel_type": "m.thread", "event_id": root}})).await;
+    let reply2 = send(alice.clone(), "r2", json!({"msgtype": "m.text", "body": "reply 2", "m.relates_to": {"rel_type": "m.thread", "event_id": root}})).await;
+    let edit = send(alice.clone(), "e1", json!({"msgtype": "m.text", "body": "* root!", "m.new_content": {"msgtype": "m.text", "body": "root!"}, "m.relates_to": {"rel_type": "m.replace", "event_id": root}})).await;
+    // an edit by someone else does not count
+    send(bob.clone(), "e2", json!({"msgtype": "m.text", "body": "* hijack", "m.new_content": {"msgtype": "m.text", "body": "hijack"}, "m.relates_to": {"rel_type": "m.replace", "event_id": root}})).await;
+    let reference = send(bob.clone(), "ref", json!({"msgtype": "m.text", "body": "see above", "m.relates_to": {"rel_type": "m.reference", "event_id": root}})).await;
+    // a reply to a thread reply, for recursion
+    let nested = send(bob.clone(), "n1", json!({"msgtype": "m.text", "body": "+1", "m.relates_to": {"rel_type": "m.reference", "event_id": reply1}})).await;
+
+    let base = format!("/_matrix/client/v1/rooms/{room}/relations/{root}");
+    let (status, body) = s.get(&base, Some(&alice)).await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5, "two replies, two edits, one reference: {body}");
+    assert_eq!(ids[0], reference, "newest first");
+    let (_, body) = s.get(&format!("{base}/m.thread?dir=f"), Some(&alice)).await;
+    let ids: Vec<&str> = body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [reply1.as_str(), reply2.as_str()]);
+    let (_, body) = s
+        .get(
+            &format!("{base}/m.thread/m.room.message?limit=1"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(body["chunk"].as_array().unwrap().len(), 1);
+    let next = body["next_batch"].as_str().unwrap();
+    let (_, body) = s
+        .get(
+            &format!("{base}/m.thread/m.room.message?limit=1&from={next}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(body["chunk"][0]["event_id"], reply1.as_str());
+    let (_, body) = s.get(&format!("{base}?recurse=true"), Some(&alice)).await;
+    let ids: Vec<&str> = body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&nested.as_str()),
+        "recursion reaches relations of relations: {ids:?}"
+    );
+    assert_error(
+        &s.get(
+            &format!("/_matrix/client/v1/rooms/{room}/relations/$nope"),
+            Some(&alice),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+
+    // bundled aggregations on the root
+    let (_, event) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{root}"),
+            Some(&bob),
+        )
+        .await;
+    let rel = &event["unsigned"]["m.relations"];
+    assert_eq!(rel["m.thread"]["count"], 2, "{event}");
+    assert_eq!(rel["m.thread"]["latest_event"]["event_id"], reply2.as_str());
+    assert_eq!(rel["m.thread"]["current_user_participated"], true);
+    assert_eq!(rel["m.replace"]["event_id"], edit.as_str());
+    assert_eq!(
+        rel["m.reference"]["chunk"],
+        json!([{"event_id": reference}])
+    );
+
+    // threads list
+    let other_root = send(
+        bob.clone(),
+        "root2",
+        json!({"msgtype": "m.text", "body": "other"}),
+    )
+    .await;
+    send(bob.clone(), "r3", json!({"msgtype": "m.text", "body": "x", "m.relates_to": {"rel_type": "m.thread", "event_id": other_root}})).await;
+    let (status, body) = s
+        .get(
+            &format!("/_matrix/client/v1/rooms/{room}/threads"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let roots: Vec<&str> = body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roots,
+        [other_root.as_str(), root.as_str()],
+        "latest activity first"
+    );
+    let (_, body) = s
+        .get(
+            &format!("/_matrix/client/v1/rooms/{room}/threads?include=participated"),
+            Some(&alice),
+        )
+        .await;
+    let roots: Vec<&str> = body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(roots, [root.as_str()]);
+    let (_, body) = s
+        .get(
+            &format!("/_matrix/client/v1/rooms/{room}/threads?limit=1"),
+            Some(&alice),
+        )
+        .await;
+    let next = body["next_batch"].as_str().unwrap();
+    let (_, body) = s
+        .get(
+            &format!("/_matrix/client/v1/rooms/{room}/threads?limit=1&from={next}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(body["chunk"][0]["event_id"], root.as_str());
+}

@@ -262,6 +262,14 @@ pub async fn store(
         }
     };
     w.set_event_state(nid, before, after).await?;
+    let relates_to = &pdu.content_json()["m.relates_to"];
+    if let (Some(parent), Some(rel_type)) = (
+        relates_to["event_id"].as_str(),
+        relates_to["rel_type"].as_str(),
+    ) {
+        w.insert_relation(nid, parent, rel_type, &event_type, pdu.sender.as_str())
+            .await?;
+    }
     if pdu.event_type == TimelineEventType::RoomRedaction
         && let Some(target) = &pdu.redacts
     {

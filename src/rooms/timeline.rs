@@ -1,6 +1,8 @@
 //! Reading rooms: events in the client format, single events, state, members, pages of the
 //! timeline, with the caller's right to see them checked.
 
+use std::collections::HashMap;
+
 use ruma::RoomId;
 use serde_json::{Value as JsonValue, json};
 
@@ -8,7 +10,7 @@ use super::persist;
 use crate::{
     error::{Error, Result},
     server::{Homeserver, now_ms},
-    storage::events::StoredEvent,
+    storage::{events::StoredEvent, relations::Aggregation},
     users::Requester,
 };
 
@@ -34,22 +36,40 @@ pub fn client_event(e: &StoredEvent, room_id: &str) -> JsonValue {
     out
 }
 
-/// Client format for several events, with `unsigned.redacted_because` filled in for the
-/// redacted ones (one query for all of them).
+/// Client format for several events as `viewer` sees them: `unsigned.redacted_because`
+/// for redacted events and `unsigned.m.relations` (latest edit, thread summary, references)
+/// for related ones, each found with one query for the whole batch.
 pub async fn client_events(
     hs: &Homeserver,
     events: &[StoredEvent],
     room_id: &str,
+    viewer: &Requester,
 ) -> Result<Vec<JsonValue>> {
     let redactions: Vec<String> = events
         .iter()
         .filter_map(|e| e.redacted_by.clone())
         .collect();
-    let because: std::collections::HashMap<String, JsonValue> = if redactions.is_empty() {
+    let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    let aggregations: HashMap<String, Aggregation> = if ids.is_empty() {
         Default::default()
     } else {
         hs.storage
-            .events_by_id(&redactions)
+            .aggregations(&ids, viewer.user_id.as_str())
+            .await?
+            .into_iter()
+            .collect()
+    };
+    // Events the summaries embed in full: redactions, latest thread replies, latest edits.
+    let mut wanted = redactions;
+    for a in aggregations.values() {
+        wanted.extend(a.thread_latest.iter().cloned());
+        wanted.extend(a.latest_edit.iter().cloned());
+    }
+    let embedded: HashMap<String, JsonValue> = if wanted.is_empty() {
+        Default::default()
+    } else {
+        hs.storage
+            .events_by_id(&wanted)
             .await?
             .iter()
             .map(|r| (r.event_id.clone(), client_event(r, room_id)))
@@ -59,8 +79,28 @@ pub async fn client_events(
         .iter()
         .map(|e| {
             let mut out = client_event(e, room_id);
-            if let Some(r) = e.redacted_by.as_ref().and_then(|id| because.get(id)) {
+            if let Some(r) = e.redacted_by.as_ref().and_then(|id| embedded.get(id)) {
                 out["unsigned"]["redacted_because"] = r.clone();
+            }
+            if let Some(a) = aggregations.get(&e.event_id) {
+                let mut relations = serde_json::Map::new();
+                if a.thread_count > 0 {
+                    let mut thread = json!({ "count": a.thread_count, "current_user_participated": a.thread_participated });
+                    if let Some(latest) = a.thread_latest.as_ref().and_then(|id| embedded.get(id)) {
+                        thread["latest_event"] = latest.clone();
+                    }
+                    relations.insert("m.thread".into(), thread);
+                }
+                if let Some(edit) = a.latest_edit.as_ref().and_then(|id| embedded.get(id)) {
+                    relations.insert("m.replace".into(), edit.clone());
+                }
+                if !a.references.is_empty() {
+                    let chunk: Vec<JsonValue> = a.references.iter().map(|id| json!({ "event_id": id })).collect();
+                    relations.insert("m.reference".into(), json!({ "chunk": chunk }));
+                }
+                if !relations.is_empty() {
+                    out["unsigned"]["m.relations"] = JsonValue::Object(relations);
+                }
             }
             out
         })
@@ -176,7 +216,7 @@ pub async fn event(
         .await?
         .pop()
         .ok_or_else(|| Error::NotFound("event not found".into()))?;
-    let mut out = client_events(hs, std::slice::from_ref(&e), room_id.as_str()).await?;
+    let mut out = client_events(hs, std::slice::from_ref(&e), room_id.as_str(), requester).await?;
     Ok(out.remove(0))
 }
 
@@ -327,7 +367,7 @@ pub async fn messages(
         Vec::new()
     };
     Ok(Page {
-        events: client_events(hs, &kept, room_id.as_str()).await?,
+        events: client_events(hs, &kept, room_id.as_str(), requester).await?,
         state,
         start,
         end,
@@ -409,11 +449,12 @@ pub async fn context(
     let after = visible(hs, requester, room_id, after).await?;
     let start = before.last().and_then(|e| e.stream_pos).unwrap_or(pos);
     let end = after.last().and_then(|e| e.stream_pos).unwrap_or(pos);
-    let mut event = client_events(hs, std::slice::from_ref(&e), room_id.as_str()).await?;
+    let mut event =
+        client_events(hs, std::slice::from_ref(&e), room_id.as_str(), requester).await?;
     Ok(Context {
-        before: client_events(hs, &before, room_id.as_str()).await?,
+        before: client_events(hs, &before, room_id.as_str(), requester).await?,
         event: event.remove(0),
-        after: client_events(hs, &after, room_id.as_str()).await?,
+        after: client_events(hs, &after, room_id.as_str(), requester).await?,
         state: state(hs, requester, room_id).await.unwrap_or_default(),
         start,
         end,
@@ -433,4 +474,99 @@ pub async fn event_at_timestamp(
         .event_near_timestamp(room_id.as_str(), ts, forwards)
         .await?
         .ok_or_else(|| Error::NotFound("no event in that direction".into()))
+}
+
+/// Relations of one event, `/relations` style; `recurse` follows relations of relations
+/// (up to 3 levels, as Synapse does).
+#[allow(clippy::too_many_arguments)]
+pub async fn relations(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    parent: &str,
+    rel_type: Option<&str>,
+    event_type: Option<&str>,
+    from: Option<i64>,
+    to: Option<i64>,
+    backwards: bool,
+    limit: u32,
+    recurse: bool,
+) -> Result<(Vec<JsonValue>, Option<i64>)> {
+    require_room(hs, room_id).await?;
+    let root = hs
+        .storage
+        .event(parent)
+        .await?
+        .filter(|e| e.room_id == room_id.as_str());
+    let Some(root) = root else {
+        return Err(Error::NotFound("event not found".into()));
+    };
+    if visible(hs, requester, room_id, vec![root])
+        .await?
+        .is_empty()
+    {
+        return Err(Error::NotFound("event not found".into()));
+    }
+    let limit = i64::from(limit.clamp(1, 1000));
+    let mut parents = vec![parent.to_owned()];
+    if recurse {
+        let mut frontier = parents.clone();
+        for _ in 0..3 {
+            let children = hs
+                .storage
+                .relating_events(&frontier, None, None, None, None, false, 10_000)
+                .await?;
+            frontier = children
+                .into_iter()
+                .map(|c| c.event_id)
+                .filter(|id| !parents.contains(id))
+                .collect();
+            if frontier.is_empty() {
+                break;
+            }
+            parents.extend(frontier.iter().cloned());
+        }
+    }
+    let rows = hs
+        .storage
+        .relating_events(&parents, rel_type, event_type, from, to, backwards, limit)
+        .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().and_then(|e| e.stream_pos))
+        .flatten();
+    let rows = visible(hs, requester, room_id, rows).await?;
+    Ok((
+        client_events(hs, &rows, room_id.as_str(), requester).await?,
+        next,
+    ))
+}
+
+/// `GET /v1/rooms/{roomId}/threads`: roots by latest activity; `from` is a position.
+pub async fn threads(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    participated_only: bool,
+    from: Option<i64>,
+    limit: u32,
+) -> Result<(Vec<JsonValue>, Option<i64>)> {
+    require_room(hs, room_id).await?;
+    let limit = i64::from(limit.clamp(1, 100));
+    let participant = participated_only.then_some(requester.user_id.as_str());
+    let roots = hs
+        .storage
+        .thread_roots(room_id.as_str(), participant, from, limit)
+        .await?;
+    let next = (roots.len() as i64 == limit)
+        .then(|| roots.last().map(|r| r.1))
+        .flatten();
+    let ids: Vec<String> = roots.iter().map(|r| r.0.clone()).collect();
+    let mut events = hs.storage.events_by_id(&ids).await?;
+    // keep the activity order
+    events.sort_by_key(|e| ids.iter().position(|id| *id == e.event_id));
+    let events = visible(hs, requester, room_id, events).await?;
+    Ok((
+        client_events(hs, &events, room_id.as_str(), requester).await?,
+        next,
+    ))
 }

@@ -28,7 +28,7 @@ pub struct StoredEvent {
 const EVENT_COLUMNS: &str =
     "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id";
 
-fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
+pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
     StoredEvent {
         event_nid: r.get(0),
         event_id: r.get(1),
@@ -242,6 +242,10 @@ pub struct RoomWrite {
 impl RoomWrite {
     pub fn room_id(&self) -> &str {
         &self.room_id
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut sqlx::PgConnection {
+        &mut self.tx
     }
 
     pub async fn insert_room(&mut self, version: &str, creator: &str, now_ms: i64) -> Result<()> {

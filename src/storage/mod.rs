@@ -17,6 +17,7 @@ pub mod keys;
 pub mod nonces;
 pub mod profile;
 pub mod receipts;
+pub mod relations;
 pub mod rooms;
 pub mod state;
 pub mod tokens;

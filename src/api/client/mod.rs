@@ -15,6 +15,7 @@ mod discovery;
 mod events;
 mod profile;
 mod receipts;
+mod relations;
 mod reporting;
 mod rooms;
 mod session;
@@ -40,5 +41,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = directory::routes(router);
     let router = receipts::routes(router);
     let router = reporting::routes(router);
+    let router = relations::routes(router);
     admin::routes(router)
 }
