@@ -1818,7 +1818,11 @@ async fn relations_threads_and_bundled_aggregations() {
         .iter()
         .map(|e| e["event_id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids.len(), 5, "two replies, two edits, one reference: {body}");
+    assert_eq!(
+        ids.len(),
+        5,
+        "two replies, two edits, one reference: {body}"
+    );
     assert_eq!(ids[0], reference, "newest first");
     let (_, body) = s.get(&format!("{base}/m.thread?dir=f"), Some(&alice)).await;
     let ids: Vec<&str> = body["chunk"]
@@ -1934,4 +1938,174 @@ async fn relations_threads_and_bundled_aggregations() {
         )
         .await;
     assert_eq!(body["chunk"][0]["event_id"], root.as_str());
+}
+
+#[tokio::test]
+async fn room_summary_and_space_hierarchy() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let space = create_room(
+        &s,
+        &alice,
+        json!({"preset": "public_chat", "name": "Space", "creation_content": {"type": "m.space"}}),
+    )
+    .await;
+    let lobby = create_room(
+        &s,
+        &alice,
+        json!({"preset": "public_chat", "name": "Lobby"}),
+    )
+    .await;
+    let secret = create_room(&s, &alice, json!({"name": "Secret"})).await;
+    let sub = create_room(
+        &s,
+        &alice,
+        json!({"preset": "public_chat", "name": "Sub", "creation_content": {"type": "m.space"}}),
+    )
+    .await;
+    let deep = create_room(&s, &alice, json!({"preset": "public_chat", "name": "Deep"})).await;
+    let child = |parent: String, child: String, content: Value| {
+        let s = &s;
+        let alice = alice.clone();
+        async move {
+            let (status, body) = s
+                .put(
+                    &format!("/_matrix/client/v3/rooms/{parent}/state/m.space.child/{child}"),
+                    Some(&alice),
+                    content,
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    child(
+        space.clone(),
+        lobby.clone(),
+        json!({"via": ["localhost"], "suggested": true, "order": "a"}),
+    )
+    .await;
+    child(
+        space.clone(),
+        secret.clone(),
+        json!({"via": ["localhost"], "order": "b"}),
+    )
+    .await;
+    child(
+        space.clone(),
+        sub.clone(),
+        json!({"via": ["localhost"], "order": "c"}),
+    )
+    .await;
+    child(sub.clone(), deep.clone(), json!({"via": ["localhost"]})).await;
+
+    // summary
+    let (status, body) = s
+        .get(
+            &format!("/_matrix/client/v1/room_summary/{lobby}"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "Lobby");
+    assert_eq!(body["num_joined_members"], 1);
+    assert_eq!(body["room_version"], "12");
+    let (_, body) = s
+        .get(
+            &format!("/_matrix/client/v1/room_summary/{space}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(body["room_type"], "m.space");
+    assert_eq!(body["membership"], "join");
+    // private rooms are not summarised for outsiders
+    assert_error(
+        &s.get(
+            &format!("/_matrix/client/v1/room_summary/{secret}"),
+            Some(&bob),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+
+    // hierarchy, as bob: the secret room is left out
+    let (status, body) = s
+        .get(
+            &format!("/_matrix/client/v1/rooms/{space}/hierarchy"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Space", "Lobby", "Sub", "Deep"]);
+    assert_eq!(
+        body["rooms"][0]["children_state"].as_array().unwrap().len(),
+        3
+    );
+    // as alice, everything
+    let (_, body) = s
+        .get(
+            &format!("/_matrix/client/v1/rooms/{space}/hierarchy"),
+            Some(&alice),
+        )
+        .await;
+    let names: Vec<&str> = body["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Space", "Lobby", "Secret", "Sub", "Deep"]);
+    // max_depth, suggested_only, paging
+    let (_, body) = s
+        .get(
+            &format!("/_matrix/client/v1/rooms/{space}/hierarchy?max_depth=1"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(body["rooms"].as_array().unwrap().len(), 4);
+    let (_, body) = s
+        .get(
+            &format!("/_matrix/client/v1/rooms/{space}/hierarchy?suggested_only=true"),
+            Some(&alice),
+        )
+        .await;
+    let names: Vec<&str> = body["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Space", "Lobby"]);
+    let (_, first) = s
+        .get(
+            &format!("/_matrix/client/v1/rooms/{space}/hierarchy?limit=2"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(first["rooms"].as_array().unwrap().len(), 2);
+    let next = first["next_batch"].as_str().unwrap();
+    let (_, second) = s
+        .get(
+            &format!("/_matrix/client/v1/rooms/{space}/hierarchy?limit=2&from={next}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(second["rooms"][0]["name"], "Secret");
+    // a private space is closed to outsiders
+    assert_error(
+        &s.get(
+            &format!("/_matrix/client/v1/rooms/{secret}/hierarchy"),
+            Some(&bob),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
 }

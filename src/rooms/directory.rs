@@ -13,6 +13,7 @@ use crate::{
 };
 
 const SUMMARY_TYPES: &[&str] = &[
+    "m.room.encryption",
     "m.room.name",
     "m.room.topic",
     "m.room.canonical_alias",
@@ -47,41 +48,18 @@ pub async fn public_rooms(
     let limit = limit.unwrap_or(100).clamp(1, 500);
     let rooms = hs.storage.public_rooms().await?;
     let ids: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
-    let mut state: HashMap<String, HashMap<String, JsonValue>> = HashMap::new();
-    for (room, event_type, content) in hs.storage.room_summaries(&ids, SUMMARY_TYPES).await? {
-        state.entry(room).or_default().insert(event_type, content);
-    }
+    let mut summaries = summaries(hs, &ids).await?;
     let needle = search.map(str::to_lowercase).filter(|s| !s.is_empty());
-    let entries: Vec<JsonValue> = rooms
+    let entries: Vec<JsonValue> = ids
         .iter()
-        .map(|(room_id, joined)| {
-            let s = state.get(room_id);
-            let field = |t: &str, k: &str| s.and_then(|s| s.get(t)).and_then(|c| c.get(k)).cloned();
-            let mut entry = json!({
-                "room_id": room_id,
-                "num_joined_members": joined,
-                "world_readable": field("m.room.history_visibility", "history_visibility") == Some(json!("world_readable")),
-                "guest_can_join": field("m.room.guest_access", "guest_access") == Some(json!("can_join")),
-                "join_rule": field("m.room.join_rules", "join_rule").unwrap_or(json!("invite")),
-            });
-            for (key, t, k) in [
-                ("name", "m.room.name", "name"),
-                ("topic", "m.room.topic", "topic"),
-                ("canonical_alias", "m.room.canonical_alias", "alias"),
-                ("avatar_url", "m.room.avatar", "url"),
-                ("room_type", "m.room.create", "type"),
-            ] {
-                if let Some(v) = field(t, k).filter(JsonValue::is_string) {
-                    entry[key] = v;
-                }
-            }
-            entry
-        })
+        .filter_map(|id| summaries.remove(id))
         .filter(|e| {
             needle.as_ref().is_none_or(|n| {
-                ["name", "topic", "canonical_alias"]
-                    .iter()
-                    .any(|k| e[*k].as_str().is_some_and(|v| v.to_lowercase().contains(n.as_str())))
+                ["name", "topic", "canonical_alias"].iter().any(|k| {
+                    e[*k]
+                        .as_str()
+                        .is_some_and(|v| v.to_lowercase().contains(n.as_str()))
+                })
             })
         })
         .collect();
@@ -95,6 +73,53 @@ pub async fn public_rooms(
         prev_batch,
         total,
     })
+}
+
+/// Room summaries (spec `RoomSummary` fields) of local rooms, from their current state.
+pub async fn summaries(hs: &Homeserver, room_ids: &[String]) -> Result<HashMap<String, JsonValue>> {
+    let mut state: HashMap<String, HashMap<String, JsonValue>> = HashMap::new();
+    for (room, event_type, content) in hs.storage.room_summaries(room_ids, SUMMARY_TYPES).await? {
+        state.entry(room).or_default().insert(event_type, content);
+    }
+    let mut out = HashMap::new();
+    for room_id in room_ids {
+        let Some((version, _)) = hs.storage.room(room_id).await? else {
+            continue;
+        };
+        let joined = hs.storage.joined_member_count(room_id).await?;
+        let s = state.get(room_id);
+        let field = |t: &str, k: &str| s.and_then(|s| s.get(t)).and_then(|c| c.get(k)).cloned();
+        let mut entry = json!({
+            "room_id": room_id,
+            "room_version": version,
+            "num_joined_members": joined,
+            "world_readable": field("m.room.history_visibility", "history_visibility") == Some(json!("world_readable")),
+            "guest_can_join": field("m.room.guest_access", "guest_access") == Some(json!("can_join")),
+            "join_rule": field("m.room.join_rules", "join_rule").unwrap_or(json!("invite")),
+        });
+        for (key, t, k) in [
+            ("name", "m.room.name", "name"),
+            ("topic", "m.room.topic", "topic"),
+            ("canonical_alias", "m.room.canonical_alias", "alias"),
+            ("avatar_url", "m.room.avatar", "url"),
+            ("room_type", "m.room.create", "type"),
+            ("encryption", "m.room.encryption", "algorithm"),
+        ] {
+            if let Some(v) = field(t, k).filter(JsonValue::is_string) {
+                entry[key] = v;
+            }
+        }
+        if let Some(allow) = field("m.room.join_rules", "allow").and_then(|a| a.as_array().cloned())
+        {
+            let rooms: Vec<JsonValue> = allow
+                .iter()
+                .filter_map(|a| a.get("room_id").cloned())
+                .collect();
+            entry["allowed_room_ids"] = rooms.into();
+        }
+        out.insert(room_id.clone(), entry);
+    }
+    Ok(out)
 }
 
 pub async fn is_listed(hs: &Homeserver, room_id: &RoomId) -> Result<bool> {

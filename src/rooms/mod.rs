@@ -10,5 +10,6 @@ pub mod power;
 pub mod receipts;
 pub mod redaction;
 pub mod reports;
+pub mod spaces;
 pub mod timeline;
 pub mod upgrade;

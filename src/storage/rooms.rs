@@ -169,3 +169,33 @@ impl Storage {
         Ok(())
     }
 }
+
+impl Storage {
+    pub async fn joined_member_count(&self, room_id: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'",
+        )
+        .bind(room_id)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Current `m.space.child` state of a room: (child room ID, content, sender, ts).
+    pub async fn space_children(
+        &self,
+        room_id: &str,
+    ) -> Result<Vec<(String, serde_json::Value, String, i64)>> {
+        let rows: Vec<(String, sqlx::types::Json<serde_json::Value>, String, i64)> = sqlx::query_as(
+            "SELECT c.state_key, e.pdu->'content', e.sender, e.origin_server_ts FROM current_state c
+             JOIN events e ON e.event_nid = c.event_nid
+             WHERE c.room_id = $1 AND c.event_type = 'm.space.child'",
+        )
+        .bind(room_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, c, s, t)| (k, c.0, s, t))
+            .collect())
+    }
+}

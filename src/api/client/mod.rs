@@ -19,6 +19,7 @@ mod relations;
 mod reporting;
 mod rooms;
 mod session;
+mod spaces;
 mod threepid;
 
 /// A stored millisecond timestamp as ruma's type (negative values cannot occur; dropped).
@@ -42,5 +43,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = receipts::routes(router);
     let router = reporting::routes(router);
     let router = relations::routes(router);
+    let router = spaces::routes(router);
     admin::routes(router)
 }
