@@ -2109,3 +2109,159 @@ async fn room_summary_and_space_hierarchy() {
         "M_FORBIDDEN",
     );
 }
+
+/// Auth rules that differ between room versions.
+#[tokio::test]
+async fn version_specific_auth_rules() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let (carol, _) = s.register("carol", "pw").await;
+
+    // restricted joins (v8+): members of an allowed room may join, others may not
+    let allowed = create_room(&s, &alice, json!({"preset": "public_chat"})).await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{allowed}/join"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    for version in ["8", "10", "12"] {
+        let room = create_room(
+            &s,
+            &alice,
+            json!({"room_version": version, "initial_state": [{"type": "m.room.join_rules", "content":
+                {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": allowed}]}}]}),
+        )
+        .await;
+        let (status, body) = s
+            .post(
+                &format!("/_matrix/client/v3/rooms/{room}/join"),
+                Some(&bob),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "v{version}: {body}");
+        let (_, member) = s
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/@bob:localhost"),
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(
+            member["join_authorised_via_users_server"],
+            "@alice:localhost"
+        );
+        let r = s
+            .post(
+                &format!("/_matrix/client/v3/rooms/{room}/join"),
+                Some(&carol),
+                json!({}),
+            )
+            .await;
+        assert_error(&r, 403, "M_FORBIDDEN");
+    }
+    // before v8 "restricted" means nothing: treated as invite-only by the auth rules
+    let v7 = create_room(
+        &s,
+        &alice,
+        json!({"room_version": "7", "initial_state": [{"type": "m.room.join_rules", "content":
+            {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": allowed}]}}]}),
+    )
+    .await;
+    assert_error(
+        &s.post(
+            &format!("/_matrix/client/v3/rooms/{v7}/join"),
+            Some(&bob),
+            json!({}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+
+    // integer power levels (v10+): string values are refused; before v10 they are accepted
+    for (version, ok) in [("9", true), ("10", false), ("11", false)] {
+        let room = create_room(&s, &alice, json!({"room_version": version})).await;
+        let r = s
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels"),
+                Some(&alice),
+                json!({"users": {"@alice:localhost": 100}, "events_default": "10"}),
+            )
+            .await;
+        assert_eq!(r.0 == 200, ok, "v{version}: {}", r.1);
+    }
+
+    // v12 creators: unlimited power, not demotable; in v11 the creator is an ordinary 100
+    let v12 = create_room(
+        &s,
+        &alice,
+        json!({"room_version": "12", "preset": "public_chat"}),
+    )
+    .await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{v12}/join"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    let r = s
+        .put(
+            &format!("/_matrix/client/v3/rooms/{v12}/state/m.room.power_levels"),
+            Some(&alice),
+            json!({"users": {"@alice:localhost": 0, "@bob:localhost": 100}}),
+        )
+        .await;
+    // a creator cannot be listed in v12 power levels
+    assert_error(&r, 403, "M_FORBIDDEN");
+    assert!(
+        r.1["error"].as_str().unwrap().contains("creator"),
+        "{}",
+        r.1
+    );
+    let r = s
+        .put(
+            &format!("/_matrix/client/v3/rooms/{v12}/state/m.room.power_levels"),
+            Some(&alice),
+            json!({"users": {"@bob:localhost": 100}}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    // bob (100) still cannot kick the creator
+    let r = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{v12}/kick"),
+            Some(&bob),
+            json!({"user_id": "@alice:localhost"}),
+        )
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+    let v11 = create_room(
+        &s,
+        &alice,
+        json!({"room_version": "11", "preset": "public_chat"}),
+    )
+    .await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{v11}/join"),
+        Some(&bob),
+        json!({}),
+    )
+    .await;
+    s.put(
+        &format!("/_matrix/client/v3/rooms/{v11}/state/m.room.power_levels"),
+        Some(&alice),
+        json!({"users": {"@alice:localhost": 100, "@bob:localhost": 100}}),
+    )
+    .await;
+    // in v11 the creator is only as strong as their power level: equal power cannot kick
+    let r = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{v11}/kick"),
+            Some(&bob),
+            json!({"user_id": "@alice:localhost"}),
+        )
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+}

@@ -42,15 +42,16 @@ pub async fn join(
     room_id: &RoomId,
     reason: Option<&str>,
 ) -> Result<()> {
-    if hs.storage.room(room_id.as_str()).await?.is_none() {
-        return Err(Error::NotFound(
-            "no known room with that ID or alias".into(),
-        ));
-    }
-    let content = with_reason(
+    let ctx = persist::room_context(hs, room_id)
+        .await
+        .map_err(|_| Error::NotFound("no known room with that ID or alias".into()))?;
+    let mut content = with_reason(
         member_content(hs, &requester.user_id, "join").await?,
         reason,
     );
+    if let Some(authoriser) = restricted_join_authoriser(hs, &ctx, requester).await? {
+        content["join_authorised_via_users_server"] = authoriser.into();
+    }
     persist::send(
         hs,
         room_id,
@@ -60,6 +61,68 @@ pub async fn join(
     )
     .await?;
     Ok(())
+}
+
+/// For a restricted room (v8+) that the user is not invited to or already in: a local
+/// member who may invite, to vouch for the join, once the user is shown to be in one of the
+/// allowed rooms. `None` when the join needs no authoriser.
+async fn restricted_join_authoriser(
+    hs: &Homeserver,
+    ctx: &persist::RoomContext,
+    requester: &Requester,
+) -> Result<Option<String>> {
+    if !ctx.rules.authorization.restricted_join_rule {
+        return Ok(None);
+    }
+    let rules = persist::current_state_content(hs, &ctx.room_id, "m.room.join_rules", "")
+        .await?
+        .unwrap_or_default();
+    let rule = rules["join_rule"].as_str().unwrap_or("invite");
+    if !(rule == "restricted"
+        || rule == "knock_restricted" && ctx.rules.authorization.knock_restricted_join_rule)
+    {
+        return Ok(None);
+    }
+    let user = requester.user_id.as_str();
+    if matches!(
+        hs.storage
+            .membership(ctx.room_id.as_str(), user)
+            .await?
+            .as_deref(),
+        Some("join" | "invite")
+    ) {
+        return Ok(None);
+    }
+    let mut allowed = false;
+    for entry in rules["allow"].as_array().into_iter().flatten() {
+        if entry["type"] == "m.room_membership"
+            && let Some(room) = entry["room_id"].as_str()
+            && hs.storage.membership(room, user).await?.as_deref() == Some("join")
+        {
+            allowed = true;
+            break;
+        }
+    }
+    if !allowed {
+        return Err(Error::Forbidden(
+            "you are not in any of the rooms that allow joining this one".into(),
+        ));
+    }
+    let needed = super::power::required(hs, ctx, "invite", 0).await?;
+    for member in hs.storage.joined_members(ctx.room_id.as_str()).await? {
+        let Ok(member_id) = UserId::parse(&member) else {
+            continue;
+        };
+        if member_id.server_name() != hs.config.server_name() {
+            continue;
+        }
+        if super::power::at_least(super::power::user_power(hs, ctx, &member_id).await?, needed) {
+            return Ok(Some(member));
+        }
+    }
+    Err(Error::Forbidden(
+        "no member of this server may authorise the join".into(),
+    ))
 }
 
 pub async fn leave(

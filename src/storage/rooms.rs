@@ -199,3 +199,14 @@ impl Storage {
             .collect())
     }
 }
+
+impl Storage {
+    pub async fn joined_members(&self, room_id: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT user_id FROM memberships WHERE room_id = $1 AND membership = 'join' ORDER BY user_id",
+        )
+        .bind(room_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
