@@ -2265,3 +2265,94 @@ async fn version_specific_auth_rules() {
         .await;
     assert_error(&r, 403, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn state_for_former_members_and_members_at() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let (carol, _) = s.register("carol", "pw").await;
+    let room = create_room(
+        &s,
+        &alice,
+        json!({"preset": "public_chat", "name": "First"}),
+    )
+    .await;
+    let base = format!("/_matrix/client/v3/rooms/{room}");
+    s.post(&format!("{base}/join"), Some(&bob), json!({})).await;
+    // a position before carol joins
+    let (_, page) = s
+        .get(&format!("{base}/messages?dir=b&limit=1"), Some(&alice))
+        .await;
+    let before_carol = page["start"].as_str().unwrap().to_owned();
+    s.post(&format!("{base}/join"), Some(&carol), json!({}))
+        .await;
+    s.post(&format!("{base}/leave"), Some(&bob), json!({}))
+        .await;
+    s.put(
+        &format!("{base}/state/m.room.name"),
+        Some(&alice),
+        json!({"name": "Second"}),
+    )
+    .await;
+
+    // bob left: he sees the state as it was when he left
+    let (status, name) = s
+        .get(&format!("{base}/state/m.room.name"), Some(&bob))
+        .await;
+    assert_eq!(status, 200, "{name}");
+    assert_eq!(name["name"], "First");
+    let (status, state) = s.get(&format!("{base}/state"), Some(&bob)).await;
+    assert_eq!(status, 200);
+    let bob_member = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["state_key"] == "@bob:localhost")
+        .unwrap();
+    assert_eq!(bob_member["content"]["membership"], "leave");
+    // alice sees the current state
+    assert_eq!(
+        s.get(&format!("{base}/state/m.room.name"), Some(&alice))
+            .await
+            .1["name"],
+        "Second"
+    );
+
+    // members at a past position
+    let (status, members) = s
+        .get(&format!("{base}/members?at={before_carol}"), Some(&alice))
+        .await;
+    assert_eq!(status, 200, "{members}");
+    let users: Vec<&str> = members["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert!(
+        users.contains(&"@bob:localhost") && !users.contains(&"@carol:localhost"),
+        "{users:?}"
+    );
+    let (_, members) = s
+        .get(
+            &format!("{base}/members?not_membership=leave"),
+            Some(&alice),
+        )
+        .await;
+    let users: Vec<&str> = members["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert!(
+        users.contains(&"@carol:localhost") && !users.contains(&"@bob:localhost"),
+        "{users:?}"
+    );
+    assert_error(
+        &s.get(&format!("{base}/members?at=zzz"), Some(&alice)).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+}

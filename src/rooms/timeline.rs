@@ -10,7 +10,7 @@ use super::persist;
 use crate::{
     error::{Error, Result},
     server::{Homeserver, now_ms},
-    storage::{events::StoredEvent, relations::Aggregation},
+    storage::{events::StoredEvent, relations::Aggregation, state::StateNids},
     users::Requester,
 };
 
@@ -107,27 +107,6 @@ pub async fn client_events(
         .collect())
 }
 
-/// The room's current state may be read by its members, and by anyone when its history is
-/// world readable.
-async fn require_joined(hs: &Homeserver, requester: &Requester, room_id: &RoomId) -> Result<()> {
-    persist::room_context(hs, room_id).await?;
-    if hs
-        .storage
-        .membership(room_id.as_str(), requester.user_id.as_str())
-        .await?
-        .as_deref()
-        == Some("join")
-    {
-        return Ok(());
-    }
-    let visibility =
-        persist::current_state_content(hs, room_id, "m.room.history_visibility", "").await?;
-    if visibility.is_some_and(|v| v["history_visibility"] == "world_readable") {
-        return Ok(());
-    }
-    Err(Error::Forbidden("you are not in this room".into()))
-}
-
 /// The events the user may see under the history visibility at each event (spec "History
 /// visibility"): world_readable; joined at the event; shared while now joined; invited at
 /// the event when visibility is invited.
@@ -218,51 +197,6 @@ pub async fn event(
         .ok_or_else(|| Error::NotFound("event not found".into()))?;
     let mut out = client_events(hs, std::slice::from_ref(&e), room_id.as_str(), requester).await?;
     Ok(out.remove(0))
-}
-
-pub async fn state(
-    hs: &Homeserver,
-    requester: &Requester,
-    room_id: &RoomId,
-) -> Result<Vec<JsonValue>> {
-    require_joined(hs, requester, room_id).await?;
-    let nids: Vec<i64> = hs
-        .storage
-        .current_state(room_id.as_str())
-        .await?
-        .into_values()
-        .collect();
-    let events = hs.storage.events_by_nid(&nids).await?;
-    Ok(events
-        .iter()
-        .map(|e| client_event(e, room_id.as_str()))
-        .collect())
-}
-
-pub async fn state_event(
-    hs: &Homeserver,
-    requester: &Requester,
-    room_id: &RoomId,
-    event_type: &str,
-    state_key: &str,
-) -> Result<JsonValue> {
-    require_joined(hs, requester, room_id).await?;
-    persist::current_state_content(hs, room_id, event_type, state_key)
-        .await?
-        .ok_or_else(|| Error::NotFound("state event not found".into()))
-}
-
-/// Members with their current membership events.
-pub async fn members(
-    hs: &Homeserver,
-    requester: &Requester,
-    room_id: &RoomId,
-) -> Result<Vec<JsonValue>> {
-    Ok(state(hs, requester, room_id)
-        .await?
-        .into_iter()
-        .filter(|e| e["type"] == "m.room.member")
-        .collect())
 }
 
 pub struct Page {
@@ -469,7 +403,7 @@ pub async fn event_at_timestamp(
     ts: i64,
     forwards: bool,
 ) -> Result<(String, i64)> {
-    require_joined(hs, requester, room_id).await?;
+    readable_state_group(hs, requester, room_id).await?;
     hs.storage
         .event_near_timestamp(room_id.as_str(), ts, forwards)
         .await?
@@ -569,4 +503,122 @@ pub async fn threads(
         client_events(hs, &events, room_id.as_str(), requester).await?,
         next,
     ))
+}
+
+/// Which state a user may read: `None` for the current state (members, and anyone in a
+/// world readable room); for former members, the group when they left or were banned.
+async fn readable_state_group(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+) -> Result<Option<i64>> {
+    persist::room_context(hs, room_id).await?;
+    let user = requester.user_id.as_str();
+    let membership = hs.storage.membership(room_id.as_str(), user).await?;
+    let world_readable =
+        persist::current_state_content(hs, room_id, "m.room.history_visibility", "")
+            .await?
+            .is_some_and(|v| v["history_visibility"] == "world_readable");
+    if membership.as_deref() == Some("join") || world_readable {
+        return Ok(None);
+    }
+    if matches!(membership.as_deref(), Some("leave" | "ban"))
+        && let Some(group) = hs
+            .storage
+            .membership_state_group(room_id.as_str(), user)
+            .await?
+    {
+        return Ok(Some(group));
+    }
+    Err(Error::Forbidden("you are not in this room".into()))
+}
+
+async fn readable_state(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+) -> Result<StateNids> {
+    Ok(match readable_state_group(hs, requester, room_id).await? {
+        None => hs.storage.current_state(room_id.as_str()).await?,
+        Some(group) => hs.storage.state_at_group(group).await?,
+    })
+}
+
+async fn state_events(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    state: StateNids,
+) -> Result<Vec<JsonValue>> {
+    let nids: Vec<i64> = state.into_values().collect();
+    let events = hs.storage.events_by_nid(&nids).await?;
+    Ok(events
+        .iter()
+        .map(|e| client_event(e, room_id.as_str()))
+        .collect())
+}
+
+/// `GET /rooms/{roomId}/state`.
+pub async fn state(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+) -> Result<Vec<JsonValue>> {
+    let state = readable_state(hs, requester, room_id).await?;
+    state_events(hs, room_id, state).await
+}
+
+/// `GET /rooms/{roomId}/state/{type}/{key}`: the content.
+pub async fn state_event(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    event_type: &str,
+    state_key: &str,
+) -> Result<JsonValue> {
+    let state = readable_state(hs, requester, room_id).await?;
+    let not_found = || Error::NotFound("state event not found".into());
+    let nid = state
+        .get(&(event_type.to_owned(), state_key.to_owned()))
+        .ok_or_else(not_found)?;
+    let events = hs.storage.events_by_nid(&[*nid]).await?;
+    events
+        .first()
+        .map(|e| e.pdu["content"].clone())
+        .ok_or_else(not_found)
+}
+
+/// `GET /rooms/{roomId}/members`; with `at`, the membership as of that stream position
+/// (never later than what the reader may see).
+pub async fn members(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    at: Option<i64>,
+) -> Result<Vec<JsonValue>> {
+    let readable = readable_state(hs, requester, room_id).await?;
+    let state = match at {
+        None => readable,
+        Some(pos) => {
+            let group = hs
+                .storage
+                .state_group_at_position(room_id.as_str(), pos)
+                .await?;
+            let at_pos = match group {
+                Some(g) => hs.storage.state_at_group(g).await?,
+                None => Default::default(),
+            };
+            // A former member cannot look past their leave: the earlier of the two.
+            let limit = readable.values().copied().max().unwrap_or(0);
+            if at_pos.values().copied().max().unwrap_or(0) > limit {
+                readable
+            } else {
+                at_pos
+            }
+        }
+    };
+    let members: StateNids = state
+        .into_iter()
+        .filter(|((t, _), _)| t == "m.room.member")
+        .collect();
+    state_events(hs, room_id, members).await
 }

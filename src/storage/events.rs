@@ -158,6 +158,37 @@ impl Storage {
         .await?)
     }
 
+    /// State group after the user's current membership event.
+    pub async fn membership_state_group(
+        &self,
+        room_id: &str,
+        user_id: &str,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT e.state_after FROM memberships m JOIN events e ON e.event_nid = m.event_nid
+             WHERE m.room_id = $1 AND m.user_id = $2",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await?
+        .flatten())
+    }
+
+    /// State group after the room's last event before a stream token (tokens are exclusive
+    /// bounds, as pagination uses them).
+    pub async fn state_group_at_position(&self, room_id: &str, pos: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT state_after FROM events WHERE room_id = $1 AND stream_pos < $2
+             ORDER BY stream_pos DESC LIMIT 1",
+        )
+        .bind(room_id)
+        .bind(pos)
+        .fetch_optional(self.pool())
+        .await?
+        .flatten())
+    }
+
     /// Hides a room the user has left from them (`POST /forget`).
     pub async fn forget_room(&self, room_id: &str, user_id: &str) -> Result<()> {
         sqlx::query("UPDATE memberships SET forgotten = TRUE WHERE room_id = $1 AND user_id = $2")

@@ -167,7 +167,8 @@ async fn members(
     req: Ruma<get_member_events::v3::Request>,
 ) -> Result<get_member_events::v3::Response> {
     let b = &req.body;
-    let events = timeline::members(&hs, req.requester()?, &b.room_id).await?;
+    let at = parse_token(b.at.as_deref())?;
+    let events = timeline::members(&hs, req.requester()?, &b.room_id, at).await?;
     let keep = |e: &JsonValue| {
         let m = e["content"]["membership"].as_str().unwrap_or_default();
         b.membership.as_ref().is_none_or(|want| want.as_str() == m)
@@ -188,7 +189,7 @@ async fn joined_members(
     hs: Arc<Homeserver>,
     req: Ruma<joined_members::v3::Request>,
 ) -> Result<joined_members::v3::Response> {
-    let events = timeline::members(&hs, req.requester()?, &req.body.room_id).await?;
+    let events = timeline::members(&hs, req.requester()?, &req.body.room_id, None).await?;
     let mut joined = BTreeMap::new();
     for e in events
         .iter()
