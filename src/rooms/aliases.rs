@@ -32,21 +32,6 @@ fn check_local(hs: &Homeserver, alias: &RoomAliasId) -> Result<()> {
     Ok(())
 }
 
-async fn require_joined(hs: &Homeserver, requester: &Requester, room_id: &RoomId) -> Result<()> {
-    if hs.storage.room(room_id.as_str()).await?.is_none() {
-        return Err(Error::NotFound("unknown room".into()));
-    }
-    match hs
-        .storage
-        .membership(room_id.as_str(), requester.user_id.as_str())
-        .await?
-        .as_deref()
-    {
-        Some("join") => Ok(()),
-        _ => Err(Error::Forbidden("you are not in this room".into())),
-    }
-}
-
 /// `PUT /directory/room/{alias}`: members may name a room.
 pub async fn create(
     hs: &Homeserver,
@@ -55,7 +40,7 @@ pub async fn create(
     room_id: &RoomId,
 ) -> Result<()> {
     check_local(hs, alias)?;
-    require_joined(hs, requester, room_id).await?;
+    super::persist::require_joined(hs, requester, room_id).await?;
     if !hs
         .storage
         .insert_alias(alias.as_str(), room_id.as_str(), requester.user_id.as_str())
@@ -98,7 +83,7 @@ pub async fn of_room(
     requester: &Requester,
     room_id: &RoomId,
 ) -> Result<Vec<OwnedRoomAliasId>> {
-    require_joined(hs, requester, room_id).await?;
+    super::persist::require_joined(hs, requester, room_id).await?;
     hs.storage
         .room_aliases(room_id.as_str())
         .await?

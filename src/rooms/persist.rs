@@ -82,6 +82,26 @@ pub async fn room_context(hs: &Homeserver, room_id: &RoomId) -> Result<RoomConte
     })
 }
 
+/// The room must exist here and the requester be joined to it.
+pub async fn require_joined(
+    hs: &Homeserver,
+    requester: &crate::users::Requester,
+    room_id: &RoomId,
+) -> Result<()> {
+    if hs.storage.room(room_id.as_str()).await?.is_none() {
+        return Err(Error::NotFound("unknown room".into()));
+    }
+    match hs
+        .storage
+        .membership(room_id.as_str(), requester.user_id.as_str())
+        .await?
+        .as_deref()
+    {
+        Some("join") => Ok(()),
+        _ => Err(Error::Forbidden("you are not in this room".into())),
+    }
+}
+
 pub fn parse_stored(e: &StoredEvent) -> Result<Pdu> {
     let event_id =
         EventId::parse(&e.event_id).map_err(|_| Error::Internal("stored event ID".into()))?;

@@ -14,21 +14,6 @@ use crate::{
 /// Typing notices last at most this long, whatever the client asks.
 const MAX_TYPING: Duration = Duration::from_secs(120);
 
-async fn require_joined(hs: &Homeserver, requester: &Requester, room_id: &RoomId) -> Result<()> {
-    if hs.storage.room(room_id.as_str()).await?.is_none() {
-        return Err(Error::NotFound("unknown room".into()));
-    }
-    match hs
-        .storage
-        .membership(room_id.as_str(), requester.user_id.as_str())
-        .await?
-        .as_deref()
-    {
-        Some("join") => Ok(()),
-        _ => Err(Error::Forbidden("you are not in this room".into())),
-    }
-}
-
 async fn require_event(hs: &Homeserver, room_id: &RoomId, event_id: &EventId) -> Result<()> {
     match hs.storage.event(event_id.as_str()).await? {
         Some(e) if e.room_id == room_id.as_str() => Ok(()),
@@ -52,7 +37,7 @@ pub async fn send_receipt(
     event_id: &EventId,
     thread: Option<&str>,
 ) -> Result<()> {
-    require_joined(hs, requester, room_id).await?;
+    super::persist::require_joined(hs, requester, room_id).await?;
     require_event(hs, room_id, event_id).await?;
     let user = requester.user_id.as_str();
     match kind {
@@ -126,7 +111,7 @@ pub async fn set_typing(
             "you may only set your own typing state".into(),
         ));
     }
-    require_joined(hs, requester, room_id).await?;
+    super::persist::require_joined(hs, requester, room_id).await?;
     let expires = timeout.map(|t| now_ms() + t.min(MAX_TYPING).as_millis() as i64);
     hs.storage
         .set_typing(room_id.as_str(), user_id.as_str(), expires)
