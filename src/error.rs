@@ -45,6 +45,8 @@ pub enum Error {
     RoomInUse,
     #[error("{0}")]
     BadState(String),
+    #[error("{0}")]
+    BadAlias(String),
     #[error("a room alias with that name already exists")]
     AliasInUse,
     #[error("server-controlled account data cannot be set by clients")]

@@ -2356,3 +2356,37 @@ async fn state_for_former_members_and_members_at() {
         "M_INVALID_PARAM",
     );
 }
+
+#[tokio::test]
+async fn canonical_alias_must_point_to_the_room() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let room = create_room(&s, &alice, json!({"room_alias_name": "mine"})).await;
+    // #theirs points at another room
+    create_room(&s, &alice, json!({"room_alias_name": "theirs"})).await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.canonical_alias");
+    assert_eq!(
+        s.put(&path, Some(&alice), json!({"alias": "#mine:localhost"}))
+            .await
+            .0,
+        200
+    );
+    let r = s
+        .put(&path, Some(&alice), json!({"alias": "#theirs:localhost"}))
+        .await;
+    assert_error(&r, 400, "M_BAD_ALIAS");
+    let r = s
+        .put(
+            &path,
+            Some(&alice),
+            json!({"alias": "#mine:localhost", "alt_aliases": ["#nowhere:localhost"]}),
+        )
+        .await;
+    assert_error(&r, 400, "M_BAD_ALIAS");
+    let r = s
+        .put(&path, Some(&alice), json!({"alias": "not an alias"}))
+        .await;
+    assert_error(&r, 400, "M_INVALID_PARAM");
+    // an empty content removes the canonical alias
+    assert_eq!(s.put(&path, Some(&alice), json!({})).await.0, 200);
+}

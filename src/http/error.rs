@@ -89,6 +89,7 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::RoomInUse => (S::BAD_REQUEST, "M_ROOM_IN_USE"),
         Error::AliasInUse => (S::CONFLICT, "M_UNKNOWN"),
         Error::BadState(_) => (S::BAD_REQUEST, "M_BAD_STATE"),
+        Error::BadAlias(_) => (S::BAD_REQUEST, "M_BAD_ALIAS"),
         Error::ServerControlledAccountData => (S::METHOD_NOT_ALLOWED, "M_BAD_JSON"),
         Error::TooLargeField(_) => (S::BAD_REQUEST, "M_PROFILE_TOO_LARGE"),
         // Handled with their extra fields in into_response.

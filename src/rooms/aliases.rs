@@ -91,3 +91,40 @@ pub async fn of_room(
         .map(|a| RoomAliasId::parse(a).map_err(|e| Error::Internal(e.to_string())))
         .collect()
 }
+
+/// An `m.room.canonical_alias` event may only name local aliases that point at its room
+/// (aliases of other servers cannot be checked without federation and are let through).
+pub async fn check_canonical_alias(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    content: &serde_json::Value,
+) -> Result<()> {
+    let mut named: Vec<&str> = content["alias"].as_str().into_iter().collect();
+    if let Some(alt) = content.get("alt_aliases") {
+        let list = alt
+            .as_array()
+            .ok_or_else(|| Error::BadJson("alt_aliases must be a list".into()))?;
+        for a in list {
+            named.push(
+                a.as_str()
+                    .ok_or_else(|| Error::BadJson("alt_aliases must hold strings".into()))?,
+            );
+        }
+    }
+    for alias in named {
+        let parsed = RoomAliasId::parse(alias)
+            .map_err(|e| Error::InvalidParam(format!("invalid alias {alias}: {e}")))?;
+        if parsed.server_name() != hs.config.server_name() {
+            continue;
+        }
+        match hs.storage.alias(alias).await? {
+            Some((room, _)) if room == room_id.as_str() => {}
+            _ => {
+                return Err(Error::BadAlias(format!(
+                    "{alias} does not point to this room"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -322,6 +322,27 @@ pub async fn send(
     Ok(pdu.event_id)
 }
 
+/// `PUT /rooms/{roomId}/state/{type}/{key}`: checks what the auth rules do not, then sends.
+pub async fn send_state(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    sender: &UserId,
+    event_type: &str,
+    state_key: &str,
+    content: JsonValue,
+) -> Result<OwnedEventId> {
+    if event_type == "m.room.canonical_alias" {
+        super::aliases::check_canonical_alias(hs, room_id, &content).await?;
+    }
+    let new = NewEvent {
+        event_type: event_type.to_owned(),
+        content,
+        state_key: Some(state_key.to_owned()),
+        redacts: None,
+    };
+    send(hs, room_id, sender, new, None).await
+}
+
 /// A state event's content as JSON, from the room's current state.
 pub async fn current_state_content(
     hs: &Homeserver,

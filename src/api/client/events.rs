@@ -110,13 +110,16 @@ async fn send_state(
     req: Ruma<send_state_event::v3::Request>,
 ) -> Result<send_state_event::v3::Response> {
     let b = &req.body;
-    let new = NewEvent {
-        event_type: b.event_type.to_string(),
-        content: content_of(&b.body)?,
-        state_key: Some(b.state_key.clone()),
-        redacts: None,
-    };
-    let event_id = persist::send(&hs, &b.room_id, &req.requester()?.user_id, new, None).await?;
+    let sender = &req.requester()?.user_id;
+    let event_id = persist::send_state(
+        &hs,
+        &b.room_id,
+        sender,
+        &b.event_type.to_string(),
+        &b.state_key,
+        content_of(&b.body)?,
+    )
+    .await?;
     Ok(send_state_event::v3::Response::new(event_id))
 }
 
