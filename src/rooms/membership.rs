@@ -26,6 +26,24 @@ fn with_reason(mut content: JsonValue, reason: Option<&str>) -> JsonValue {
     content
 }
 
+/// Sends the requester's own membership event.
+async fn send_own(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    content: JsonValue,
+) -> Result<()> {
+    persist::send(
+        hs,
+        room_id,
+        &requester.user_id,
+        member_event(&requester.user_id, content),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Resolves `#alias` or `!id` to a room known here.
 pub async fn resolve_room(hs: &Homeserver, id_or_alias: &str) -> Result<OwnedRoomId> {
     if id_or_alias.starts_with('#') {
@@ -52,15 +70,7 @@ pub async fn join(
     if let Some(authoriser) = restricted_join_authoriser(hs, &ctx, requester).await? {
         content["join_authorised_via_users_server"] = authoriser.into();
     }
-    persist::send(
-        hs,
-        room_id,
-        &requester.user_id,
-        member_event(&requester.user_id, content),
-        None,
-    )
-    .await?;
-    Ok(())
+    send_own(hs, requester, room_id, content).await
 }
 
 /// For a restricted room (v8+) that the user is not invited to or already in: a local
@@ -132,15 +142,7 @@ pub async fn leave(
     reason: Option<&str>,
 ) -> Result<()> {
     let content = with_reason(serde_json::json!({ "membership": "leave" }), reason);
-    persist::send(
-        hs,
-        room_id,
-        &requester.user_id,
-        member_event(&requester.user_id, content),
-        None,
-    )
-    .await?;
-    Ok(())
+    send_own(hs, requester, room_id, content).await
 }
 
 /// invite, kick (leave), ban, unban (leave): a change to another user's membership.
@@ -232,15 +234,7 @@ pub async fn knock(
         member_content(hs, &requester.user_id, "knock").await?,
         reason,
     );
-    persist::send(
-        hs,
-        room_id,
-        &requester.user_id,
-        member_event(&requester.user_id, content),
-        None,
-    )
-    .await?;
-    Ok(())
+    send_own(hs, requester, room_id, content).await
 }
 
 pub async fn mutual_rooms(
