@@ -147,7 +147,11 @@ pub async fn create_room(
         let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
         w.insert_room(version.as_str(), creator.as_str(), now_ms())
             .await?;
-        let nid = persist::store(&mut w, &ctx, &create_pdu, None).await?;
+        let checked = persist::Checked {
+            pdu: create_pdu,
+            state_before: None,
+        };
+        let nid = persist::store(&mut w, &ctx, &checked, None).await?;
         w.commit(&[nid]).await?;
     }
 
@@ -247,8 +251,8 @@ async fn send_in_creation(
     event: NewEvent,
 ) -> Result<()> {
     let mut w = hs.storage.begin_room_write(ctx.room_id.as_str()).await?;
-    let pdu = persist::build_checked(hs, &mut w, ctx, sender, &event).await?;
-    let nid = persist::store(&mut w, ctx, &pdu, None).await?;
+    let checked = persist::build_checked(hs, &mut w, ctx, sender, &event).await?;
+    let nid = persist::store(&mut w, ctx, &checked, None).await?;
     w.commit(&[nid]).await?;
     Ok(())
 }

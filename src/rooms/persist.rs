@@ -172,6 +172,12 @@ async fn load_auth_state(
     Ok(state)
 }
 
+/// A checked PDU with the state group before it (None only for a room's create event).
+pub struct Checked {
+    pub pdu: Pdu,
+    pub state_before: Option<i64>,
+}
+
 /// Builds the next event of a room on its current forward extremities and checks it
 /// against the auth rules with the state before it.
 pub async fn build_checked(
@@ -180,7 +186,7 @@ pub async fn build_checked(
     ctx: &RoomContext,
     sender: &UserId,
     new: &NewEvent,
-) -> Result<Pdu> {
+) -> Result<Checked> {
     let extremities = w.extremities().await?;
     if extremities.len() > 1 {
         // Local writes are serialized and always build on every extremity, so a fork only
@@ -223,7 +229,8 @@ pub async fn build_checked(
         MilliSecondsSinceUnixEpoch::now(),
     )?;
     check_auth(&ctx.rules, &pdu, &auth)?;
-    Ok(pdu)
+    let state_before = extremities.first().and_then(|e| e.state_after);
+    Ok(Checked { pdu, state_before })
 }
 
 fn check_auth(rules: &RoomVersionRules, pdu: &Pdu, auth: &AuthState) -> Result<()> {
@@ -244,14 +251,13 @@ fn check_auth(rules: &RoomVersionRules, pdu: &Pdu, auth: &AuthState) -> Result<(
 pub async fn store(
     w: &mut RoomWrite,
     ctx: &RoomContext,
-    pdu: &Pdu,
+    checked: &Checked,
     txn: Option<(&str, &str)>,
 ) -> Result<i64> {
+    let (pdu, before) = (&checked.pdu, checked.state_before);
     let pdu_json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
     let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
     let event_type = pdu.event_type.to_string();
-    let extremities = w.extremities().await?;
-    let before = extremities.first().and_then(|e| e.state_after);
     let nid = w
         .insert_event(&NewEventRow {
             event_id: pdu.event_id.as_str(),
@@ -316,10 +322,10 @@ pub async fn send(
     let ctx = room_context(hs, room_id).await?;
     let _guard = hs.room_locks.lock(room_id.as_str()).await;
     let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
-    let pdu = build_checked(hs, &mut w, &ctx, sender, &new).await?;
-    let nid = store(&mut w, &ctx, &pdu, txn).await?;
+    let checked = build_checked(hs, &mut w, &ctx, sender, &new).await?;
+    let nid = store(&mut w, &ctx, &checked, txn).await?;
     w.commit(&[nid]).await?;
-    Ok(pdu.event_id)
+    Ok(checked.pdu.event_id)
 }
 
 /// `PUT /rooms/{roomId}/state/{type}/{key}`: checks what the auth rules do not, then sends.
