@@ -172,6 +172,24 @@ async fn visible(
     Ok(out)
 }
 
+/// An event of the room: `Err` NotFound when the room or event is unknown, `Ok(None)` when
+/// the requester may not see it.
+async fn visible_event(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    event_id: &str,
+) -> Result<Option<StoredEvent>> {
+    require_room(hs, room_id).await?;
+    let e = hs
+        .storage
+        .event(event_id)
+        .await?
+        .filter(|e| e.room_id == room_id.as_str())
+        .ok_or_else(|| Error::NotFound("event not found".into()))?;
+    Ok(visible(hs, requester, room_id, vec![e]).await?.pop())
+}
+
 /// Reading the timeline needs the room to exist; what is seen is filtered per event.
 async fn require_room(hs: &Homeserver, room_id: &RoomId) -> Result<()> {
     persist::room_context(hs, room_id).await.map(|_| ())
@@ -183,17 +201,9 @@ pub async fn event(
     room_id: &RoomId,
     event_id: &str,
 ) -> Result<JsonValue> {
-    require_room(hs, room_id).await?;
-    let e = hs
-        .storage
-        .event(event_id)
-        .await?
-        .filter(|e| e.room_id == room_id.as_str())
-        .ok_or_else(|| Error::NotFound("event not found".into()))?;
     // Invisible and absent look alike to the client.
-    let e = visible(hs, requester, room_id, vec![e])
+    let e = visible_event(hs, requester, room_id, event_id)
         .await?
-        .pop()
         .ok_or_else(|| Error::NotFound("event not found".into()))?;
     let mut out = client_events(hs, std::slice::from_ref(&e), room_id.as_str(), requester).await?;
     Ok(out.remove(0))
@@ -354,16 +364,8 @@ pub async fn context(
     event_id: &str,
     limit: u32,
 ) -> Result<Context> {
-    require_room(hs, room_id).await?;
-    let e = hs
-        .storage
-        .event(event_id)
+    let e = visible_event(hs, requester, room_id, event_id)
         .await?
-        .filter(|e| e.room_id == room_id.as_str())
-        .ok_or_else(|| Error::NotFound("event not found".into()))?;
-    let e = visible(hs, requester, room_id, vec![e])
-        .await?
-        .pop()
         .ok_or_else(|| Error::Forbidden("you may not see this event".into()))?;
     let pos = e
         .stream_pos
@@ -426,18 +428,9 @@ pub async fn relations(
     limit: u32,
     recurse: bool,
 ) -> Result<(Vec<JsonValue>, Option<i64>)> {
-    require_room(hs, room_id).await?;
-    let root = hs
-        .storage
-        .event(parent)
+    if visible_event(hs, requester, room_id, parent)
         .await?
-        .filter(|e| e.room_id == room_id.as_str());
-    let Some(root) = root else {
-        return Err(Error::NotFound("event not found".into()));
-    };
-    if visible(hs, requester, room_id, vec![root])
-        .await?
-        .is_empty()
+        .is_none()
     {
         return Err(Error::NotFound("event not found".into()));
     }

@@ -15,6 +15,27 @@ pub type StateNids = HashMap<(String, String), i64>;
 
 /// Loads the full state of a group.
 pub(crate) async fn load_group(conn: &mut PgConnection, group_id: i64) -> Result<StateNids> {
+    load(conn, group_id, None).await
+}
+
+/// Only the given keys of a group's state: what visibility checks need, without loading
+/// a large room's whole state.
+pub(crate) async fn load_group_keys(
+    conn: &mut PgConnection,
+    group_id: i64,
+    keys: &[(String, String)],
+) -> Result<StateNids> {
+    load(conn, group_id, Some(keys)).await
+}
+
+/// Walks the group's segment chain; the nearest segment and highest seq win per key.
+async fn load(
+    conn: &mut PgConnection,
+    group_id: i64,
+    keys: Option<&[(String, String)]>,
+) -> Result<StateNids> {
+    let types: Option<Vec<&str>> = keys.map(|k| k.iter().map(|k| k.0.as_str()).collect());
+    let skeys: Option<Vec<&str>> = keys.map(|k| k.iter().map(|k| k.1.as_str()).collect());
     let rows = sqlx::query(
         "WITH RECURSIVE chain(segment_id, max_seq, depth) AS (
              SELECT g.segment_id, g.seq, 0 FROM state_groups g WHERE g.group_id = $1
@@ -25,44 +46,13 @@ pub(crate) async fn load_group(conn: &mut PgConnection, group_id: i64) -> Result
          )
          SELECT DISTINCT ON (r.event_type, r.state_key) r.event_type, r.state_key, r.event_nid
          FROM chain c JOIN state_rows r ON r.segment_id = c.segment_id AND r.seq <= c.max_seq
+         WHERE $2::text[] IS NULL
+            OR (r.event_type, r.state_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))
          ORDER BY r.event_type, r.state_key, c.depth ASC, r.seq DESC",
     )
     .bind(group_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect())
-}
-
-/// Only the given keys of a group's state: what visibility checks need, without loading
-/// a large room's whole state.
-pub(crate) async fn load_group_keys(
-    conn: &mut PgConnection,
-    group_id: i64,
-    keys: &[(String, String)],
-) -> Result<StateNids> {
-    let types: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-    let skeys: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-    let rows = sqlx::query(
-        "WITH RECURSIVE chain(segment_id, max_seq, depth) AS (
-             SELECT g.segment_id, g.seq, 0 FROM state_groups g WHERE g.group_id = $1
-           UNION ALL
-             SELECT s.parent_segment, s.parent_seq, c.depth + 1
-             FROM chain c JOIN state_segments s ON s.segment_id = c.segment_id
-             WHERE s.parent_segment IS NOT NULL
-         )
-         SELECT DISTINCT ON (r.event_type, r.state_key) r.event_type, r.state_key, r.event_nid
-         FROM chain c
-         JOIN unnest($2::text[], $3::text[]) AS k(t, s) ON TRUE
-         JOIN state_rows r ON r.segment_id = c.segment_id AND r.seq <= c.max_seq
-                          AND r.event_type = k.t AND r.state_key = k.s
-         ORDER BY r.event_type, r.state_key, c.depth ASC, r.seq DESC",
-    )
-    .bind(group_id)
-    .bind(&types)
-    .bind(&skeys)
+    .bind(types)
+    .bind(skeys)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows
