@@ -2390,3 +2390,140 @@ async fn canonical_alias_must_point_to_the_room() {
     // an empty content removes the canonical alias
     assert_eq!(s.put(&path, Some(&alice), json!({})).await.0, 200);
 }
+
+/// Unknown rooms, non-members and bad input on the room endpoints that have no error test
+/// above.
+#[tokio::test]
+async fn room_endpoint_error_paths() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "pw").await;
+    let (bob, _) = s.register("bob", "pw").await;
+    let room = create_room(&s, &alice, json!({})).await;
+    let (_, sent) = send_text(&s, &alice, &room, "1", "hi").await;
+    let event = sent["event_id"].as_str().unwrap();
+    let nope = "!nope:localhost";
+
+    // unknown rooms
+    for path in [
+        format!("/_matrix/client/v1/rooms/{nope}/threads"),
+        format!("/_matrix/client/v1/rooms/{nope}/relations/{event}"),
+        format!("/_matrix/client/v1/rooms/{nope}/hierarchy"),
+        format!("/_matrix/client/v1/room_summary/{nope}"),
+        format!("/_matrix/client/v3/rooms/{nope}/messages?dir=b"),
+        format!("/_matrix/client/v3/rooms/{nope}/members"),
+        format!("/_matrix/client/v3/rooms/{nope}/context/{event}"),
+        format!("/_matrix/client/v1/rooms/{nope}/timestamp_to_event?ts=1&dir=f"),
+    ] {
+        assert_error(&s.get(&path, Some(&alice)).await, 404, "M_NOT_FOUND");
+    }
+    for (path, body) in [
+        (
+            format!("/_matrix/client/v3/rooms/{nope}/upgrade"),
+            json!({"new_version": "12"}),
+        ),
+        (
+            format!("/_matrix/client/v3/rooms/{nope}/receipt/m.read/{event}"),
+            json!({}),
+        ),
+        (
+            format!("/_matrix/client/v3/rooms/{nope}/read_markers"),
+            json!({"m.fully_read": event}),
+        ),
+        (
+            format!("/_matrix/client/v3/rooms/{nope}/invite"),
+            json!({"user_id": "@bob:localhost"}),
+        ),
+        (
+            format!("/_matrix/client/v3/rooms/{nope}/report"),
+            json!({"reason": "x"}),
+        ),
+    ] {
+        assert_error(&s.post(&path, Some(&alice), body).await, 404, "M_NOT_FOUND");
+    }
+    let r = s
+        .put(
+            &format!("/_matrix/client/v3/rooms/{nope}/typing/@alice:localhost"),
+            Some(&alice),
+            json!({"typing": false}),
+        )
+        .await;
+    assert_error(&r, 404, "M_NOT_FOUND");
+
+    // a non-member of a private room
+    assert_error(
+        &s.get(
+            &format!("/_matrix/client/v1/rooms/{room}/relations/{event}"),
+            Some(&bob),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &s.get(
+            &format!("/_matrix/client/v1/room_summary/{room}"),
+            Some(&bob),
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert!(visible_bodies(&s, &bob, &room).await.is_empty());
+    let r = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/read_markers"),
+            Some(&bob),
+            json!({"m.fully_read": event}),
+        )
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+    let r = s
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic"),
+            Some(&bob),
+            json!({"topic": "mine"}),
+        )
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+
+    // missing and unknown tokens, bad JSON
+    assert_error(
+        &s.get("/_matrix/client/v3/joined_rooms", None).await,
+        401,
+        "M_MISSING_TOKEN",
+    );
+    assert_error(
+        &s.get(
+            &format!("/_matrix/client/v3/rooms/{room}/state"),
+            Some("axa_bogus"),
+        )
+        .await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    let res = s
+        .http
+        .put(format!(
+            "{}/_matrix/client/v3/rooms/{room}/send/m.room.message/bad",
+            s.base
+        ))
+        .bearer_auth(&alice)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<Value>().await.unwrap()["errcode"], "M_NOT_JSON");
+    let r = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({"preset": 7}),
+        )
+        .await;
+    assert_error(&r, 400, "M_BAD_JSON");
+    let r = s
+        .get("/_matrix/client/v3/rooms/not-a-room/state", Some(&alice))
+        .await;
+    assert_error(&r, 400, "M_INVALID_PARAM");
+}

@@ -106,6 +106,9 @@ pub async fn hierarchy(
     };
     let limit = limit.clamp(1, 100);
     let max_depth = max_depth.unwrap_or(MAX_DEPTH).min(MAX_DEPTH);
+    if hs.storage.room(root.as_str()).await?.is_none() {
+        return Err(Error::NotFound("unknown room".into()));
+    }
     let mut rooms = Vec::new();
     let mut seen = HashSet::new();
     let mut queue = VecDeque::from([(root.to_string(), 0usize)]);
