@@ -60,6 +60,10 @@ pub enum Error {
         info: Box<UiaaInfo>,
         error: Option<(&'static str, String)>,
     },
+    /// Events a PDU refers to (prev or auth events) that are not here yet: federation
+    /// fetches them and tries again.
+    #[error("unknown events: {}", .0.join(", "))]
+    UnknownEvents(Vec<String>),
     #[error("internal error: {0}")]
     Internal(String),
 }

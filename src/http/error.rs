@@ -92,6 +92,7 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::BadAlias(_) => (S::BAD_REQUEST, "M_BAD_ALIAS"),
         Error::ServerControlledAccountData => (S::METHOD_NOT_ALLOWED, "M_BAD_JSON"),
         Error::TooLargeField(_) => (S::BAD_REQUEST, "M_PROFILE_TOO_LARGE"),
+        Error::UnknownEvents(_) => (S::NOT_FOUND, "M_NOT_FOUND"),
         // Handled with their extra fields in into_response.
         Error::UnknownToken { .. } => (S::UNAUTHORIZED, "M_UNKNOWN_TOKEN"),
         Error::LimitExceeded { .. } => (S::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"),

@@ -112,7 +112,7 @@ pub fn parse_stored(e: &StoredEvent) -> Result<Pdu> {
 
 /// State keys the auth rules may consult for an event: its auth types, plus the create
 /// event, which room v12 leaves out of auth_events but the rules still read.
-fn auth_keys(
+pub(super) fn auth_keys(
     rules: &RoomVersionRules,
     sender: &UserId,
     new: &NewEvent,
@@ -139,12 +139,12 @@ fn auth_keys(
 }
 
 /// What the auth checks read: the state before the event, by key, for the keys they use.
-struct AuthState {
-    by_key: HashMap<(String, String), Pdu>,
-    by_id: HashMap<OwnedEventId, Pdu>,
+pub(super) struct AuthState {
+    pub by_key: HashMap<(String, String), Pdu>,
+    pub by_id: HashMap<OwnedEventId, Pdu>,
 }
 
-async fn load_auth_state(
+pub(super) async fn load_auth_state(
     w: &mut RoomWrite,
     current: &StateNids,
     keys: &[(String, String)],
@@ -188,13 +188,6 @@ pub async fn build_checked(
     new: &NewEvent,
 ) -> Result<Checked> {
     let extremities = w.extremities().await?;
-    if extremities.len() > 1 {
-        // Local writes are serialized and always build on every extremity, so a fork only
-        // comes from federation, which resolves it when it arrives.
-        return Err(Error::Internal(
-            "room has several forward extremities".into(),
-        ));
-    }
     let keys = auth_keys(&ctx.rules, sender, new)?;
     let current = w.current_state_for(&keys).await?;
     let auth = load_auth_state(w, &current, &keys).await?;
@@ -229,11 +222,20 @@ pub async fn build_checked(
         MilliSecondsSinceUnixEpoch::now(),
     )?;
     check_auth(&ctx.rules, &pdu, &auth)?;
-    let state_before = extremities.first().and_then(|e| e.state_after);
+    // Local events build on every extremity; with several (a fork from another server),
+    // the state before is their resolution, kept when the fork arrived.
+    let state_before =
+        if extremities.len() > 1 {
+            Some(w.resolved_state_group().await?.ok_or_else(|| {
+                Error::Internal("forked room without a resolved state group".into())
+            })?)
+        } else {
+            extremities.first().and_then(|e| e.state_after)
+        };
     Ok(Checked { pdu, state_before })
 }
 
-fn check_auth(rules: &RoomVersionRules, pdu: &Pdu, auth: &AuthState) -> Result<()> {
+pub(super) fn check_auth(rules: &RoomVersionRules, pdu: &Pdu, auth: &AuthState) -> Result<()> {
     let rules = &rules.authorization;
     ruma::state_res::check_state_independent_auth_rules(rules, pdu, |id: &EventId| {
         auth.by_id.get(id)
@@ -246,6 +248,19 @@ fn check_auth(rules: &RoomVersionRules, pdu: &Pdu, auth: &AuthState) -> Result<(
     Ok(())
 }
 
+/// How a stored event touches the room beyond the DAG.
+pub(super) struct StoreAs<'a> {
+    /// The client's (device, transaction ID), for idempotent sends.
+    pub txn: Option<(&'a str, &'a str)>,
+    /// Soft-failed events stay out of the extremities, the current state and the timeline.
+    pub soft_failed: bool,
+    /// The state before the event is the current state, so its own key goes straight into
+    /// the current state (else the caller works the current state out).
+    pub extends_current: bool,
+    /// Whether a redaction may be applied to its target (local ones are checked before).
+    pub redaction_allowed: bool,
+}
+
 /// Persists a checked PDU as the room's newest event: event, edges, extremities, state
 /// group, current state and membership; the stream position is given at commit.
 pub async fn store(
@@ -254,7 +269,25 @@ pub async fn store(
     checked: &Checked,
     txn: Option<(&str, &str)>,
 ) -> Result<i64> {
-    let (pdu, before) = (&checked.pdu, checked.state_before);
+    let how = StoreAs {
+        txn,
+        soft_failed: false,
+        extends_current: true,
+        redaction_allowed: true,
+    };
+    Ok(store_pdu(w, ctx, &checked.pdu, checked.state_before, &how)
+        .await?
+        .0)
+}
+
+/// Stores a PDU whose state before is `before`; returns its nid and state group after.
+pub(super) async fn store_pdu(
+    w: &mut RoomWrite,
+    ctx: &RoomContext,
+    pdu: &Pdu,
+    before: Option<i64>,
+    how: &StoreAs<'_>,
+) -> Result<(i64, Option<i64>)> {
     let pdu_json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
     let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
     let event_type = pdu.event_type.to_string();
@@ -268,7 +301,8 @@ pub async fn store(
             origin_server_ts: i64::from(pdu.origin_server_ts.0),
             pdu: &pdu_json,
             prev_events: &prev,
-            txn,
+            txn: how.txn,
+            soft_failed: how.soft_failed,
         })
         .await?;
     let after = match &pdu.state_key {
@@ -276,18 +310,19 @@ pub async fn store(
         Some(key) => {
             let delta: StateNids = [((event_type.clone(), key.clone()), nid)].into();
             let group = w.write_state_group(before, &delta).await?;
-            w.set_current_state(&event_type, key, nid).await?;
-            if pdu.event_type == TimelineEventType::RoomMember {
-                let membership = pdu.content_json()["membership"]
-                    .as_str()
-                    .unwrap_or("leave")
-                    .to_owned();
-                w.set_membership(key, &membership, nid).await?;
+            if how.extends_current && !how.soft_failed {
+                w.set_current_state(&event_type, key, nid).await?;
+                if pdu.event_type == TimelineEventType::RoomMember {
+                    w.set_membership(key, membership_of(pdu), nid).await?;
+                }
             }
             Some(group)
         }
     };
     w.set_event_state(nid, before, after).await?;
+    if how.soft_failed {
+        return Ok((nid, after));
+    }
     let relates_to = &pdu.content_json()["m.relates_to"];
     if let (Some(parent), Some(rel_type)) = (
         relates_to["event_id"].as_str(),
@@ -297,6 +332,7 @@ pub async fn store(
             .await?;
     }
     if pdu.event_type == TimelineEventType::RoomRedaction
+        && how.redaction_allowed
         && let Some(target) = &pdu.redacts
     {
         // The stored copy loses what redaction removes; it is kept nowhere else.
@@ -308,7 +344,18 @@ pub async fn store(
                 .await?;
         }
     }
-    Ok(nid)
+    Ok((nid, after))
+}
+
+/// A member event's membership (`leave` when unreadable, as the auth rules treat it).
+pub(super) fn membership_of(pdu: &Pdu) -> &'static str {
+    match pdu.content_json()["membership"].as_str() {
+        Some("join") => "join",
+        Some("invite") => "invite",
+        Some("ban") => "ban",
+        Some("knock") => "knock",
+        _ => "leave",
+    }
 }
 
 /// Sends one event from a local user: the whole path, in one transaction.

@@ -185,7 +185,8 @@ async fn visible_event(
         .storage
         .event(event_id)
         .await?
-        .filter(|e| e.room_id == room_id.as_str())
+        // Events without a stream position (soft-failed ones) are not for clients.
+        .filter(|e| e.room_id == room_id.as_str() && e.stream_pos.is_some())
         .ok_or_else(|| Error::NotFound("event not found".into()))?;
     Ok(visible(hs, requester, room_id, vec![e]).await?.pop())
 }

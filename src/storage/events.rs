@@ -60,6 +60,8 @@ pub struct NewEventRow<'a> {
     pub pdu: &'a JsonValue,
     pub prev_events: &'a [String],
     pub txn: Option<(&'a str, &'a str)>,
+    /// Kept out of the forward extremities and the timeline (see migrations/0007).
+    pub soft_failed: bool,
 }
 
 impl Storage {
@@ -312,6 +314,14 @@ impl RoomWrite {
         state::load_group(&mut self.tx, group).await
     }
 
+    pub async fn state_keys_at_group(
+        &mut self,
+        group: i64,
+        keys: &[(String, String)],
+    ) -> Result<StateNids> {
+        state::load_group_keys(&mut self.tx, group, keys).await
+    }
+
     pub async fn events_by_nid(&mut self, nids: &[i64]) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE event_nid = ANY($1)"
@@ -353,8 +363,8 @@ impl RoomWrite {
     pub async fn insert_event(&mut self, e: &NewEventRow<'_>) -> Result<i64> {
         let nid: i64 = sqlx::query_scalar(
             "INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth, origin_server_ts,
-                                 pdu, txn_device, txn_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING event_nid",
+                                 pdu, txn_device, txn_id, soft_failed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING event_nid",
         )
         .bind(e.event_id)
         .bind(&self.room_id)
@@ -366,6 +376,7 @@ impl RoomWrite {
         .bind(Json(e.pdu))
         .bind(e.txn.map(|t| t.0))
         .bind(e.txn.map(|t| t.1))
+        .bind(e.soft_failed)
         .fetch_one(&mut *self.tx)
         .await?;
         sqlx::query(
@@ -375,6 +386,9 @@ impl RoomWrite {
         .bind(e.prev_events)
         .execute(&mut *self.tx)
         .await?;
+        if e.soft_failed {
+            return Ok(nid);
+        }
         // The new event replaces the extremities it points at.
         sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)")
             .bind(&self.room_id)
@@ -389,17 +403,79 @@ impl RoomWrite {
         Ok(nid)
     }
 
-    /// New state group for `parent` + `delta`, where `parent` is the room's current state
-    /// (writes build on the single forward extremity).
+    /// New state group for `parent` + `delta`.
     pub async fn write_state_group(
         &mut self,
         parent: Option<i64>,
         delta: &StateNids,
     ) -> Result<i64> {
         let keys: Vec<(String, String)> = delta.keys().cloned().collect();
-        let current = self.current_state_for(&keys).await?;
-        let new_keys = delta.keys().filter(|k| !current.contains_key(*k)).count();
+        let existing = match parent {
+            Some(p) => state::load_group_keys(&mut self.tx, p, &keys).await?,
+            None => StateNids::new(),
+        };
+        let new_keys = delta.keys().filter(|k| !existing.contains_key(*k)).count();
         state::write_group(&mut self.tx, &self.room_id, parent, delta, new_keys).await
+    }
+
+    /// New state group holding `full`, written as a delta on `parent` when `full` only adds
+    /// or replaces entries, else as a snapshot (resolution may drop a key).
+    pub async fn write_full_state_group(&mut self, parent: i64, full: &StateNids) -> Result<i64> {
+        let base = state::load_group(&mut self.tx, parent).await?;
+        if base.keys().all(|k| full.contains_key(k)) {
+            let delta: StateNids = full
+                .iter()
+                .filter(|(k, n)| base.get(*k) != Some(*n))
+                .map(|(k, n)| (k.clone(), *n))
+                .collect();
+            let new_keys = full.len() - base.len();
+            return state::write_group(&mut self.tx, &self.room_id, Some(parent), &delta, new_keys)
+                .await;
+        }
+        state::write_group(&mut self.tx, &self.room_id, None, full, full.len()).await
+    }
+
+    /// The resolved state of the forward extremities, while there are several.
+    pub async fn resolved_state_group(&mut self) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT resolved_state_group FROM rooms WHERE room_id = $1")
+                .bind(&self.room_id)
+                .fetch_one(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    pub async fn set_resolved_state_group(&mut self, group: Option<i64>) -> Result<()> {
+        sqlx::query("UPDATE rooms SET resolved_state_group = $2 WHERE room_id = $1")
+            .bind(&self.room_id)
+            .bind(group)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn events_by_ids(&mut self, ids: &[String]) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY($1) AND room_id = $2"
+        )))
+        .bind(ids)
+        .bind(&self.room_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows.into_iter().map(stored_event).collect())
+    }
+
+    /// Removes a key from the current state (state resolution can drop one).
+    pub async fn delete_current_state(&mut self, event_type: &str, state_key: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3",
+        )
+        .bind(&self.room_id)
+        .bind(event_type)
+        .bind(state_key)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     /// The current state's entries for the given keys only (a room's state may be large).

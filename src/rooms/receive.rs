@@ -1,0 +1,301 @@
+//! The second way an event enters a room (DESIGN.md): a PDU made by another server.
+//! Federation calls `receive_pdu` once it holds the signing keys of the PDU's servers and
+//! every event the PDU references. The checks are the spec's "checks performed on receipt
+//! of a PDU"; storage is the local path's (`persist::store_pdu`). This is the only place
+//! where a room forks, and so where forks are resolved.
+
+use std::collections::HashSet;
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, UserId,
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::{EventIdFormatVersion, RoomVersionRules},
+    signatures::{PublicKeyMap, Verified},
+    state_res::events::{RoomCreateEvent, RoomPowerLevelsEvent, RoomPowerLevelsIntField},
+};
+
+use super::{
+    pdu::{NewEvent, Pdu},
+    persist::{
+        self, AuthState, RoomContext, StoreAs, auth_keys, check_auth, load_auth_state,
+        membership_of, parse_stored,
+    },
+    state_res,
+};
+use crate::{
+    error::{Error, Result},
+    server::Homeserver,
+    storage::{events::RoomWrite, state::StateNids},
+};
+
+/// What became of a received PDU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// In the DAG, the timeline and (for state) the room's state.
+    Accepted,
+    /// Allowed by the state before it but not by the current state: kept in the DAG only.
+    SoftFailed,
+    /// Already here; nothing changed.
+    AlreadyKnown,
+}
+
+fn event_id_of(json: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<OwnedEventId> {
+    let id = match rules.event_id_format {
+        EventIdFormatVersion::V1 => match json.get("event_id") {
+            Some(CanonicalJsonValue::String(s)) => s.clone(),
+            _ => return Err(Error::BadJson("PDU has no event_id".into())),
+        },
+        _ => {
+            let hash = ruma::signatures::reference_hash(json, rules)
+                .map_err(|e| Error::BadJson(format!("PDU: {e}")))?;
+            format!("${hash}")
+        }
+    };
+    EventId::parse(&id).map_err(|e| Error::BadJson(format!("event ID: {e}")))
+}
+
+/// Checks a remote PDU's format, hashes and signatures (with `keys`, the verify keys of
+/// its servers) and parses it; a PDU whose content hash fails is redacted, as the spec says.
+pub fn verify_remote_pdu(
+    ctx: &RoomContext,
+    mut json: CanonicalJsonObject,
+    keys: &PublicKeyMap,
+) -> Result<Pdu> {
+    let rules = &ctx.rules;
+    ruma::state_res::check_pdu_format(&json, &rules.event_format)
+        .map_err(|e| Error::BadJson(format!("malformed PDU: {e}")))?;
+    let event_id = event_id_of(&json, rules)?;
+    match ruma::signatures::verify_event(keys, &json, rules)
+        .map_err(|e| Error::Forbidden(format!("signature check failed: {e}")))?
+    {
+        Verified::All => {}
+        Verified::Signatures => {
+            json = ruma::canonical_json::redact(json, &rules.redaction, None)
+                .map_err(|e| Error::BadJson(format!("PDU: {e}")))?;
+        }
+    }
+    let pdu = Pdu::from_json(event_id, json).map_err(|e| Error::BadJson(e.to_string()))?;
+    if pdu.event_type == TimelineEventType::RoomCreate {
+        return Err(Error::BadJson(
+            "a create event cannot be received into a room that exists".into(),
+        ));
+    }
+    if pdu.room_id.as_deref() != Some(&*ctx.room_id) {
+        return Err(Error::BadJson("PDU is for another room".into()));
+    }
+    Ok(pdu)
+}
+
+/// Verifies, checks and persists a PDU from another server.
+pub async fn receive_pdu(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    json: CanonicalJsonObject,
+    keys: &PublicKeyMap,
+) -> Result<(OwnedEventId, Received)> {
+    let ctx = persist::room_context(hs, room_id).await?;
+    let pdu = verify_remote_pdu(&ctx, json, keys)?;
+    let _guard = hs.room_locks.lock(room_id.as_str()).await;
+    let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
+    if w.event_by_id(pdu.event_id.as_str()).await?.is_some() {
+        return Ok((pdu.event_id, Received::AlreadyKnown));
+    }
+    let rules = &ctx.rules;
+
+    // 1. Against its own auth events: rejected (not stored) on failure.
+    let auth = load_own_auth_events(&mut w, rules, &pdu).await?;
+    check_auth(rules, &pdu, &auth)?;
+
+    // 2. Against the state before it: the resolution of the states after its prev_events.
+    let prevs = load_known(&mut w, &pdu.prev_events).await?;
+    let groups: Vec<i64> = prevs.iter().filter_map(|e| e.state_after).collect();
+    let before = state_before(&mut w, &ctx, &groups).await?;
+    let new = NewEvent {
+        event_type: pdu.event_type.to_string(),
+        content: pdu.content_json(),
+        state_key: pdu.state_key.clone(),
+        redacts: pdu.redacts.clone(),
+    };
+    let keys = auth_keys(rules, &pdu.sender, &new)?;
+    let at_before = w.state_keys_at_group(before, &keys).await?;
+    let before_auth = load_auth_state(&mut w, &at_before, &keys).await?;
+    check_auth(rules, &pdu, &before_auth)?;
+
+    // 3. Against the current state: soft-failed on failure.
+    let current = w.current_state_for(&keys).await?;
+    let current_auth = load_auth_state(&mut w, &current, &keys).await?;
+    let soft_failed = check_auth(rules, &pdu, &current_auth).is_err();
+
+    let redaction_allowed = match &pdu.redacts {
+        Some(target) => may_redact(&mut w, rules, &pdu, target, &before_auth).await?,
+        None => false,
+    };
+    let old_extremities: HashSet<String> = w
+        .extremities()
+        .await?
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    let prev_ids: HashSet<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+    // Built on exactly the current extremities: its state before is the current state.
+    let extends_current = !soft_failed && prev_ids == old_extremities;
+    let how = StoreAs {
+        txn: None,
+        soft_failed,
+        extends_current,
+        redaction_allowed,
+    };
+    let (nid, _) = persist::store_pdu(&mut w, &ctx, &pdu, Some(before), &how).await?;
+    if !soft_failed && !extends_current {
+        update_current_state(&mut w, &ctx).await?;
+    }
+    let timeline: &[i64] = if soft_failed { &[] } else { &[nid] };
+    w.commit(timeline).await?;
+    let outcome = if soft_failed {
+        Received::SoftFailed
+    } else {
+        Received::Accepted
+    };
+    Ok((pdu.event_id, outcome))
+}
+
+/// Events of this room by ID, all of which must be here.
+async fn load_known(
+    w: &mut RoomWrite,
+    ids: &[OwnedEventId],
+) -> Result<Vec<crate::storage::events::StoredEvent>> {
+    let wanted: Vec<String> = ids.iter().map(|e| e.to_string()).collect();
+    let found = w.events_by_ids(&wanted).await?;
+    if found.len() < wanted.len() {
+        let have: HashSet<&str> = found.iter().map(|e| e.event_id.as_str()).collect();
+        let missing = wanted
+            .iter()
+            .filter(|id| !have.contains(id.as_str()))
+            .cloned()
+            .collect();
+        return Err(Error::UnknownEvents(missing));
+    }
+    Ok(found)
+}
+
+/// The PDU's auth events (and, in room v12, the create event they leave out), by key.
+async fn load_own_auth_events(
+    w: &mut RoomWrite,
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+) -> Result<AuthState> {
+    let mut state = AuthState {
+        by_key: Default::default(),
+        by_id: Default::default(),
+    };
+    let mut stored = load_known(w, &pdu.auth_events).await?;
+    if rules.authorization.room_create_event_id_as_room_id {
+        let current = w
+            .current_state_for(&[("m.room.create".to_owned(), String::new())])
+            .await?;
+        stored.extend(
+            w.events_by_nid(&current.into_values().collect::<Vec<_>>())
+                .await?,
+        );
+    }
+    for e in &stored {
+        let p = parse_stored(e)?;
+        if let Some(key) = &p.state_key {
+            state
+                .by_key
+                .insert((p.event_type.to_string(), key.clone()), p.clone());
+        }
+        state.by_id.insert(p.event_id.clone(), p);
+    }
+    Ok(state)
+}
+
+/// The state group before an event with these prev_events' state groups.
+async fn state_before(w: &mut RoomWrite, ctx: &RoomContext, groups: &[i64]) -> Result<i64> {
+    let first = *groups
+        .first()
+        .ok_or_else(|| Error::BadJson("PDU has no prev_events".into()))?;
+    if groups.iter().all(|g| *g == first) {
+        return Ok(first);
+    }
+    let resolved = state_res::resolve_groups(w, ctx, groups).await?;
+    Ok(w.write_full_state_group(first, &resolved).await?)
+}
+
+/// After a fork or a merge: the current state becomes the resolution of the forward
+/// extremities' states; the current state and memberships are brought in line.
+async fn update_current_state(w: &mut RoomWrite, ctx: &RoomContext) -> Result<()> {
+    let extremities = w.extremities().await?;
+    let groups: Vec<i64> = extremities.iter().filter_map(|e| e.state_after).collect();
+    let group = state_before(w, ctx, &groups).await?;
+    w.set_resolved_state_group((extremities.len() > 1).then_some(group))
+        .await?;
+    let resolved = w.state_at_group(group).await?;
+    let current = w.current_state().await?;
+    for ((t, k), nid) in &current {
+        if !resolved.contains_key(&(t.clone(), k.clone())) {
+            w.delete_current_state(t, k).await?;
+            if t == "m.room.member" {
+                w.set_membership(k, "leave", *nid).await?;
+            }
+        }
+    }
+    let changed: StateNids = resolved
+        .into_iter()
+        .filter(|(k, n)| current.get(k) != Some(n))
+        .collect();
+    let member_nids: Vec<i64> = changed
+        .iter()
+        .filter(|((t, _), _)| t == "m.room.member")
+        .map(|(_, n)| *n)
+        .collect();
+    let members = w.events_by_nid(&member_nids).await?;
+    for ((t, k), nid) in &changed {
+        w.set_current_state(t, k, *nid).await?;
+    }
+    for stored in &members {
+        let p = parse_stored(stored)?;
+        if let Some(key) = &p.state_key {
+            w.set_membership(key, membership_of(&p), stored.event_nid)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A remote redaction applies to events of its own server, or when its sender has the
+/// redact power level in the state before it.
+async fn may_redact(
+    w: &mut RoomWrite,
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    target: &EventId,
+    before: &AuthState,
+) -> Result<bool> {
+    let Some(target) = w.event_by_id(target.as_str()).await? else {
+        return Ok(false);
+    };
+    let target_sender = target.pdu["sender"]
+        .as_str()
+        .and_then(|s| UserId::parse(s).ok());
+    if target_sender.is_some_and(|s| s.server_name() == pdu.sender.server_name()) {
+        return Ok(true);
+    }
+    let rules = &rules.authorization;
+    let get = |t: StateEventType| before.by_key.get(&(t.to_string(), String::new()));
+    if rules.explicitly_privilege_room_creators
+        && let Some(create) = get(StateEventType::RoomCreate)
+        && RoomCreateEvent::new(create.clone())
+            .creators(rules)
+            .is_ok_and(|c| c.contains(&pdu.sender))
+    {
+        return Ok(true);
+    }
+    let Some(levels) = get(StateEventType::RoomPowerLevels) else {
+        return Ok(false);
+    };
+    let levels = RoomPowerLevelsEvent::new(levels.clone());
+    let mine = levels.user_power_level(&pdu.sender, rules);
+    let needed = levels.get_as_int_or_default(RoomPowerLevelsIntField::Redact, rules);
+    Ok(matches!((mine, needed), (Ok(m), Ok(n)) if m >= n))
+}
