@@ -10,4 +10,5 @@ pub mod rooms;
 pub mod run;
 pub mod server;
 pub mod storage;
+pub mod sync;
 pub mod users;

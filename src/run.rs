@@ -117,6 +117,7 @@ pub async fn serve_on(
     hs: Arc<Homeserver>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    crate::sync::notifier::spawn_background(&hs);
     let app = crate::http::app(hs);
     axum::serve(
         listener,

@@ -19,6 +19,7 @@ pub struct Homeserver {
     pub last_seen: LastSeen,
     pub keys: ServerKeys,
     pub room_locks: RoomLocks,
+    pub notifier: crate::sync::notifier::Notifier,
 }
 
 /// Decides when a device's last-seen time is worth writing: at most once a minute per
@@ -63,6 +64,7 @@ impl Homeserver {
             last_seen: LastSeen::default(),
             keys,
             room_locks: RoomLocks::default(),
+            notifier: Default::default(),
         }))
     }
 }

@@ -381,7 +381,10 @@ async fn fork_story(s: &TestServer, token: &str, version: &str) {
     let (late_id, outcome) = receive(s, &remote, &room, &late).await.unwrap();
     assert_eq!(outcome, Received::SoftFailed, "v{version}");
     let (status, _) = s
-        .get(&format!("/_matrix/client/v3/rooms/{r}/event/{late_id}"), Some(token))
+        .get(
+            &format!("/_matrix/client/v3/rooms/{r}/event/{late_id}"),
+            Some(token),
+        )
         .await;
     assert_eq!(status, 404, "a soft-failed event is not served to clients");
     assert_eq!(extremities(s, r).await, 1);

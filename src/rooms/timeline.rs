@@ -79,6 +79,14 @@ pub async fn client_events(
         .iter()
         .map(|e| {
             let mut out = client_event(e, room_id);
+            // The sending device learns which of its sends this is (clients match local
+            // echoes by it).
+            if let Some((device, txn)) = &e.txn
+                && e.pdu["sender"].as_str() == Some(viewer.user_id.as_str())
+                && device.as_str() == viewer.device_id.as_str()
+            {
+                out["unsigned"]["transaction_id"] = json!(txn);
+            }
             if let Some(r) = e.redacted_by.as_ref().and_then(|id| embedded.get(id)) {
                 out["unsigned"]["redacted_because"] = r.clone();
             }
@@ -165,7 +173,10 @@ async fn visible(
                 v
             }
         };
-        if allowed {
+        // A user always sees their own membership events (else a leave or a rejected
+        // invite would never reach them), as in Synapse.
+        let own_membership = e.pdu["type"] == "m.room.member" && e.pdu["state_key"] == user;
+        if allowed || own_membership {
             out.push(e);
         }
     }
@@ -239,7 +250,25 @@ fn type_matches(pattern: &str, event_type: &str) -> bool {
 }
 
 impl EventFilter {
-    fn accepts(&self, e: &StoredEvent) -> bool {
+    /// The spec's RoomEventFilter as ruma parses it.
+    pub fn from_ruma(f: &ruma::api::client::filter::RoomEventFilter) -> Self {
+        Self {
+            types: f.types.clone(),
+            not_types: f.not_types.clone(),
+            senders: f
+                .senders
+                .as_ref()
+                .map(|s| s.iter().map(|u| u.to_string()).collect()),
+            not_senders: f.not_senders.iter().map(|u| u.to_string()).collect(),
+            contains_url: f
+                .url_filter
+                .as_ref()
+                .map(|u| *u == ruma::api::client::filter::UrlFilter::EventsWithUrl),
+            lazy_load_members: !f.lazy_load_options.is_disabled(),
+        }
+    }
+
+    pub fn accepts(&self, e: &StoredEvent) -> bool {
         let event_type = e.pdu["type"].as_str().unwrap_or_default();
         let sender = e.pdu["sender"].as_str().unwrap_or_default();
         self.types
@@ -271,12 +300,41 @@ pub async fn messages(
     filter: &EventFilter,
 ) -> Result<Page> {
     require_room(hs, room_id).await?;
-    let limit = i64::from(limit.clamp(1, 1000));
     let start = match from {
         Some(f) => f,
         None if backwards => hs.storage.events_stream_position().await? + 1,
         None => 0,
     };
+    let (kept, end) =
+        page_events(hs, requester, room_id, start, to, backwards, limit, filter).await?;
+    let state = if filter.lazy_load_members {
+        sender_members(hs, room_id, &kept).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Page {
+        events: client_events(hs, &kept, room_id.as_str(), requester).await?,
+        state,
+        start,
+        end,
+    })
+}
+
+/// One page of a room's timeline from position `start` (exclusive) towards `to`
+/// (inclusive): the events the filter and the requester's visibility let through, and the
+/// token for the next page (None once the range is exhausted).
+#[allow(clippy::too_many_arguments)]
+pub async fn page_events(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    start: i64,
+    to: Option<i64>,
+    backwards: bool,
+    limit: u32,
+    filter: &EventFilter,
+) -> Result<(Vec<StoredEvent>, Option<i64>)> {
+    let limit = i64::from(limit.clamp(1, 1000));
     let mut kept = Vec::new();
     let mut cursor = start;
     let mut end = None;
@@ -306,21 +364,10 @@ pub async fn messages(
         kept.truncate(limit as usize);
         end = kept.last().and_then(|e| e.stream_pos);
     }
-    let state = if filter.lazy_load_members {
-        sender_members(hs, room_id, &kept).await?
-    } else {
-        Vec::new()
-    };
-    Ok(Page {
-        events: client_events(hs, &kept, room_id.as_str(), requester).await?,
-        state,
-        start,
-        end,
-    })
+    Ok((kept, end))
 }
 
-/// Current membership events of the senders of `events`.
-async fn sender_members(
+pub(crate) async fn sender_members(
     hs: &Homeserver,
     room_id: &RoomId,
     events: &[StoredEvent],

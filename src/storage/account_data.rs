@@ -3,7 +3,10 @@
 use serde_json::Value as JsonValue;
 use sqlx::{Row, types::Json};
 
-use super::{Result, Storage};
+use super::{
+    Result, Storage,
+    streams::{self, Stream},
+};
 
 impl Storage {
     pub async fn account_data(
@@ -30,6 +33,8 @@ impl Storage {
         data_type: &str,
         content: &JsonValue,
     ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        streams::lock_stream(&mut tx, Stream::AccountData).await?;
         sqlx::query(
             "INSERT INTO account_data (user_id, room_id, data_type, content) VALUES ($1, $2, $3, $4)
              ON CONFLICT (user_id, room_id, data_type)
@@ -39,8 +44,10 @@ impl Storage {
         .bind(room_id)
         .bind(data_type)
         .bind(Json(content))
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        streams::notify(&mut tx, &format!("u:{user_id}")).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -7,11 +7,11 @@ use sqlx::{Postgres, Row, Transaction, types::Json};
 use super::{
     Result, Storage,
     state::{self, StateNids},
+    streams::{self, Stream},
 };
 
-/// Advisory lock namespaces (first key of pg_advisory_xact_lock(int, int)).
+/// Advisory lock namespace of per-room writes (streams use the others: storage::streams).
 const LOCK_ROOM: i32 = 1;
-const LOCK_EVENTS_STREAM: (i32, i32) = (2, 0);
 
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
@@ -23,10 +23,11 @@ pub struct StoredEvent {
     pub state_before: Option<i64>,
     pub state_after: Option<i64>,
     pub redacted_by: Option<String>,
+    /// (device, transaction ID) of a local client's send, for `unsigned.transaction_id`.
+    pub txn: Option<(String, String)>,
 }
 
-const EVENT_COLUMNS: &str =
-    "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id";
+const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id";
 
 pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
     StoredEvent {
@@ -38,6 +39,10 @@ pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
         state_after: r.get(5),
         redacted_by: r.get(6),
         room_id: r.get(7),
+        txn: match (r.get(8), r.get(9)) {
+            (Some(device), Some(txn)) => Some((device, txn)),
+            _ => None,
+        },
     }
 }
 
@@ -236,12 +241,12 @@ impl Storage {
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
         let sql = if backwards {
-            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id FROM events
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id FROM events
              WHERE room_id = $1 AND stream_pos IS NOT NULL
                AND ($2::bigint IS NULL OR stream_pos < $2) AND ($3::bigint IS NULL OR stream_pos >= $3)
              ORDER BY stream_pos DESC LIMIT $4"
         } else {
-            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id FROM events
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id FROM events
              WHERE room_id = $1 AND stream_pos IS NOT NULL
                AND ($2::bigint IS NULL OR stream_pos > $2) AND ($3::bigint IS NULL OR stream_pos <= $3)
              ORDER BY stream_pos ASC LIMIT $4"
@@ -569,11 +574,7 @@ impl RoomWrite {
     /// server-wide lock held until commit, so they become visible in order: no reader can
     /// see position N before every position below N.
     pub async fn commit(mut self, nids: &[i64]) -> Result<i64> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(LOCK_EVENTS_STREAM.0)
-            .bind(LOCK_EVENTS_STREAM.1)
-            .execute(&mut *self.tx)
-            .await?;
+        streams::lock_stream(&mut self.tx, Stream::Events).await?;
         let mut last = 0;
         for nid in nids {
             last = sqlx::query_scalar(
@@ -590,6 +591,19 @@ impl RoomWrite {
         .bind(nids)
         .execute(&mut *self.tx)
         .await?;
+        if !nids.is_empty() {
+            // Wakes syncs of the room's members, and of users whose membership changed
+            // (an invitee is not a member yet).
+            streams::notify(&mut self.tx, &format!("r:{}", self.room_id)).await?;
+            sqlx::query(
+                "SELECT pg_notify($1, 'u:' || state_key) FROM events
+                 WHERE event_nid = ANY($2) AND event_type = 'm.room.member'",
+            )
+            .bind(streams::WAKE_CHANNEL)
+            .bind(nids)
+            .execute(&mut *self.tx)
+            .await?;
+        }
         self.tx.commit().await?;
         Ok(last)
     }

@@ -20,6 +20,8 @@ pub mod receipts;
 pub mod relations;
 pub mod rooms;
 pub mod state;
+pub mod streams;
+pub mod sync;
 pub mod tokens;
 pub mod uia;
 pub mod users;
@@ -46,6 +48,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone, Debug)]
 pub struct Storage {
     pool: PgPool,
+    options: PgConnectOptions,
 }
 
 impl Storage {
@@ -54,9 +57,9 @@ impl Storage {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, options })
     }
 
     pub async fn connect_url(url: &str, max_connections: u32) -> Result<Self> {

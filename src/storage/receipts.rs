@@ -1,6 +1,9 @@
 //! `receipts` and `typing`.
 
-use super::{Result, Storage};
+use super::{
+    Result, Storage,
+    streams::{self, Stream},
+};
 
 impl Storage {
     /// Records a receipt, replacing the user's previous one of that type and thread.
@@ -13,6 +16,8 @@ impl Storage {
         event_id: &str,
         ts: i64,
     ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        streams::lock_stream(&mut tx, Stream::Receipts).await?;
         sqlx::query(
             "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, ts) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (room_id, user_id, receipt_type, thread_id)
@@ -24,8 +29,10 @@ impl Storage {
         .bind(thread_id)
         .bind(event_id)
         .bind(ts)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        streams::notify(&mut tx, &format!("r:{room_id}")).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -35,6 +42,8 @@ impl Storage {
         user_id: &str,
         expires_ts: Option<i64>,
     ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        streams::lock_stream(&mut tx, Stream::Typing).await?;
         match expires_ts {
             Some(expires) => {
                 sqlx::query(
@@ -44,18 +53,37 @@ impl Storage {
                 .bind(room_id)
                 .bind(user_id)
                 .bind(expires)
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await?;
             }
             None => {
                 sqlx::query("DELETE FROM typing WHERE room_id = $1 AND user_id = $2")
                     .bind(room_id)
                     .bind(user_id)
-                    .execute(self.pool())
+                    .execute(&mut *tx)
                     .await?;
             }
         }
+        bump_typing(&mut tx, &[room_id.to_owned()]).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Removes typing notices that have run out; their rooms' typing changes.
+    pub async fn expire_typing(&self, now_ms: i64) -> Result<usize> {
+        let mut tx = self.pool().begin().await?;
+        streams::lock_stream(&mut tx, Stream::Typing).await?;
+        let rooms: Vec<String> =
+            sqlx::query_scalar("DELETE FROM typing WHERE expires_ts <= $1 RETURNING room_id")
+                .bind(now_ms)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut rooms = rooms;
+        rooms.sort();
+        rooms.dedup();
+        bump_typing(&mut tx, &rooms).await?;
+        tx.commit().await?;
+        Ok(rooms.len())
     }
 
     /// Users typing in a room now.
@@ -68,4 +96,19 @@ impl Storage {
         .fetch_all(self.pool())
         .await?)
     }
+}
+
+/// Gives the rooms a new typing position and wakes their syncs (stream lock held).
+async fn bump_typing(conn: &mut sqlx::PgConnection, rooms: &[String]) -> Result<()> {
+    for room_id in rooms {
+        sqlx::query(
+            "INSERT INTO typing_rooms (room_id, stream_pos) VALUES ($1, nextval('typing_stream'))
+             ON CONFLICT (room_id) DO UPDATE SET stream_pos = EXCLUDED.stream_pos",
+        )
+        .bind(room_id)
+        .execute(&mut *conn)
+        .await?;
+        streams::notify(conn, &format!("r:{room_id}")).await?;
+    }
+    Ok(())
 }

@@ -131,6 +131,11 @@ impl TestServer {
         Self::start_on(env, fresh_database().await).await
     }
 
+    /// A second axon process on this server's database (as behind a load balancer).
+    pub async fn another_process(&self) -> Self {
+        Self::start_on(test_env(), self.db.clone()).await
+    }
+
     /// Stops this server and starts a new one on the same database, as a restart would.
     pub async fn restart(mut self) -> Self {
         let db = self.db.clone();

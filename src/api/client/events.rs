@@ -212,9 +212,11 @@ async fn joined_members(
     Ok(joined_members::v3::Response::new(joined))
 }
 
+/// Pagination tokens: `s<pos>` from /messages and /context, or a /sync token, whose
+/// events part is the last position it has seen (so the boundary is just after it).
 fn parse_token(token: Option<&str>) -> Result<Option<i64>> {
     token
-        .map(|t| t.strip_prefix('s').unwrap_or(t).parse::<i64>())
+        .map(crate::sync::token::pagination_position)
         .transpose()
         .map_err(|_| Error::InvalidParam("invalid pagination token".into()))
 }
@@ -226,21 +228,7 @@ async fn messages(
     let b = &req.body;
     let backwards = b.dir == Direction::Backward;
     let limit = u32::try_from(b.limit).unwrap_or(1000);
-    let f = &b.filter;
-    let filter = timeline::EventFilter {
-        types: f.types.clone(),
-        not_types: f.not_types.clone(),
-        senders: f
-            .senders
-            .as_ref()
-            .map(|s| s.iter().map(|u| u.to_string()).collect()),
-        not_senders: f.not_senders.iter().map(|u| u.to_string()).collect(),
-        contains_url: f
-            .url_filter
-            .as_ref()
-            .map(|u| *u == ruma::api::client::filter::UrlFilter::EventsWithUrl),
-        lazy_load_members: !f.lazy_load_options.is_disabled(),
-    };
+    let filter = timeline::EventFilter::from_ruma(&b.filter);
     let page = timeline::messages(
         &hs,
         req.requester()?,

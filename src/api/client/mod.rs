@@ -20,6 +20,7 @@ mod reporting;
 mod rooms;
 mod session;
 mod spaces;
+mod sync;
 mod threepid;
 
 /// A stored millisecond timestamp as ruma's type (negative values cannot occur; dropped).
@@ -44,5 +45,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = reporting::routes(router);
     let router = relations::routes(router);
     let router = spaces::routes(router);
+    let router = sync::routes(router);
     admin::routes(router)
 }

@@ -1,0 +1,365 @@
+//! `GET /sync`, the classic sync: everything that changed for a user between the `since`
+//! token and now, across the server's streams (storage::streams). A sync with nothing to
+//! say waits, up to its timeout, for a wake-up (notifier) naming the user or one of their
+//! rooms, then looks again.
+//!
+//! Exactly once: a response covers stream positions (since, now], where `now` is read
+//! before anything else and every position up to it is already visible (positions commit
+//! in order). Memberships that changed after `now` are left to the next sync.
+
+pub mod notifier;
+mod rooms;
+pub mod token;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::Duration,
+};
+
+use ruma::{
+    OwnedRoomId, RoomId,
+    api::client::{filter::FilterDefinition, sync::sync_events::v3},
+    serde::Raw,
+};
+use serde_json::{Value as JsonValue, json};
+
+use self::token::SyncToken;
+use crate::{
+    error::{Error, Result},
+    rooms::timeline::EventFilter,
+    server::{Homeserver, now_ms},
+    storage::{streams::Positions, sync::ReceiptRow},
+    users::Requester,
+};
+
+/// Longest a sync may wait: clients ask for 30 s typically; a bound keeps connections sane.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// Timeline events per room when the filter gives no limit (as Synapse).
+const DEFAULT_TIMELINE_LIMIT: u32 = 10;
+const MAX_TIMELINE_LIMIT: u32 = 500;
+
+pub struct SyncRequest {
+    pub since: Option<String>,
+    pub filter: FilterDefinition,
+    pub full_state: bool,
+    pub timeout: Duration,
+}
+
+/// A filter as sync applies it.
+pub(crate) struct SyncFilter<'a> {
+    pub def: &'a FilterDefinition,
+    pub timeline: EventFilter,
+    pub state: EventFilter,
+    pub limit: u32,
+    pub full_state: bool,
+}
+
+pub(crate) fn raw<T>(value: &JsonValue) -> Result<Raw<T>> {
+    serde_json::value::to_raw_value(value)
+        .map(Raw::from_json)
+        .map_err(|e| Error::Internal(format!("event JSON: {e}")))
+}
+
+/// Whether an event type passes a `types` / `not_types` pair (patterns may end in `*`).
+pub(crate) fn type_allowed(types: &Option<Vec<String>>, not_types: &[String], t: &str) -> bool {
+    let m = |p: &String| match p.strip_suffix('*') {
+        Some(prefix) => t.starts_with(prefix),
+        None => p == t,
+    };
+    types.as_ref().is_none_or(|ts| ts.iter().any(m)) && !not_types.iter().any(m)
+}
+
+/// The filter a sync names: inline, by ID (one the user stored), or none.
+pub async fn resolve_filter(
+    hs: &Homeserver,
+    requester: &Requester,
+    filter: Option<&ruma::api::client::sync::sync_events::v3::Filter>,
+) -> Result<FilterDefinition> {
+    use ruma::api::client::sync::sync_events::v3::Filter;
+    match filter {
+        None => Ok(FilterDefinition::default()),
+        Some(Filter::FilterDefinition(def)) => Ok(def.clone()),
+        Some(Filter::FilterId(id)) => {
+            let json =
+                crate::users::account_data::get_filter(hs, requester, &requester.user_id, id)
+                    .await?;
+            serde_json::from_value(json)
+                .map_err(|e| Error::InvalidParam(format!("stored filter {id} is not valid: {e}")))
+        }
+        Some(_) => Err(Error::InvalidParam("unsupported filter".into())),
+    }
+}
+
+/// The whole of `GET /sync`.
+pub async fn sync(
+    hs: &Homeserver,
+    requester: &Requester,
+    req: SyncRequest,
+) -> Result<v3::Response> {
+    let since = req.since.as_deref().map(SyncToken::parse).transpose()?;
+    let deadline = tokio::time::Instant::now() + req.timeout.min(MAX_TIMEOUT);
+    let limit = req
+        .filter
+        .room
+        .timeline
+        .limit
+        .map_or(DEFAULT_TIMELINE_LIMIT, |l| {
+            u32::try_from(l).unwrap_or(u32::MAX)
+        })
+        .clamp(1, MAX_TIMELINE_LIMIT);
+    let filter = SyncFilter {
+        def: &req.filter,
+        timeline: EventFilter::from_ruma(&req.filter.room.timeline),
+        state: EventFilter::from_ruma(&req.filter.room.state),
+        limit,
+        full_state: req.full_state,
+    };
+    // Subscribed before reading positions, so no wake-up falls in between.
+    let mut wake = hs.notifier.subscribe();
+    let mut examined = since;
+    loop {
+        let now = hs.storage.positions().await?;
+        let interest = match examined {
+            Some(seen) if !seen.behind(&now) && !req.full_state => interest(hs, requester).await?,
+            _ => {
+                let built = build(hs, requester, since, now, &filter).await?;
+                if since.is_none() || req.full_state || !built.empty {
+                    return Ok(built.response);
+                }
+                examined = Some(SyncToken(now));
+                built.interest
+            }
+        };
+        if !notifier::wait_for(&mut wake, &interest, deadline).await {
+            let next = examined.unwrap_or_default();
+            return Ok(v3::Response::new(next.to_string()));
+        }
+    }
+}
+
+/// Wake-up keys that matter to this user: their own and their rooms'.
+async fn interest(hs: &Homeserver, requester: &Requester) -> Result<HashSet<String>> {
+    let user = requester.user_id.as_str();
+    let mut keys: HashSet<String> = HashSet::from([format!("u:{user}")]);
+    for m in hs.storage.user_memberships(user).await? {
+        if m.membership != "leave" && m.membership != "ban" {
+            keys.insert(format!("r:{}", m.room_id));
+        }
+    }
+    Ok(keys)
+}
+
+struct Built {
+    response: v3::Response,
+    empty: bool,
+    interest: HashSet<String>,
+}
+
+async fn build(
+    hs: &Homeserver,
+    requester: &Requester,
+    since: Option<SyncToken>,
+    now: Positions,
+    f: &SyncFilter<'_>,
+) -> Result<Built> {
+    let user = requester.user_id.as_str();
+    let from = since.map(|s| s.0).unwrap_or_default();
+    let room_filter = &f.def.room;
+    let wanted = |room: &str| {
+        room_filter
+            .rooms
+            .as_ref()
+            .is_none_or(|rs| rs.iter().any(|r| r.as_str() == room))
+            && !room_filter.not_rooms.iter().any(|r| r.as_str() == room)
+    };
+    let mut response = v3::Response::new(SyncToken(now).to_string());
+    let mut interest: HashSet<String> = HashSet::from([format!("u:{user}")]);
+    let mut joined: Vec<(OwnedRoomId, bool)> = Vec::new();
+    for m in hs.storage.user_memberships(user).await? {
+        if m.membership != "leave" && m.membership != "ban" {
+            interest.insert(format!("r:{}", m.room_id));
+        }
+        let pos = m.stream_pos.unwrap_or(0);
+        if pos > now.events || !wanted(&m.room_id) {
+            continue;
+        }
+        let Ok(room_id) = RoomId::parse(&m.room_id) else {
+            continue;
+        };
+        let changed = since.is_none() || pos > from.events;
+        match m.membership.as_str() {
+            "join" => {
+                let newly = since.is_none()
+                    || f.full_state
+                    || (changed
+                        && hs
+                            .storage
+                            .membership_at(&m.room_id, user, from.events)
+                            .await?
+                            .as_deref()
+                            != Some("join"));
+                joined.push((room_id, newly));
+            }
+            "invite" if changed => {
+                let invite = rooms::invited_room(hs, m.event_nid).await?;
+                response.rooms.invite.insert(room_id, invite);
+            }
+            "knock" if changed => {
+                let knock = rooms::knocked_room(hs, m.event_nid).await?;
+                response.rooms.knock.insert(room_id, knock);
+            }
+            "leave" | "ban"
+                if (since.is_some() && changed)
+                    || (since.is_none() && room_filter.include_leave) =>
+            {
+                let since_events = since.map(|s| s.0.events);
+                let left = rooms::left_room(hs, requester, &room_id, since_events, pos, f).await?;
+                response.rooms.leave.insert(room_id, left);
+            }
+            _ => {}
+        }
+    }
+
+    let settled: Vec<String> = joined
+        .iter()
+        .filter(|(_, newly)| !newly)
+        .map(|(r, _)| r.to_string())
+        .collect();
+    let fresh: Vec<String> = joined
+        .iter()
+        .filter(|(_, newly)| *newly)
+        .map(|(r, _)| r.to_string())
+        .collect();
+    let active: HashSet<String> = hs
+        .storage
+        .rooms_with_events_between(&settled, from.events, now.events)
+        .await?
+        .into_iter()
+        .collect();
+    // Newly joined rooms get all their receipts and typing; the others what changed.
+    let mut receipts = hs
+        .storage
+        .receipts_between(&settled, from.receipts, now.receipts)
+        .await?;
+    receipts.extend(hs.storage.receipts_between(&fresh, 0, now.receipts).await?);
+    let mut typing_rooms: HashSet<String> = hs
+        .storage
+        .typing_rooms_between(&settled, from.typing, now.typing)
+        .await?
+        .into_iter()
+        .collect();
+    typing_rooms.extend(fresh.iter().cloned());
+    let typing_list: Vec<String> = typing_rooms.iter().cloned().collect();
+    let mut typing: HashMap<String, Vec<String>> = typing_list
+        .iter()
+        .map(|r| (r.clone(), Vec::new()))
+        .collect();
+    for (room, who) in hs.storage.typing_in_rooms(&typing_list, now_ms()).await? {
+        typing.entry(room).or_default().push(who);
+    }
+    let mut room_data: HashMap<String, Vec<JsonValue>> = HashMap::new();
+    for (room, data_type, content) in hs
+        .storage
+        .account_data_between(user, from.account_data, now.account_data)
+        .await?
+    {
+        let event = json!({ "type": data_type, "content": content });
+        if room.is_empty() {
+            if type_allowed(
+                &f.def.account_data.types,
+                &f.def.account_data.not_types,
+                &data_type,
+            ) {
+                response.account_data.events.push(raw(&event)?);
+            }
+        } else if type_allowed(
+            &room_filter.account_data.types,
+            &room_filter.account_data.not_types,
+            &data_type,
+        ) {
+            room_data.entry(room).or_default().push(event);
+        }
+    }
+    let mut receipts_by_room: HashMap<String, Vec<ReceiptRow>> = HashMap::new();
+    for r in receipts {
+        if r.receipt_type == "m.read.private" && r.user_id != user {
+            continue;
+        }
+        receipts_by_room
+            .entry(r.room_id.clone())
+            .or_default()
+            .push(r);
+    }
+    let ephemeral_ok = |t: &str| {
+        type_allowed(
+            &room_filter.ephemeral.types,
+            &room_filter.ephemeral.not_types,
+            t,
+        )
+    };
+
+    for (room_id, newly) in &joined {
+        let key = room_id.as_str();
+        let touched = *newly
+            || active.contains(key)
+            || receipts_by_room.contains_key(key)
+            || typing.contains_key(key)
+            || room_data.contains_key(key);
+        if !touched {
+            continue;
+        }
+        let since_events = (!*newly || since.is_some()).then_some(from.events);
+        let mut room =
+            rooms::joined_room(hs, requester, room_id, *newly, since_events, now.events, f).await?;
+        if let Some(users) = typing.get(key)
+            && ephemeral_ok("m.typing")
+        {
+            room.ephemeral.events.push(raw(
+                &json!({ "type": "m.typing", "content": { "user_ids": users } }),
+            )?);
+        }
+        if let Some(rs) = receipts_by_room.get(key)
+            && ephemeral_ok("m.receipt")
+        {
+            room.ephemeral.events.push(raw(&receipt_event(rs))?);
+        }
+        for event in room_data.get(key).into_iter().flatten() {
+            room.account_data.events.push(raw(event)?);
+        }
+        let empty = room.timeline.events.is_empty()
+            && room.ephemeral.events.is_empty()
+            && room.account_data.events.is_empty()
+            && !*newly;
+        if !empty {
+            response.rooms.join.insert(room_id.clone(), room);
+        }
+    }
+    let empty = response.rooms.join.is_empty()
+        && response.rooms.invite.is_empty()
+        && response.rooms.leave.is_empty()
+        && response.rooms.knock.is_empty()
+        && response.account_data.events.is_empty();
+    Ok(Built {
+        response,
+        empty,
+        interest,
+    })
+}
+
+/// One `m.receipt` event for a room's receipts.
+fn receipt_event(receipts: &[ReceiptRow]) -> JsonValue {
+    let mut content: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, JsonValue>>> = BTreeMap::new();
+    for r in receipts {
+        let mut receipt = json!({ "ts": r.ts });
+        if !r.thread_id.is_empty() {
+            receipt["thread_id"] = json!(r.thread_id);
+        }
+        content
+            .entry(&r.event_id)
+            .or_default()
+            .entry(&r.receipt_type)
+            .or_default()
+            .insert(&r.user_id, receipt);
+    }
+    json!({ "type": "m.receipt", "content": content })
+}

@@ -1,0 +1,118 @@
+//! Wake-ups for long-polling syncs. Every write NOTIFYs `axon_wake` with `r:<room>` or
+//! `u:<user>` (storage::streams); each process LISTENs and fans the keys out in-process, so
+//! an event sent through one axon process wakes a sync held by another.
+
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use tokio::sync::broadcast;
+
+use crate::server::{Homeserver, now_ms};
+
+/// Said to every waiter when notifications may have been missed (listener reconnecting,
+/// or a waiter too slow): everyone checks again.
+pub const WAKE_ALL: &str = "*";
+
+#[derive(Debug)]
+pub struct Notifier {
+    tx: broadcast::Sender<Arc<str>>,
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Self {
+            tx: broadcast::channel(4096).0,
+        }
+    }
+}
+
+impl Notifier {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.tx.subscribe()
+    }
+
+    fn publish(&self, key: &str) {
+        // No receivers is fine: nobody is waiting.
+        let _ = self.tx.send(Arc::from(key));
+    }
+}
+
+/// Waits until a key in `interest` (or WAKE_ALL) arrives, or `deadline` passes. Returns
+/// whether it woke for a key.
+pub async fn wait_for(
+    rx: &mut broadcast::Receiver<Arc<str>>,
+    interest: &std::collections::HashSet<String>,
+    deadline: tokio::time::Instant,
+) -> bool {
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => return false,
+            Ok(Ok(key)) => {
+                if &*key == WAKE_ALL || interest.contains(&*key) {
+                    return true;
+                }
+            }
+            // Missed some: they may have been ours.
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => return true,
+            Ok(Err(broadcast::error::RecvError::Closed)) => return false,
+        }
+    }
+}
+
+/// Starts the process's background work for sync: the LISTEN loop and the typing expiry
+/// sweep. Both stop once the homeserver is dropped.
+pub fn spawn_background(hs: &Arc<Homeserver>) {
+    tokio::spawn(listen_loop(Arc::downgrade(hs)));
+    tokio::spawn(expire_typing_loop(Arc::downgrade(hs)));
+}
+
+async fn listen_loop(hs: Weak<Homeserver>) {
+    loop {
+        let listener = match hs.upgrade() {
+            Some(hs) => hs.storage.wake_listener().await,
+            None => return,
+        };
+        let mut listener = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("cannot LISTEN for wake-ups, retrying: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        // Whatever was sent while not listening is unknown.
+        if let Some(hs) = hs.upgrade() {
+            hs.notifier.publish(WAKE_ALL);
+        }
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), listener.recv()).await {
+                Err(_) => {
+                    if hs.strong_count() == 0 {
+                        return;
+                    }
+                }
+                Ok(Ok(n)) => match hs.upgrade() {
+                    Some(hs) => hs.notifier.publish(n.payload()),
+                    None => return,
+                },
+                Ok(Err(e)) => {
+                    tracing::warn!("wake-up listener failed, reconnecting: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Typing notices end by timeout without a request; this turns that into a stream change.
+async fn expire_typing_loop(hs: Weak<Homeserver>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let Some(hs) = hs.upgrade() else { return };
+        if let Err(e) = hs.storage.expire_typing(now_ms()).await {
+            tracing::warn!("expiring typing notices: {e}");
+        }
+    }
+}

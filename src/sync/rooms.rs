@@ -1,0 +1,306 @@
+//! The per-room parts of a sync response: timeline, state, summary; invites, knocks, leaves.
+
+use std::collections::HashSet;
+
+use ruma::{OwnedUserId, RoomId, UInt, api::client::sync::sync_events::v3};
+use serde_json::{Value as JsonValue, json};
+
+use super::{SyncFilter, raw, type_allowed};
+use crate::{
+    error::Result,
+    rooms::timeline::{self, EventFilter},
+    server::Homeserver,
+    storage::{events::StoredEvent, state::StateNids},
+    users::Requester,
+};
+
+/// Event client format for sync: without `room_id`, which the section gives.
+fn sync_format(mut events: Vec<JsonValue>) -> Vec<JsonValue> {
+    for e in &mut events {
+        if let Some(o) = e.as_object_mut() {
+            o.remove("room_id");
+        }
+    }
+    events
+}
+
+struct TimelinePart {
+    events: Vec<StoredEvent>,
+    limited: bool,
+    /// Pagination token for events before the timeline.
+    prev_batch: String,
+}
+
+/// The newest `limit` events in (lower, upper] that the filter and visibility let through.
+async fn timeline_part(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    lower: Option<i64>,
+    upper: i64,
+    f: &SyncFilter<'_>,
+) -> Result<TimelinePart> {
+    let (mut events, end) = timeline::page_events(
+        hs,
+        requester,
+        room_id,
+        upper + 1,
+        lower.map(|l| l + 1),
+        true,
+        f.limit + 1,
+        &f.timeline,
+    )
+    .await?;
+    let limited = events.len() > f.limit as usize || end.is_some();
+    events.truncate(f.limit as usize);
+    events.reverse();
+    let first = events
+        .first()
+        .and_then(|e| e.stream_pos)
+        .unwrap_or(upper + 1);
+    Ok(TimelinePart {
+        events,
+        limited,
+        prev_batch: format!("s{first}"),
+    })
+}
+
+/// Whether a state event passes the state filter and lazy loading (`members`: the member
+/// events wanted when lazy loading).
+fn state_wanted(e: &StoredEvent, filter: &EventFilter, members: &HashSet<String>) -> bool {
+    let t = e.pdu["type"].as_str().unwrap_or_default();
+    if filter.lazy_load_members && t == "m.room.member" {
+        let key = e.pdu["state_key"].as_str().unwrap_or_default();
+        if !members.contains(key) {
+            return false;
+        }
+    }
+    type_allowed(&filter.types, &filter.not_types, t)
+        && filter.senders.as_ref().is_none_or(|s| {
+            s.iter()
+                .any(|x| Some(x.as_str()) == e.pdu["sender"].as_str())
+        })
+        && !filter
+            .not_senders
+            .iter()
+            .any(|x| Some(x.as_str()) == e.pdu["sender"].as_str())
+}
+
+/// State at the start of the timeline: all of it (`delta_since` None) or the keys that
+/// changed since a position; plus, when lazy loading, the timeline senders' members.
+async fn state_part(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    part: &TimelinePart,
+    upper: i64,
+    delta_since: Option<i64>,
+    f: &SyncFilter<'_>,
+) -> Result<Vec<JsonValue>> {
+    let group = match part.events.first() {
+        Some(first) => first.state_before,
+        None => {
+            hs.storage
+                .state_group_at_position(room_id.as_str(), upper + 1)
+                .await?
+        }
+    };
+    let Some(group) = group else {
+        return Ok(Vec::new());
+    };
+    let mut members: HashSet<String> = part
+        .events
+        .iter()
+        .filter_map(|e| e.pdu["sender"].as_str().map(str::to_owned))
+        .collect();
+    members.insert(requester.user_id.to_string());
+    let state: StateNids = match delta_since {
+        None => hs.storage.state_at_group(group).await?,
+        Some(since) => {
+            let first = part
+                .events
+                .first()
+                .and_then(|e| e.stream_pos)
+                .unwrap_or(upper + 1);
+            let mut keys = if part.limited {
+                hs.storage
+                    .state_keys_changed_between(room_id.as_str(), since, first)
+                    .await?
+            } else {
+                Vec::new()
+            };
+            if f.state.lazy_load_members {
+                keys.extend(
+                    members
+                        .iter()
+                        .map(|m| ("m.room.member".to_owned(), m.clone())),
+                );
+            }
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            hs.storage.state_keys_at_group(group, &keys).await?
+        }
+    };
+    let in_timeline: HashSet<&str> = part.events.iter().map(|e| e.event_id.as_str()).collect();
+    let nids: Vec<i64> = state.into_values().collect();
+    let mut events: Vec<StoredEvent> = hs
+        .storage
+        .events_by_nid(&nids)
+        .await?
+        .into_iter()
+        .filter(|e| !in_timeline.contains(e.event_id.as_str()))
+        .filter(|e| state_wanted(e, &f.state, &members))
+        .collect();
+    events.sort_by_key(|e| e.stream_pos);
+    Ok(sync_format(
+        events
+            .iter()
+            .map(|e| timeline::client_event(e, room_id.as_str()))
+            .collect(),
+    ))
+}
+
+async fn timeline_events(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    part: &TimelinePart,
+) -> Result<v3::Timeline> {
+    let events = timeline::client_events(hs, &part.events, room_id.as_str(), requester).await?;
+    let mut timeline = v3::Timeline::new();
+    timeline.limited = part.limited;
+    timeline.prev_batch = Some(part.prev_batch.clone());
+    timeline.events = sync_format(events).iter().map(raw).collect::<Result<_>>()?;
+    Ok(timeline)
+}
+
+/// Member counts and heroes, for a room whose membership the client must learn.
+async fn summary(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+) -> Result<v3::RoomSummary> {
+    let (joined, invited) = hs.storage.member_counts(room_id.as_str()).await?;
+    let mut summary = v3::RoomSummary::new();
+    summary.joined_member_count = UInt::new(joined.max(0) as u64);
+    summary.invited_member_count = UInt::new(invited.max(0) as u64);
+    let current = hs.storage.current_state(room_id.as_str()).await?;
+    let named = current.contains_key(&("m.room.name".to_owned(), String::new()))
+        || current.contains_key(&("m.room.canonical_alias".to_owned(), String::new()));
+    if !named {
+        summary.heroes = hs
+            .storage
+            .heroes(room_id.as_str(), requester.user_id.as_str())
+            .await?
+            .iter()
+            .filter_map(|u| OwnedUserId::try_from(u.as_str()).ok())
+            .collect();
+    }
+    Ok(summary)
+}
+
+fn has_member_event(events: &[JsonValue]) -> bool {
+    events.iter().any(|e| e["type"] == "m.room.member")
+}
+
+/// A joined room: the timeline in (since, upper], the state at its start (all of it when
+/// `newly` joined, else what changed in a gap), and the summary when membership changed.
+pub(super) async fn joined_room(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    newly: bool,
+    since: Option<i64>,
+    upper: i64,
+    f: &SyncFilter<'_>,
+) -> Result<v3::JoinedRoom> {
+    let part = timeline_part(hs, requester, room_id, since, upper, f).await?;
+    let delta_since = if newly { None } else { since };
+    let state = state_part(hs, requester, room_id, &part, upper, delta_since, f).await?;
+    let mut room = v3::JoinedRoom::new();
+    room.timeline = timeline_events(hs, requester, room_id, &part).await?;
+    let timeline_json: Vec<JsonValue> = part.events.iter().map(|e| e.pdu.clone()).collect();
+    if newly || has_member_event(&state) || has_member_event(&timeline_json) {
+        room.summary = summary(hs, requester, room_id).await?;
+    }
+    room.state = v3::State::Before(v3::StateEvents::with_events(
+        state.iter().map(raw).collect::<Result<_>>()?,
+    ));
+    Ok(room)
+}
+
+/// A room left (or banned from) at position `left_at`: the timeline up to that event.
+pub(super) async fn left_room(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    since: Option<i64>,
+    left_at: i64,
+    f: &SyncFilter<'_>,
+) -> Result<v3::LeftRoom> {
+    let part = timeline_part(hs, requester, room_id, since, left_at, f).await?;
+    let state = state_part(hs, requester, room_id, &part, left_at, since, f).await?;
+    let mut room = v3::LeftRoom::new();
+    room.timeline = timeline_events(hs, requester, room_id, &part).await?;
+    room.state = v3::State::Before(v3::StateEvents::with_events(
+        state.iter().map(raw).collect::<Result<_>>()?,
+    ));
+    Ok(room)
+}
+
+/// State shown to someone invited or knocking: enough to name and recognise the room
+/// (what Synapse shares by default), and their own membership event.
+const STRIPPED_STATE: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+async fn stripped_state(hs: &Homeserver, event_nid: i64) -> Result<Vec<JsonValue>> {
+    let Some(own) = hs.storage.events_by_nid(&[event_nid]).await?.pop() else {
+        return Ok(Vec::new());
+    };
+    let mut events = Vec::new();
+    if let Some(group) = own.state_after {
+        let keys: Vec<(String, String)> = STRIPPED_STATE
+            .iter()
+            .map(|t| ((*t).to_owned(), String::new()))
+            .collect();
+        let nids: Vec<i64> = hs
+            .storage
+            .state_keys_at_group(group, &keys)
+            .await?
+            .into_values()
+            .collect();
+        events = hs.storage.events_by_nid(&nids).await?;
+    }
+    events.push(own);
+    Ok(events
+        .iter()
+        .map(|e| {
+            json!({
+                "type": e.pdu["type"], "state_key": e.pdu["state_key"],
+                "sender": e.pdu["sender"], "content": e.pdu["content"],
+            })
+        })
+        .collect())
+}
+
+pub(super) async fn invited_room(hs: &Homeserver, event_nid: i64) -> Result<v3::InvitedRoom> {
+    let events = stripped_state(hs, event_nid).await?;
+    let mut room = v3::InvitedRoom::new();
+    room.invite_state.events = events.iter().map(raw).collect::<Result<_>>()?;
+    Ok(room)
+}
+
+pub(super) async fn knocked_room(hs: &Homeserver, event_nid: i64) -> Result<v3::KnockedRoom> {
+    let events = stripped_state(hs, event_nid).await?;
+    let mut room = v3::KnockedRoom::new();
+    room.knock_state.events = events.iter().map(raw).collect::<Result<_>>()?;
+    Ok(room)
+}
