@@ -309,7 +309,9 @@ pub(super) async fn store_pdu(
         None => before,
         Some(key) => {
             let delta: StateNids = [((event_type.clone(), key.clone()), nid)].into();
-            let group = w.write_state_group(before, &delta).await?;
+            let group = w
+                .write_state_group(before, &delta, how.extends_current)
+                .await?;
             if how.extends_current && !how.soft_failed {
                 w.set_current_state(&event_type, key, nid).await?;
                 if pdu.event_type == TimelineEventType::RoomMember {
@@ -403,8 +405,12 @@ pub async fn current_state_content(
     event_type: &str,
     state_key: &str,
 ) -> Result<Option<JsonValue>> {
-    let state = hs.storage.current_state(room_id.as_str()).await?;
-    let Some(nid) = state.get(&(event_type.to_owned(), state_key.to_owned())) else {
+    let key = (event_type.to_owned(), state_key.to_owned());
+    let state = hs
+        .storage
+        .current_state_keys(room_id.as_str(), std::slice::from_ref(&key))
+        .await?;
+    let Some(nid) = state.get(&key) else {
         return Ok(None);
     };
     let events = hs.storage.events_by_nid(&[*nid]).await?;

@@ -242,7 +242,7 @@ pub struct EventFilter {
 }
 
 /// Event type patterns may end in `*`.
-fn type_matches(pattern: &str, event_type: &str) -> bool {
+pub(crate) fn type_matches(pattern: &str, event_type: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => event_type.starts_with(prefix),
         None => pattern == event_type,
@@ -378,15 +378,15 @@ pub(crate) async fn sender_members(
         .collect();
     senders.sort();
     senders.dedup();
-    let current = hs.storage.current_state(room_id.as_str()).await?;
-    let nids: Vec<i64> = senders
+    let keys: Vec<(String, String)> = senders
         .iter()
-        .filter_map(|s| {
-            current
-                .get(&("m.room.member".to_owned(), (*s).to_owned()))
-                .copied()
-        })
+        .map(|s| ("m.room.member".to_owned(), (*s).to_owned()))
         .collect();
+    let current = hs
+        .storage
+        .current_state_keys(room_id.as_str(), &keys)
+        .await?;
+    let nids: Vec<i64> = current.into_values().collect();
     let members = hs.storage.events_by_nid(&nids).await?;
     Ok(members
         .iter()

@@ -137,6 +137,16 @@ impl Storage {
             .collect())
     }
 
+    /// The current state's entries for the given keys only (a room's state may be large).
+    pub async fn current_state_keys(
+        &self,
+        room_id: &str,
+        keys: &[(String, String)],
+    ) -> Result<StateNids> {
+        let mut conn = self.pool().acquire().await?;
+        current_state_keys(&mut conn, room_id, keys).await
+    }
+
     /// The event a client already sent with this transaction ID, if any.
     pub async fn event_for_txn(
         &self,
@@ -269,6 +279,29 @@ impl Storage {
                 .await?,
         )
     }
+}
+
+async fn current_state_keys(
+    conn: &mut sqlx::PgConnection,
+    room_id: &str,
+    keys: &[(String, String)],
+) -> Result<StateNids> {
+    let types: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+    let skeys: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT c.event_type, c.state_key, c.event_nid FROM current_state c
+         JOIN unnest($2::text[], $3::text[]) AS k(t, s) ON c.event_type = k.t AND c.state_key = k.s
+         WHERE c.room_id = $1",
+    )
+    .bind(room_id)
+    .bind(&types)
+    .bind(&skeys)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect())
 }
 
 /// The transaction in which one event (or a batch, for room creation) joins a room.
@@ -408,14 +441,18 @@ impl RoomWrite {
         Ok(nid)
     }
 
-    /// New state group for `parent` + `delta`.
+    /// New state group for `parent` + `delta`. `parent_is_current`: the parent is the
+    /// room's current state, whose keys are read from `current_state` (cheap) rather than
+    /// by walking the group's segments.
     pub async fn write_state_group(
         &mut self,
         parent: Option<i64>,
         delta: &StateNids,
+        parent_is_current: bool,
     ) -> Result<i64> {
         let keys: Vec<(String, String)> = delta.keys().cloned().collect();
         let existing = match parent {
+            Some(_) if parent_is_current => self.current_state_for(&keys).await?,
             Some(p) => state::load_group_keys(&mut self.tx, p, &keys).await?,
             None => StateNids::new(),
         };
@@ -485,22 +522,7 @@ impl RoomWrite {
 
     /// The current state's entries for the given keys only (a room's state may be large).
     pub async fn current_state_for(&mut self, keys: &[(String, String)]) -> Result<StateNids> {
-        let types: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-        let skeys: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-        let rows = sqlx::query(
-            "SELECT c.event_type, c.state_key, c.event_nid FROM current_state c
-             JOIN unnest($2::text[], $3::text[]) AS k(t, s) ON c.event_type = k.t AND c.state_key = k.s
-             WHERE c.room_id = $1",
-        )
-        .bind(&self.room_id)
-        .bind(&types)
-        .bind(&skeys)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-            .collect())
+        current_state_keys(&mut self.tx, &self.room_id, keys).await
     }
 
     pub async fn current_state(&mut self) -> Result<StateNids> {
@@ -584,26 +606,25 @@ impl RoomWrite {
             .fetch_one(&mut *self.tx)
             .await?;
         }
+        // Memberships take their events' positions; the same statement wakes syncs of the
+        // room's members and of users whose membership changed (an invitee is not a member
+        // yet). NOTIFYs are delivered at commit.
         sqlx::query(
-            "UPDATE memberships m SET stream_pos = e.stream_pos FROM events e
-             WHERE e.event_nid = m.event_nid AND m.event_nid = ANY($1)",
+            "WITH changed AS (
+                 UPDATE memberships m SET stream_pos = e.stream_pos FROM events e
+                 WHERE e.event_nid = m.event_nid AND m.event_nid = ANY($1)
+                 RETURNING m.user_id
+             )
+             SELECT pg_notify($2, key) FROM (
+                 SELECT 'r:' || $3 AS key WHERE cardinality($1::bigint[]) > 0
+                 UNION ALL SELECT 'u:' || user_id FROM changed
+             ) keys",
         )
         .bind(nids)
+        .bind(streams::WAKE_CHANNEL)
+        .bind(&self.room_id)
         .execute(&mut *self.tx)
         .await?;
-        if !nids.is_empty() {
-            // Wakes syncs of the room's members, and of users whose membership changed
-            // (an invitee is not a member yet).
-            streams::notify(&mut self.tx, &format!("r:{}", self.room_id)).await?;
-            sqlx::query(
-                "SELECT pg_notify($1, 'u:' || state_key) FROM events
-                 WHERE event_nid = ANY($2) AND event_type = 'm.room.member'",
-            )
-            .bind(streams::WAKE_CHANNEL)
-            .bind(nids)
-            .execute(&mut *self.tx)
-            .await?;
-        }
         self.tx.commit().await?;
         Ok(last)
     }

@@ -73,6 +73,9 @@ impl Storage {
         since: i64,
         until: i64,
     ) -> Result<Vec<String>> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
         Ok(sqlx::query_scalar(
             "SELECT DISTINCT room_id FROM events
              WHERE stream_pos > $2 AND stream_pos <= $3 AND room_id = ANY($1)",
@@ -109,6 +112,9 @@ impl Storage {
         since: i64,
         until: i64,
     ) -> Result<Vec<ReceiptRow>> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts
              WHERE room_id = ANY($1) AND stream_pos > $2 AND stream_pos <= $3",
@@ -138,6 +144,9 @@ impl Storage {
         since: i64,
         until: i64,
     ) -> Result<Vec<String>> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
         Ok(sqlx::query_scalar(
             "SELECT room_id FROM typing_rooms
              WHERE room_id = ANY($1) AND stream_pos > $2 AND stream_pos <= $3",
@@ -155,6 +164,9 @@ impl Storage {
         rooms: &[String],
         now_ms: i64,
     ) -> Result<Vec<(String, String)>> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
         Ok(sqlx::query_as(
             "SELECT room_id, user_id FROM typing WHERE room_id = ANY($1) AND expires_ts > $2
              ORDER BY room_id, user_id",

@@ -26,9 +26,12 @@ use serde_json::{Value as JsonValue, json};
 use self::token::SyncToken;
 use crate::{
     error::{Error, Result},
-    rooms::timeline::EventFilter,
+    rooms::timeline::{self, EventFilter},
     server::{Homeserver, now_ms},
-    storage::{streams::Positions, sync::ReceiptRow},
+    storage::{
+        streams::Positions,
+        sync::{MembershipRow, ReceiptRow},
+    },
     users::Requester,
 };
 
@@ -61,11 +64,8 @@ pub(crate) fn raw<T>(value: &JsonValue) -> Result<Raw<T>> {
 }
 
 /// Whether an event type passes a `types` / `not_types` pair (patterns may end in `*`).
-pub(crate) fn type_allowed(types: &Option<Vec<String>>, not_types: &[String], t: &str) -> bool {
-    let m = |p: &String| match p.strip_suffix('*') {
-        Some(prefix) => t.starts_with(prefix),
-        None => p == t,
-    };
+fn type_allowed(types: &Option<Vec<String>>, not_types: &[String], t: &str) -> bool {
+    let m = |p: &String| timeline::type_matches(p, t);
     types.as_ref().is_none_or(|ts| ts.iter().any(m)) && !not_types.iter().any(m)
 }
 
@@ -137,16 +137,21 @@ pub async fn sync(
     }
 }
 
-/// Wake-up keys that matter to this user: their own and their rooms'.
+/// Wake-up keys that matter to this user: their own and their current rooms'.
+fn interest_keys(user: &str, memberships: &[MembershipRow]) -> HashSet<String> {
+    let rooms = memberships
+        .iter()
+        .filter(|m| m.membership != "leave" && m.membership != "ban")
+        .map(|m| format!("r:{}", m.room_id));
+    std::iter::once(format!("u:{user}")).chain(rooms).collect()
+}
+
 async fn interest(hs: &Homeserver, requester: &Requester) -> Result<HashSet<String>> {
     let user = requester.user_id.as_str();
-    let mut keys: HashSet<String> = HashSet::from([format!("u:{user}")]);
-    for m in hs.storage.user_memberships(user).await? {
-        if m.membership != "leave" && m.membership != "ban" {
-            keys.insert(format!("r:{}", m.room_id));
-        }
-    }
-    Ok(keys)
+    Ok(interest_keys(
+        user,
+        &hs.storage.user_memberships(user).await?,
+    ))
 }
 
 struct Built {
@@ -173,12 +178,10 @@ async fn build(
             && !room_filter.not_rooms.iter().any(|r| r.as_str() == room)
     };
     let mut response = v3::Response::new(SyncToken(now).to_string());
-    let mut interest: HashSet<String> = HashSet::from([format!("u:{user}")]);
+    let memberships = hs.storage.user_memberships(user).await?;
+    let interest = interest_keys(user, &memberships);
     let mut joined: Vec<(OwnedRoomId, bool)> = Vec::new();
-    for m in hs.storage.user_memberships(user).await? {
-        if m.membership != "leave" && m.membership != "ban" {
-            interest.insert(format!("r:{}", m.room_id));
-        }
+    for m in memberships {
         let pos = m.stream_pos.unwrap_or(0);
         if pos > now.events || !wanted(&m.room_id) {
             continue;

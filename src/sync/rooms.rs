@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use ruma::{OwnedUserId, RoomId, UInt, api::client::sync::sync_events::v3};
 use serde_json::{Value as JsonValue, json};
 
-use super::{SyncFilter, raw, type_allowed};
+use super::{SyncFilter, raw};
 use crate::{
     error::Result,
     rooms::timeline::{self, EventFilter},
@@ -75,15 +75,7 @@ fn state_wanted(e: &StoredEvent, filter: &EventFilter, members: &HashSet<String>
             return false;
         }
     }
-    type_allowed(&filter.types, &filter.not_types, t)
-        && filter.senders.as_ref().is_none_or(|s| {
-            s.iter()
-                .any(|x| Some(x.as_str()) == e.pdu["sender"].as_str())
-        })
-        && !filter
-            .not_senders
-            .iter()
-            .any(|x| Some(x.as_str()) == e.pdu["sender"].as_str())
+    filter.accepts(e)
 }
 
 /// State at the start of the timeline: all of it (`delta_since` None) or the keys that
@@ -185,9 +177,15 @@ async fn summary(
     let mut summary = v3::RoomSummary::new();
     summary.joined_member_count = UInt::new(joined.max(0) as u64);
     summary.invited_member_count = UInt::new(invited.max(0) as u64);
-    let current = hs.storage.current_state(room_id.as_str()).await?;
-    let named = current.contains_key(&("m.room.name".to_owned(), String::new()))
-        || current.contains_key(&("m.room.canonical_alias".to_owned(), String::new()));
+    let names = [
+        ("m.room.name".to_owned(), String::new()),
+        ("m.room.canonical_alias".to_owned(), String::new()),
+    ];
+    let named = !hs
+        .storage
+        .current_state_keys(room_id.as_str(), &names)
+        .await?
+        .is_empty();
     if !named {
         summary.heroes = hs
             .storage
@@ -200,8 +198,8 @@ async fn summary(
     Ok(summary)
 }
 
-fn has_member_event(events: &[JsonValue]) -> bool {
-    events.iter().any(|e| e["type"] == "m.room.member")
+fn is_member_event(event: &JsonValue) -> bool {
+    event["type"] == "m.room.member"
 }
 
 /// A joined room: the timeline in (since, upper], the state at its start (all of it when
@@ -220,8 +218,10 @@ pub(super) async fn joined_room(
     let state = state_part(hs, requester, room_id, &part, upper, delta_since, f).await?;
     let mut room = v3::JoinedRoom::new();
     room.timeline = timeline_events(hs, requester, room_id, &part).await?;
-    let timeline_json: Vec<JsonValue> = part.events.iter().map(|e| e.pdu.clone()).collect();
-    if newly || has_member_event(&state) || has_member_event(&timeline_json) {
+    if newly
+        || state.iter().any(is_member_event)
+        || part.events.iter().any(|e| is_member_event(&e.pdu))
+    {
         room.summary = summary(hs, requester, room_id).await?;
     }
     room.state = v3::State::Before(v3::StateEvents::with_events(

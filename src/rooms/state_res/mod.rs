@@ -39,21 +39,24 @@ impl Loaded {
         Ok(())
     }
 
-    /// Loads the auth chains of everything loaded so far, a level at a time.
+    /// Loads the auth chains of everything loaded so far, a level at a time. Auth events
+    /// that are not here are asked for once.
     async fn load_auth_chains(&mut self, w: &mut RoomWrite) -> Result<()> {
-        let mut frontier: Vec<String> = self.missing_auth_events();
-        while !frontier.is_empty() {
+        let mut asked: HashSet<String> = HashSet::new();
+        loop {
+            let frontier: Vec<String> = self
+                .missing_auth_events()
+                .into_iter()
+                .filter(|id| !asked.contains(id))
+                .collect();
+            if frontier.is_empty() {
+                return Ok(());
+            }
             for stored in w.events_by_ids(&frontier).await? {
                 self.add(&stored)?;
             }
-            let next = self.missing_auth_events();
-            // Auth events we do not have cannot be loaded; stop instead of looping.
-            if next.iter().all(|id| frontier.contains(id)) {
-                break;
-            }
-            frontier = next;
+            asked.extend(frontier);
         }
-        Ok(())
     }
 
     fn missing_auth_events(&self) -> Vec<String> {
