@@ -42,7 +42,7 @@ impl Remote {
     }
 }
 
-/// What a room looks like to the test: its rules and the IDs it needs for references.
+/// A room as the test sends PDUs into it: its ID and its version's rules.
 struct Room {
     id: String,
     rules: RoomVersionRules,
@@ -428,6 +428,26 @@ async fn fork_story(s: &TestServer, token: &str, version: &str) {
         matches!(err, Error::UnknownEvents(ref ids) if ids.len() == 1),
         "{err:?}"
     );
+    // A PDU for another room, and a second create event, are refused as malformed.
+    let elsewhere = Room {
+        id: format!("!elsewhere:{REMOTE}"),
+        rules: room.rules.clone(),
+    };
+    let misrouted = remote_pdu(&remote, &elsewhere, &dangling);
+    let err = receive_pdu(&s.hs, &room_ref, misrouted, &remote.keys)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BadJson(_)), "v{version}: {err:?}");
+    let second_create = Draft {
+        kind: "m.room.create",
+        state_key: Some(""),
+        content: json!({"creator": BOB}),
+        ..dangling
+    };
+    let err = receive(s, &remote, &room, &second_create)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BadJson(_)), "v{version}: {err:?}");
     assert!(
         !timeline_bodies(s, token, r)
             .await

@@ -1,58 +1,24 @@
 //! A real client: matrix-sdk (what Element X is built on) drives axon as a user would.
 
 mod common;
+#[path = "common/sdk.rs"]
+mod sdk;
 
 use common::TestServer;
 use matrix_sdk::{
-    Client, Error as SdkError,
+    Error as SdkError,
     authentication::matrix::MatrixSession,
     ruma::{
         OwnedDeviceId,
-        api::client::{
-            account::register::v3::Request as RegisterRequest,
-            uiaa::{self, AuthData, UserIdentifier},
-        },
+        api::client::uiaa::{self, AuthData, UserIdentifier},
         events::{AnyGlobalAccountDataEventContent, GlobalAccountDataEventType},
         mxc_uri,
         serde::Raw,
     },
     store::RoomLoadSettings,
 };
+use sdk::{client, register};
 use serde_json::json;
-
-async fn client(base: &str) -> Client {
-    Client::builder()
-        .homeserver_url(base)
-        .build()
-        .await
-        .expect("client")
-}
-
-/// Registers through user-interactive auth, as Element does: a first request to learn
-/// the flows and session, then the dummy stage.
-async fn register(c: &Client, username: &str, password: &str) {
-    let mut request = RegisterRequest::new();
-    request.username = Some(username.to_owned());
-    request.password = Some(password.to_owned());
-    request.initial_device_display_name = Some("sdk test".to_owned());
-    let err = c
-        .matrix_auth()
-        .register(request.clone())
-        .await
-        .expect_err("UIA first");
-    let info = err.as_uiaa_response().expect("a UIA challenge");
-    assert!(
-        info.flows
-            .iter()
-            .any(|f| f.stages == vec![uiaa::AuthType::Dummy])
-    );
-    let mut dummy = uiaa::Dummy::new();
-    dummy.session = info.session.clone();
-    request.auth = Some(AuthData::Dummy(dummy));
-    let response = c.matrix_auth().register(request).await.expect("register");
-    assert_eq!(response.user_id.localpart(), username);
-    assert!(c.session_meta().is_some(), "register logs the client in");
-}
 
 #[tokio::test]
 async fn register_login_profile_account_data_logout() {

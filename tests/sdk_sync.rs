@@ -9,6 +9,8 @@
 //! response, plus the response itself (`SyncResponse::rooms`) where raw JSON is wanted.
 
 mod common;
+#[path = "common/sdk.rs"]
+mod sdk;
 
 use std::{
     collections::BTreeSet,
@@ -25,10 +27,8 @@ use matrix_sdk::{
     ruma::{
         OwnedEventId, OwnedRoomId, OwnedUserId, OwnedVoipId, RoomId, UserId, VoipVersionId,
         api::client::{
-            account::register::v3::Request as RegisterRequest,
             receipt::create_receipt::v3::ReceiptType as SendReceiptType,
             room::create_room::v3::Request as CreateRoomRequest,
-            uiaa::{self, AuthData},
         },
         events::{
             AnySyncTimelineEvent,
@@ -56,6 +56,7 @@ use matrix_sdk::{
     store::RoomLoadSettings,
     sync::{State, SyncResponse},
 };
+use sdk::{client, register};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -63,34 +64,6 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(10);
 /// The long-poll timeout of each `/sync` request made while waiting.
 const POLL: Duration = Duration::from_secs(1);
-
-async fn client(base: &str) -> Client {
-    Client::builder()
-        .homeserver_url(base)
-        .build()
-        .await
-        .expect("client")
-}
-
-/// Registers through user-interactive auth, as Element does: a first request to learn
-/// the flows and session, then the dummy stage.
-async fn register(c: &Client, username: &str, password: &str) {
-    let mut request = RegisterRequest::new();
-    request.username = Some(username.to_owned());
-    request.password = Some(password.to_owned());
-    request.initial_device_display_name = Some("sdk sync test".to_owned());
-    let err = c
-        .matrix_auth()
-        .register(request.clone())
-        .await
-        .expect_err("UIA first");
-    let info = err.as_uiaa_response().expect("a UIA challenge");
-    let mut dummy = uiaa::Dummy::new();
-    dummy.session = info.session.clone();
-    request.auth = Some(AuthData::Dummy(dummy));
-    let response = c.matrix_auth().register(request).await.expect("register");
-    assert_eq!(response.user_id.localpart(), username);
-}
 
 /// A registered, logged-in client that has done its initial sync, so that everything
 /// after this arrives through incremental syncs.

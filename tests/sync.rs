@@ -66,6 +66,44 @@ fn state_types(room: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A limited timeline's gap: pages /messages backwards from its prev_batch down to the
+/// previous sync token, and returns the bodies of the gap followed by `timeline_bodies`.
+async fn fill_gap(
+    s: &TestServer,
+    token: &str,
+    room: &str,
+    timeline: &Value,
+    since: &str,
+    page_size: u32,
+    timeline_bodies: Vec<String>,
+) -> Vec<String> {
+    let mut bodies_so_far = timeline_bodies;
+    let mut from = timeline["prev_batch"].as_str().unwrap().to_owned();
+    loop {
+        let (status, page) = s
+            .get(
+                &format!(
+                    "/_matrix/client/v3/rooms/{room}/messages?dir=b&from={from}&to={since}&limit={page_size}"
+                ),
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let chunk = page["chunk"].as_array().unwrap();
+        let mut older: Vec<String> = chunk
+            .iter()
+            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+            .collect();
+        older.reverse();
+        older.extend(bodies_so_far);
+        bodies_so_far = older;
+        match page["end"].as_str() {
+            Some(end) if !chunk.is_empty() => from = end.to_owned(),
+            _ => return bodies_so_far,
+        }
+    }
+}
+
 fn next(res: &Value) -> String {
     res["next_batch"].as_str().unwrap().to_owned()
 }
@@ -259,33 +297,7 @@ async fn limited_timeline_gaps_fill_from_prev_batch() {
         "{state}"
     );
     // Backwards from prev_batch down to the old token: the rest, each once.
-    let mut from = joined["timeline"]["prev_batch"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    loop {
-        let (status, page) = s
-            .get(
-                &format!(
-                    "/_matrix/client/v3/rooms/{room}/messages?dir=b&from={from}&to={since}&limit=7"
-                ),
-                Some(&alice),
-            )
-            .await;
-        assert_eq!(status, 200, "{page}");
-        let chunk = page["chunk"].as_array().unwrap();
-        let mut older: Vec<String> = chunk
-            .iter()
-            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-            .collect();
-        older.reverse();
-        older.extend(seen);
-        seen = older;
-        match page["end"].as_str() {
-            Some(end) if !chunk.is_empty() => from = end.to_owned(),
-            _ => break,
-        }
-    }
+    seen = fill_gap(&s, &alice, &room, &joined["timeline"], &since, 7, seen).await;
     let expected: Vec<String> = (0..25).map(|i| format!("g{i}")).collect();
     assert_eq!(seen, expected);
 }
@@ -534,6 +546,16 @@ async fn filters_shape_the_response() {
         .await;
     assert_error(&r, 404, "M_NOT_FOUND");
     let r = s
+        .get(
+            "/_matrix/client/v3/sync?filter=%7B%22room%22%3A",
+            Some(&alice),
+        )
+        .await;
+    assert!(
+        r.0.is_client_error() && r.1["errcode"].is_string(),
+        "a malformed inline filter is a Matrix error: {r:?}"
+    );
+    let r = s
         .get("/_matrix/client/v3/sync?since=nonsense", Some(&alice))
         .await;
     assert_error(&r, 400, "M_INVALID_PARAM");
@@ -656,31 +678,7 @@ async fn concurrent_senders_reach_a_syncing_client_exactly_once() {
         let joined = &res["rooms"]["join"][&room];
         let mut batch = bodies(&joined["timeline"]);
         if joined["timeline"]["limited"] == true {
-            let mut from = joined["timeline"]["prev_batch"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            loop {
-                let (status, page) = s
-                    .get(
-                        &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&from={from}&to={since}&limit=50"),
-                        Some(&bob),
-                    )
-                    .await;
-                assert_eq!(status, 200, "{page}");
-                let chunk = page["chunk"].as_array().unwrap();
-                let mut older: Vec<String> = chunk
-                    .iter()
-                    .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-                    .collect();
-                older.reverse();
-                older.extend(batch);
-                batch = older;
-                match page["end"].as_str() {
-                    Some(end) if !chunk.is_empty() => from = end.to_owned(),
-                    _ => break,
-                }
-            }
+            batch = fill_gap(&s, &bob, &room, &joined["timeline"], &since, 50, batch).await;
         }
         assert!(
             !(batch.is_empty() && all_sent),

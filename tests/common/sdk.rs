@@ -1,0 +1,44 @@
+//! matrix-sdk helpers shared by the real-client tests (included with `#[path]` by those
+//! tests only, so the other test binaries do not link matrix-sdk).
+
+use matrix_sdk::{
+    Client,
+    ruma::api::client::{
+        account::register::v3::Request as RegisterRequest,
+        uiaa::{self, AuthData},
+    },
+};
+
+pub async fn client(base: &str) -> Client {
+    Client::builder()
+        .homeserver_url(base)
+        .build()
+        .await
+        .expect("client")
+}
+
+/// Registers through user-interactive auth, as Element does: a first request to learn
+/// the flows and session, then the dummy stage.
+pub async fn register(c: &Client, username: &str, password: &str) {
+    let mut request = RegisterRequest::new();
+    request.username = Some(username.to_owned());
+    request.password = Some(password.to_owned());
+    request.initial_device_display_name = Some("sdk test".to_owned());
+    let err = c
+        .matrix_auth()
+        .register(request.clone())
+        .await
+        .expect_err("UIA first");
+    let info = err.as_uiaa_response().expect("a UIA challenge");
+    assert!(
+        info.flows
+            .iter()
+            .any(|f| f.stages == vec![uiaa::AuthType::Dummy])
+    );
+    let mut dummy = uiaa::Dummy::new();
+    dummy.session = info.session.clone();
+    request.auth = Some(AuthData::Dummy(dummy));
+    let response = c.matrix_auth().register(request).await.expect("register");
+    assert_eq!(response.user_id.localpart(), username);
+    assert!(c.session_meta().is_some(), "register logs the client in");
+}
