@@ -20,6 +20,7 @@ pub struct Homeserver {
     pub keys: ServerKeys,
     pub room_locks: RoomLocks,
     pub notifier: crate::sync::notifier::Notifier,
+    pub presence: crate::users::presence::PresenceTracker,
 }
 
 /// Decides when a device's last-seen time is worth writing: at most once a minute per
@@ -65,6 +66,7 @@ impl Homeserver {
             keys,
             room_locks: RoomLocks::default(),
             notifier: Default::default(),
+            presence: Default::default(),
         }))
     }
 }

@@ -706,3 +706,64 @@ async fn concurrent_senders_reach_a_syncing_client_exactly_once() {
         assert_eq!(order, (0..PER_SENDER).collect::<Vec<_>>(), "sender {n}");
     }
 }
+
+#[tokio::test]
+async fn requests_cut_mid_flight_and_old_tokens_lose_nothing() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let room = create_room(&s, &alice, json!({})).await;
+    let first = sync(&s, &alice, "timeout=0").await;
+    let old = next(&first);
+    let mut since = old.clone();
+    let mut seen = Vec::new();
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(30))
+        .build()
+        .unwrap();
+    for round in 0..5 {
+        // A long poll is cut by the client while messages arrive (or its answer is lost
+        // on the way: the client never reads it either way).
+        let cut = impatient
+            .get(format!(
+                "{}/_matrix/client/v3/sync?since={since}&timeout=10000",
+                s.base
+            ))
+            .bearer_auth(&alice)
+            .send();
+        let sends = async {
+            for i in 0..4 {
+                send(
+                    &s,
+                    &alice,
+                    &room,
+                    &format!("c{round}-{i}"),
+                    &format!("m{round}-{i}"),
+                )
+                .await;
+            }
+        };
+        let (_lost, ()) = tokio::join!(cut, sends);
+        // The retry with the same token has everything, once.
+        let res = sync(&s, &alice, &format!("since={since}&timeout=0")).await;
+        let got = bodies(&res["rooms"]["join"][&room]["timeline"]);
+        let want: Vec<String> = (0..4).map(|i| format!("m{round}-{i}")).collect();
+        assert_eq!(got, want, "round {round}");
+        seen.extend(got);
+        since = next(&res);
+    }
+    // A client back with its oldest token gets all it missed (through prev_batch).
+    let res = sync(
+        &s,
+        &alice,
+        &format!(
+            "since={old}&timeout=0&filter={}",
+            r#"{"room":{"timeline":{"limit":50}}}"#
+                .replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('"', "%22")
+                .replace(':', "%3A")
+        ),
+    )
+    .await;
+    assert_eq!(bodies(&res["rooms"]["join"][&room]["timeline"]), seen);
+}

@@ -52,6 +52,41 @@ pub struct Config {
     pub well_known: WellKnownConfig,
     #[serde(default)]
     pub rooms: RoomsConfig,
+    #[serde(default)]
+    pub presence: PresenceConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Track and share presence. Off: /sync has no presence and /presence answers 403.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// An online user with no activity for this long becomes `unavailable`.
+    #[serde(default = "default_idle_after_secs")]
+    pub idle_after_secs: u64,
+    /// A user with no sync for this long (after any sync in progress ends) goes `offline`.
+    #[serde(default = "default_offline_after_secs")]
+    pub offline_after_secs: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            idle_after_secs: default_idle_after_secs(),
+            offline_after_secs: default_offline_after_secs(),
+        }
+    }
+}
+
+// Synapse's timers: idle after 5 minutes, offline 30 seconds after the last sync.
+fn default_idle_after_secs() -> u64 {
+    300
+}
+
+fn default_offline_after_secs() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -359,6 +394,17 @@ impl Config {
                 "limits.max_request_size",
                 "must be at least 1024 bytes",
             ));
+        }
+        for (key, secs) in [
+            ("presence.idle_after_secs", self.presence.idle_after_secs),
+            (
+                "presence.offline_after_secs",
+                self.presence.offline_after_secs,
+            ),
+        ] {
+            if !(1..=86_400).contains(&secs) {
+                return Err(ConfigError::new(key, "must be between 1 and 86400"));
+            }
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError::new(

@@ -377,6 +377,28 @@ pub async fn send(
     Ok(checked.pdu.event_id)
 }
 
+/// `PUT /rooms/{roomId}/send/{type}/{txnId}`: idempotent per device and transaction ID (a
+/// retry answers the first event's ID); counts as the user's activity for presence.
+pub async fn send_message(
+    hs: &Homeserver,
+    requester: &crate::users::Requester,
+    room_id: &RoomId,
+    new: NewEvent,
+    txn_id: &str,
+) -> Result<OwnedEventId> {
+    let (sender, device) = (&requester.user_id, requester.device_id.as_str());
+    if let Some(id) = hs
+        .storage
+        .event_for_txn(sender.as_str(), device, txn_id)
+        .await?
+    {
+        return OwnedEventId::try_from(id).map_err(|e| Error::Internal(e.to_string()));
+    }
+    let event_id = send(hs, room_id, sender, new, Some((device, txn_id))).await?;
+    crate::users::presence::note_activity(hs, sender).await;
+    Ok(event_id)
+}
+
 /// `PUT /rooms/{roomId}/state/{type}/{key}`: checks what the auth rules do not, then sends.
 pub async fn send_state(
     hs: &Homeserver,

@@ -74,6 +74,7 @@ pub async fn send_receipt(
                 .await?;
         }
     }
+    crate::users::presence::note_activity(hs, &requester.user_id).await;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub mod events;
 pub mod filters;
 pub mod keys;
 pub mod nonces;
+pub mod presence;
 pub mod profile;
 pub mod receipts;
 pub mod relations;

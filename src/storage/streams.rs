@@ -1,4 +1,4 @@
-//! Server-wide streams (events, account data, receipts, typing) and the wake-up channel.
+//! Server-wide streams (events, account data, receipts, typing, presence) and the wake-up channel.
 //!
 //! Each stream's positions are taken under that stream's advisory lock, held until commit,
 //! so positions become visible in order: a reader that sees position N sees everything
@@ -18,6 +18,7 @@ pub(crate) enum Stream {
     AccountData = 3,
     Receipts = 4,
     Typing = 5,
+    Presence = 6,
 }
 
 pub(crate) async fn lock_stream(conn: &mut PgConnection, stream: Stream) -> Result<()> {
@@ -45,23 +46,27 @@ pub struct Positions {
     pub account_data: i64,
     pub receipts: i64,
     pub typing: i64,
+    pub presence: i64,
 }
 
 impl Storage {
     pub async fn positions(&self) -> Result<Positions> {
-        let (events, account_data, receipts, typing): (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COALESCE(max(stream_pos), 0) FROM events),
-                    (SELECT COALESCE(max(stream_pos), 0) FROM account_data),
-                    (SELECT COALESCE(max(stream_pos), 0) FROM receipts),
-                    (SELECT COALESCE(max(stream_pos), 0) FROM typing_rooms)",
-        )
-        .fetch_one(self.pool())
-        .await?;
+        let (events, account_data, receipts, typing, presence): (i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT (SELECT COALESCE(max(stream_pos), 0) FROM events),
+                        (SELECT COALESCE(max(stream_pos), 0) FROM account_data),
+                        (SELECT COALESCE(max(stream_pos), 0) FROM receipts),
+                        (SELECT COALESCE(max(stream_pos), 0) FROM typing_rooms),
+                        (SELECT COALESCE(max(stream_pos), 0) FROM presence)",
+            )
+            .fetch_one(self.pool())
+            .await?;
         Ok(Positions {
             events,
             account_data,
             receipts,
             typing,
+            presence,
         })
     }
 

@@ -32,7 +32,7 @@ use crate::{
         streams::Positions,
         sync::{MembershipRow, ReceiptRow},
     },
-    users::Requester,
+    users::{Requester, presence},
 };
 
 /// Longest a sync may wait: clients ask for 30 s typically; a bound keeps connections sane.
@@ -46,6 +46,7 @@ pub struct SyncRequest {
     pub filter: FilterDefinition,
     pub full_state: bool,
     pub timeout: Duration,
+    pub set_presence: ruma::presence::PresenceState,
 }
 
 /// A filter as sync applies it.
@@ -97,7 +98,8 @@ pub async fn sync(
     req: SyncRequest,
 ) -> Result<v3::Response> {
     let since = req.since.as_deref().map(SyncToken::parse).transpose()?;
-    let deadline = tokio::time::Instant::now() + req.timeout.min(MAX_TIMEOUT);
+    let timeout = req.timeout.min(MAX_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + timeout;
     let limit = req
         .filter
         .room
@@ -114,6 +116,7 @@ pub async fn sync(
         limit,
         full_state: req.full_state,
     };
+    presence::on_sync(hs, &requester.user_id, &req.set_presence, timeout).await?;
     // Subscribed before reading positions, so no wake-up falls in between.
     let mut wake = hs.notifier.subscribe();
     let mut examined = since;
@@ -337,16 +340,58 @@ async fn build(
             response.rooms.join.insert(room_id.clone(), room);
         }
     }
+    for event in presence_events(hs, user, since, now, &f.def.presence).await? {
+        response.presence.events.push(raw(&event)?);
+    }
     let empty = response.rooms.join.is_empty()
         && response.rooms.invite.is_empty()
         && response.rooms.leave.is_empty()
         && response.rooms.knock.is_empty()
-        && response.account_data.events.is_empty();
+        && response.account_data.events.is_empty()
+        && response.presence.events.is_empty();
     Ok(Built {
         response,
         empty,
         interest,
     })
+}
+
+/// `m.presence` events for the sync: changes (or, initially, the state) of the user and
+/// of everyone sharing a room with them, through the filter's `presence` part.
+async fn presence_events(
+    hs: &Homeserver,
+    user: &str,
+    since: Option<SyncToken>,
+    now: Positions,
+    filter: &ruma::api::client::filter::Filter,
+) -> Result<Vec<JsonValue>> {
+    if !presence::is_enabled(hs) || !type_allowed(&filter.types, &filter.not_types, "m.presence") {
+        return Ok(Vec::new());
+    }
+    let rows = hs
+        .storage
+        .presence_for_sync(
+            user,
+            since.map(|s| (s.0.presence, s.0.events)),
+            now.presence,
+        )
+        .await?;
+    let at = now_ms();
+    let limit = filter
+        .limit
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    Ok(rows
+        .iter()
+        .filter(|r| {
+            filter
+                .senders
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|u| u.as_str() == r.user_id))
+                && !filter.not_senders.iter().any(|u| u.as_str() == r.user_id)
+        })
+        .take(limit)
+        .map(|r| presence::presence_event(r, at))
+        .collect())
 }
 
 /// One `m.receipt` event for a room's receipts.

@@ -61,11 +61,11 @@ pub async fn wait_for(
     }
 }
 
-/// Starts the process's background work for sync: the LISTEN loop and the typing expiry
-/// sweep. Both stop once the homeserver is dropped.
+/// Starts the process's background work for sync: the LISTEN loop and the typing and
+/// presence timeout sweep. Both stop once the homeserver is dropped.
 pub fn spawn_background(hs: &Arc<Homeserver>) {
     tokio::spawn(listen_loop(Arc::downgrade(hs)));
-    tokio::spawn(expire_typing_loop(Arc::downgrade(hs)));
+    tokio::spawn(expiry_loop(Arc::downgrade(hs)));
 }
 
 async fn listen_loop(hs: Weak<Homeserver>) {
@@ -106,13 +106,17 @@ async fn listen_loop(hs: Weak<Homeserver>) {
     }
 }
 
-/// Typing notices end by timeout without a request; this turns that into a stream change.
-async fn expire_typing_loop(hs: Weak<Homeserver>) {
+/// Typing notices and presence end by timeout without a request; this turns that into
+/// stream changes.
+async fn expiry_loop(hs: Weak<Homeserver>) {
     loop {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let Some(hs) = hs.upgrade() else { return };
         if let Err(e) = hs.storage.expire_typing(now_ms()).await {
             tracing::warn!("expiring typing notices: {e}");
+        }
+        if let Err(e) = crate::users::presence::sweep(&hs).await {
+            tracing::warn!("presence timeouts: {e}");
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Sync tokens: `s<events>_<account data>_<receipts>_<typing>`, each the last position of
+//! Sync tokens: `s<events>_<account data>_<receipts>_<typing>_<presence>`, each the last position of
 //! that stream the client has seen. They stay valid across restarts (positions live in the
 //! database). Parts a token lacks count as 0, so the token format can grow.
 
@@ -17,8 +17,8 @@ impl fmt::Display for SyncToken {
         let p = &self.0;
         write!(
             f,
-            "s{}_{}_{}_{}",
-            p.events, p.account_data, p.receipts, p.typing
+            "s{}_{}_{}_{}_{}",
+            p.events, p.account_data, p.receipts, p.typing, p.presence
         )
     }
 }
@@ -42,6 +42,7 @@ impl SyncToken {
             account_data: at(1),
             receipts: at(2),
             typing: at(3),
+            presence: at(4),
         }))
     }
 
@@ -52,6 +53,7 @@ impl SyncToken {
             || now.account_data > p.account_data
             || now.receipts > p.receipts
             || now.typing > p.typing
+            || now.presence > p.presence
     }
 }
 
@@ -79,6 +81,7 @@ mod tests {
             account_data: 2,
             receipts: 9,
             typing: 1,
+            presence: 3,
         });
         assert_eq!(SyncToken::parse(&t.to_string()).unwrap(), t);
         // A shorter token from an older format: missing streams start from 0.

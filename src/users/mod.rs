@@ -13,6 +13,7 @@ pub mod account;
 pub mod account_data;
 pub mod devices;
 pub mod login;
+pub mod presence;
 pub mod profile;
 pub mod register;
 pub mod secrets;

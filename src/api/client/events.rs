@@ -75,33 +75,15 @@ async fn send_message(
     hs: Arc<Homeserver>,
     req: Ruma<send_message_event::v3::Request>,
 ) -> Result<send_message_event::v3::Response> {
-    let requester = req.requester()?;
     let b = &req.body;
-    let (sender, device, txn) = (
-        requester.user_id.as_str(),
-        requester.device_id.as_str(),
-        b.txn_id.as_str(),
-    );
-    // Idempotent per device and transaction ID.
-    if let Some(id) = hs.storage.event_for_txn(sender, device, txn).await? {
-        return Ok(send_message_event::v3::Response::new(
-            ruma::EventId::parse(id).map_err(|e| Error::Internal(e.to_string()))?,
-        ));
-    }
     let new = NewEvent {
         event_type: b.event_type.to_string(),
         content: content_of(&b.body)?,
         state_key: None,
         redacts: None,
     };
-    let event_id = persist::send(
-        &hs,
-        &b.room_id,
-        &requester.user_id,
-        new,
-        Some((device, txn)),
-    )
-    .await?;
+    let event_id =
+        persist::send_message(&hs, req.requester()?, &b.room_id, new, b.txn_id.as_str()).await?;
     Ok(send_message_event::v3::Response::new(event_id))
 }
 

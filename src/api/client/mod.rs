@@ -13,6 +13,7 @@ mod devices;
 mod directory;
 mod discovery;
 mod events;
+mod presence;
 mod profile;
 mod receipts;
 mod relations;
@@ -46,5 +47,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = relations::routes(router);
     let router = spaces::routes(router);
     let router = sync::routes(router);
+    let router = presence::routes(router);
     admin::routes(router)
 }

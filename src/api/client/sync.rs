@@ -25,6 +25,7 @@ async fn sync(hs: Arc<Homeserver>, req: Ruma<v3::Request>) -> Result<v3::Respons
         filter,
         full_state: b.full_state,
         timeout: b.timeout.unwrap_or(Duration::ZERO),
+        set_presence: b.set_presence.clone(),
     };
     domain::sync(&hs, requester, request).await
 }
