@@ -22,6 +22,14 @@ pub enum Error {
     #[error("{0}")]
     MissingParam(String),
     #[error("{0}")]
+    InvalidSignature(String),
+    /// A key backup operation named a version that is not the current one.
+    #[error("{error}")]
+    WrongRoomKeysVersion {
+        error: String,
+        current_version: Option<String>,
+    },
+    #[error("{0}")]
     BadJson(String),
     #[error("{0}")]
     NotJson(String),

@@ -31,6 +31,16 @@ impl IntoResponse for ApiError {
                 }
                 (StatusCode::UNAUTHORIZED, body)
             }
+            Error::WrongRoomKeysVersion {
+                current_version, ..
+            } => (
+                StatusCode::FORBIDDEN,
+                json!({
+                    "errcode": "M_WRONG_ROOM_KEYS_VERSION",
+                    "error": message,
+                    "current_version": current_version,
+                }),
+            ),
             Error::UnknownToken { soft_logout } => (
                 StatusCode::UNAUTHORIZED,
                 json!({ "errcode": "M_UNKNOWN_TOKEN", "error": message, "soft_logout": soft_logout }),
@@ -76,6 +86,8 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::InvalidUsername(_) => (S::BAD_REQUEST, "M_INVALID_USERNAME"),
         Error::UserInUse => (S::BAD_REQUEST, "M_USER_IN_USE"),
         Error::InvalidParam(_) => (S::BAD_REQUEST, "M_INVALID_PARAM"),
+        Error::InvalidSignature(_) => (S::BAD_REQUEST, "M_INVALID_SIGNATURE"),
+        Error::WrongRoomKeysVersion { .. } => (S::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
         Error::MissingParam(_) => (S::BAD_REQUEST, "M_MISSING_PARAM"),
         Error::BadJson(_) => (S::BAD_REQUEST, "M_BAD_JSON"),
         Error::NotJson(_) => (S::BAD_REQUEST, "M_NOT_JSON"),

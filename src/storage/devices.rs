@@ -65,25 +65,38 @@ impl Storage {
         Ok(res.rows_affected() == 1)
     }
 
-    /// Deletes the listed devices with their tokens; unknown IDs are ignored.
+    /// Deletes the listed devices with their tokens and keys; unknown IDs are ignored.
+    /// Others learn of it through the device list stream.
     pub async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> Result<()> {
-        sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)")
+        let mut tx = self.pool().begin().await?;
+        let deleted = sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)")
             .bind(user_id)
             .bind(device_ids)
-            .execute(self.pool())
-            .await?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted > 0 {
+            super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
     /// Deletes every device of the user but `keep`.
     pub async fn delete_other_devices(&self, user_id: &str, keep: Option<&str>) -> Result<()> {
-        sqlx::query(
+        let mut tx = self.pool().begin().await?;
+        let deleted = sqlx::query(
             "DELETE FROM devices WHERE user_id = $1 AND ($2::text IS NULL OR device_id <> $2)",
         )
         .bind(user_id)
         .bind(keep)
-        .execute(self.pool())
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if deleted > 0 {
+            super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use sqlx::{
 
 pub mod account_data;
 pub mod devices;
+pub mod e2ee;
 pub mod embedded;
 pub mod events;
 pub mod filters;
@@ -23,6 +24,7 @@ pub mod rooms;
 pub mod state;
 pub mod streams;
 pub mod sync;
+pub mod to_device;
 pub mod tokens;
 pub mod uia;
 pub mod users;

@@ -2,7 +2,7 @@
 //! see take a new position (stream lock held) and wake the user's rooms; writes that only
 //! move timers (activity, sync deadlines) take none.
 
-use sqlx::{PgConnection, Row, postgres::PgRow};
+use sqlx::{Row, postgres::PgRow};
 
 use super::{
     Result, Storage,
@@ -126,7 +126,7 @@ impl Storage {
         .bind(c.now)
         .execute(&mut *tx)
         .await?;
-        wake_rooms_of(&mut tx, &[c.user_id.to_owned()]).await?;
+        streams::wake_users_and_their_rooms(&mut tx, &[c.user_id.to_owned()]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -166,7 +166,7 @@ impl Storage {
         .bind(t.inactive_before)
         .fetch_all(&mut *tx)
         .await?;
-        wake_rooms_of(&mut tx, &users).await?;
+        streams::wake_users_and_their_rooms(&mut tx, &users).await?;
         tx.commit().await?;
         Ok(users.len())
     }
@@ -216,22 +216,4 @@ impl Storage {
         .fetch_one(self.pool())
         .await?)
     }
-}
-
-/// Wakes the syncs of these users and of everyone in their joined rooms.
-async fn wake_rooms_of(conn: &mut PgConnection, users: &[String]) -> Result<()> {
-    if users.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "SELECT pg_notify($2, key) FROM (
-             SELECT DISTINCT 'r:' || room_id AS key FROM memberships
-             WHERE user_id = ANY($1) AND membership = 'join'
-             UNION SELECT 'u:' || u FROM unnest($1::text[]) AS u) keys",
-    )
-    .bind(users)
-    .bind(streams::WAKE_CHANNEL)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

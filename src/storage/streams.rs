@@ -1,4 +1,5 @@
-//! Server-wide streams (events, account data, receipts, typing, presence) and the wake-up channel.
+//! Server-wide streams (events, account data, receipts, typing, presence, to-device,
+//! device lists) and the wake-up channel.
 //!
 //! Each stream's positions are taken under that stream's advisory lock, held until commit,
 //! so positions become visible in order: a reader that sees position N sees everything
@@ -19,6 +20,8 @@ pub(crate) enum Stream {
     Receipts = 4,
     Typing = 5,
     Presence = 6,
+    ToDevice = 7,
+    DeviceLists = 8,
 }
 
 pub(crate) async fn lock_stream(conn: &mut PgConnection, stream: Stream) -> Result<()> {
@@ -39,6 +42,28 @@ pub(crate) async fn notify(conn: &mut PgConnection, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Wakes the syncs of these users and of everyone in their joined rooms (for changes that
+/// matter to whoever shares a room: presence, device lists).
+pub(crate) async fn wake_users_and_their_rooms(
+    conn: &mut PgConnection,
+    users: &[String],
+) -> Result<()> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT pg_notify($2, key) FROM (
+             SELECT DISTINCT 'r:' || room_id AS key FROM memberships
+             WHERE user_id = ANY($1) AND membership = 'join'
+             UNION SELECT 'u:' || u FROM unnest($1::text[]) AS u) keys",
+    )
+    .bind(users)
+    .bind(WAKE_CHANNEL)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// The newest visible position of each stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Positions {
@@ -47,26 +72,40 @@ pub struct Positions {
     pub receipts: i64,
     pub typing: i64,
     pub presence: i64,
+    pub to_device: i64,
+    pub device_lists: i64,
 }
 
 impl Storage {
     pub async fn positions(&self) -> Result<Positions> {
-        let (events, account_data, receipts, typing, presence): (i64, i64, i64, i64, i64) =
-            sqlx::query_as(
-                "SELECT (SELECT COALESCE(max(stream_pos), 0) FROM events),
+        #[allow(clippy::type_complexity)]
+        let (events, account_data, receipts, typing, presence, to_device, device_lists): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = sqlx::query_as(
+            "SELECT (SELECT COALESCE(max(stream_pos), 0) FROM events),
                         (SELECT COALESCE(max(stream_pos), 0) FROM account_data),
                         (SELECT COALESCE(max(stream_pos), 0) FROM receipts),
                         (SELECT COALESCE(max(stream_pos), 0) FROM typing_rooms),
-                        (SELECT COALESCE(max(stream_pos), 0) FROM presence)",
-            )
-            .fetch_one(self.pool())
-            .await?;
+                        (SELECT COALESCE(max(stream_pos), 0) FROM presence),
+                        (SELECT pos FROM to_device_head),
+                        (SELECT COALESCE(max(stream_pos), 0) FROM device_list_changes)",
+        )
+        .fetch_one(self.pool())
+        .await?;
         Ok(Positions {
             events,
             account_data,
             receipts,
             typing,
             presence,
+            to_device,
+            device_lists,
         })
     }
 

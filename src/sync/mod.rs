@@ -25,6 +25,7 @@ use serde_json::{Value as JsonValue, json};
 
 use self::token::SyncToken;
 use crate::{
+    e2ee::{keys, to_device},
     error::{Error, Result},
     rooms::timeline::{self, EventFilter},
     server::{Homeserver, now_ms},
@@ -117,6 +118,16 @@ pub async fn sync(
         full_state: req.full_state,
     };
     presence::on_sync(hs, &requester.user_id, &req.set_presence, timeout).await?;
+    if let Some(since) = since {
+        // The client has these: they are delivered.
+        hs.storage
+            .ack_to_device(
+                requester.user_id.as_str(),
+                requester.device_id.as_str(),
+                since.0.to_device,
+            )
+            .await?;
+    }
     // Subscribed before reading positions, so no wake-up falls in between.
     let mut wake = hs.notifier.subscribe();
     let mut examined = since;
@@ -135,7 +146,9 @@ pub async fn sync(
         };
         if !notifier::wait_for(&mut wake, &interest, deadline).await {
             let next = examined.unwrap_or_default();
-            return Ok(v3::Response::new(next.to_string()));
+            let mut response = v3::Response::new(next.to_string());
+            add_key_counts(hs, requester, &mut response).await?;
+            return Ok(response);
         }
     }
 }
@@ -343,12 +356,39 @@ async fn build(
     for event in presence_events(hs, user, since, now, &f.def.presence).await? {
         response.presence.events.push(raw(&event)?);
     }
+    let device = requester.device_id.as_str();
+    let (to_device, seen) =
+        to_device::pending(hs, user, device, from.to_device, now.to_device).await?;
+    for event in &to_device {
+        response.to_device.events.push(raw(event)?);
+    }
+    if seen < now.to_device {
+        response.next_batch = SyncToken(Positions {
+            to_device: seen,
+            ..now
+        })
+        .to_string();
+    }
+    if since.is_some() {
+        let ids = |v: Vec<String>| -> Vec<ruma::OwnedUserId> {
+            v.into_iter().filter_map(|u| u.try_into().ok()).collect()
+        };
+        response.device_lists.changed = ids(hs
+            .storage
+            .device_lists_changed(user, from.device_lists, from.events)
+            .await?);
+        response.device_lists.left = ids(hs.storage.device_lists_left(user, from.events).await?);
+    }
+    add_key_counts(hs, requester, &mut response).await?;
     let empty = response.rooms.join.is_empty()
         && response.rooms.invite.is_empty()
         && response.rooms.leave.is_empty()
         && response.rooms.knock.is_empty()
         && response.account_data.events.is_empty()
-        && response.presence.events.is_empty();
+        && response.presence.events.is_empty()
+        && response.to_device.events.is_empty()
+        && response.device_lists.changed.is_empty()
+        && response.device_lists.left.is_empty();
     Ok(Built {
         response,
         empty,
@@ -392,6 +432,30 @@ async fn presence_events(
         .take(limit)
         .map(|r| presence::presence_event(r, at))
         .collect())
+}
+
+/// The device's one-time key counts and unused fallback key types, in every response.
+async fn add_key_counts(
+    hs: &Homeserver,
+    requester: &Requester,
+    response: &mut v3::Response,
+) -> Result<()> {
+    let (user, device) = (requester.user_id.as_str(), requester.device_id.as_str());
+    for (algorithm, count) in keys::one_time_key_counts(hs, user, device).await? {
+        response.device_one_time_keys_count.insert(
+            algorithm.into(),
+            ruma::UInt::try_from(count.max(0)).unwrap_or_default(),
+        );
+    }
+    response.device_unused_fallback_key_types = Some(
+        hs.storage
+            .unused_fallback_key_types(user, device)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    );
+    Ok(())
 }
 
 /// One `m.receipt` event for a room's receipts.

@@ -1,4 +1,5 @@
-//! Sync tokens: `s<events>_<account data>_<receipts>_<typing>_<presence>`, each the last position of
+//! Sync tokens: `s<events>_<account data>_<receipts>_<typing>_<presence>_<to-device>_
+//! <device lists>`, each the last position of
 //! that stream the client has seen. They stay valid across restarts (positions live in the
 //! database). Parts a token lacks count as 0, so the token format can grow.
 
@@ -17,8 +18,8 @@ impl fmt::Display for SyncToken {
         let p = &self.0;
         write!(
             f,
-            "s{}_{}_{}_{}_{}",
-            p.events, p.account_data, p.receipts, p.typing, p.presence
+            "s{}_{}_{}_{}_{}_{}_{}",
+            p.events, p.account_data, p.receipts, p.typing, p.presence, p.to_device, p.device_lists
         )
     }
 }
@@ -43,6 +44,8 @@ impl SyncToken {
             receipts: at(2),
             typing: at(3),
             presence: at(4),
+            to_device: at(5),
+            device_lists: at(6),
         }))
     }
 
@@ -54,6 +57,8 @@ impl SyncToken {
             || now.receipts > p.receipts
             || now.typing > p.typing
             || now.presence > p.presence
+            || now.to_device > p.to_device
+            || now.device_lists > p.device_lists
     }
 }
 
@@ -82,6 +87,8 @@ mod tests {
             receipts: 9,
             typing: 1,
             presence: 3,
+            to_device: 4,
+            device_lists: 8,
         });
         assert_eq!(SyncToken::parse(&t.to_string()).unwrap(), t);
         // A shorter token from an older format: missing streams start from 0.

@@ -22,6 +22,7 @@ pub enum UiaAction {
     ChangePassword,
     Deactivate,
     GetLoginToken,
+    SigningKeys,
 }
 
 impl UiaAction {
@@ -32,6 +33,7 @@ impl UiaAction {
             Self::ChangePassword => "change_password",
             Self::Deactivate => "deactivate",
             Self::GetLoginToken => "get_login_token",
+            Self::SigningKeys => "device_signing_upload",
         }
     }
 }

@@ -13,6 +13,7 @@ mod devices;
 mod directory;
 mod discovery;
 mod events;
+mod keys;
 mod presence;
 mod profile;
 mod receipts;
@@ -48,5 +49,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = spaces::routes(router);
     let router = sync::routes(router);
     let router = presence::routes(router);
+    let router = keys::routes(router);
     admin::routes(router)
 }

@@ -1,0 +1,299 @@
+//! Device keys: `/keys/upload`, `/keys/query`, `/keys/claim`, `/keys/changes`, and the key
+//! counts /sync reports.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ruma::{OwnedDeviceId, OwnedUserId, UserId};
+use serde_json::{Value as JsonValue, json};
+
+use crate::{
+    error::{Error, Result},
+    server::Homeserver,
+    storage::e2ee::UploadedKey,
+    sync::token::SyncToken,
+    users::Requester,
+};
+
+/// Keys uploaded by a device, as JSON (ruma's `Raw` values parsed once).
+pub struct KeyUpload {
+    pub device_keys: Option<JsonValue>,
+    /// `<algorithm>:<key ID>` -> key.
+    pub one_time_keys: Vec<(String, JsonValue)>,
+    pub fallback_keys: Vec<(String, JsonValue)>,
+}
+
+fn split_key_id(full: &str) -> Result<(String, String)> {
+    match full.split_once(':') {
+        Some((alg, id)) if !alg.is_empty() && !id.is_empty() => Ok((alg.to_owned(), id.to_owned())),
+        _ => Err(Error::InvalidParam(format!(
+            "key ID {full} is not <algorithm>:<key ID>"
+        ))),
+    }
+}
+
+fn uploaded(keys: &[(String, JsonValue)]) -> Result<Vec<UploadedKey>> {
+    keys.iter()
+        .map(|(full, json)| {
+            if !(json.is_object() || json.is_string()) {
+                return Err(Error::BadJson(format!("key {full} must be an object")));
+            }
+            let (alg, id) = split_key_id(full)?;
+            Ok((alg, id, json.clone()))
+        })
+        .collect()
+}
+
+/// Checks that uploaded device keys are this device's, and that they do not replace
+/// identity keys the device already published (a device's identity is fixed; a new one
+/// needs a new device).
+async fn check_device_keys(
+    hs: &Homeserver,
+    user: &str,
+    device: &str,
+    keys: &JsonValue,
+) -> Result<()> {
+    if keys["user_id"] != user || keys["device_id"] != device {
+        return Err(Error::InvalidParam(
+            "device_keys must be for the user and device of the access token".into(),
+        ));
+    }
+    if !keys["keys"].is_object() || !keys["algorithms"].is_array() {
+        return Err(Error::BadJson(
+            "device_keys needs `keys` and `algorithms`".into(),
+        ));
+    }
+    if let Some((_, old)) = hs
+        .storage
+        .device_keys(user, &[device.to_owned()])
+        .await?
+        .into_iter()
+        .next()
+        && old["keys"] != keys["keys"]
+    {
+        return Err(Error::InvalidParam(
+            "this device already has different identity keys".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /keys/upload` (and the keys of a dehydrated device): stores the keys of
+/// `device` and returns its one-time key counts.
+pub async fn upload_keys(
+    hs: &Homeserver,
+    user: &UserId,
+    device: &str,
+    upload: &KeyUpload,
+) -> Result<BTreeMap<String, i64>> {
+    let user = user.as_str();
+    if let Some(keys) = &upload.device_keys {
+        check_device_keys(hs, user, device, keys).await?;
+    }
+    let one_time = uploaded(&upload.one_time_keys)?;
+    let fallback = uploaded(&upload.fallback_keys)?;
+    if fallback
+        .iter()
+        .map(|k| &k.0)
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+        < fallback.len()
+    {
+        return Err(Error::InvalidParam(
+            "at most one fallback key per algorithm".into(),
+        ));
+    }
+    // A one-time key ID is used once: the same ID with different contents is refused.
+    let ids: Vec<String> = upload.one_time_keys.iter().map(|k| k.0.clone()).collect();
+    let stored: HashMap<String, JsonValue> = hs
+        .storage
+        .existing_one_time_keys(user, device, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    for (full, json) in &upload.one_time_keys {
+        if stored.get(full).is_some_and(|old| old != json) {
+            return Err(Error::InvalidParam(format!(
+                "one-time key {full} already exists with other contents"
+            )));
+        }
+    }
+    if let Some(keys) = &upload.device_keys {
+        hs.storage.set_device_keys(user, device, keys).await?;
+    }
+    hs.storage
+        .add_one_time_keys(user, device, &one_time)
+        .await?;
+    hs.storage
+        .set_fallback_keys(user, device, &fallback)
+        .await?;
+    one_time_key_counts(hs, user, device).await
+}
+
+/// Unclaimed one-time keys per algorithm; `signed_curve25519` is always listed (clients
+/// read its absence as "unknown", as Synapse found).
+pub async fn one_time_key_counts(
+    hs: &Homeserver,
+    user: &str,
+    device: &str,
+) -> Result<BTreeMap<String, i64>> {
+    let mut counts: BTreeMap<String, i64> = hs
+        .storage
+        .one_time_key_counts(user, device)
+        .await?
+        .into_iter()
+        .collect();
+    counts.entry("signed_curve25519".into()).or_insert(0);
+    Ok(counts)
+}
+
+/// What `/keys/query` answers.
+#[derive(Default)]
+pub struct QueriedKeys {
+    pub device_keys: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, JsonValue>>,
+    pub master_keys: BTreeMap<OwnedUserId, JsonValue>,
+    pub self_signing_keys: BTreeMap<OwnedUserId, JsonValue>,
+    pub user_signing_keys: BTreeMap<OwnedUserId, JsonValue>,
+    pub failures: BTreeMap<String, JsonValue>,
+}
+
+/// Adds stored signatures of `key` (`target` = device ID or public key) into its JSON.
+fn merge_signatures(
+    json: &mut JsonValue,
+    user: &str,
+    target: &str,
+    signatures: &[crate::storage::e2ee::KeySignature],
+) {
+    for s in signatures
+        .iter()
+        .filter(|s| s.target_user == user && s.target_key == target)
+    {
+        if !json["signatures"].is_object() {
+            json["signatures"] = json!({});
+        }
+        let by = &mut json["signatures"][&s.signer_user];
+        if !by.is_object() {
+            *by = json!({});
+        }
+        by[&s.signer_key_id] = json!(s.signature);
+    }
+}
+
+/// `POST /keys/query`: devices and cross-signing keys of local users. A user's
+/// user-signing key is only shown to that user. Remote users are reported as failures
+/// until federation queries them.
+pub async fn query_keys(
+    hs: &Homeserver,
+    requester: &Requester,
+    wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+) -> Result<QueriedKeys> {
+    let mut out = QueriedKeys::default();
+    let local: Vec<String> = wanted
+        .keys()
+        .filter(|u| u.server_name() == hs.config.server_name())
+        .map(|u| u.to_string())
+        .collect();
+    let signatures = hs.storage.key_signatures(&local).await?;
+    for (user, devices) in wanted {
+        if user.server_name() != hs.config.server_name() {
+            out.failures.insert(
+                user.server_name().to_string(),
+                json!({ "status": 503, "message": "keys of remote users need federation" }),
+            );
+            continue;
+        }
+        let device_ids: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
+        let names: HashMap<String, Option<String>> = hs
+            .storage
+            .devices(user.as_str())
+            .await?
+            .into_iter()
+            .map(|d| (d.device_id, d.display_name))
+            .collect();
+        let mut found = BTreeMap::new();
+        for (device_id, mut json) in hs.storage.device_keys(user.as_str(), &device_ids).await? {
+            merge_signatures(&mut json, user.as_str(), &device_id, &signatures);
+            if let Some(Some(name)) = names.get(&device_id) {
+                json["unsigned"] = json!({ "device_display_name": name });
+            }
+            found.insert(OwnedDeviceId::from(device_id), json);
+        }
+        out.device_keys.insert(user.clone(), found);
+        for (usage, public_key, mut json) in hs.storage.cross_signing_keys(user.as_str()).await? {
+            merge_signatures(&mut json, user.as_str(), &public_key, &signatures);
+            match usage.as_str() {
+                "master" => {
+                    out.master_keys.insert(user.clone(), json);
+                }
+                "self_signing" => {
+                    out.self_signing_keys.insert(user.clone(), json);
+                }
+                "user_signing" if *user == requester.user_id => {
+                    out.user_signing_keys.insert(user.clone(), json);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What `/keys/claim` answers: user -> device -> `<algorithm>:<key ID>` -> key.
+pub type ClaimedKeys = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<String, JsonValue>>>;
+
+/// `POST /keys/claim`: one key per requested device, a one-time key while any is left,
+/// then the fallback key. Devices with neither are left out.
+pub async fn claim_keys(
+    hs: &Homeserver,
+    wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+) -> Result<(ClaimedKeys, BTreeMap<String, JsonValue>)> {
+    let mut claimed = ClaimedKeys::new();
+    let mut failures = BTreeMap::new();
+    for (user, devices) in wanted {
+        if user.server_name() != hs.config.server_name() {
+            failures.insert(
+                user.server_name().to_string(),
+                json!({ "status": 503, "message": "keys of remote users need federation" }),
+            );
+            continue;
+        }
+        for (device, algorithm) in devices {
+            if let Some(key) = hs
+                .storage
+                .claim_key(user.as_str(), device.as_str(), algorithm)
+                .await?
+            {
+                claimed
+                    .entry(user.clone())
+                    .or_default()
+                    .entry(device.clone())
+                    .or_default()
+                    .insert(format!("{}:{}", key.algorithm, key.key_id), key.key_json);
+            }
+        }
+    }
+    Ok((claimed, failures))
+}
+
+/// `GET /keys/changes`: users whose devices changed, or who stopped sharing a room,
+/// between two sync tokens.
+pub async fn key_changes(
+    hs: &Homeserver,
+    requester: &Requester,
+    from: &str,
+    to: &str,
+) -> Result<(Vec<OwnedUserId>, Vec<OwnedUserId>)> {
+    let from = SyncToken::parse(from)?.0;
+    SyncToken::parse(to)?;
+    let user = requester.user_id.as_str();
+    let parse = |ids: Vec<String>| -> Vec<OwnedUserId> {
+        ids.into_iter()
+            .filter_map(|u| OwnedUserId::try_from(u).ok())
+            .collect()
+    };
+    let changed = hs
+        .storage
+        .device_lists_changed(user, from.device_lists, from.events)
+        .await?;
+    let left = hs.storage.device_lists_left(user, from.events).await?;
+    Ok((parse(changed), parse(left)))
+}
