@@ -190,7 +190,10 @@ async fn upload_query_and_claim() {
     let got = &res["device_keys"][ALICE][&alice_dev];
     assert_eq!(got["keys"], keys["keys"], "{res}");
     assert_eq!(got["signatures"], keys["signatures"], "{res}");
-    assert_eq!(got["unsigned"]["device_display_name"], "alice's laptop", "{res}");
+    assert_eq!(
+        got["unsigned"]["device_display_name"], "alice's laptop",
+        "{res}"
+    );
     // Unknown device: an empty map. A remote user: a failure for that server.
     let (_, res) = s
         .post(

@@ -2,7 +2,9 @@
 //! to-device messages and keeps encrypted key backups. It never holds a private key or
 //! sees plaintext; what it checks is who may publish what, and signatures.
 
+pub mod backup;
 pub mod cross_signing;
+pub mod dehydrated;
 pub mod keys;
 pub mod to_device;
 

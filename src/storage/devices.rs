@@ -1,6 +1,7 @@
 //! `devices`: a user's logged-in sessions. Deleting a device deletes its tokens (cascade).
 
-use sqlx::Row;
+use serde_json::Value as JsonValue;
+use sqlx::{Row, types::Json};
 
 use super::{Result, Storage};
 
@@ -27,7 +28,10 @@ impl Storage {
     pub async fn devices(&self, user_id: &str) -> Result<Vec<DeviceRow>> {
         let rows = sqlx::query(
             "SELECT device_id, display_name, last_seen_ip, last_seen_ts, user_agent
-             FROM devices WHERE user_id = $1 ORDER BY created_ts, device_id",
+             FROM devices d WHERE user_id = $1
+               AND NOT EXISTS (SELECT 1 FROM dehydrated_devices h
+                               WHERE h.user_id = d.user_id AND h.device_id = d.device_id)
+             ORDER BY created_ts, device_id",
         )
         .bind(user_id)
         .fetch_all(self.pool())
@@ -76,6 +80,13 @@ impl Storage {
             .await?
             .rows_affected();
         if deleted > 0 {
+            sqlx::query(
+                "DELETE FROM to_device_messages WHERE user_id = $1 AND device_id = ANY($2)",
+            )
+            .bind(user_id)
+            .bind(device_ids)
+            .execute(&mut *tx)
+            .await?;
             super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
         }
         tx.commit().await?;
@@ -94,6 +105,22 @@ impl Storage {
         .await?
         .rows_affected();
         if deleted > 0 {
+            sqlx::query(
+                "DELETE FROM to_device_messages m WHERE m.user_id = $1
+                   AND NOT EXISTS (SELECT 1 FROM devices d
+                                   WHERE d.user_id = m.user_id AND d.device_id = m.device_id)",
+            )
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM dehydrated_devices h WHERE h.user_id = $1
+                   AND NOT EXISTS (SELECT 1 FROM devices d
+                                   WHERE d.user_id = h.user_id AND d.device_id = h.device_id)",
+            )
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
             super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
         }
         tx.commit().await?;
@@ -124,4 +151,96 @@ impl Storage {
         .await?;
         Ok(())
     }
+
+    /// The user's dehydrated device: (device ID, device data).
+    pub async fn dehydrated_device(&self, user_id: &str) -> Result<Option<(String, JsonValue)>> {
+        let row =
+            sqlx::query("SELECT device_id, device_data FROM dehydrated_devices WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|r| (r.get(0), r.get::<Json<JsonValue>, _>(1).0)))
+    }
+
+    /// Replaces the user's dehydrated device (a device without tokens) with a new one.
+    /// False when `device_id` is already one of the user's ordinary devices.
+    pub async fn replace_dehydrated_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        display_name: Option<&str>,
+        device_data: &JsonValue,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let old: Option<String> = sqlx::query_scalar(
+            "DELETE FROM dehydrated_devices WHERE user_id = $1 RETURNING device_id",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(old) = &old {
+            remove_device_and_inbox(&mut tx, user_id, old).await?;
+        }
+        let created = sqlx::query(
+            "INSERT INTO devices (user_id, device_id, display_name, created_ts)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(display_name)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if created == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO dehydrated_devices (user_id, device_id, device_data) VALUES ($1, $2, $3)",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(Json(device_data))
+        .execute(&mut *tx)
+        .await?;
+        super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes the user's dehydrated device; its ID, if there was one.
+    pub async fn delete_dehydrated_device(&self, user_id: &str) -> Result<Option<String>> {
+        let mut tx = self.pool().begin().await?;
+        let old: Option<String> = sqlx::query_scalar(
+            "DELETE FROM dehydrated_devices WHERE user_id = $1 RETURNING device_id",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(old) = &old {
+            remove_device_and_inbox(&mut tx, user_id, old).await?;
+            super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+        }
+        tx.commit().await?;
+        Ok(old)
+    }
+}
+
+async fn remove_device_and_inbox(
+    conn: &mut sqlx::PgConnection,
+    user_id: &str,
+    device_id: &str,
+) -> Result<()> {
+    for sql in [
+        "DELETE FROM devices WHERE user_id = $1 AND device_id = $2",
+        "DELETE FROM to_device_messages WHERE user_id = $1 AND device_id = $2",
+    ] {
+        sqlx::query(sql)
+            .bind(user_id)
+            .bind(device_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }

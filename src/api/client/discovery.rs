@@ -39,13 +39,22 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     router.route("/.well-known/matrix/server", get(well_known_server))
 }
 
+/// Unstable features implemented here, advertised in /versions as clients probe for them.
+const UNSTABLE_FEATURES: &[&str] = &["org.matrix.msc3814"];
+
 async fn versions(
     _hs: Arc<Homeserver>,
     _req: Ruma<get_supported_versions::Request>,
 ) -> Result<get_supported_versions::Response> {
-    Ok(get_supported_versions::Response::new(
+    let mut response = get_supported_versions::Response::new(
         SUPPORTED_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
-    ))
+    );
+    for feature in UNSTABLE_FEATURES {
+        response
+            .unstable_features
+            .insert((*feature).to_owned(), true);
+    }
+    Ok(response)
 }
 
 async fn well_known_client(

@@ -9,6 +9,8 @@ use crate::server::Homeserver;
 mod account;
 mod account_data;
 mod admin;
+mod backup;
+mod dehydrated;
 mod devices;
 mod directory;
 mod discovery;
@@ -50,5 +52,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = sync::routes(router);
     let router = presence::routes(router);
     let router = keys::routes(router);
+    let router = backup::routes(router);
+    let router = dehydrated::routes(router);
     admin::routes(router)
 }
