@@ -171,3 +171,209 @@ async fn encrypted_conversation_decrypts_on_both_sides() {
         );
     }
 }
+
+/// A client with settings suited to a fresh device that restores from backup.
+async fn client_with_backups(base: &str) -> Client {
+    use matrix_sdk::encryption::{BackupDownloadStrategy, EncryptionSettings};
+    Client::builder()
+        .homeserver_url(base)
+        .with_encryption_settings(EncryptionSettings {
+            auto_enable_cross_signing: true,
+            backup_download_strategy: BackupDownloadStrategy::OneShot,
+            auto_enable_backups: true,
+        })
+        .build()
+        .await
+        .expect("client")
+}
+
+/// Plain text of the room's messages as a client decrypts them from /messages.
+async fn decrypted_history(c: &Client, room_id: &OwnedRoomId) -> Vec<String> {
+    use matrix_sdk::{room::MessagesOptions, ruma::events::AnySyncMessageLikeEvent};
+    let room = c.get_room(room_id).expect("room known");
+    let messages = room
+        .messages(MessagesOptions::backward())
+        .await
+        .expect("/messages");
+    messages
+        .chunk
+        .iter()
+        .filter_map(|e| match e.raw().deserialize() {
+            Ok(matrix_sdk::ruma::events::AnySyncTimelineEvent::MessageLike(
+                AnySyncMessageLikeEvent::RoomMessage(m),
+            )) => m.as_original().map(|o| o.content.body().to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn recovery_restores_history_on_a_new_device() {
+    let server = TestServer::start().await;
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+    let bob_seen = collect_bodies(&bob);
+    let room_id = encrypted_room(&alice, &bob).await;
+
+    // Bob sets up recovery: cross-signing, secret storage and a key backup.
+    let recovery_key = bob
+        .encryption()
+        .recovery()
+        .enable()
+        .wait_for_backups_to_upload()
+        .await
+        .expect("recovery enabled");
+    let room = alice.get_room(&room_id).unwrap();
+    room.send(RoomMessageEventContent::text_plain("remember this"))
+        .await
+        .expect("alice sends");
+    sync_until_seen(&bob, &bob_seen, "remember this").await;
+    tokio::time::timeout(WAIT, bob.encryption().backups().wait_for_steady_state())
+        .await
+        .expect("backup settles in time")
+        .expect("room keys backed up");
+    let (status, backup) = server
+        .get(
+            "/_matrix/client/v3/room_keys/version",
+            Some(&bob.access_token().unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200, "{backup}");
+    assert!(backup["count"].as_u64().unwrap() >= 1, "{backup}");
+
+    // A fresh device: nothing to decrypt with until it recovers.
+    let bob2 = client_with_backups(&server.base).await;
+    bob2.matrix_auth()
+        .login_username("bob", "bob-password")
+        .send()
+        .await
+        .expect("second login");
+    bob2.sync_once(SyncSettings::default().timeout(POLL))
+        .await
+        .expect("sync");
+    bob2.encryption()
+        .recovery()
+        .recover(&recovery_key)
+        .await
+        .expect("recover with the key");
+    let restored = tokio::time::timeout(WAIT, async {
+        loop {
+            let history = decrypted_history(&bob2, &room_id).await;
+            if history.iter().any(|b| b == "remember this") {
+                return history;
+            }
+            bob2.sync_once(SyncSettings::default().timeout(POLL))
+                .await
+                .expect("sync");
+        }
+    })
+    .await
+    .expect("history decrypts on the new device");
+    assert!(restored.contains(&"remember this".to_owned()));
+}
+
+/// One sync of each client, concurrently, with a short poll.
+async fn sync_both(a: &Client, b: &Client) {
+    let settings = SyncSettings::default().timeout(Duration::from_millis(200));
+    let (ra, rb) = tokio::join!(a.sync_once(settings.clone()), b.sync_once(settings));
+    ra.expect("first client syncs");
+    rb.expect("second client syncs");
+}
+
+/// Syncs both clients until `found` (checked after each round) gives something.
+async fn sync_both_until<T, F, Fut>(a: &Client, b: &Client, what: &str, mut found: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    tokio::time::timeout(WAIT, async {
+        loop {
+            sync_both(a, b).await;
+            if let Some(t) = found().await {
+                return t;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} did not happen within {WAIT:?}"))
+}
+
+#[tokio::test]
+async fn cross_signing_and_emoji_verification_over_to_device() {
+    use matrix_sdk::encryption::verification::{SasVerification, Verification};
+
+    let server = TestServer::start().await;
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+    // A shared room so each tracks the other's devices.
+    encrypted_room(&alice, &bob).await;
+    alice
+        .encryption()
+        .bootstrap_cross_signing(None)
+        .await
+        .expect("alice bootstraps cross-signing (first upload: no password asked)");
+    let status = alice.encryption().cross_signing_status().await.unwrap();
+    assert!(status.is_complete(), "{status:?}");
+    let (alice_id, bob_id) = (
+        alice.user_id().unwrap().to_owned(),
+        bob.user_id().unwrap().to_owned(),
+    );
+    let bob_device_id = bob.device_id().unwrap().to_owned();
+
+    // Alice asks to verify bob's device; the request travels as a to-device message.
+    sync_both(&alice, &bob).await;
+    let bob_device = alice
+        .encryption()
+        .get_device(&bob_id, &bob_device_id)
+        .await
+        .unwrap()
+        .expect("alice knows bob's device from /keys/query");
+    assert!(!bob_device.is_verified());
+    let request = bob_device.request_verification().await.expect("request");
+    let flow = request.flow_id().to_owned();
+    let bob_request = sync_both_until(&alice, &bob, "bob receiving the request", || async {
+        bob.encryption()
+            .get_verification_request(&alice_id, &flow)
+            .await
+    })
+    .await;
+    bob_request.accept().await.expect("bob accepts");
+    sync_both_until(&alice, &bob, "the request being ready", || async {
+        request.is_ready().then_some(())
+    })
+    .await;
+    let alice_sas = request.start_sas().await.expect("start").expect("sas");
+    let bob_sas = sync_both_until(&alice, &bob, "bob seeing the SAS", || async {
+        match bob.encryption().get_verification(&alice_id, &flow).await {
+            Some(Verification::SasV1(sas)) => Some(sas),
+            _ => None,
+        }
+    })
+    .await;
+    bob_sas.accept().await.expect("bob accepts the SAS");
+    sync_both_until(&alice, &bob, "emoji on both sides", || async {
+        (alice_sas.emoji().is_some() && bob_sas.emoji().is_some()).then_some(())
+    })
+    .await;
+    let symbols = |s: &SasVerification| -> Vec<&'static str> {
+        s.emoji().unwrap().iter().map(|e| e.symbol).collect()
+    };
+    assert_eq!(
+        symbols(&alice_sas),
+        symbols(&bob_sas),
+        "both users see the same emoji"
+    );
+    alice_sas.confirm().await.expect("alice confirms");
+    bob_sas.confirm().await.expect("bob confirms");
+    sync_both_until(&alice, &bob, "the verification finishing", || async {
+        (alice_sas.is_done() && bob_sas.is_done()).then_some(())
+    })
+    .await;
+    let bob_device = alice
+        .encryption()
+        .get_device(&bob_id, &bob_device_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(bob_device.is_verified(), "alice now trusts bob's device");
+}
