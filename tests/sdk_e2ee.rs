@@ -377,3 +377,63 @@ async fn cross_signing_and_emoji_verification_over_to_device() {
         .unwrap();
     assert!(bob_device.is_verified(), "alice now trusts bob's device");
 }
+
+#[tokio::test]
+async fn exhausted_one_time_keys_fall_back_to_the_fallback_key() {
+    let server = TestServer::start().await;
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+    let bob_seen = collect_bodies(&bob);
+    let room_id = encrypted_room(&alice, &bob).await;
+    let (bob_id, bob_device) = (
+        bob.user_id().unwrap().to_string(),
+        bob.device_id().unwrap().to_string(),
+    );
+    // Someone else claims all of bob's one-time keys (bob does not sync meanwhile, so he
+    // cannot top them up), until only the fallback key comes back.
+    let (carol, _) = server.register("carol", "password-carol").await;
+    let mut last = String::new();
+    for round in 0.. {
+        assert!(round < 200, "the one-time keys never ran out");
+        let (status, res) = server
+            .post(
+                "/_matrix/client/v3/keys/claim",
+                Some(&carol),
+                serde_json::json!({ "one_time_keys": { &bob_id: { &bob_device: "signed_curve25519" } } }),
+            )
+            .await;
+        assert_eq!(status, 200, "{res}");
+        let keys = res["one_time_keys"][&bob_id][&bob_device]
+            .as_object()
+            .expect("bob has a key to give")
+            .clone();
+        let (id, key) = keys.into_iter().next().unwrap();
+        if key["fallback"] == true {
+            assert_ne!(id, last, "a one-time key was given out twice");
+            break;
+        }
+        last = id;
+    }
+    // Alice's client now gets bob's fallback key, builds its Olm session on it, and bob
+    // still decrypts.
+    alice
+        .get_room(&room_id)
+        .unwrap()
+        .send(RoomMessageEventContent::text_plain("via the fallback key"))
+        .await
+        .expect("alice sends");
+    let (status, res) = server
+        .get(
+            "/_matrix/client/v3/sync?timeout=0&set_presence=offline",
+            Some(&bob.access_token().unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        res["device_unused_fallback_key_types"],
+        serde_json::json!([]),
+        "used"
+    );
+    assert_eq!(res["device_one_time_keys_count"]["signed_curve25519"], 0);
+    sync_until_seen(&bob, &bob_seen, "via the fallback key").await;
+}
