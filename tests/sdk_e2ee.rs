@@ -437,3 +437,104 @@ async fn exhausted_one_time_keys_fall_back_to_the_fallback_key() {
     assert_eq!(res["device_one_time_keys_count"]["signed_curve25519"], 0);
     sync_until_seen(&bob, &bob_seen, "via the fallback key").await;
 }
+
+#[tokio::test]
+async fn a_new_device_gets_history_keys_shared_by_a_verified_own_device() {
+    use matrix_sdk::encryption::verification::Verification;
+
+    let server = TestServer::start().await;
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+    let bob_seen = collect_bodies(&bob);
+    let room_id = encrypted_room(&alice, &bob).await;
+    bob.encryption()
+        .bootstrap_cross_signing(None)
+        .await
+        .expect("bob bootstraps cross-signing");
+    alice
+        .get_room(&room_id)
+        .unwrap()
+        .send(RoomMessageEventContent::text_plain("before the new device"))
+        .await
+        .expect("alice sends");
+    sync_until_seen(&bob, &bob_seen, "before the new device").await;
+
+    // Bob's second device (no key backup anywhere) verifies itself with the first.
+    let bob2 = client(&server.base).await;
+    bob2.matrix_auth()
+        .login_username("bob", "bob-password")
+        .send()
+        .await
+        .expect("second login");
+    sync_both(&bob, &bob2).await;
+    let bob_id = bob.user_id().unwrap().to_owned();
+    let first = bob2
+        .encryption()
+        .get_device(&bob_id, bob.device_id().unwrap())
+        .await
+        .unwrap()
+        .expect("the second device knows the first");
+    let request = first.request_verification().await.expect("request");
+    let flow = request.flow_id().to_owned();
+    let incoming = sync_both_until(
+        &bob,
+        &bob2,
+        "the request reaching the first device",
+        || async {
+            bob.encryption()
+                .get_verification_request(&bob_id, &flow)
+                .await
+        },
+    )
+    .await;
+    incoming.accept().await.expect("accept");
+    sync_both_until(&bob, &bob2, "the request being ready", || async {
+        request.is_ready().then_some(())
+    })
+    .await;
+    let sas2 = request.start_sas().await.expect("start").expect("sas");
+    let sas1 = sync_both_until(&bob, &bob2, "the SAS reaching the first device", || async {
+        match bob.encryption().get_verification(&bob_id, &flow).await {
+            Some(Verification::SasV1(sas)) => Some(sas),
+            _ => None,
+        }
+    })
+    .await;
+    sas1.accept().await.expect("accept sas");
+    sync_both_until(&bob, &bob2, "emoji", || async {
+        (sas1.emoji().is_some() && sas2.emoji().is_some()).then_some(())
+    })
+    .await;
+    sas1.confirm().await.unwrap();
+    sas2.confirm().await.unwrap();
+    sync_both_until(&bob, &bob2, "the self-verification finishing", || async {
+        (sas1.is_done() && sas2.is_done()).then_some(())
+    })
+    .await;
+
+    // The new device asks for the missing room key; the first device, trusting it now,
+    // forwards it over to-device; the history decrypts.
+    let history = sync_both_until(&bob, &bob2, "the forwarded room key", || async {
+        let history = decrypted_history(&bob2, &room_id).await;
+        history
+            .iter()
+            .any(|b| b == "before the new device")
+            .then_some(history)
+    })
+    .await;
+    assert!(history.contains(&"before the new device".to_owned()));
+    // The first device's verification of the second is published as a signature.
+    let (_, keys) = server
+        .post(
+            "/_matrix/client/v3/keys/query",
+            Some(&alice.access_token().unwrap()),
+            serde_json::json!({ "device_keys": { bob_id.as_str(): [] } }),
+        )
+        .await;
+    let sigs = &keys["device_keys"][bob_id.as_str()][bob2.device_id().unwrap().as_str()]["signatures"]
+        [bob_id.as_str()];
+    assert!(
+        sigs.as_object().unwrap().len() >= 2,
+        "bob's second device is signed by itself and by bob's self-signing key: {sigs}"
+    );
+}
