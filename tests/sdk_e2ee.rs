@@ -538,3 +538,102 @@ async fn a_new_device_gets_history_keys_shared_by_a_verified_own_device() {
         "bob's second device is signed by itself and by bob's self-signing key: {sigs}"
     );
 }
+
+#[tokio::test]
+async fn a_dehydrated_device_receives_keys_while_the_user_is_away() {
+    use matrix_sdk::ruma::api::client::dehydrated_device::{get_dehydrated_device, get_events};
+    use matrix_sdk_crypto::{
+        DecryptionSettings, TrustRequirement, store::types::DehydratedDeviceKey,
+    };
+
+    let server = TestServer::start().await;
+    let alice = user(&server, "alice").await;
+    let bob = user(&server, "bob").await;
+    let room_id = encrypted_room(&alice, &bob).await;
+    // The dehydrated device is signed by bob's self-signing key, as the sdk requires.
+    bob.encryption()
+        .bootstrap_cross_signing(None)
+        .await
+        .expect("cross-signing");
+    let pickle_key = DehydratedDeviceKey::new();
+    let upload = {
+        let machine = bob.olm_machine_for_testing().await;
+        let machine = machine.as_ref().expect("olm machine");
+        let device = machine
+            .dehydrated_devices()
+            .create()
+            .await
+            .expect("dehydrated device");
+        device
+            .keys_for_upload("dehydrated".to_owned(), &pickle_key)
+            .await
+            .expect("keys for upload")
+    };
+    let dehydrated_id = upload.device_id.clone();
+    bob.send(upload).await.expect("PUT dehydrated_device");
+    // Bob is away (no device of his syncs); alice writes to all his devices.
+    alice
+        .sync_once(SyncSettings::default().timeout(POLL))
+        .await
+        .unwrap();
+    alice
+        .get_room(&room_id)
+        .unwrap()
+        .send(RoomMessageEventContent::text_plain("while you were away"))
+        .await
+        .expect("alice sends");
+
+    // Bob comes back on a new device, rehydrates, and reads what the parked device got.
+    let bob2 = client(&server.base).await;
+    bob2.matrix_auth()
+        .login_username("bob", "bob-password")
+        .send()
+        .await
+        .expect("login");
+    bob2.sync_once(SyncSettings::default().timeout(POLL))
+        .await
+        .unwrap();
+    let parked = bob2
+        .send(get_dehydrated_device::unstable::Request::new())
+        .await
+        .expect("GET dehydrated_device");
+    assert_eq!(parked.device_id, dehydrated_id);
+    let rehydrated = {
+        let machine = bob2.olm_machine_for_testing().await;
+        machine
+            .as_ref()
+            .unwrap()
+            .dehydrated_devices()
+            .rehydrate(&pickle_key, &parked.device_id, parked.device_data)
+            .await
+            .expect("rehydrate")
+    };
+    let settings = DecryptionSettings {
+        sender_device_trust_requirement: TrustRequirement::Untrusted,
+    };
+    let mut next_batch = None;
+    let mut room_keys = 0;
+    loop {
+        let mut request = get_events::unstable::Request::new(dehydrated_id.clone());
+        request.next_batch = next_batch.clone();
+        let page = bob2.send(request).await.expect("dehydrated device events");
+        if page.events.is_empty() {
+            break;
+        }
+        room_keys += rehydrated
+            .receive_events(page.events, &settings)
+            .await
+            .expect("receive")
+            .len();
+        next_batch = page.next_batch;
+    }
+    assert!(
+        room_keys >= 1,
+        "the parked device received alice's room key"
+    );
+    let history = decrypted_history(&bob2, &room_id).await;
+    assert!(
+        history.contains(&"while you were away".to_owned()),
+        "{history:?}"
+    );
+}
