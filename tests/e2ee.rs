@@ -392,6 +392,10 @@ async fn to_device_delivery_is_idempotent_and_acknowledged() {
         since = res["next_batch"].as_str().unwrap().to_owned();
     }
     assert_eq!(got, (100..230).collect::<Vec<i64>>());
+    // Transaction IDs are kept a day (the hourly prune): all of them are older than "now +
+    // a day".
+    let pruned = s.hs.storage.prune_to_device_txns(i64::MAX).await.unwrap();
+    assert_eq!(pruned, 132, "t1, t2 and m0..m129");
     // Not JSON objects: refused.
     let res = s
         .put(

@@ -187,52 +187,48 @@ pub async fn query_keys(
     wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
 ) -> Result<QueriedKeys> {
     let mut out = QueriedKeys::default();
-    let local: Vec<String> = wanted
-        .keys()
-        .filter(|u| u.server_name() == hs.config.server_name())
-        .map(|u| u.to_string())
-        .collect();
-    let signatures = hs.storage.key_signatures(&local).await?;
-    for (user, devices) in wanted {
-        if user.server_name() != hs.config.server_name() {
+    let mut local: Vec<String> = Vec::new();
+    for user in wanted.keys() {
+        if user.server_name() == hs.config.server_name() {
+            local.push(user.to_string());
+            out.device_keys.insert(user.clone(), BTreeMap::new());
+        } else {
             out.failures.insert(
                 user.server_name().to_string(),
                 json!({ "status": 503, "message": "keys of remote users need federation" }),
             );
+        }
+    }
+    let signatures = hs.storage.key_signatures(&local).await?;
+    let (devices, cross) = hs.storage.keys_of_users(&local).await?;
+    for (user, device_id, name, mut json) in devices {
+        let Ok(user) = OwnedUserId::try_from(user) else {
+            continue;
+        };
+        let asked = &wanted[&user];
+        if !asked.is_empty() && !asked.iter().any(|d| d.as_str() == device_id) {
             continue;
         }
-        let device_ids: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
-        let names: HashMap<String, Option<String>> = hs
-            .storage
-            .devices(user.as_str())
-            .await?
-            .into_iter()
-            .map(|d| (d.device_id, d.display_name))
-            .collect();
-        let mut found = BTreeMap::new();
-        for (device_id, mut json) in hs.storage.device_keys(user.as_str(), &device_ids).await? {
-            merge_signatures(&mut json, user.as_str(), &device_id, &signatures);
-            if let Some(Some(name)) = names.get(&device_id) {
-                json["unsigned"] = json!({ "device_display_name": name });
-            }
+        merge_signatures(&mut json, user.as_str(), &device_id, &signatures);
+        if let Some(name) = name {
+            json["unsigned"] = json!({ "device_display_name": name });
+        }
+        if let Some(found) = out.device_keys.get_mut(&user) {
             found.insert(OwnedDeviceId::from(device_id), json);
         }
-        out.device_keys.insert(user.clone(), found);
-        for (usage, public_key, mut json) in hs.storage.cross_signing_keys(user.as_str()).await? {
-            merge_signatures(&mut json, user.as_str(), &public_key, &signatures);
-            match usage.as_str() {
-                "master" => {
-                    out.master_keys.insert(user.clone(), json);
-                }
-                "self_signing" => {
-                    out.self_signing_keys.insert(user.clone(), json);
-                }
-                "user_signing" if *user == requester.user_id => {
-                    out.user_signing_keys.insert(user.clone(), json);
-                }
-                _ => {}
-            }
-        }
+    }
+    for (user, usage, public_key, mut json) in cross {
+        let Ok(user) = OwnedUserId::try_from(user) else {
+            continue;
+        };
+        merge_signatures(&mut json, user.as_str(), &public_key, &signatures);
+        let into = match usage.as_str() {
+            "master" => &mut out.master_keys,
+            "self_signing" => &mut out.self_signing_keys,
+            "user_signing" if user == requester.user_id => &mut out.user_signing_keys,
+            _ => continue,
+        };
+        into.insert(user, json);
     }
     Ok(out)
 }

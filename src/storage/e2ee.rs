@@ -75,6 +75,54 @@ impl Storage {
             .collect())
     }
 
+    /// Everything `/keys/query` shows of these users, in three queries whatever their
+    /// number: (user, device, display name, keys) and (user, usage, public key, JSON).
+    #[allow(clippy::type_complexity)]
+    pub async fn keys_of_users(
+        &self,
+        users: &[String],
+    ) -> Result<(
+        Vec<(String, String, Option<String>, JsonValue)>,
+        Vec<(String, String, String, JsonValue)>,
+    )> {
+        let devices = sqlx::query(
+            "SELECT k.user_id, k.device_id, d.display_name, k.key_json
+             FROM device_keys k JOIN devices d USING (user_id, device_id)
+             WHERE k.user_id = ANY($1) ORDER BY k.user_id, k.device_id",
+        )
+        .bind(users)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get::<Json<JsonValue>, _>(3).0,
+            )
+        })
+        .collect();
+        let cross = sqlx::query(
+            "SELECT user_id, usage, public_key, key_json FROM cross_signing_keys
+             WHERE user_id = ANY($1)",
+        )
+        .bind(users)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get::<Json<JsonValue>, _>(3).0,
+            )
+        })
+        .collect();
+        Ok((devices, cross))
+    }
+
     /// Stores a device's identity keys; a change is a device list change.
     pub async fn set_device_keys(
         &self,

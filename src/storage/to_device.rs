@@ -121,6 +121,17 @@ impl Storage {
             .collect())
     }
 
+    /// Forgets transaction IDs older than `before_ms` (retries come within minutes).
+    pub async fn prune_to_device_txns(&self, before_ms: i64) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM to_device_txns WHERE created_ts < $1")
+                .bind(before_ms)
+                .execute(self.pool())
+                .await?
+                .rows_affected(),
+        )
+    }
+
     /// Deletes what a device has acknowledged: its messages up to `upto`.
     pub async fn ack_to_device(&self, user_id: &str, device_id: &str, upto: i64) -> Result<()> {
         sqlx::query(

@@ -107,11 +107,17 @@ async fn listen_loop(hs: Weak<Homeserver>) {
 }
 
 /// Typing notices and presence end by timeout without a request; this turns that into
-/// stream changes.
+/// stream changes. It also prunes old sendToDevice transaction IDs.
 async fn expiry_loop(hs: Weak<Homeserver>) {
-    loop {
+    for round in 1u64.. {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let Some(hs) = hs.upgrade() else { return };
+        // Hourly: sendToDevice transaction IDs older than a day.
+        if round % 3600 == 0
+            && let Err(e) = hs.storage.prune_to_device_txns(now_ms() - 86_400_000).await
+        {
+            tracing::warn!("pruning to-device transactions: {e}");
+        }
         if let Err(e) = hs.storage.expire_typing(now_ms()).await {
             tracing::warn!("expiring typing notices: {e}");
         }
