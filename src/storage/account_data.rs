@@ -50,4 +50,46 @@ impl Storage {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Read-modify-write of one global account data entry, serialised per user (the user
+    /// row is locked), so concurrent edits (push rules) do not lose each other. `change`
+    /// gets the current content; its error aborts without writing.
+    pub async fn update_global_account_data<E>(
+        &self,
+        user_id: &str,
+        data_type: &str,
+        change: impl FnOnce(Option<JsonValue>) -> std::result::Result<JsonValue, E>,
+    ) -> Result<std::result::Result<JsonValue, E>> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let current: Option<JsonValue> = sqlx::query(
+            "SELECT content FROM account_data WHERE user_id = $1 AND room_id = '' AND data_type = $2",
+        )
+        .bind(user_id)
+        .bind(data_type)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.get::<Json<JsonValue>, _>(0).0);
+        let content = match change(current) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        streams::lock_stream(&mut tx, Stream::AccountData).await?;
+        sqlx::query(
+            "INSERT INTO account_data (user_id, room_id, data_type, content) VALUES ($1, '', $2, $3)
+             ON CONFLICT (user_id, room_id, data_type)
+             DO UPDATE SET content = EXCLUDED.content, stream_pos = nextval('account_data_stream')",
+        )
+        .bind(user_id)
+        .bind(data_type)
+        .bind(Json(&content))
+        .execute(&mut *tx)
+        .await?;
+        streams::notify(&mut tx, &format!("u:{user_id}")).await?;
+        tx.commit().await?;
+        Ok(Ok(content))
+    }
 }

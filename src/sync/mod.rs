@@ -27,6 +27,7 @@ use self::token::SyncToken;
 use crate::{
     e2ee::{keys, to_device},
     error::{Error, Result},
+    push::rules as push_rules,
     rooms::timeline::{self, EventFilter},
     server::{Homeserver, now_ms},
     storage::{
@@ -283,6 +284,10 @@ async fn build(
         .await?
     {
         let event = json!({ "type": data_type, "content": content });
+        if room.is_empty() && since.is_none() && data_type == push_rules::ACCOUNT_DATA_TYPE {
+            // Given below, merged over the current server defaults.
+            continue;
+        }
         if room.is_empty() {
             if type_allowed(
                 &f.def.account_data.types,
@@ -298,6 +303,19 @@ async fn build(
         ) {
             room_data.entry(room).or_default().push(event);
         }
+    }
+    // An initial sync always carries the push rules (clients read them from here).
+    if since.is_none()
+        && type_allowed(
+            &f.def.account_data.types,
+            &f.def.account_data.not_types,
+            push_rules::ACCOUNT_DATA_TYPE,
+        )
+    {
+        let content = push_rules::account_data_content(hs, &requester.user_id).await?;
+        response.account_data.events.push(raw(
+            &json!({ "type": push_rules::ACCOUNT_DATA_TYPE, "content": content }),
+        )?);
     }
     let mut receipts_by_room: HashMap<String, Vec<ReceiptRow>> = HashMap::new();
     for r in receipts {

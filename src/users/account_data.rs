@@ -34,6 +34,9 @@ pub async fn get(
     data_type: &str,
 ) -> Result<JsonValue> {
     check_self(requester, user_id, "account data")?;
+    if room_id.is_none() && data_type == crate::push::rules::ACCOUNT_DATA_TYPE {
+        return crate::push::rules::account_data_content(hs, user_id).await;
+    }
     hs.storage
         .account_data(user_id.as_str(), room_key(room_id), data_type)
         .await?

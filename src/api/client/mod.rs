@@ -18,6 +18,7 @@ mod events;
 mod keys;
 mod presence;
 mod profile;
+mod push;
 mod receipts;
 mod relations;
 mod reporting;
@@ -54,5 +55,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = keys::routes(router);
     let router = backup::routes(router);
     let router = dehydrated::routes(router);
+    let router = push::routes(router);
     admin::routes(router)
 }

@@ -1,0 +1,130 @@
+//! Push rules: `/pushrules`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use ruma::api::client::push::{
+    delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled, get_pushrules_all,
+    get_pushrules_global_scope, set_pushrule, set_pushrule_actions, set_pushrule_enabled,
+};
+
+use crate::{
+    error::Result,
+    http::{Ruma, route},
+    push::rules as domain,
+    server::Homeserver,
+};
+
+pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
+    let router = route(router, all);
+    let router = route(router, global);
+    let router = route(router, get_rule);
+    let router = route(router, set_rule);
+    let router = route(router, delete_rule);
+    let router = route(router, get_enabled);
+    let router = route(router, set_enabled);
+    let router = route(router, get_actions);
+    route(router, set_actions)
+}
+
+async fn all(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_pushrules_all::v3::Request>,
+) -> Result<get_pushrules_all::v3::Response> {
+    let rules = domain::ruleset(&hs, &req.requester()?.user_id).await?;
+    Ok(get_pushrules_all::v3::Response::new(rules))
+}
+
+async fn global(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_pushrules_global_scope::v3::Request>,
+) -> Result<get_pushrules_global_scope::v3::Response> {
+    let rules = domain::ruleset(&hs, &req.requester()?.user_id).await?;
+    Ok(get_pushrules_global_scope::v3::Response::new(rules))
+}
+
+async fn get_rule(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_pushrule::v3::Request>,
+) -> Result<get_pushrule::v3::Response> {
+    let b = &req.body;
+    let rule = domain::get_rule(&hs, &req.requester()?.user_id, b.kind.clone(), &b.rule_id).await?;
+    Ok(get_pushrule::v3::Response::new(rule.into()))
+}
+
+async fn set_rule(
+    hs: Arc<Homeserver>,
+    req: Ruma<set_pushrule::v3::Request>,
+) -> Result<set_pushrule::v3::Response> {
+    let b = &req.body;
+    domain::set_rule(
+        &hs,
+        &req.requester()?.user_id,
+        b.rule.clone(),
+        b.before.as_deref(),
+        b.after.as_deref(),
+    )
+    .await?;
+    Ok(set_pushrule::v3::Response::new())
+}
+
+async fn delete_rule(
+    hs: Arc<Homeserver>,
+    req: Ruma<delete_pushrule::v3::Request>,
+) -> Result<delete_pushrule::v3::Response> {
+    let b = &req.body;
+    domain::delete_rule(&hs, &req.requester()?.user_id, b.kind.clone(), &b.rule_id).await?;
+    Ok(delete_pushrule::v3::Response::new())
+}
+
+async fn get_enabled(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_pushrule_enabled::v3::Request>,
+) -> Result<get_pushrule_enabled::v3::Response> {
+    let b = &req.body;
+    let rule = domain::get_rule(&hs, &req.requester()?.user_id, b.kind.clone(), &b.rule_id).await?;
+    Ok(get_pushrule_enabled::v3::Response::new(rule.enabled()))
+}
+
+async fn set_enabled(
+    hs: Arc<Homeserver>,
+    req: Ruma<set_pushrule_enabled::v3::Request>,
+) -> Result<set_pushrule_enabled::v3::Response> {
+    let b = &req.body;
+    domain::set_enabled(
+        &hs,
+        &req.requester()?.user_id,
+        b.kind.clone(),
+        &b.rule_id,
+        b.enabled,
+    )
+    .await?;
+    Ok(set_pushrule_enabled::v3::Response::new())
+}
+
+async fn get_actions(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_pushrule_actions::v3::Request>,
+) -> Result<get_pushrule_actions::v3::Response> {
+    let b = &req.body;
+    let rule = domain::get_rule(&hs, &req.requester()?.user_id, b.kind.clone(), &b.rule_id).await?;
+    Ok(get_pushrule_actions::v3::Response::new(
+        rule.actions().to_vec(),
+    ))
+}
+
+async fn set_actions(
+    hs: Arc<Homeserver>,
+    req: Ruma<set_pushrule_actions::v3::Request>,
+) -> Result<set_pushrule_actions::v3::Response> {
+    let b = &req.body;
+    domain::set_actions(
+        &hs,
+        &req.requester()?.user_id,
+        b.kind.clone(),
+        &b.rule_id,
+        b.actions.clone(),
+    )
+    .await?;
+    Ok(set_pushrule_actions::v3::Response::new())
+}

@@ -1,0 +1,4 @@
+//! Push: the rules that decide which events notify whom (`rules`). Evaluation, counts,
+//! pushers and delivery to push gateways build on them.
+
+pub mod rules;

@@ -1,0 +1,174 @@
+//! Push rules (`/pushrules`). A user's rules are kept as the `m.push_rules` account data
+//! (so clients get changes through /sync), and are always read merged over the current
+//! server-default ruleset (ruma's), so that new default rules reach existing users while
+//! their own rules and their changes to default rules (enabled, actions) stay.
+
+use ruma::{
+    UserId,
+    push::{
+        Action, AnyPushRule, InsertPushRuleError, NewPushRule, RemovePushRuleError, RuleKind,
+        Ruleset,
+    },
+};
+use serde_json::{Value as JsonValue, json};
+
+use crate::{
+    error::{Error, Result},
+    server::Homeserver,
+};
+
+pub const ACCOUNT_DATA_TYPE: &str = "m.push_rules";
+
+/// The effective ruleset from stored `m.push_rules` content (None: never changed).
+fn effective(user_id: &UserId, stored: Option<&JsonValue>) -> Ruleset {
+    let default = Ruleset::server_default(user_id);
+    match stored.and_then(|c| serde_json::from_value::<Ruleset>(c["global"].clone()).ok()) {
+        Some(mut rules) => {
+            rules.update_with_server_default(default);
+            rules
+        }
+        None => default,
+    }
+}
+
+/// A user's push rules as they apply now.
+pub async fn ruleset(hs: &Homeserver, user_id: &UserId) -> Result<Ruleset> {
+    let stored = hs
+        .storage
+        .account_data(user_id.as_str(), "", ACCOUNT_DATA_TYPE)
+        .await?;
+    Ok(effective(user_id, stored.as_ref()))
+}
+
+/// The `m.push_rules` account data content of a user, as clients read it.
+pub async fn account_data_content(hs: &Homeserver, user_id: &UserId) -> Result<JsonValue> {
+    let rules = ruleset(hs, user_id).await?;
+    Ok(json!({ "global": rules }))
+}
+
+/// Applies `change` to the user's rules and stores the result, atomically per user.
+async fn modify(
+    hs: &Homeserver,
+    user_id: &UserId,
+    change: impl FnOnce(&mut Ruleset) -> Result<()>,
+) -> Result<()> {
+    hs.storage
+        .update_global_account_data(user_id.as_str(), ACCOUNT_DATA_TYPE, |stored| {
+            let mut rules = effective(user_id, stored.as_ref());
+            change(&mut rules)?;
+            Ok::<_, Error>(json!({ "global": rules }))
+        })
+        .await??;
+    Ok(())
+}
+
+fn not_found() -> Error {
+    Error::NotFound("no such push rule".into())
+}
+
+/// `GET /pushrules/global/{kind}/{ruleId}`.
+pub async fn get_rule(
+    hs: &Homeserver,
+    user_id: &UserId,
+    kind: RuleKind,
+    rule_id: &str,
+) -> Result<AnyPushRule> {
+    let rules = ruleset(hs, user_id).await?;
+    rules
+        .get(kind, rule_id)
+        .map(|r| r.to_owned())
+        .ok_or_else(not_found)
+}
+
+/// `PUT /pushrules/global/{kind}/{ruleId}`: adds or replaces a user rule, placed
+/// relative to `before` / `after` (user rules of the same kind only).
+pub async fn set_rule(
+    hs: &Homeserver,
+    user_id: &UserId,
+    rule: NewPushRule,
+    before: Option<&str>,
+    after: Option<&str>,
+) -> Result<()> {
+    check_actions(match &rule {
+        NewPushRule::Override(r) | NewPushRule::Underride(r) => &r.actions,
+        NewPushRule::Content(r) => &r.actions,
+        NewPushRule::Room(r) => &r.actions,
+        NewPushRule::Sender(r) => &r.actions,
+        _ => &[],
+    })?;
+    modify(hs, user_id, |rules| {
+        rules.insert(rule, after, before).map_err(|e| match e {
+            InsertPushRuleError::UnknownRuleId => {
+                Error::NotFound("the before or after rule does not exist".into())
+            }
+            other => Error::InvalidParam(other.to_string()),
+        })
+    })
+    .await
+}
+
+/// `DELETE /pushrules/global/{kind}/{ruleId}`: user rules only.
+pub async fn delete_rule(
+    hs: &Homeserver,
+    user_id: &UserId,
+    kind: RuleKind,
+    rule_id: &str,
+) -> Result<()> {
+    modify(hs, user_id, |rules| {
+        rules.remove(kind, rule_id).map_err(|e| match e {
+            RemovePushRuleError::NotFound => not_found(),
+            other => Error::InvalidParam(other.to_string()),
+        })
+    })
+    .await
+}
+
+/// `PUT /pushrules/global/{kind}/{ruleId}/enabled`.
+pub async fn set_enabled(
+    hs: &Homeserver,
+    user_id: &UserId,
+    kind: RuleKind,
+    rule_id: &str,
+    enabled: bool,
+) -> Result<()> {
+    modify(hs, user_id, |rules| {
+        rules
+            .set_enabled(kind, rule_id, enabled)
+            .map_err(|_| not_found())
+    })
+    .await
+}
+
+/// `PUT /pushrules/global/{kind}/{ruleId}/actions`.
+pub async fn set_actions(
+    hs: &Homeserver,
+    user_id: &UserId,
+    kind: RuleKind,
+    rule_id: &str,
+    actions: Vec<Action>,
+) -> Result<()> {
+    check_actions(&actions)?;
+    modify(hs, user_id, |rules| {
+        rules
+            .set_actions(kind, rule_id, actions)
+            .map_err(|_| not_found())
+    })
+    .await
+}
+
+/// Actions this server knows how to carry out; others are refused rather than ignored.
+/// The legacy `dont_notify` and `coalesce` are accepted (and mean nothing), as Synapse does.
+fn check_actions(actions: &[Action]) -> Result<()> {
+    for action in actions {
+        if matches!(action, Action::Notify | Action::SetTweak(_)) {
+            continue;
+        }
+        let json = serde_json::to_value(action).unwrap_or_default();
+        if json != "dont_notify" && json != "coalesce" {
+            return Err(Error::InvalidParam(format!(
+                "unknown push rule action {json}"
+            )));
+        }
+    }
+    Ok(())
+}
