@@ -266,3 +266,172 @@ async fn rules_reach_sync_and_concurrent_edits_all_land() {
         "{rules}"
     );
 }
+
+async fn send(s: &TestServer, token: &str, room: &str, txn: &str, content: Value) -> String {
+    let (status, res) = s
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+            Some(token),
+            content,
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    res["event_id"].as_str().unwrap().to_owned()
+}
+
+/// (notifications, highlights) of a room in bob's sync, and the whole response.
+async fn counts(
+    s: &TestServer,
+    token: &str,
+    room: &str,
+    since: &str,
+    filter: &str,
+) -> ((i64, i64), Value) {
+    let (status, res) = s
+        .get(
+            &format!(
+                "/_matrix/client/v3/sync?since={since}&timeout=0&set_presence=offline{filter}"
+            ),
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let c = &res["rooms"]["join"][room]["unread_notifications"];
+    (
+        (
+            c["notification_count"].as_i64().unwrap_or(-1),
+            c["highlight_count"].as_i64().unwrap_or(-1),
+        ),
+        res,
+    )
+}
+
+#[tokio::test]
+async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let (status, res) = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({"preset": "public_chat"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let room = res["room_id"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, first) = s
+        .get(
+            "/_matrix/client/v3/sync?timeout=0&set_presence=offline",
+            Some(&bob),
+        )
+        .await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+
+    send(
+        &s,
+        &alice,
+        &room,
+        "m1",
+        json!({"msgtype": "m.text", "body": "hello"}),
+    )
+    .await;
+    let (c, _) = counts(&s, &bob, &room, &since, "").await;
+    assert_eq!(c, (1, 0), "a message notifies");
+    let mention = send(
+        &s,
+        &alice,
+        &room,
+        "m2",
+        json!({"msgtype": "m.text", "body": "bob: look", "m.mentions": {"user_ids": ["@bob:localhost"]}}),
+    )
+    .await;
+    let (c, _) = counts(&s, &bob, &room, &since, "").await;
+    assert_eq!(c, (2, 1), "a mention is a highlight");
+    // The sender's own messages never count for her.
+    let (c, _) = counts(&s, &alice, &room, &since, "").await;
+    assert_eq!(c, (0, 0));
+
+    // A read receipt clears them.
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{mention}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (c, res) = counts(&s, &bob, &room, &since, "").await;
+    assert_eq!(c, (0, 0), "{res}");
+    let since = res["next_batch"].as_str().unwrap().to_owned();
+
+    // Threads: a root in the main timeline, a reply in the thread; counted apart when the
+    // filter asks for it, and a threaded receipt clears only its thread.
+    let root = send(
+        &s,
+        &alice,
+        &room,
+        "t1",
+        json!({"msgtype": "m.text", "body": "root"}),
+    )
+    .await;
+    send(
+        &s,
+        &alice,
+        &room,
+        "t2",
+        json!({"msgtype": "m.text", "body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}}),
+    )
+    .await;
+    let threaded = "&filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22unread_thread_notifications%22%3Atrue%7D%7D%7D";
+    let (c, res) = counts(&s, &bob, &room, &since, threaded).await;
+    assert_eq!(c, (1, 0), "main timeline: the root. {res}");
+    assert_eq!(
+        res["rooms"]["join"][&room]["unread_thread_notifications"][&root]["notification_count"], 1,
+        "{res}"
+    );
+    let (c, _) = counts(&s, &bob, &room, &since, "").await;
+    assert_eq!(c, (2, 0), "without the filter, one count for the room");
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{root}"),
+            Some(&bob),
+            json!({"thread_id": "main"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (c, res) = counts(&s, &bob, &room, &since, threaded).await;
+    assert_eq!(c, (0, 0), "main read. {res}");
+    assert_eq!(
+        res["rooms"]["join"][&room]["unread_thread_notifications"][&root]["notification_count"], 1,
+        "the thread is not. {res}"
+    );
+
+    // A muted room (an override rule without actions) counts nothing new.
+    let (status, _) = s
+        .put(
+            &format!("{R}/override/mute-{room}"),
+            Some(&bob),
+            json!({"conditions": [{"kind": "event_match", "key": "room_id", "pattern": room}], "actions": []}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    send(
+        &s,
+        &alice,
+        &room,
+        "m3",
+        json!({"msgtype": "m.text", "body": "shh"}),
+    )
+    .await;
+    let (c, _) = counts(&s, &bob, &room, &since, threaded).await;
+    assert_eq!(c, (0, 0), "muted");
+}

@@ -1,4 +1,5 @@
 //! Push: the rules that decide which events notify whom (`rules`). Evaluation, counts,
 //! pushers and delivery to push gateways build on them.
 
+pub mod evaluate;
 pub mod rules;

@@ -20,7 +20,7 @@ use crate::{
 pub const ACCOUNT_DATA_TYPE: &str = "m.push_rules";
 
 /// The effective ruleset from stored `m.push_rules` content (None: never changed).
-fn effective(user_id: &UserId, stored: Option<&JsonValue>) -> Ruleset {
+pub(crate) fn effective(user_id: &UserId, stored: Option<&JsonValue>) -> Ruleset {
     let default = Ruleset::server_default(user_id);
     match stored.and_then(|c| serde_json::from_value::<Ruleset>(c["global"].clone()).ok()) {
         Some(mut rules) => {

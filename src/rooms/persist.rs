@@ -373,6 +373,9 @@ pub async fn send(
     let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
     let checked = build_checked(hs, &mut w, &ctx, sender, &new).await?;
     let nid = store(&mut w, &ctx, &checked, txn).await?;
+    let event = serde_json::to_value(&checked.pdu.json)
+        .map_err(|e| Error::Internal(format!("event JSON: {e}")))?;
+    crate::push::evaluate::record_push_actions(hs, &mut w, &ctx, nid, &event, sender).await?;
     w.commit(&[nid]).await?;
     Ok(checked.pdu.event_id)
 }

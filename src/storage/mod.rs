@@ -19,6 +19,7 @@ pub mod keys;
 pub mod nonces;
 pub mod presence;
 pub mod profile;
+pub mod push;
 pub mod receipts;
 pub mod relations;
 pub mod rooms;

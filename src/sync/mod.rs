@@ -363,6 +363,7 @@ async fn build(
         for event in room_data.get(key).into_iter().flatten() {
             room.account_data.events.push(raw(event)?);
         }
+        add_unread_counts(hs, user, key, f, &mut room).await?;
         let empty = room.timeline.events.is_empty()
             && room.ephemeral.events.is_empty()
             && room.account_data.events.is_empty()
@@ -450,6 +451,38 @@ async fn presence_events(
         .take(limit)
         .map(|r| presence::presence_event(r, at))
         .collect())
+}
+
+/// Unread notification and highlight counts of a joined room; per thread when the filter
+/// asks for `unread_thread_notifications` (the main timeline's stay in the room's counts).
+async fn add_unread_counts(
+    hs: &Homeserver,
+    user: &str,
+    room_id: &str,
+    f: &SyncFilter<'_>,
+    room: &mut v3::JoinedRoom,
+) -> Result<()> {
+    use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
+    let by_thread = f.def.room.timeline.unread_thread_notifications;
+    let count = |n: i64| Some(ruma::UInt::try_from(n.max(0)).unwrap_or_default());
+    let (mut notifications, mut highlights) = (0, 0);
+    for c in hs.storage.unread_counts(user, room_id).await? {
+        if by_thread && c.thread_id != "main" {
+            let Ok(root) = ruma::OwnedEventId::try_from(c.thread_id.as_str()) else {
+                continue;
+            };
+            let mut counts = UnreadNotificationsCount::new();
+            counts.notification_count = count(c.notifications);
+            counts.highlight_count = count(c.highlights);
+            room.unread_thread_notifications.insert(root, counts);
+        } else {
+            notifications += c.notifications;
+            highlights += c.highlights;
+        }
+    }
+    room.unread_notifications.notification_count = count(notifications);
+    room.unread_notifications.highlight_count = count(highlights);
+    Ok(())
 }
 
 /// The device's one-time key counts and unused fallback key types, in every response.

@@ -1,0 +1,143 @@
+//! `event_push_actions`: per local user and event, whether it notifies or highlights; and
+//! what push rule evaluation needs to know about a room's local members.
+
+use serde_json::Value as JsonValue;
+use sqlx::{Row, types::Json};
+
+use super::{Result, Storage, events::RoomWrite};
+
+/// A local member, as push rules see them.
+#[derive(Debug, Clone)]
+pub struct PushMember {
+    pub user_id: String,
+    pub display_name: Option<String>,
+    /// Their stored `m.push_rules` content, if they ever changed a rule.
+    pub push_rules: Option<JsonValue>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushActionRow {
+    pub user_id: String,
+    pub thread_id: String,
+    pub notify: bool,
+    pub highlight: bool,
+    pub actions: JsonValue,
+}
+
+/// Unread counts of one thread (`main` for the main timeline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadCounts {
+    pub thread_id: String,
+    pub notifications: i64,
+    pub highlights: i64,
+}
+
+impl Storage {
+    /// Unread notification and highlight counts of a user in a room, per thread: events
+    /// after their read receipt (an unthreaded receipt covers every thread; a threaded one
+    /// its thread, `main` included).
+    pub async fn unread_counts(&self, user_id: &str, room_id: &str) -> Result<Vec<UnreadCounts>> {
+        let rows = sqlx::query(
+            "WITH read AS (
+                 SELECT rc.thread_id, max(ev.stream_pos) AS pos
+                 FROM receipts rc JOIN events ev ON ev.event_id = rc.event_id
+                 WHERE rc.room_id = $2 AND rc.user_id = $1
+                   AND rc.receipt_type IN ('m.read', 'm.read.private')
+                 GROUP BY rc.thread_id)
+             SELECT a.thread_id, count(*) FILTER (WHERE a.notify),
+                    count(*) FILTER (WHERE a.highlight)
+             FROM event_push_actions a JOIN events e ON e.event_nid = a.event_nid
+             WHERE a.user_id = $1 AND a.room_id = $2 AND e.stream_pos IS NOT NULL
+               AND e.stream_pos > GREATEST(
+                   COALESCE((SELECT pos FROM read WHERE thread_id = ''), 0),
+                   COALESCE((SELECT pos FROM read WHERE thread_id = a.thread_id), 0))
+             GROUP BY a.thread_id
+             ORDER BY a.thread_id",
+        )
+        .bind(user_id)
+        .bind(room_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UnreadCounts {
+                thread_id: r.get(0),
+                notifications: r.get(1),
+                highlights: r.get(2),
+            })
+            .collect())
+    }
+}
+
+impl RoomWrite {
+    /// (In the event's transaction, so an invitee's new membership is seen.) The room's
+    /// joined members on this server (user IDs ending in `:<server_name>`),
+    /// plus `also` (an invitee), with display names and push rules, in one query. With
+    /// `only_also`, just that one.
+    pub async fn push_members(
+        &mut self,
+        server_name: &str,
+        also: Option<&str>,
+        only_also: bool,
+    ) -> Result<Vec<PushMember>> {
+        let rows = sqlx::query(
+            "SELECT m.user_id, e.pdu->'content'->>'displayname', a.content
+             FROM memberships m
+             JOIN events e ON e.event_nid = m.event_nid
+             LEFT JOIN account_data a ON a.user_id = m.user_id AND a.room_id = ''
+                                     AND a.data_type = 'm.push_rules'
+             WHERE m.room_id = $1
+               AND ((m.membership = 'join' AND m.user_id LIKE '%:' || $2 AND NOT $4)
+                    OR m.user_id = $3)",
+        )
+        .bind(self.room_id().to_owned())
+        .bind(server_name)
+        .bind(also)
+        .bind(only_also)
+        .fetch_all(self.conn())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PushMember {
+                user_id: r.get(0),
+                display_name: r.get(1),
+                push_rules: r.get::<Option<Json<JsonValue>>, _>(2).map(|j| j.0),
+            })
+            .collect())
+    }
+
+    /// Records push actions for an event, in the event's transaction.
+    pub async fn insert_push_actions(
+        &mut self,
+        event_nid: i64,
+        rows: &[PushActionRow],
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let users: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
+        let threads: Vec<&str> = rows.iter().map(|r| r.thread_id.as_str()).collect();
+        let notify: Vec<bool> = rows.iter().map(|r| r.notify).collect();
+        let highlight: Vec<bool> = rows.iter().map(|r| r.highlight).collect();
+        let actions: Vec<Json<&JsonValue>> = rows.iter().map(|r| Json(&r.actions)).collect();
+        let room_id = self.room_id().to_owned();
+        sqlx::query(
+            "INSERT INTO event_push_actions
+                 (user_id, room_id, event_nid, thread_id, notify, highlight, actions)
+             SELECT u, $1, $2, t, n, h, a
+             FROM unnest($3::text[], $4::text[], $5::bool[], $6::bool[], $7::jsonb[])
+                  AS x(u, t, n, h, a)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&room_id)
+        .bind(event_nid)
+        .bind(&users)
+        .bind(&threads)
+        .bind(&notify)
+        .bind(&highlight)
+        .bind(&actions)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
