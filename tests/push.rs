@@ -435,3 +435,131 @@ async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
     let (c, _) = counts(&s, &bob, &room, &since, threaded).await;
     assert_eq!(c, (0, 0), "muted");
 }
+
+#[tokio::test]
+async fn notifications_list_pages_and_read_flags() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let (carol, _) = s.register("carol", "password-carol").await;
+    let (_, res) = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({"preset": "public_chat", "invite": ["@carol:localhost"]}),
+        )
+        .await;
+    let room = res["room_id"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    send(
+        &s,
+        &alice,
+        &room,
+        "n1",
+        json!({"msgtype": "m.text", "body": "one"}),
+    )
+    .await;
+    send(
+        &s,
+        &alice,
+        &room,
+        "n2",
+        json!({"msgtype": "m.text", "body": "two", "m.mentions": {"user_ids": ["@bob:localhost"]}}),
+    )
+    .await;
+    let third = send(
+        &s,
+        &alice,
+        &room,
+        "n3",
+        json!({"msgtype": "m.text", "body": "three"}),
+    )
+    .await;
+
+    let n = "/_matrix/client/v3/notifications";
+    let (status, res) = s.get(n, Some(&bob)).await;
+    assert_eq!(status, 200, "{res}");
+    let bodies: Vec<&str> = res["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["event"]["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["three", "two", "one"], "newest first");
+    let first = &res["notifications"][0];
+    assert_eq!(
+        (first["read"].as_bool(), first["room_id"].as_str()),
+        (Some(false), Some(room.as_str())),
+        "{first}"
+    );
+    assert!(
+        first["actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("notify")),
+        "{first}"
+    );
+    let (_, hl) = s.get(&format!("{n}?only=highlight"), Some(&bob)).await;
+    let hl: Vec<&str> = hl["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["event"]["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(hl, ["two"]);
+    // Paging.
+    let (_, page) = s.get(&format!("{n}?limit=2"), Some(&bob)).await;
+    assert_eq!(page["notifications"].as_array().unwrap().len(), 2);
+    let next = page["next_token"].as_str().expect("more to come");
+    let (_, rest) = s.get(&format!("{n}?limit=2&from={next}"), Some(&bob)).await;
+    let rest: Vec<&str> = rest["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["event"]["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(rest, ["one"]);
+    // Read after a receipt.
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{third}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, res) = s.get(n, Some(&bob)).await;
+    assert!(
+        res["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["read"] == true),
+        "{res}"
+    );
+    // Carol's invite notified her.
+    let (_, res) = s.get(n, Some(&carol)).await;
+    let invite = &res["notifications"][0]["event"];
+    assert_eq!(
+        (
+            invite["type"].as_str(),
+            invite["content"]["membership"].as_str()
+        ),
+        (Some("m.room.member"), Some("invite")),
+        "{res}"
+    );
+    // Errors.
+    assert_error(
+        &s.get(&format!("{n}?from=abc"), Some(&bob)).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(&s.get(n, None).await, 401, "M_MISSING_TOKEN");
+}

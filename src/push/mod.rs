@@ -2,4 +2,5 @@
 //! pushers and delivery to push gateways build on them.
 
 pub mod evaluate;
+pub mod notifications;
 pub mod rules;

@@ -252,8 +252,7 @@ async fn send_in_creation(
 ) -> Result<()> {
     let mut w = hs.storage.begin_room_write(ctx.room_id.as_str()).await?;
     let checked = persist::build_checked(hs, &mut w, ctx, sender, &event).await?;
-    let nid = persist::store(&mut w, ctx, &checked, None).await?;
-    w.commit(&[nid]).await?;
+    persist::store_and_commit(hs, w, ctx, &checked, None).await?;
     Ok(())
 }
 

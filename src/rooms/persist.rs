@@ -360,6 +360,24 @@ pub(super) fn membership_of(pdu: &Pdu) -> &'static str {
     }
 }
 
+/// Stores a built local event, records what it means to each local member's push rules,
+/// and commits: everything in the one transaction.
+pub async fn store_and_commit(
+    hs: &Homeserver,
+    mut w: crate::storage::events::RoomWrite,
+    ctx: &RoomContext,
+    checked: &Checked,
+    txn: Option<(&str, &str)>,
+) -> Result<i64> {
+    let nid = store(&mut w, ctx, checked, txn).await?;
+    let event = serde_json::to_value(&checked.pdu.json)
+        .map_err(|e| Error::Internal(format!("event JSON: {e}")))?;
+    crate::push::evaluate::record_push_actions(hs, &mut w, ctx, nid, &event, &checked.pdu.sender)
+        .await?;
+    w.commit(&[nid]).await?;
+    Ok(nid)
+}
+
 /// Sends one event from a local user: the whole path, in one transaction.
 pub async fn send(
     hs: &Homeserver,
@@ -372,11 +390,7 @@ pub async fn send(
     let _guard = hs.room_locks.lock(room_id.as_str()).await;
     let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
     let checked = build_checked(hs, &mut w, &ctx, sender, &new).await?;
-    let nid = store(&mut w, &ctx, &checked, txn).await?;
-    let event = serde_json::to_value(&checked.pdu.json)
-        .map_err(|e| Error::Internal(format!("event JSON: {e}")))?;
-    crate::push::evaluate::record_push_actions(hs, &mut w, &ctx, nid, &event, sender).await?;
-    w.commit(&[nid]).await?;
+    store_and_commit(hs, w, &ctx, &checked, txn).await?;
     Ok(checked.pdu.event_id)
 }
 

@@ -32,7 +32,57 @@ pub struct UnreadCounts {
     pub highlights: i64,
 }
 
+/// One row of `GET /notifications`.
+#[derive(Debug, Clone)]
+pub struct NotificationRow {
+    pub event_nid: i64,
+    pub room_id: String,
+    pub stream_pos: i64,
+    pub actions: JsonValue,
+    pub read: bool,
+}
+
 impl Storage {
+    /// A user's notifications, newest first, before stream position `before`; `read` says
+    /// whether a read receipt covers each.
+    pub async fn notifications(
+        &self,
+        user_id: &str,
+        before: i64,
+        limit: i64,
+        only_highlight: bool,
+    ) -> Result<Vec<NotificationRow>> {
+        let rows = sqlx::query(
+            "SELECT a.event_nid, a.room_id, e.stream_pos, a.actions,
+                    e.stream_pos <= GREATEST(
+                        COALESCE((SELECT max(ev.stream_pos) FROM receipts rc
+                                  JOIN events ev ON ev.event_id = rc.event_id
+                                  WHERE rc.room_id = a.room_id AND rc.user_id = $1
+                                    AND rc.receipt_type IN ('m.read', 'm.read.private')
+                                    AND rc.thread_id IN ('', a.thread_id)), 0), 0)
+             FROM event_push_actions a JOIN events e ON e.event_nid = a.event_nid
+             WHERE a.user_id = $1 AND e.stream_pos IS NOT NULL AND e.stream_pos < $2
+               AND (a.highlight OR NOT $4)
+             ORDER BY e.stream_pos DESC LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(before)
+        .bind(limit)
+        .bind(only_highlight)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| NotificationRow {
+                event_nid: r.get(0),
+                room_id: r.get(1),
+                stream_pos: r.get(2),
+                actions: r.get::<Json<JsonValue>, _>(3).0,
+                read: r.get(4),
+            })
+            .collect())
+    }
+
     /// Unread notification and highlight counts of a user in a room, per thread: events
     /// after their read receipt (an unthreaded receipt covers every thread; a threaded one
     /// its thread, `main` included).

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use ruma::api::client::push::{
-    delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled, get_pushrules_all,
-    get_pushrules_global_scope, set_pushrule, set_pushrule_actions, set_pushrule_enabled,
+    delete_pushrule, get_notifications, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
+    get_pushrules_all, get_pushrules_global_scope, set_pushrule, set_pushrule_actions,
+    set_pushrule_enabled,
 };
 
 use crate::{
@@ -24,7 +25,41 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, get_enabled);
     let router = route(router, set_enabled);
     let router = route(router, get_actions);
-    route(router, set_actions)
+    let router = route(router, set_actions);
+    route(router, notifications)
+}
+
+async fn notifications(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_notifications::v3::Request>,
+) -> Result<get_notifications::v3::Response> {
+    use crate::api::client::keys::raw_of;
+    let b = &req.body;
+    let (page, next) = crate::push::notifications::notifications(
+        &hs,
+        req.requester()?,
+        b.from.as_deref(),
+        b.limit.map(u64::from),
+        b.only.as_deref(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    for n in page {
+        let actions = serde_json::from_value(n.actions)
+            .map_err(|e| crate::error::Error::Internal(format!("stored actions: {e}")))?;
+        let room_id = ruma::OwnedRoomId::try_from(n.room_id)
+            .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        out.push(get_notifications::v3::Notification::new(
+            actions,
+            raw_of(&n.event)?,
+            n.read,
+            room_id,
+            ruma::MilliSecondsSinceUnixEpoch(ruma::UInt::try_from(n.ts.max(0)).unwrap_or_default()),
+        ));
+    }
+    let mut response = get_notifications::v3::Response::new(out);
+    response.next_token = next;
+    Ok(response)
 }
 
 async fn all(
