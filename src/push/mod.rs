@@ -3,4 +3,5 @@
 
 pub mod evaluate;
 pub mod notifications;
+pub mod pushers;
 pub mod rules;

@@ -80,6 +80,11 @@ impl Storage {
             .await?
             .rows_affected();
         if deleted > 0 {
+            sqlx::query("DELETE FROM pushers WHERE user_id = $1 AND device_id = ANY($2)")
+                .bind(user_id)
+                .bind(device_ids)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "DELETE FROM to_device_messages WHERE user_id = $1 AND device_id = ANY($2)",
             )
@@ -105,6 +110,14 @@ impl Storage {
         .await?
         .rows_affected();
         if deleted > 0 {
+            sqlx::query(
+                "DELETE FROM pushers p WHERE p.user_id = $1
+                   AND NOT EXISTS (SELECT 1 FROM devices d
+                                   WHERE d.user_id = p.user_id AND d.device_id = p.device_id)",
+            )
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(
                 "DELETE FROM to_device_messages m WHERE m.user_id = $1
                    AND NOT EXISTS (SELECT 1 FROM devices d

@@ -20,6 +20,7 @@ pub mod nonces;
 pub mod presence;
 pub mod profile;
 pub mod push;
+pub mod pushers;
 pub mod receipts;
 pub mod relations;
 pub mod rooms;

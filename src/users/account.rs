@@ -35,6 +35,10 @@ pub async fn change_password(
     hs.storage
         .set_password_hash(requester.user_id.as_str(), &hash)
         .await?;
+    // Other sessions' pushers go with the old password (as in Synapse), logged out or not.
+    hs.storage
+        .delete_pushers_of_other_devices(requester.user_id.as_str(), requester.device_id.as_str())
+        .await?;
     if logout_devices {
         hs.storage
             .delete_other_devices(

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use ruma::api::client::push::{
-    delete_pushrule, get_notifications, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
-    get_pushrules_all, get_pushrules_global_scope, set_pushrule, set_pushrule_actions,
-    set_pushrule_enabled,
+    delete_pushrule, get_notifications, get_pushers, get_pushrule, get_pushrule_actions,
+    get_pushrule_enabled, get_pushrules_all, get_pushrules_global_scope, set_pusher, set_pushrule,
+    set_pushrule_actions, set_pushrule_enabled,
 };
 
 use crate::{
@@ -26,7 +26,48 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, set_enabled);
     let router = route(router, get_actions);
     let router = route(router, set_actions);
+    let router = route(router, list_pushers);
+    let router = route(router, set_pusher);
     route(router, notifications)
+}
+
+async fn list_pushers(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_pushers::v3::Request>,
+) -> Result<get_pushers::v3::Response> {
+    let stored = crate::push::pushers::pushers(&hs, req.requester()?).await?;
+    let pushers = stored
+        .into_iter()
+        .map(|p| {
+            serde_json::from_value(p)
+                .map_err(|e| crate::error::Error::Internal(format!("stored pusher: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    Ok(get_pushers::v3::Response::new(pushers))
+}
+
+async fn set_pusher(
+    hs: Arc<Homeserver>,
+    req: Ruma<set_pusher::v3::Request>,
+) -> Result<set_pusher::v3::Response> {
+    use set_pusher::v3::PusherAction;
+    let requester = req.requester()?;
+    match &req.body.action {
+        PusherAction::Post(post) => {
+            let json = serde_json::to_value(&post.pusher)
+                .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+            crate::push::pushers::set_pusher(&hs, requester, &json, post.append).await?
+        }
+        PusherAction::Delete(ids) => {
+            crate::push::pushers::delete_pusher(&hs, requester, &ids.app_id, &ids.pushkey).await?
+        }
+        _ => {
+            return Err(crate::error::Error::InvalidParam(
+                "unknown pusher action".into(),
+            ));
+        }
+    }
+    Ok(set_pusher::v3::Response::new())
 }
 
 async fn notifications(
