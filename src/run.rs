@@ -118,6 +118,7 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     crate::sync::notifier::spawn_background(&hs);
+    crate::push::delivery::spawn_worker(&hs);
     let app = crate::http::app(hs);
     axum::serve(
         listener,

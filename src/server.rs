@@ -21,6 +21,7 @@ pub struct Homeserver {
     pub room_locks: RoomLocks,
     pub notifier: crate::sync::notifier::Notifier,
     pub presence: crate::users::presence::PresenceTracker,
+    pub outbound: crate::outbound::OutboundPolicy,
 }
 
 /// Decides when a device's last-seen time is worth writing: at most once a minute per
@@ -58,6 +59,7 @@ impl Homeserver {
     pub async fn new(config: Config, storage: Storage) -> Result<Arc<Self>> {
         let rate_limiter = RateLimiter::new(config.rate_limits.clone());
         let keys = ServerKeys::load(&storage).await?;
+        let outbound = crate::outbound::OutboundPolicy::new(&config.outbound);
         Ok(Arc::new(Self {
             config,
             storage,
@@ -67,6 +69,7 @@ impl Homeserver {
             room_locks: RoomLocks::default(),
             notifier: Default::default(),
             presence: Default::default(),
+            outbound,
         }))
     }
 }

@@ -279,6 +279,17 @@ async fn send(s: &TestServer, token: &str, room: &str, txn: &str, content: Value
     res["event_id"].as_str().unwrap().to_owned()
 }
 
+/// The newest event of the room.
+async fn latest(s: &TestServer, token: &str, room: &str) -> String {
+    let (_, res) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1"),
+            Some(token),
+        )
+        .await;
+    res["chunk"][0]["event_id"].as_str().unwrap().to_owned()
+}
+
 /// (notifications, highlights) of a room in bob's sync, and the whole response.
 async fn counts(
     s: &TestServer,
@@ -346,7 +357,7 @@ async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
     .await;
     let (c, _) = counts(&s, &bob, &room, &since, "").await;
     assert_eq!(c, (1, 0), "a message notifies");
-    let mention = send(
+    send(
         &s,
         &alice,
         &room,
@@ -359,6 +370,46 @@ async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
     // The sender's own messages never count for her.
     let (c, _) = counts(&s, &alice, &room, &since, "").await;
     assert_eq!(c, (0, 0));
+
+    // @room: a highlight when the sender may notify the room (alice, the creator), not
+    // from bob (power 0 < the default 50).
+    send(
+        &s,
+        &alice,
+        &room,
+        "r1",
+        json!({"msgtype": "m.text", "body": "all: hi", "m.mentions": {"room": true}}),
+    )
+    .await;
+    let (c, _) = counts(&s, &bob, &room, &since, "").await;
+    assert_eq!(c, (3, 2), "@room from the room's creator highlights");
+    let before = counts(&s, &alice, &room, &since, "").await.0;
+    send(
+        &s,
+        &bob,
+        &room,
+        "r2",
+        json!({"msgtype": "m.text", "body": "all: hi", "m.mentions": {"room": true}}),
+    )
+    .await;
+    let (c, _) = counts(&s, &alice, &room, &since, "").await;
+    assert_eq!(
+        c,
+        (before.0 + 1, before.1),
+        "@room without the power only notifies"
+    );
+    let (status, _) = s
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/receipt/m.read/{}",
+                latest(&s, &alice, &room).await
+            ),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mention = latest(&s, &bob, &room).await;
 
     // A read receipt clears them.
     let (status, _) = s
@@ -635,11 +686,7 @@ async fn pushers_set_list_replace_and_removal() {
     }
     let mut no_url = pusher("k", url);
     no_url["data"] = json!({});
-    assert_error(
-        &s.post(set, Some(&alice), no_url).await,
-        400,
-        "M_BAD_JSON",
-    );
+    assert_error(&s.post(set, Some(&alice), no_url).await, 400, "M_BAD_JSON");
     assert_error(&s.get(list, None).await, 401, "M_MISSING_TOKEN");
 
     // A pusher goes with the device that set it...

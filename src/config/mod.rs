@@ -54,6 +54,9 @@ pub struct Config {
     pub rooms: RoomsConfig,
     #[serde(default)]
     pub presence: PresenceConfig,
+    /// Which non-public addresses outbound requests (push gateways) may reach.
+    #[serde(default)]
+    pub outbound: crate::outbound::OutboundConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -149,6 +149,7 @@ pub async fn record_push_actions(
             actions: serde_json::to_value(actions).unwrap_or_default(),
         });
     }
-    w.insert_push_actions(event_nid, &rows).await?;
+    w.insert_push_actions(event_nid, &rows, crate::server::now_ms())
+        .await?;
     Ok(())
 }

@@ -4,7 +4,10 @@
 use serde_json::Value as JsonValue;
 use sqlx::{Row, types::Json};
 
-use super::{Result, Storage, events::RoomWrite};
+use super::{Result, Storage, events::RoomWrite, streams};
+
+/// The wake-up key that tells delivery workers there is something to send.
+pub const PUSH_WAKE_KEY: &str = "push";
 
 /// A local member, as push rules see them.
 #[derive(Debug, Clone)]
@@ -119,6 +122,100 @@ impl Storage {
     }
 }
 
+/// A queued notification, leased for sending.
+#[derive(Debug, Clone)]
+pub struct QueuedPush {
+    pub id: i64,
+    pub user_id: String,
+    pub app_id: String,
+    pub pushkey: String,
+    pub event_nid: i64,
+    pub actions: JsonValue,
+    pub attempts: i32,
+    pub created_ts: i64,
+    /// The pusher's URL and data, if it still exists.
+    pub pusher: Option<JsonValue>,
+}
+
+impl Storage {
+    /// Leases up to `limit` due notifications until `lease_until` (oldest first), so no
+    /// other process takes them meanwhile.
+    pub async fn lease_pushes(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<QueuedPush>> {
+        let rows = sqlx::query(
+            "WITH due AS (
+                 SELECT id FROM push_queue WHERE next_attempt_ts <= $1
+                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             UPDATE push_queue q SET next_attempt_ts = $2 FROM due WHERE q.id = due.id
+             RETURNING q.id, q.user_id, q.app_id, q.pushkey, q.event_nid, q.actions, q.attempts,
+                       q.created_ts,
+                       (SELECT p.pusher FROM pushers p WHERE p.user_id = q.user_id
+                          AND p.app_id = q.app_id AND p.pushkey = q.pushkey)",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<QueuedPush> = rows
+            .into_iter()
+            .map(|r| QueuedPush {
+                id: r.get(0),
+                user_id: r.get(1),
+                app_id: r.get(2),
+                pushkey: r.get(3),
+                event_nid: r.get(4),
+                actions: r.get::<Json<JsonValue>, _>(5).0,
+                attempts: r.get(6),
+                created_ts: r.get(7),
+                pusher: r.get::<Option<Json<JsonValue>>, _>(8).map(|j| j.0),
+            })
+            .collect();
+        out.sort_by_key(|p| p.id);
+        Ok(out)
+    }
+
+    pub async fn finish_push(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM push_queue WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn retry_push(&self, id: i64, next_attempt_ts: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE push_queue SET attempts = attempts + 1, next_attempt_ts = $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(next_attempt_ts)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The user's unread notifications over all rooms (the badge a gateway shows).
+    pub async fn total_unread(&self, user_id: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM event_push_actions a JOIN events e ON e.event_nid = a.event_nid
+             WHERE a.user_id = $1 AND a.notify AND e.stream_pos IS NOT NULL
+               AND e.stream_pos > COALESCE((
+                   SELECT max(ev.stream_pos) FROM receipts rc
+                   JOIN events ev ON ev.event_id = rc.event_id
+                   WHERE rc.room_id = a.room_id AND rc.user_id = $1
+                     AND rc.receipt_type IN ('m.read', 'm.read.private')
+                     AND rc.thread_id IN ('', a.thread_id)), 0)",
+        )
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await?)
+    }
+}
+
 impl RoomWrite {
     /// (In the event's transaction, so an invitee's new membership is seen.) The room's
     /// joined members on this server (user IDs ending in `:<server_name>`),
@@ -156,11 +253,13 @@ impl RoomWrite {
             .collect())
     }
 
-    /// Records push actions for an event, in the event's transaction.
+    /// Records push actions for an event, and queues it for the users' pushers, in the
+    /// event's transaction.
     pub async fn insert_push_actions(
         &mut self,
         event_nid: i64,
         rows: &[PushActionRow],
+        now_ms: i64,
     ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
@@ -188,6 +287,24 @@ impl RoomWrite {
         .bind(&actions)
         .execute(self.conn())
         .await?;
+        // Each notified user's pushers get it queued, in the same transaction.
+        let queued = sqlx::query(
+            "INSERT INTO push_queue (user_id, app_id, pushkey, event_nid, actions,
+                                     next_attempt_ts, created_ts)
+             SELECT p.user_id, p.app_id, p.pushkey, $1, x.a, $4, $4
+             FROM unnest($2::text[], $3::jsonb[]) AS x(u, a)
+             JOIN pushers p ON p.user_id = x.u",
+        )
+        .bind(event_nid)
+        .bind(&users)
+        .bind(&actions)
+        .bind(now_ms)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        if queued > 0 {
+            streams::notify(self.conn(), PUSH_WAKE_KEY).await?;
+        }
         Ok(())
     }
 }

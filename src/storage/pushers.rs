@@ -74,6 +74,22 @@ impl Storage {
             .collect())
     }
 
+    /// Removes pushers a gateway rejected (by app ID and pushkey, for this user).
+    pub async fn delete_rejected_pushkeys(
+        &self,
+        user_id: &str,
+        app_id: &str,
+        pushkeys: &[String],
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = ANY($3)")
+            .bind(user_id)
+            .bind(app_id)
+            .bind(pushkeys)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Removes the pushers set through other devices than `keep` (a password change).
     pub async fn delete_pushers_of_other_devices(&self, user_id: &str, keep: &str) -> Result<()> {
         sqlx::query("DELETE FROM pushers WHERE user_id = $1 AND device_id <> $2")

@@ -108,6 +108,7 @@ pub struct TestServer {
     pub hs: Arc<Homeserver>,
     pub http: reqwest::Client,
     pub db: PgConnectOptions,
+    env: BTreeMap<String, String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -133,7 +134,7 @@ impl TestServer {
 
     /// A second axon process on this server's database (as behind a load balancer).
     pub async fn another_process(&self) -> Self {
-        Self::start_on(test_env(), self.db.clone()).await
+        Self::start_on(self.env.clone(), self.db.clone()).await
     }
 
     /// Stops this server and starts a new one on the same database, as a restart would.
@@ -143,11 +144,13 @@ impl TestServer {
             let _ = tx.send(());
         }
         self.hs.storage.close().await;
-        Self::start_on(test_env(), db).await
+        let env = std::mem::take(&mut self.env);
+        Self::start_on(env, db).await
     }
 
     async fn start_on(env: BTreeMap<String, String>, db: PgConnectOptions) -> Self {
         let config = Config::load_from(None, &env).expect("test config");
+        let kept_env = env.clone();
         let storage = Storage::connect(db.clone(), 4).await.unwrap();
         let hs = Homeserver::new(config, storage).await.expect("homeserver");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -161,6 +164,7 @@ impl TestServer {
             hs,
             http: reqwest::Client::new(),
             db,
+            env: kept_env,
             shutdown: Some(tx),
         }
     }

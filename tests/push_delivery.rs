@@ -1,0 +1,358 @@
+//! Delivery to a push gateway served by the test itself (it records what it receives):
+//! one notify per notifying event with counts and tweaks, nothing for a muted room, the
+//! queue surviving a gateway outage and a restart, rejected pushkeys removed, each
+//! notification sent once with two axon processes, and private addresses refused unless
+//! allowed.
+
+mod common;
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+use common::TestServer;
+use serde_json::{Value, json};
+
+#[derive(Clone, Default)]
+struct Gateway {
+    received: Arc<Mutex<Vec<Value>>>,
+    down: Arc<AtomicBool>,
+    reject: Arc<Mutex<HashSet<String>>>,
+}
+
+async fn notify(State(g): State<Gateway>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    if g.down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({})));
+    }
+    let key = body["notification"]["devices"][0]["pushkey"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    g.received.lock().unwrap().push(body);
+    let rejected: Vec<String> = g
+        .reject
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|k| **k == key)
+        .cloned()
+        .collect();
+    (StatusCode::OK, Json(json!({ "rejected": rejected })))
+}
+
+/// Starts the gateway on loopback; returns it and its notify URL.
+async fn gateway() -> (Gateway, String) {
+    let g = Gateway::default();
+    let app = Router::new()
+        .route("/_matrix/push/v1/notify", post(notify))
+        .with_state(g.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (g, format!("http://{addr}/_matrix/push/v1/notify"))
+}
+
+async fn server(allow_loopback: bool) -> TestServer {
+    TestServer::start_with(|env| {
+        if allow_loopback {
+            env.insert(
+                "AXON_OUTBOUND__ALLOW_RANGES".into(),
+                "127.0.0.0/8,::1".into(),
+            );
+        }
+    })
+    .await
+}
+
+/// Alice and bob in a room; bob has a pusher to `url`. Returns (alice, bob, room).
+async fn setup(s: &TestServer, url: &str, pushkey: &str) -> (String, String, String) {
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let (_, res) = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({"preset": "public_chat", "name": "Lobby"}),
+        )
+        .await;
+    let room = res["room_id"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, res) = s
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            Some(&bob),
+            json!({
+                "kind": "http", "app_id": "org.example.app", "pushkey": pushkey,
+                "app_display_name": "Example", "device_display_name": "Phone", "lang": "en",
+                "data": { "url": url, "extra": "kept" },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    (alice, bob, room)
+}
+
+async fn send(s: &TestServer, token: &str, room: &str, txn: &str, content: Value) -> String {
+    let (status, res) = s
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+            Some(token),
+            content,
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    res["event_id"].as_str().unwrap().to_owned()
+}
+
+/// Waits until the gateway holds `n` notifications (or fails after `within`).
+async fn wait_for(g: &Gateway, n: usize, within: Duration) -> Vec<Value> {
+    let start = std::time::Instant::now();
+    loop {
+        let got = g.received.lock().unwrap().clone();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            start.elapsed() < within,
+            "only {} of {n} notifications arrived: {got:?}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_message_sends_one_notification_with_counts_and_tweaks() {
+    let (g, url) = gateway().await;
+    let s = server(true).await;
+    let (alice, _bob, room) = setup(&s, &url, "key-1").await;
+    let event_id = send(
+        &s,
+        &alice,
+        &room,
+        "m1",
+        json!({"msgtype": "m.text", "body": "hello"}),
+    )
+    .await;
+    let got = wait_for(&g, 1, Duration::from_secs(10)).await;
+    let n = &got[0]["notification"];
+    assert_eq!(n["event_id"], event_id.as_str(), "{n}");
+    assert_eq!(n["room_id"], room.as_str());
+    assert_eq!(n["type"], "m.room.message");
+    assert_eq!(n["sender"], "@alice:localhost");
+    assert_eq!(n["content"]["body"], "hello");
+    assert_eq!(n["room_name"], "Lobby");
+    assert_eq!(n["counts"]["unread"], 1);
+    assert_eq!(n["prio"], "high");
+    let device = &n["devices"][0];
+    assert_eq!(
+        (device["app_id"].as_str(), device["pushkey"].as_str()),
+        (Some("org.example.app"), Some("key-1"))
+    );
+    assert_eq!(device["data"]["extra"], "kept");
+    assert!(
+        device["data"].get("url").is_none(),
+        "the URL is not sent on: {device}"
+    );
+    assert_eq!(device["tweaks"]["sound"], "default", "{device}");
+    // Exactly one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(g.received.lock().unwrap().len(), 1);
+
+    // A mention highlights; the badge counts both.
+    send(&s, &alice, &room, "m2", json!({"msgtype": "m.text", "body": "bob!", "m.mentions": {"user_ids": ["@bob:localhost"]}})).await;
+    let got = wait_for(&g, 2, Duration::from_secs(10)).await;
+    let n = &got[1]["notification"];
+    assert_eq!(n["devices"][0]["tweaks"]["highlight"], true, "{n}");
+    assert_eq!(n["counts"]["unread"], 2);
+}
+
+#[tokio::test]
+async fn muted_rooms_send_nothing_and_rejected_pushkeys_go() {
+    let (g, url) = gateway().await;
+    let s = server(true).await;
+    let (alice, bob, room) = setup(&s, &url, "key-2").await;
+    let (status, _) = s
+        .put(
+            "/_matrix/client/v3/pushrules/global/override/mute",
+            Some(&bob),
+            json!({"conditions": [{"kind": "event_match", "key": "room_id", "pattern": room}], "actions": []}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    send(
+        &s,
+        &alice,
+        &room,
+        "m1",
+        json!({"msgtype": "m.text", "body": "shh"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(
+        g.received.lock().unwrap().is_empty(),
+        "a muted room sends nothing"
+    );
+
+    // Unmuted; the gateway rejects the pushkey: the pusher is removed.
+    let (status, _) = s
+        .delete(
+            "/_matrix/client/v3/pushrules/global/override/mute",
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    g.reject.lock().unwrap().insert("key-2".into());
+    send(
+        &s,
+        &alice,
+        &room,
+        "m2",
+        json!({"msgtype": "m.text", "body": "now"}),
+    )
+    .await;
+    wait_for(&g, 1, Duration::from_secs(10)).await;
+    let start = std::time::Instant::now();
+    loop {
+        let (_, res) = s.get("/_matrix/client/v3/pushers", Some(&bob)).await;
+        if res["pushers"] == json!([]) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "pusher not removed: {res}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_queue_outlives_an_outage_and_a_restart() {
+    let (g, url) = gateway().await;
+    let s = server(true).await;
+    let (alice, _bob, room) = setup(&s, &url, "key-3").await;
+    g.down.store(true, Ordering::SeqCst);
+    send(
+        &s,
+        &alice,
+        &room,
+        "m1",
+        json!({"msgtype": "m.text", "body": "one"}),
+    )
+    .await;
+    send(
+        &s,
+        &alice,
+        &room,
+        "m2",
+        json!({"msgtype": "m.text", "body": "two"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(g.received.lock().unwrap().is_empty());
+    // The server restarts while the gateway is still down; then the gateway comes back.
+    let s = s.restart().await;
+    g.down.store(false, Ordering::SeqCst);
+    let got = wait_for(&g, 2, Duration::from_secs(20)).await;
+    let bodies: HashSet<&str> = got
+        .iter()
+        .map(|n| n["notification"]["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, HashSet::from(["one", "two"]));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(g.received.lock().unwrap().len(), 2, "each once");
+    drop(s);
+}
+
+#[tokio::test]
+async fn two_processes_send_each_notification_once() {
+    let (g, url) = gateway().await;
+    let s = server(true).await;
+    let other = s.another_process().await;
+    let (alice, _bob, room) = setup(&s, &url, "key-4").await;
+    for i in 0..20 {
+        let via = if i % 2 == 0 { &s } else { &other };
+        send(
+            via,
+            &alice,
+            &room,
+            &format!("m{i}"),
+            json!({"msgtype": "m.text", "body": format!("n{i}")}),
+        )
+        .await;
+    }
+    wait_for(&g, 20, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = g.received.lock().unwrap().clone();
+    let ids: HashSet<&str> = got
+        .iter()
+        .map(|n| n["notification"]["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (got.len(), ids.len()),
+        (20, 20),
+        "each notification exactly once"
+    );
+}
+
+#[tokio::test]
+async fn private_gateways_are_refused_by_default() {
+    let (g, url) = gateway().await;
+    let s = server(false).await;
+    let (alice, _bob, room) = setup(&s, &url, "key-5").await;
+    send(
+        &s,
+        &alice,
+        &room,
+        "m1",
+        json!({"msgtype": "m.text", "body": "hello"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        g.received.lock().unwrap().is_empty(),
+        "loopback must not be contacted"
+    );
+    // A name that resolves to loopback is refused too.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let (bob, _) = s.login_ok("bob", "password-bob").await;
+    let (status, _) = s
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            Some(&bob),
+            json!({
+                "kind": "http", "app_id": "org.example.app", "pushkey": "key-6",
+                "app_display_name": "Example", "device_display_name": "Phone", "lang": "en",
+                "data": { "url": by_name },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    send(
+        &s,
+        &alice,
+        &room,
+        "m2",
+        json!({"msgtype": "m.text", "body": "again"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        g.received.lock().unwrap().is_empty(),
+        "localhost must not be contacted"
+    );
+}
