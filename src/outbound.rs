@@ -175,6 +175,27 @@ impl OutboundPolicy {
         }
     }
 
+    /// As `check_url`, and for a name, whether it resolves to any permitted address (a
+    /// failed lookup passes: it may be temporary, and the request will fail anyway).
+    pub async fn check_url_resolved(&self, url: &reqwest::Url) -> Result<(), String> {
+        self.check_url(url)?;
+        let Some(url::Host::Domain(name)) = url.host() else {
+            return Ok(());
+        };
+        let port = url.port_or_known_default().unwrap_or(443);
+        match tokio::net::lookup_host((name, port)).await {
+            Ok(found) => {
+                let found: Vec<SocketAddr> = found.collect();
+                if found.is_empty() || found.iter().any(|a| self.permits(a.ip())) {
+                    Ok(())
+                } else {
+                    Err(format!("{name} resolves to no public address"))
+                }
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
     /// An HTTP client that only connects to permitted addresses and follows no redirects.
     pub fn client(&self, timeout: Duration) -> reqwest::Result<reqwest::Client> {
         reqwest::Client::builder()

@@ -115,8 +115,39 @@ fn shipped_config_files_parse() {
     .expect("config/axon.example.toml");
     assert_eq!(example.registration.mode, RegistrationMode::Closed);
     assert_eq!(example.rate_limits.requests.burst, 50);
+    assert!(example.presence.enabled);
+    assert!(example.outbound.allow_ranges.is_empty());
     let local = Config::load_from(Some(&root.join("config/local.toml")), &BTreeMap::new())
         .expect("config/local.toml");
     assert_eq!(local.registration.mode, RegistrationMode::Open);
     assert_eq!(local.server_name.as_str(), "localhost");
+}
+
+#[test]
+fn presence_and_outbound_sections() {
+    let c = load_str(
+        "server_name = \"localhost\"\n",
+        &[
+            ("AXON_OUTBOUND__ALLOW_RANGES", "127.0.0.0/8,10.0.0.0/8"),
+            ("AXON_PRESENCE__ENABLED", "false"),
+            ("AXON_PRESENCE__IDLE_AFTER_SECS", "60"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.outbound.allow_ranges.len(), 2);
+    assert!(!c.presence.enabled);
+    assert_eq!(c.presence.idle_after_secs, 60);
+    assert_eq!(c.presence.offline_after_secs, 30);
+    let e = load_str(
+        "server_name = \"localhost\"\n",
+        &[("AXON_OUTBOUND__ALLOW_RANGES", "10.0.0.0/99")],
+    )
+    .unwrap_err();
+    assert!(e.key.contains("allow_ranges"), "{e}");
+    let e = load_str(
+        "server_name = \"localhost\"\n[presence]\noffline_after_secs = 0\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "presence.offline_after_secs");
 }

@@ -104,7 +104,7 @@ async fn attempt(hs: &Homeserver, client: &reqwest::Client, item: &QueuedPush) -
     else {
         return Ok(Outcome::Done);
     };
-    if let Err(why) = hs.outbound.check_url(&url) {
+    if let Err(why) = hs.outbound.check_url_resolved(&url).await {
         tracing::warn!(%url, "push gateway refused by the outbound policy: {why}");
         return Ok(Outcome::Done);
     }
