@@ -23,6 +23,10 @@ pub enum Error {
     MissingParam(String),
     #[error("{0}")]
     InvalidSignature(String),
+    #[error("this media has already been uploaded")]
+    CannotOverwriteMedia,
+    #[error("the media has not been uploaded yet")]
+    NotYetUploaded,
     /// A key backup operation named a version that is not the current one.
     #[error("{error}")]
     WrongRoomKeysVersion {

@@ -6,6 +6,7 @@ pub mod e2ee;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod media;
 pub mod outbound;
 pub mod push;
 pub mod ratelimit;

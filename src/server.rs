@@ -22,6 +22,7 @@ pub struct Homeserver {
     pub notifier: crate::sync::notifier::Notifier,
     pub presence: crate::users::presence::PresenceTracker,
     pub outbound: crate::outbound::OutboundPolicy,
+    pub media: crate::media::MediaStore,
 }
 
 /// Decides when a device's last-seen time is worth writing: at most once a minute per
@@ -60,6 +61,7 @@ impl Homeserver {
         let rate_limiter = RateLimiter::new(config.rate_limits.clone());
         let keys = ServerKeys::load(&storage).await?;
         let outbound = crate::outbound::OutboundPolicy::new(&config.outbound);
+        let media = crate::media::MediaStore::open(&config)?;
         Ok(Arc::new(Self {
             config,
             storage,
@@ -70,6 +72,7 @@ impl Homeserver {
             notifier: Default::default(),
             presence: Default::default(),
             outbound,
+            media,
         }))
     }
 }

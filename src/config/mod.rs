@@ -57,6 +57,45 @@ pub struct Config {
     /// Which non-public addresses outbound requests (push gateways) may reach.
     #[serde(default)]
     pub outbound: crate::outbound::OutboundConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Largest upload, in bytes; larger ones get 413 M_TOO_LARGE.
+    #[serde(default = "default_max_upload_size")]
+    pub max_upload_size: u64,
+    /// Where media files live (local object store). Default: `<data_dir>/media`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Serve the legacy unauthenticated download endpoints (`/_matrix/media/v3/download`).
+    /// Off, as after the spec's authenticated-media freeze: they answer 404.
+    #[serde(default)]
+    pub legacy_unauthenticated: bool,
+    /// How long a URI from `/_matrix/media/v1/create` waits for its upload, in seconds.
+    #[serde(default = "default_pending_upload_secs")]
+    pub pending_upload_secs: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_size: default_max_upload_size(),
+            path: None,
+            legacy_unauthenticated: false,
+            pending_upload_secs: default_pending_upload_secs(),
+        }
+    }
+}
+
+fn default_max_upload_size() -> u64 {
+    50 * 1024 * 1024
+}
+
+fn default_pending_upload_secs() -> u64 {
+    24 * 3600
 }
 
 #[derive(Debug, Clone, Deserialize)]

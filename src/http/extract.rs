@@ -110,6 +110,26 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The authenticated requester of a request whose body the handler reads itself (media
+/// uploads stream it to storage instead of buffering it).
+pub struct Authed(pub crate::users::Requester);
+
+impl axum::extract::FromRequestParts<Arc<Homeserver>> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        hs: &Arc<Homeserver>,
+    ) -> Result<Self, ApiError> {
+        let client = client_info(parts);
+        let token = access_token(parts).ok_or(Error::MissingToken)?;
+        let requester = users::authenticate(hs, &token, &client).await?;
+        hs.rate_limiter
+            .check(Action::Request, requester.user_id.as_str())?;
+        Ok(Self(requester))
+    }
+}
+
 fn client_info(parts: &http::request::Parts) -> ClientInfo {
     let ip = parts
         .extensions

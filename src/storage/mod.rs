@@ -16,6 +16,7 @@ pub mod embedded;
 pub mod events;
 pub mod filters;
 pub mod keys;
+pub mod media;
 pub mod nonces;
 pub mod presence;
 pub mod profile;

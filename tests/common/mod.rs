@@ -100,6 +100,14 @@ pub fn test_env() -> BTreeMap<String, String> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain(std::iter::once((
+        "AXON_MEDIA__PATH".to_owned(),
+        // Media files of this test process (IDs are random, so servers can share it).
+        std::env::temp_dir()
+            .join(format!("axon-test-media-{}", std::process::id()))
+            .display()
+            .to_string(),
+    )))
     .collect()
 }
 

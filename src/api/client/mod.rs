@@ -16,6 +16,7 @@ mod directory;
 mod discovery;
 mod events;
 mod keys;
+mod media;
 mod presence;
 mod profile;
 mod push;
@@ -56,5 +57,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = backup::routes(router);
     let router = dehydrated::routes(router);
     let router = push::routes(router);
+    let router = media::routes(router);
     admin::routes(router)
 }

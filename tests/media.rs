@@ -1,0 +1,281 @@
+//! The media repository over HTTP: upload and authenticated download with the safe-serving
+//! headers, the size limit, the asynchronous upload flow, the legacy endpoints' freeze,
+//! and the error paths.
+
+mod common;
+
+use common::{TestServer, assert_error};
+use serde_json::{Value, json};
+
+async fn upload(
+    s: &TestServer,
+    token: &str,
+    content_type: &str,
+    name: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let res = s
+        .http
+        .post(format!(
+            "{}/_matrix/media/v3/upload?filename={name}",
+            s.base
+        ))
+        .bearer_auth(token)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+fn media_path(uri: &str) -> String {
+    uri.strip_prefix("mxc://").expect("an mxc URI").to_owned()
+}
+
+async fn download(s: &TestServer, token: Option<&str>, path: &str) -> reqwest::Response {
+    let mut req = s.http.get(format!("{}{path}", s.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn upload_download_and_safe_serving() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let png: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let (status, res) = upload(&s, &alice, "image/png", "cat.png", png.clone()).await;
+    assert_eq!(status, 200, "{res}");
+    let uri = res["content_uri"].as_str().unwrap();
+    let path = media_path(uri);
+    let (server, id) = path.split_once('/').unwrap();
+    assert_eq!(server, "localhost");
+    assert_eq!(id.len(), 24, "random 24-character IDs: {id}");
+
+    // Anyone logged in can download it; the bytes and headers are right.
+    let res = download(
+        &s,
+        Some(&bob),
+        &format!("/_matrix/client/v1/media/download/{path}"),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert_eq!(h["content-type"], "image/png");
+    assert_eq!(
+        h["content-disposition"],
+        "inline; filename=\"cat.png\"; filename*=utf-8''cat.png"
+    );
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cross-origin-resource-policy"], "cross-origin");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), png);
+    // With a file name in the path, that name.
+    let res = download(
+        &s,
+        Some(&bob),
+        &format!("/_matrix/client/v1/media/download/{path}/other.png"),
+    )
+    .await;
+    assert_eq!(
+        res.headers()["content-disposition"],
+        "inline; filename=\"other.png\"; filename*=utf-8''other.png"
+    );
+
+    // HTML is never inline.
+    let (_, res) = upload(
+        &s,
+        &alice,
+        "text/html",
+        "page.html",
+        b"<script>alert(1)</script>".to_vec(),
+    )
+    .await;
+    let html = media_path(res["content_uri"].as_str().unwrap());
+    let res = download(
+        &s,
+        Some(&bob),
+        &format!("/_matrix/client/v1/media/download/{html}"),
+    )
+    .await;
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+
+    // Errors: no token, unknown media, another server's media, no token on upload.
+    let res = download(
+        &s,
+        None,
+        &format!("/_matrix/client/v1/media/download/{path}"),
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["errcode"],
+        "M_MISSING_TOKEN"
+    );
+    for missing in [
+        "localhost/AAAAAAAAAAAAAAAAAAAAAAAA",
+        "localhost/..%2F..%2Fetc",
+        "elsewhere.example/abc",
+    ] {
+        let res = download(
+            &s,
+            Some(&bob),
+            &format!("/_matrix/client/v1/media/download/{missing}"),
+        )
+        .await;
+        assert_eq!(res.status(), 404, "{missing}");
+        assert_eq!(res.json::<Value>().await.unwrap()["errcode"], "M_NOT_FOUND");
+    }
+    let res = s
+        .http
+        .post(format!("{}/_matrix/media/v3/upload", s.base))
+        .body(vec![1, 2, 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // The legacy unauthenticated download is frozen.
+    let res = download(&s, None, &format!("/_matrix/media/v3/download/{path}")).await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.json::<Value>().await.unwrap()["errcode"], "M_NOT_FOUND");
+
+    // The config, both versions.
+    let (status, res) = s.get("/_matrix/client/v1/media/config", Some(&bob)).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["m.upload.size"], 50 * 1024 * 1024);
+    let (_, res) = s.get("/_matrix/media/v3/config", Some(&bob)).await;
+    assert_eq!(res["m.upload.size"], 50 * 1024 * 1024);
+    assert_error(
+        &s.get("/_matrix/client/v1/media/config", None).await,
+        401,
+        "M_MISSING_TOKEN",
+    );
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_are_refused() {
+    let s = TestServer::start_with(|env| {
+        env.insert("AXON_MEDIA__MAX_UPLOAD_SIZE".into(), "1024".into());
+        env.insert("AXON_MEDIA__LEGACY_UNAUTHENTICATED".into(), "true".into());
+    })
+    .await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (status, res) = upload(
+        &s,
+        &alice,
+        "application/octet-stream",
+        "big.bin",
+        vec![7; 2000],
+    )
+    .await;
+    assert_eq!(status, 413, "{res}");
+    assert_eq!(res["errcode"], "M_TOO_LARGE");
+    let (status, res) = upload(
+        &s,
+        &alice,
+        "application/octet-stream",
+        "ok.bin",
+        vec![7; 1024],
+    )
+    .await;
+    assert_eq!(status, 200, "{res}");
+    // Here the legacy endpoint is switched on: it serves without a token.
+    let path = media_path(res["content_uri"].as_str().unwrap());
+    let res = download(&s, None, &format!("/_matrix/media/v3/download/{path}")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().len(), 1024);
+}
+
+#[tokio::test]
+async fn asynchronous_upload_flow() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let (status, res) = s
+        .post("/_matrix/media/v1/create", Some(&alice), json!({}))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let path = media_path(res["content_uri"].as_str().unwrap());
+    assert!(res["unused_expires_at"].as_i64().unwrap() > 0);
+
+    // Not uploaded yet: a download waits, then says so.
+    let res = download(
+        &s,
+        Some(&bob),
+        &format!("/_matrix/client/v1/media/download/{path}?timeout_ms=300"),
+    )
+    .await;
+    assert_eq!(res.status(), 504);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["errcode"],
+        "M_NOT_YET_UPLOADED"
+    );
+    // A download waiting while the upload happens gets the file.
+    let waiting = {
+        let (http, url, bob) = (
+            s.http.clone(),
+            format!(
+                "{}/_matrix/client/v1/media/download/{path}?timeout_ms=10000",
+                s.base
+            ),
+            bob.clone(),
+        );
+        tokio::spawn(async move { http.get(url).bearer_auth(bob).send().await.unwrap() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let put = |token: &str, body: &'static [u8]| {
+        s.http
+            .put(format!(
+                "{}/_matrix/media/v3/upload/{path}?filename=note.txt",
+                s.base
+            ))
+            .bearer_auth(token.to_owned())
+            .header("Content-Type", "text/plain")
+            .body(body)
+            .send()
+    };
+    // Only its creator may upload to it.
+    let res = put(&bob, b"not mine").await.unwrap();
+    assert_eq!(res.status(), 403);
+    let res = put(&alice, b"hello later").await.unwrap();
+    assert_eq!(res.status(), 200);
+    let got = waiting.await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"hello later");
+    // Once uploaded, it stays.
+    let res = put(&alice, b"again").await.unwrap();
+    assert_eq!(res.status(), 409);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["errcode"],
+        "M_CANNOT_OVERWRITE_MEDIA"
+    );
+    // Unknown IDs.
+    let res = s
+        .http
+        .put(format!(
+            "{}/_matrix/media/v3/upload/localhost/NOPENOPENOPENOPENOPENOPE",
+            s.base
+        ))
+        .bearer_auth(&alice)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
