@@ -27,6 +27,9 @@ pub enum Error {
     CannotOverwriteMedia,
     #[error("the media has not been uploaded yet")]
     NotYetUploaded,
+    /// The media cannot be thumbnailed (not an image, too big, undecodable).
+    #[error("{0}")]
+    CannotThumbnail(String),
     /// A key backup operation named a version that is not the current one.
     #[error("{error}")]
     WrongRoomKeysVersion {

@@ -279,3 +279,114 @@ async fn asynchronous_upload_flow() {
         .unwrap();
     assert_eq!(res.status(), 404);
 }
+
+fn png(width: u32, height: u32, alpha: bool) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    if alpha {
+        image::RgbaImage::from_fn(width, height, |x, y| {
+            image::Rgba([(x % 256) as u8, (y % 256) as u8, 90, 128])
+        })
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    } else {
+        image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        })
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    }
+    out.into_inner()
+}
+
+async fn thumb(s: &TestServer, token: &str, path: &str, query: &str) -> reqwest::Response {
+    download(
+        s,
+        Some(token),
+        &format!("/_matrix/client/v1/media/thumbnail/{path}?{query}"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn thumbnails_crop_scale_cache_and_refusals() {
+    let s = TestServer::start_with(|env| {
+        env.insert("AXON_MEDIA__MAX_IMAGE_PIXELS".into(), "250000".into());
+    })
+    .await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (_, res) = upload(&s, &alice, "image/png", "photo.png", png(500, 400, false)).await;
+    let path = media_path(res["content_uri"].as_str().unwrap());
+
+    // Crop to the 96x96 size; scale to fit 320x240 (500x400 -> 300x240).
+    let res = thumb(&s, &alice, &path, "width=90&height=90&method=crop").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/jpeg");
+    let first = res.bytes().await.unwrap();
+    let img = image::load_from_memory(&first).unwrap();
+    assert_eq!((img.width(), img.height()), (96, 96));
+    let res = thumb(&s, &alice, &path, "width=320&height=240&method=scale").await;
+    let img = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!((img.width(), img.height()), (300, 240));
+    // Made once, then served from storage: the same bytes.
+    let again = thumb(&s, &alice, &path, "width=96&height=96&method=crop")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    // Transparent images stay PNG.
+    let (_, res) = upload(&s, &alice, "image/png", "icon.png", png(64, 64, true)).await;
+    let icon = media_path(res["content_uri"].as_str().unwrap());
+    let res = thumb(&s, &alice, &icon, "width=32&height=32&method=crop").await;
+    assert_eq!(res.headers()["content-type"], "image/png");
+
+    // Animated GIFs: the original when asked for animation.
+    let mut gif = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(40, 40, image::Rgb([1, 2, 3]))
+        .write_to(&mut gif, image::ImageFormat::Gif)
+        .unwrap();
+    let gif = gif.into_inner();
+    let (_, res) = upload(&s, &alice, "image/gif", "a.gif", gif.clone()).await;
+    let anim = media_path(res["content_uri"].as_str().unwrap());
+    let res = thumb(&s, &alice, &anim, "width=32&height=32&animated=true").await;
+    assert_eq!(res.headers()["content-type"], "image/gif");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), gif);
+
+    // Refusals: bad sizes, unknown method, not an image, too many pixels, no token,
+    // the frozen legacy endpoint.
+    for (q, status) in [
+        ("width=0&height=10", 400),
+        ("width=abc&height=10", 400),
+        ("height=10", 400),
+        ("width=10&height=10&method=zoom", 400),
+    ] {
+        let res = thumb(&s, &alice, &path, q).await;
+        assert_eq!(res.status().as_u16(), status, "{q}");
+    }
+    let (_, res) = upload(&s, &alice, "text/plain", "a.txt", b"hello".to_vec()).await;
+    let text = media_path(res["content_uri"].as_str().unwrap());
+    let res = thumb(&s, &alice, &text, "width=32&height=32").await;
+    assert_eq!(res.status(), 400);
+    let (_, res) = upload(&s, &alice, "image/png", "huge.png", png(600, 600, false)).await;
+    let huge = media_path(res["content_uri"].as_str().unwrap());
+    let res = thumb(&s, &alice, &huge, "width=32&height=32").await;
+    assert_eq!(
+        res.status(),
+        400,
+        "360,000 pixels are over this server's 250,000"
+    );
+    let res = download(
+        &s,
+        None,
+        &format!("/_matrix/client/v1/media/thumbnail/{path}?width=32&height=32"),
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    let res = download(
+        &s,
+        None,
+        &format!("/_matrix/media/v3/thumbnail/{path}?width=32&height=32"),
+    )
+    .await;
+    assert_eq!(res.status(), 404);
+}

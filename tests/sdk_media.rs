@@ -1,6 +1,6 @@
 //! Media through a real client: matrix-sdk 0.18 uploads a file and an image (directly
-//! and to a preallocated URI) and another user's client downloads them through the
-//! authenticated media endpoints.
+//! and to a preallocated URI) and another user's client downloads them, and a thumbnail,
+//! through the authenticated media endpoints.
 
 mod common;
 #[path = "common/sdk.rs"]
@@ -9,8 +9,10 @@ mod sdk;
 use common::TestServer;
 use matrix_sdk::{
     Client,
-    media::{MediaFormat, MediaRequestParameters},
-    ruma::events::room::MediaSource,
+    media::{MediaFormat, MediaRequestParameters, MediaThumbnailSettings},
+    ruma::{
+        api::client::media::get_content_thumbnail::v3::Method, events::room::MediaSource, uint,
+    },
 };
 use sdk::{client, register};
 
@@ -56,6 +58,36 @@ async fn sdk_uploads_and_downloads_files_and_images() {
         .await
         .expect("upload a file");
     assert_eq!(fetch(&bob, &uploaded.content_uri).await, file);
+
+    // A real picture and its thumbnail, as a timeline shows it.
+    let mut photo = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
+    })
+    .write_to(&mut photo, image::ImageFormat::Png)
+    .unwrap();
+    let uploaded = alice
+        .media()
+        .upload(&png, photo.into_inner(), None)
+        .await
+        .expect("upload a photo");
+    let thumb = bob
+        .media()
+        .get_media_content(
+            &MediaRequestParameters {
+                source: MediaSource::Plain(uploaded.content_uri.clone()),
+                format: MediaFormat::Thumbnail(MediaThumbnailSettings::with_method(
+                    Method::Crop,
+                    uint!(96),
+                    uint!(96),
+                )),
+            },
+            false,
+        )
+        .await
+        .expect("thumbnail");
+    let thumb = image::load_from_memory(&thumb).expect("a decodable thumbnail");
+    assert_eq!((thumb.width(), thumb.height()), (96, 96));
 
     // The asynchronous flow: a URI first, the bytes after.
     let pre = alice.media().create_content_uri().await.expect("create");

@@ -77,6 +77,59 @@ pub struct MediaConfig {
     /// How long a URI from `/_matrix/media/v1/create` waits for its upload, in seconds.
     #[serde(default = "default_pending_upload_secs")]
     pub pending_upload_secs: u64,
+    /// The thumbnail sizes made (a request gets the best fit among them).
+    #[serde(default = "default_thumbnail_sizes")]
+    pub thumbnail_sizes: Vec<ThumbnailSize>,
+    /// Images with more pixels than this are not decoded (decompression bombs).
+    #[serde(default = "default_max_image_pixels")]
+    pub max_image_pixels: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThumbnailSize {
+    pub width: u32,
+    pub height: u32,
+    pub method: ThumbnailMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThumbnailMethod {
+    Crop,
+    Scale,
+}
+
+impl ThumbnailMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Crop => "crop",
+            Self::Scale => "scale",
+        }
+    }
+}
+
+// Synapse's defaults.
+fn default_thumbnail_sizes() -> Vec<ThumbnailSize> {
+    use ThumbnailMethod::{Crop, Scale};
+    [
+        (32, 32, Crop),
+        (96, 96, Crop),
+        (320, 240, Scale),
+        (640, 480, Scale),
+        (800, 600, Scale),
+    ]
+    .into_iter()
+    .map(|(width, height, method)| ThumbnailSize {
+        width,
+        height,
+        method,
+    })
+    .collect()
+}
+
+fn default_max_image_pixels() -> u64 {
+    32_000_000
 }
 
 impl Default for MediaConfig {
@@ -86,6 +139,8 @@ impl Default for MediaConfig {
             path: None,
             legacy_unauthenticated: false,
             pending_upload_secs: default_pending_upload_secs(),
+            thumbnail_sizes: default_thumbnail_sizes(),
+            max_image_pixels: default_max_image_pixels(),
         }
     }
 }

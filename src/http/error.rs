@@ -89,6 +89,7 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::InvalidSignature(_) => (S::BAD_REQUEST, "M_INVALID_SIGNATURE"),
         Error::CannotOverwriteMedia => (S::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA"),
         Error::NotYetUploaded => (S::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED"),
+        Error::CannotThumbnail(_) => (S::BAD_REQUEST, "M_UNKNOWN"),
         Error::WrongRoomKeysVersion { .. } => (S::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
         Error::MissingParam(_) => (S::BAD_REQUEST, "M_MISSING_PARAM"),
         Error::BadJson(_) => (S::BAD_REQUEST, "M_BAD_JSON"),

@@ -2,6 +2,8 @@
 //! under `media.path`), metadata in PostgreSQL, downloads streamed back. Media IDs are 24
 //! random alphanumerics (~143 bits), so they cannot be guessed.
 
+pub mod thumbnail;
+
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -29,7 +31,7 @@ const CHUNK: usize = 5 * 1024 * 1024;
 
 #[derive(Debug)]
 pub struct MediaStore {
-    store: Arc<dyn ObjectStore>,
+    pub(crate) store: Arc<dyn ObjectStore>,
 }
 
 impl MediaStore {
@@ -54,7 +56,7 @@ impl MediaStore {
     }
 }
 
-fn store_err(e: object_store::Error) -> Error {
+pub(crate) fn store_err(e: object_store::Error) -> Error {
     Error::Internal(format!("media store: {e}"))
 }
 

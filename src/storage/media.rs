@@ -98,4 +98,49 @@ impl Storage {
         .rows_affected();
         Ok(done == 1)
     }
+
+    /// A stored thumbnail's content type and size.
+    pub async fn thumbnail(
+        &self,
+        media_id: &str,
+        width: i32,
+        height: i32,
+        method: &str,
+    ) -> Result<Option<(String, i64)>> {
+        let row = sqlx::query(
+            "SELECT content_type, size FROM media_thumbnails
+             WHERE media_id = $1 AND width = $2 AND height = $3 AND method = $4",
+        )
+        .bind(media_id)
+        .bind(width)
+        .bind(height)
+        .bind(method)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    pub async fn insert_thumbnail(
+        &self,
+        media_id: &str,
+        width: i32,
+        height: i32,
+        method: &str,
+        content_type: &str,
+        size: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO media_thumbnails (media_id, width, height, method, content_type, size)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(media_id)
+        .bind(width)
+        .bind(height)
+        .bind(method)
+        .bind(content_type)
+        .bind(size)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
 }

@@ -54,6 +54,14 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
             "/_matrix/media/r0/download/{server}/{media_id}",
             get(legacy_download),
         )
+        .route(
+            "/_matrix/client/v1/media/thumbnail/{server}/{media_id}",
+            get(thumbnail),
+        )
+        .route(
+            "/_matrix/media/v3/thumbnail/{server}/{media_id}",
+            get(legacy_thumbnail),
+        )
 }
 
 async fn config(
@@ -146,6 +154,11 @@ async fn serve(
     query: &HashMap<String, String>,
 ) -> Result<Response> {
     let file = domain::download(hs, server, media_id, wait_of(query)?).await?;
+    Ok(respond_with(file, filename))
+}
+
+/// A file as a response, with the safe-serving headers.
+fn respond_with(file: domain::Download, filename: Option<&str>) -> Response {
     let name = filename.or(file.filename.as_deref());
     let disposition = domain::content_disposition(&file.content_type, name);
     let mut response = Response::new(Body::from_stream(file.body.map_err(axum::Error::new)));
@@ -183,7 +196,55 @@ async fn serve(
         HeaderValue::from_static("private, max-age=31536000, immutable"),
     );
     *response.status_mut() = StatusCode::OK;
-    Ok(response)
+    response
+}
+
+/// The query of a thumbnail request: width, height, method, animated, timeout_ms.
+async fn thumbnail_of(
+    hs: &Homeserver,
+    server: &str,
+    media_id: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response> {
+    let dim = |k: &str| -> Result<u32> {
+        query
+            .get(k)
+            .ok_or_else(|| Error::MissingParam(format!("{k} is required")))?
+            .parse::<u32>()
+            .map_err(|_| Error::InvalidParam(format!("{k} must be a positive integer")))
+    };
+    let (width, height) = (dim("width")?, dim("height")?);
+    let animated = query.get("animated").is_some_and(|a| a == "true");
+    let file = domain::thumbnail::thumbnail(
+        hs,
+        server,
+        media_id,
+        width,
+        height,
+        query.get("method").map(String::as_str),
+        animated,
+        wait_of(query)?,
+    )
+    .await?;
+    Ok(respond_with(file, None))
+}
+
+async fn thumbnail(
+    State(hs): State<Arc<Homeserver>>,
+    _auth: Authed,
+    Path((server, media_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> std::result::Result<Response, ApiError> {
+    Ok(thumbnail_of(&hs, &server, &media_id, &query).await?)
+}
+
+async fn legacy_thumbnail(
+    State(hs): State<Arc<Homeserver>>,
+    Path((server, media_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> std::result::Result<Response, ApiError> {
+    legacy_allowed(&hs)?;
+    Ok(thumbnail_of(&hs, &server, &media_id, &query).await?)
 }
 
 async fn download(
