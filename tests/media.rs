@@ -390,3 +390,161 @@ async fn thumbnails_crop_scale_cache_and_refusals() {
     .await;
     assert_eq!(res.status(), 404);
 }
+
+/// A web site served by the test: a page with OpenGraph tags, its image, a redirect to
+/// the page, and a plain page with only a title.
+async fn website() -> String {
+    use axum::{Router, http::header, response::IntoResponse, routing::get};
+    let image = png(120, 80, false);
+    let app = Router::new()
+        .route(
+            "/page",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    r#"<html><head><title>Ignored</title>
+                       <meta property="og:title" content="Axon &amp; friends">
+                       <meta property="og:description" content="A homeserver">
+                       <meta property="og:image" content="/img.png"></head></html>"#,
+                )
+            }),
+        )
+        .route(
+            "/plain",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html")],
+                    "<html><head><title>Just a title</title><meta name=\"description\" content=\"Words\"></head></html>",
+                )
+            }),
+        )
+        .route(
+            "/moved",
+            get(|| async { (axum::http::StatusCode::FOUND, [(header::LOCATION, "/page")]).into_response() }),
+        )
+        .route(
+            "/img.png",
+            get(move || {
+                let image = image.clone();
+                async move { ([(header::CONTENT_TYPE, "image/png")], image) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn url_previews_of_a_page_and_refusals() {
+    let site = website().await;
+    let s = TestServer::start_with(|env| {
+        env.insert("AXON_MEDIA__URL_PREVIEWS".into(), "true".into());
+        env.insert("AXON_OUTBOUND__ALLOW_RANGES".into(), "127.0.0.0/8".into());
+    })
+    .await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let preview = |url: String| {
+        let (s, alice) = (&s, alice.clone());
+        async move {
+            s.get(
+                &format!(
+                    "/_matrix/client/v1/media/preview_url?url={}",
+                    urlencode(&url)
+                ),
+                Some(&alice),
+            )
+            .await
+        }
+    };
+    // Through a redirect; the image fetched and stored as media.
+    let (status, res) = preview(format!("{site}/moved")).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["og:title"], "Axon & friends");
+    assert_eq!(res["og:description"], "A homeserver");
+    assert_eq!(
+        (
+            res["og:image:width"].as_u64(),
+            res["og:image:height"].as_u64()
+        ),
+        (Some(120), Some(80)),
+        "{res}"
+    );
+    let image = media_path(res["og:image"].as_str().unwrap());
+    let got = download(
+        &s,
+        Some(&alice),
+        &format!("/_matrix/client/v1/media/download/{image}"),
+    )
+    .await;
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"], "image/png");
+    // A page without OpenGraph: its title and description.
+    let (_, res) = preview(format!("{site}/plain")).await;
+    assert_eq!(
+        (res["og:title"].as_str(), res["og:description"].as_str()),
+        (Some("Just a title"), Some("Words")),
+        "{res}"
+    );
+    // Errors: no URL, not http, nothing there.
+    assert_error(
+        &s.get("/_matrix/client/v1/media/preview_url", Some(&alice))
+            .await,
+        400,
+        "M_MISSING_PARAM",
+    );
+    assert_error(
+        &preview("file:///etc/passwd".into()).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &preview(format!("{site}/nothing-here")).await,
+        404,
+        "M_NOT_FOUND",
+    );
+
+    // Without allow_ranges, the private address is refused; with previews off, all are.
+    let strict = TestServer::start_with(|env| {
+        env.insert("AXON_MEDIA__URL_PREVIEWS".into(), "true".into());
+    })
+    .await;
+    let (bob, _) = strict.register("bob", "password-bob").await;
+    for url in [
+        format!("{site}/page"),
+        site.replace("127.0.0.1", "localhost") + "/page",
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+    ] {
+        let res = strict
+            .get(
+                &format!(
+                    "/_matrix/client/v1/media/preview_url?url={}",
+                    urlencode(&url)
+                ),
+                Some(&bob),
+            )
+            .await;
+        assert_error(&res, 403, "M_FORBIDDEN");
+    }
+    let off = TestServer::start().await;
+    let (carol, _) = off.register("carol", "password-carol").await;
+    let res = off
+        .get(
+            &format!(
+                "/_matrix/client/v1/media/preview_url?url={}",
+                urlencode("https://example.org")
+            ),
+            Some(&carol),
+        )
+        .await;
+    assert_error(&res, 403, "M_FORBIDDEN");
+}

@@ -83,6 +83,17 @@ pub struct MediaConfig {
     /// Images with more pixels than this are not decoded (decompression bombs).
     #[serde(default = "default_max_image_pixels")]
     pub max_image_pixels: u64,
+    /// Fetch URL previews (`/media/preview_url`). Off by default: the server then makes
+    /// requests to URLs users choose (within the `[outbound]` policy).
+    #[serde(default)]
+    pub url_previews: bool,
+    /// Largest page or image a preview reads, in bytes.
+    #[serde(default = "default_preview_max_bytes")]
+    pub preview_max_bytes: u64,
+}
+
+fn default_preview_max_bytes() -> u64 {
+    10 * 1024 * 1024
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -141,6 +152,8 @@ impl Default for MediaConfig {
             pending_upload_secs: default_pending_upload_secs(),
             thumbnail_sizes: default_thumbnail_sizes(),
             max_image_pixels: default_max_image_pixels(),
+            url_previews: false,
+            preview_max_bytes: default_preview_max_bytes(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! under `media.path`), metadata in PostgreSQL, downloads streamed back. Media IDs are 24
 //! random alphanumerics (~143 bits), so they cannot be guessed.
 
+pub mod preview;
 pub mod thumbnail;
 
 use std::{sync::Arc, time::Duration};

@@ -143,4 +143,33 @@ impl Storage {
         .await?;
         Ok(())
     }
+
+    /// A cached preview of `url` fetched after `since`.
+    pub async fn url_preview(&self, url: &str, since: i64) -> Result<Option<serde_json::Value>> {
+        let row =
+            sqlx::query("SELECT preview FROM url_previews WHERE url = $1 AND fetched_ts > $2")
+                .bind(url)
+                .bind(since)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|r| r.get::<sqlx::types::Json<serde_json::Value>, _>(0).0))
+    }
+
+    pub async fn store_url_preview(
+        &self,
+        url: &str,
+        preview: &serde_json::Value,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO url_previews (url, preview, fetched_ts) VALUES ($1, $2, $3)
+             ON CONFLICT (url) DO UPDATE SET preview = EXCLUDED.preview, fetched_ts = EXCLUDED.fetched_ts",
+        )
+        .bind(url)
+        .bind(sqlx::types::Json(preview))
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
 }

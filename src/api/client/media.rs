@@ -62,6 +62,20 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
             "/_matrix/media/v3/thumbnail/{server}/{media_id}",
             get(legacy_thumbnail),
         )
+        .route("/_matrix/client/v1/media/preview_url", get(preview_url))
+        .route("/_matrix/media/v3/preview_url", get(preview_url))
+}
+
+async fn preview_url(
+    State(hs): State<Arc<Homeserver>>,
+    Authed(requester): Authed,
+    Query(query): Query<HashMap<String, String>>,
+) -> std::result::Result<Response, ApiError> {
+    let url = query
+        .get("url")
+        .ok_or_else(|| Error::MissingParam("url is required".into()))?;
+    let preview = domain::preview::preview_url(&hs, &requester, url).await?;
+    Ok(axum::Json(preview).into_response())
 }
 
 async fn config(
