@@ -414,10 +414,17 @@ impl Storage {
                  WHERE mine.user_id = $1 AND mine.membership = 'join'
                    AND theirs.user_id = c.user_id AND theirs.membership = 'join'))
              UNION
-             SELECT theirs.user_id FROM memberships mine JOIN memberships theirs USING (room_id)
+             -- Who joined one of my rooms (an index range per room) ...
+             SELECT theirs.user_id FROM memberships mine
+             JOIN memberships theirs ON theirs.room_id = mine.room_id AND theirs.stream_pos > $3
              WHERE mine.user_id = $1 AND mine.membership = 'join'
                AND theirs.membership = 'join' AND theirs.user_id <> $1
-               AND (theirs.stream_pos > $3 OR mine.stream_pos > $3)",
+             UNION
+             -- ... and everyone in the rooms I joined.
+             SELECT theirs.user_id FROM memberships mine
+             JOIN memberships theirs ON theirs.room_id = mine.room_id
+             WHERE mine.user_id = $1 AND mine.membership = 'join' AND mine.stream_pos > $3
+               AND theirs.membership = 'join' AND theirs.user_id <> $1",
         )
         .bind(user_id)
         .bind(since_lists)

@@ -182,18 +182,30 @@ impl Storage {
         until: i64,
     ) -> Result<Vec<PresenceRow>> {
         let (since_presence, since_events) = since.unwrap_or((-1, -1));
+        // Two parts, so that each can use an index: changes since the token (a range of
+        // the presence stream), and the current presence of whoever came to share a room.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM presence p
-             WHERE p.stream_pos <= $4 AND (
-                 (p.user_id = $1 AND p.stream_pos > $2)
-                 OR EXISTS (
-                     SELECT 1 FROM memberships mine
+            "SELECT * FROM (
+                 SELECT {COLUMNS}, p.stream_pos FROM presence p
+                 WHERE p.stream_pos > $2 AND p.stream_pos <= $4
+                   AND (p.user_id = $1 OR EXISTS (
+                       SELECT 1 FROM memberships mine JOIN memberships theirs USING (room_id)
+                       WHERE mine.user_id = $1 AND mine.membership = 'join'
+                         AND theirs.user_id = p.user_id AND theirs.membership = 'join'))
+                 UNION
+                 SELECT {COLUMNS}, p.stream_pos FROM presence p
+                 WHERE p.stream_pos <= $4 AND p.user_id IN (
+                     SELECT theirs.user_id FROM memberships mine
+                     JOIN memberships theirs
+                       ON theirs.room_id = mine.room_id AND theirs.stream_pos > $3
+                     WHERE mine.user_id = $1 AND mine.membership = 'join'
+                       AND theirs.membership = 'join'
+                     UNION
+                     SELECT theirs.user_id FROM memberships mine
                      JOIN memberships theirs ON theirs.room_id = mine.room_id
                      WHERE mine.user_id = $1 AND mine.membership = 'join'
-                       AND theirs.user_id = p.user_id AND theirs.membership = 'join'
-                       AND (p.stream_pos > $2 OR theirs.stream_pos > $3
-                            OR mine.stream_pos > $3)))
-             ORDER BY p.stream_pos"
+                       AND mine.stream_pos > $3 AND theirs.membership = 'join')
+             ) x ORDER BY x.stream_pos"
         )))
         .bind(user_id)
         .bind(since_presence)
