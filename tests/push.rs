@@ -267,18 +267,6 @@ async fn rules_reach_sync_and_concurrent_edits_all_land() {
     );
 }
 
-async fn send(s: &TestServer, token: &str, room: &str, txn: &str, content: Value) -> String {
-    let (status, res) = s
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
-            Some(token),
-            content,
-        )
-        .await;
-    assert_eq!(status, 200, "{res}");
-    res["event_id"].as_str().unwrap().to_owned()
-}
-
 /// The newest event of the room.
 async fn latest(s: &TestServer, token: &str, room: &str) -> String {
     let (_, res) = s
@@ -347,8 +335,7 @@ async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
         .await;
     let since = first["next_batch"].as_str().unwrap().to_owned();
 
-    send(
-        &s,
+    s.send_message(
         &alice,
         &room,
         "m1",
@@ -357,9 +344,7 @@ async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
     .await;
     let (c, _) = counts(&s, &bob, &room, &since, "").await;
     assert_eq!(c, (1, 0), "a message notifies");
-    send(
-        &s,
-        &alice,
+    s.send_message(&alice,
         &room,
         "m2",
         json!({"msgtype": "m.text", "body": "bob: look", "m.mentions": {"user_ids": ["@bob:localhost"]}}),
@@ -373,8 +358,7 @@ async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
 
     // @room: a highlight when the sender may notify the room (alice, the creator), not
     // from bob (power 0 < the default 50).
-    send(
-        &s,
+    s.send_message(
         &alice,
         &room,
         "r1",
@@ -384,8 +368,7 @@ async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
     let (c, _) = counts(&s, &bob, &room, &since, "").await;
     assert_eq!(c, (3, 2), "@room from the room's creator highlights");
     let before = counts(&s, &alice, &room, &since, "").await.0;
-    send(
-        &s,
+    s.send_message(
         &bob,
         &room,
         "r2",
@@ -426,17 +409,15 @@ async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
 
     // Threads: a root in the main timeline, a reply in the thread; counted apart when the
     // filter asks for it, and a threaded receipt clears only its thread.
-    let root = send(
-        &s,
-        &alice,
-        &room,
-        "t1",
-        json!({"msgtype": "m.text", "body": "root"}),
-    )
-    .await;
-    send(
-        &s,
-        &alice,
+    let root = s
+        .send_message(
+            &alice,
+            &room,
+            "t1",
+            json!({"msgtype": "m.text", "body": "root"}),
+        )
+        .await;
+    s.send_message(&alice,
         &room,
         "t2",
         json!({"msgtype": "m.text", "body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}}),
@@ -475,8 +456,7 @@ async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
         )
         .await;
     assert_eq!(status, 200);
-    send(
-        &s,
+    s.send_message(
         &alice,
         &room,
         "m3",
@@ -509,30 +489,28 @@ async fn notifications_list_pages_and_read_flags() {
         )
         .await;
     assert_eq!(status, 200);
-    send(
-        &s,
+    s.send_message(
         &alice,
         &room,
         "n1",
         json!({"msgtype": "m.text", "body": "one"}),
     )
     .await;
-    send(
-        &s,
+    s.send_message(
         &alice,
         &room,
         "n2",
         json!({"msgtype": "m.text", "body": "two", "m.mentions": {"user_ids": ["@bob:localhost"]}}),
     )
     .await;
-    let third = send(
-        &s,
-        &alice,
-        &room,
-        "n3",
-        json!({"msgtype": "m.text", "body": "three"}),
-    )
-    .await;
+    let third = s
+        .send_message(
+            &alice,
+            &room,
+            "n3",
+            json!({"msgtype": "m.text", "body": "three"}),
+        )
+        .await;
 
     let n = "/_matrix/client/v3/notifications";
     let (status, res) = s.get(n, Some(&bob)).await;

@@ -105,18 +105,6 @@ async fn setup(s: &TestServer, url: &str, pushkey: &str) -> (String, String, Str
     (alice, bob, room)
 }
 
-async fn send(s: &TestServer, token: &str, room: &str, txn: &str, content: Value) -> String {
-    let (status, res) = s
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
-            Some(token),
-            content,
-        )
-        .await;
-    assert_eq!(status, 200, "{res}");
-    res["event_id"].as_str().unwrap().to_owned()
-}
-
 /// Waits until the gateway holds `n` notifications (or fails after `within`).
 async fn wait_for(g: &Gateway, n: usize, within: Duration) -> Vec<Value> {
     let start = std::time::Instant::now();
@@ -139,14 +127,14 @@ async fn a_message_sends_one_notification_with_counts_and_tweaks() {
     let (g, url) = gateway().await;
     let s = server(true).await;
     let (alice, _bob, room) = setup(&s, &url, "key-1").await;
-    let event_id = send(
-        &s,
-        &alice,
-        &room,
-        "m1",
-        json!({"msgtype": "m.text", "body": "hello"}),
-    )
-    .await;
+    let event_id = s
+        .send_message(
+            &alice,
+            &room,
+            "m1",
+            json!({"msgtype": "m.text", "body": "hello"}),
+        )
+        .await;
     let got = wait_for(&g, 1, Duration::from_secs(10)).await;
     let n = &got[0]["notification"];
     assert_eq!(n["event_id"], event_id.as_str(), "{n}");
@@ -173,7 +161,7 @@ async fn a_message_sends_one_notification_with_counts_and_tweaks() {
     assert_eq!(g.received.lock().unwrap().len(), 1);
 
     // A mention highlights; the badge counts both.
-    send(&s, &alice, &room, "m2", json!({"msgtype": "m.text", "body": "bob!", "m.mentions": {"user_ids": ["@bob:localhost"]}})).await;
+    s.send_message(&alice, &room, "m2", json!({"msgtype": "m.text", "body": "bob!", "m.mentions": {"user_ids": ["@bob:localhost"]}})).await;
     let got = wait_for(&g, 2, Duration::from_secs(10)).await;
     let n = &got[1]["notification"];
     assert_eq!(n["devices"][0]["tweaks"]["highlight"], true, "{n}");
@@ -193,8 +181,7 @@ async fn muted_rooms_send_nothing_and_rejected_pushkeys_go() {
         )
         .await;
     assert_eq!(status, 200);
-    send(
-        &s,
+    s.send_message(
         &alice,
         &room,
         "m1",
@@ -217,8 +204,7 @@ async fn muted_rooms_send_nothing_and_rejected_pushkeys_go() {
         .await;
     assert_eq!(status, 200);
     g.reject.lock().unwrap().insert("key-2".into());
-    send(
-        &s,
+    s.send_message(
         &alice,
         &room,
         "m2",
@@ -246,16 +232,14 @@ async fn the_queue_outlives_an_outage_and_a_restart() {
     let s = server(true).await;
     let (alice, _bob, room) = setup(&s, &url, "key-3").await;
     g.down.store(true, Ordering::SeqCst);
-    send(
-        &s,
+    s.send_message(
         &alice,
         &room,
         "m1",
         json!({"msgtype": "m.text", "body": "one"}),
     )
     .await;
-    send(
-        &s,
+    s.send_message(
         &alice,
         &room,
         "m2",
@@ -286,8 +270,7 @@ async fn two_processes_send_each_notification_once() {
     let (alice, _bob, room) = setup(&s, &url, "key-4").await;
     for i in 0..20 {
         let via = if i % 2 == 0 { &s } else { &other };
-        send(
-            via,
+        via.send_message(
             &alice,
             &room,
             &format!("m{i}"),
@@ -314,8 +297,7 @@ async fn private_gateways_are_refused_by_default() {
     let (g, url) = gateway().await;
     let s = server(false).await;
     let (alice, _bob, room) = setup(&s, &url, "key-5").await;
-    send(
-        &s,
+    s.send_message(
         &alice,
         &room,
         "m1",
@@ -342,8 +324,7 @@ async fn private_gateways_are_refused_by_default() {
         )
         .await;
     assert_eq!(status, 200);
-    send(
-        &s,
+    s.send_message(
         &alice,
         &room,
         "m2",

@@ -229,6 +229,19 @@ impl TestServer {
     }
 
     /// Registers through the dummy UIA flow; returns (access_token, device_id).
+    /// Sends an `m.room.message` with `content` (must succeed); its event ID.
+    pub async fn send_message(&self, token: &str, room: &str, txn: &str, content: Value) -> String {
+        let (status, res) = self
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+                Some(token),
+                content,
+            )
+            .await;
+        assert_eq!(status, 200, "{res}");
+        res["event_id"].as_str().unwrap().to_owned()
+    }
+
     pub async fn register(&self, username: &str, password: &str) -> (String, String) {
         let (status, body) = self
             .post(
