@@ -316,3 +316,78 @@ async fn dehydrated_device_lifecycle_and_events() {
         "{res}"
     );
 }
+
+#[tokio::test]
+async fn e2ee_endpoints_need_a_token_and_well_formed_bodies() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    for (path, body) in [
+        ("/_matrix/client/v3/keys/upload", json!({})),
+        (
+            "/_matrix/client/v3/keys/query",
+            json!({ "device_keys": {} }),
+        ),
+        (
+            "/_matrix/client/v3/keys/claim",
+            json!({ "one_time_keys": {} }),
+        ),
+        ("/_matrix/client/v3/keys/signatures/upload", json!({})),
+        (
+            "/_matrix/client/v3/room_keys/version",
+            json!({ "algorithm": ALG, "auth_data": {} }),
+        ),
+    ] {
+        assert_error(&s.post(path, None, body).await, 401, "M_MISSING_TOKEN");
+    }
+    assert_error(
+        &s.put(
+            "/_matrix/client/v3/sendToDevice/m.test/t1",
+            None,
+            json!({ "messages": {} }),
+        )
+        .await,
+        401,
+        "M_MISSING_TOKEN",
+    );
+    assert_error(
+        &s.get("/_matrix/client/v3/keys/changes?from=s1&to=s2", None)
+            .await,
+        401,
+        "M_MISSING_TOKEN",
+    );
+    assert_error(&s.get(D, None).await, 401, "M_MISSING_TOKEN");
+    // Bodies of the wrong shape.
+    let t = Some(alice.as_str());
+    let res = s
+        .post(
+            "/_matrix/client/v3/keys/claim",
+            t,
+            json!({ "one_time_keys": "nope" }),
+        )
+        .await;
+    assert_eq!(res.0, 400, "{}", res.1);
+    let res = s
+        .post(
+            "/_matrix/client/v3/keys/query",
+            t,
+            json!({ "device_keys": { "not-a-user": [] } }),
+        )
+        .await;
+    assert_eq!(res.0, 400, "{}", res.1);
+    let res = s
+        .post(
+            "/_matrix/client/v3/room_keys/version",
+            t,
+            json!({ "auth_data": {} }),
+        )
+        .await;
+    assert_eq!(res.0, 400, "{}", res.1);
+    let res = s
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.test/t2",
+            t,
+            json!({ "messages": { "@bob:localhost": { "*": [] } } }),
+        )
+        .await;
+    assert_eq!(res.0, 400, "{}", res.1);
+}

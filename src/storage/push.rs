@@ -45,6 +45,15 @@ pub struct NotificationRow {
     pub read: bool,
 }
 
+/// The stream position up to which user `$1` has read the event of push action row `a`:
+/// their newest read receipt in its room, unthreaded (covering every thread) or in its
+/// own thread (`main` included). The one definition of "read" for counts and lists.
+const READ_UP_TO: &str = "COALESCE((
+    SELECT max(ev.stream_pos) FROM receipts rc JOIN events ev ON ev.event_id = rc.event_id
+    WHERE rc.room_id = a.room_id AND rc.user_id = $1
+      AND rc.receipt_type IN ('m.read', 'm.read.private')
+      AND rc.thread_id IN ('', a.thread_id)), 0)";
+
 impl Storage {
     /// A user's notifications, newest first, before stream position `before`; `read` says
     /// whether a read receipt covers each.
@@ -55,19 +64,14 @@ impl Storage {
         limit: i64,
         only_highlight: bool,
     ) -> Result<Vec<NotificationRow>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT a.event_nid, a.room_id, e.stream_pos, a.actions,
-                    e.stream_pos <= GREATEST(
-                        COALESCE((SELECT max(ev.stream_pos) FROM receipts rc
-                                  JOIN events ev ON ev.event_id = rc.event_id
-                                  WHERE rc.room_id = a.room_id AND rc.user_id = $1
-                                    AND rc.receipt_type IN ('m.read', 'm.read.private')
-                                    AND rc.thread_id IN ('', a.thread_id)), 0), 0)
+                    e.stream_pos <= {READ_UP_TO}
              FROM event_push_actions a JOIN events e ON e.event_nid = a.event_nid
              WHERE a.user_id = $1 AND e.stream_pos IS NOT NULL AND e.stream_pos < $2
                AND (a.highlight OR NOT $4)
-             ORDER BY e.stream_pos DESC LIMIT $3",
-        )
+             ORDER BY e.stream_pos DESC LIMIT $3"
+        )))
         .bind(user_id)
         .bind(before)
         .bind(limit)
@@ -90,23 +94,15 @@ impl Storage {
     /// after their read receipt (an unthreaded receipt covers every thread; a threaded one
     /// its thread, `main` included).
     pub async fn unread_counts(&self, user_id: &str, room_id: &str) -> Result<Vec<UnreadCounts>> {
-        let rows = sqlx::query(
-            "WITH read AS (
-                 SELECT rc.thread_id, max(ev.stream_pos) AS pos
-                 FROM receipts rc JOIN events ev ON ev.event_id = rc.event_id
-                 WHERE rc.room_id = $2 AND rc.user_id = $1
-                   AND rc.receipt_type IN ('m.read', 'm.read.private')
-                 GROUP BY rc.thread_id)
-             SELECT a.thread_id, count(*) FILTER (WHERE a.notify),
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT a.thread_id, count(*) FILTER (WHERE a.notify),
                     count(*) FILTER (WHERE a.highlight)
              FROM event_push_actions a JOIN events e ON e.event_nid = a.event_nid
              WHERE a.user_id = $1 AND a.room_id = $2 AND e.stream_pos IS NOT NULL
-               AND e.stream_pos > GREATEST(
-                   COALESCE((SELECT pos FROM read WHERE thread_id = ''), 0),
-                   COALESCE((SELECT pos FROM read WHERE thread_id = a.thread_id), 0))
+               AND e.stream_pos > {READ_UP_TO}
              GROUP BY a.thread_id
-             ORDER BY a.thread_id",
-        )
+             ORDER BY a.thread_id"
+        )))
         .bind(user_id)
         .bind(room_id)
         .fetch_all(self.pool())
@@ -200,16 +196,11 @@ impl Storage {
 
     /// The user's unread notifications over all rooms (the badge a gateway shows).
     pub async fn total_unread(&self, user_id: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM event_push_actions a JOIN events e ON e.event_nid = a.event_nid
              WHERE a.user_id = $1 AND a.notify AND e.stream_pos IS NOT NULL
-               AND e.stream_pos > COALESCE((
-                   SELECT max(ev.stream_pos) FROM receipts rc
-                   JOIN events ev ON ev.event_id = rc.event_id
-                   WHERE rc.room_id = a.room_id AND rc.user_id = $1
-                     AND rc.receipt_type IN ('m.read', 'm.read.private')
-                     AND rc.thread_id IN ('', a.thread_id)), 0)",
-        )
+               AND e.stream_pos > {READ_UP_TO}"
+        )))
         .bind(user_id)
         .fetch_one(self.pool())
         .await?)
