@@ -61,7 +61,7 @@ impl Homeserver {
         let rate_limiter = RateLimiter::new(config.rate_limits.clone());
         let keys = ServerKeys::load(&storage).await?;
         let outbound = crate::outbound::OutboundPolicy::new(&config.outbound);
-        let media = crate::media::MediaStore::open(&config)?;
+        let media = crate::media::MediaStore::open(&config).await?;
         Ok(Arc::new(Self {
             config,
             storage,

@@ -90,6 +90,55 @@ pub struct MediaConfig {
     /// Largest page or image a preview reads, in bytes.
     #[serde(default = "default_preview_max_bytes")]
     pub preview_max_bytes: u64,
+    /// Keep media in an S3-compatible bucket instead of under `path`.
+    #[serde(default)]
+    pub s3: Option<S3Config>,
+}
+
+/// An S3-compatible object store (AWS, MinIO, Garage, Ceph...).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// The store's URL, for anything but AWS itself (`http://` is allowed).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    /// Credentials; when unset, the usual `AWS_*` variables and instance metadata apply.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// `endpoint/bucket/key` addressing, which most self-hosted stores need, instead of
+    /// `bucket.endpoint/key`.
+    #[serde(default)]
+    pub path_style: bool,
+    /// A key prefix inside the bucket, to share it with other data.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+// Hand-written so the secret never reaches a log line.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("path_style", &self.path_style)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+fn default_s3_region() -> String {
+    "us-east-1".to_owned()
 }
 
 fn default_preview_max_bytes() -> u64 {
@@ -154,6 +203,7 @@ impl Default for MediaConfig {
             max_image_pixels: default_max_image_pixels(),
             url_previews: false,
             preview_max_bytes: default_preview_max_bytes(),
+            s3: None,
         }
     }
 }
@@ -563,6 +613,25 @@ impl Config {
                 "rooms.default_version",
                 "unknown room version",
             ));
+        }
+        if let Some(s3) = &self.media.s3 {
+            if s3.bucket.is_empty() {
+                return Err(ConfigError::new("media.s3.bucket", "must not be empty"));
+            }
+            if let Some(endpoint) = &s3.endpoint
+                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            {
+                return Err(ConfigError::new(
+                    "media.s3.endpoint",
+                    "must start with http:// or https://",
+                ));
+            }
+            if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+                return Err(ConfigError::new(
+                    "media.s3.secret_access_key",
+                    "access_key_id and secret_access_key go together",
+                ));
+            }
         }
         if self.auth.access_token_lifetime_secs < 10 {
             return Err(ConfigError::new(

@@ -151,3 +151,28 @@ fn presence_and_outbound_sections() {
     .unwrap_err();
     assert_eq!(e.key, "presence.offline_after_secs");
 }
+
+#[test]
+fn media_s3_section_is_checked_and_its_secret_not_logged() {
+    let c = load_str(
+        "server_name = \"example.org\"\n[media.s3]\nbucket = \"b\"\nendpoint = \"http://minio:9000\"\naccess_key_id = \"id\"\nsecret_access_key = \"hunter2\"\npath_style = true\n",
+        &[],
+    )
+    .unwrap();
+    let s3 = c.media.s3.as_ref().unwrap();
+    assert_eq!((s3.region.as_str(), s3.path_style), ("us-east-1", true));
+    assert!(!format!("{c:?}").contains("hunter2"));
+
+    let err = load_str(
+        "server_name = \"example.org\"\n[media.s3]\nbucket = \"b\"\nendpoint = \"minio:9000\"\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "media.s3.endpoint");
+    let err = load_str(
+        "server_name = \"example.org\"\n[media.s3]\nbucket = \"\"\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "media.s3.bucket");
+}
