@@ -38,6 +38,9 @@ pub enum Error {
     },
     #[error("{0}")]
     BadJson(String),
+    /// A sliding sync `pos` this server no longer has (or never gave): start over.
+    #[error("unknown or expired position; start the connection again without `pos`")]
+    UnknownPos,
     #[error("{0}")]
     NotJson(String),
     #[error("{0}")]

@@ -93,6 +93,7 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::WrongRoomKeysVersion { .. } => (S::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
         Error::MissingParam(_) => (S::BAD_REQUEST, "M_MISSING_PARAM"),
         Error::BadJson(_) => (S::BAD_REQUEST, "M_BAD_JSON"),
+        Error::UnknownPos => (S::BAD_REQUEST, "M_UNKNOWN_POS"),
         Error::NotJson(_) => (S::BAD_REQUEST, "M_NOT_JSON"),
         Error::Unrecognized(_) => (S::BAD_REQUEST, "M_UNRECOGNIZED"),
         Error::TooLarge => (S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"),

@@ -9,6 +9,7 @@
 
 pub mod notifier;
 mod rooms;
+pub mod sliding;
 pub mod token;
 
 use std::{

@@ -118,6 +118,15 @@ async fn expiry_loop(hs: Weak<Homeserver>) {
         {
             tracing::warn!("pruning to-device transactions: {e}");
         }
+        // Hourly: sliding sync connections unused for a week.
+        if round % 3600 == 1800
+            && let Err(e) = hs
+                .storage
+                .prune_sliding_connections(now_ms() - super::sliding::CONNECTION_LIFETIME_MS)
+                .await
+        {
+            tracing::warn!("pruning sliding sync connections: {e}");
+        }
         if let Err(e) = hs.storage.expire_typing(now_ms()).await {
             tracing::warn!("expiring typing notices: {e}");
         }

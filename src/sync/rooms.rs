@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Event client format for sync: without `room_id`, which the section gives.
-fn sync_format(mut events: Vec<JsonValue>) -> Vec<JsonValue> {
+pub(super) fn sync_format(mut events: Vec<JsonValue>) -> Vec<JsonValue> {
     for e in &mut events {
         if let Some(o) = e.as_object_mut() {
             o.remove("room_id");
@@ -24,15 +24,15 @@ fn sync_format(mut events: Vec<JsonValue>) -> Vec<JsonValue> {
     events
 }
 
-struct TimelinePart {
-    events: Vec<StoredEvent>,
-    limited: bool,
+pub(super) struct TimelinePart {
+    pub events: Vec<StoredEvent>,
+    pub limited: bool,
     /// Pagination token for events before the timeline.
-    prev_batch: String,
+    pub prev_batch: String,
 }
 
 /// The newest `limit` events in (lower, upper] that the filter and visibility let through.
-async fn timeline_part(
+pub(super) async fn timeline_part(
     hs: &Homeserver,
     requester: &Requester,
     room_id: &RoomId,
@@ -261,7 +261,7 @@ const STRIPPED_STATE: &[&str] = &[
     "m.room.topic",
 ];
 
-async fn stripped_state(hs: &Homeserver, event_nid: i64) -> Result<Vec<JsonValue>> {
+pub(super) async fn stripped_state(hs: &Homeserver, event_nid: i64) -> Result<Vec<JsonValue>> {
     let Some(own) = hs.storage.events_by_nid(&[event_nid]).await?.pop() else {
         return Ok(Vec::new());
     };

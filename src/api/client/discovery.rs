@@ -40,7 +40,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
 }
 
 /// Unstable features implemented here, advertised in /versions as clients probe for them.
-const UNSTABLE_FEATURES: &[&str] = &["org.matrix.msc3814"];
+const UNSTABLE_FEATURES: &[&str] = &["org.matrix.msc3814", "org.matrix.simplified_msc3575"];
 
 async fn versions(
     _hs: Arc<Homeserver>,

@@ -25,6 +25,7 @@ mod relations;
 mod reporting;
 mod rooms;
 mod session;
+mod sliding_sync;
 mod spaces;
 mod sync;
 mod threepid;
@@ -52,6 +53,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = relations::routes(router);
     let router = spaces::routes(router);
     let router = sync::routes(router);
+    let router = sliding_sync::routes(router);
     let router = presence::routes(router);
     let router = keys::routes(router);
     let router = backup::routes(router);
