@@ -601,3 +601,48 @@ async fn bad_requests() {
         true
     );
 }
+
+#[tokio::test]
+async fn unread_counts_follow_messages_and_receipts() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let room = create_room(&s, &alice, json!({"invite": ["@bob:localhost"]})).await;
+    let (st, _) = s
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let first = ok(&s, &alice, None, &room_list(9, 1)).await;
+    assert_eq!(first["rooms"][&room]["notification_count"], 0);
+    let pos = first["pos"].as_str().unwrap().to_owned();
+
+    let event = s
+        .send_message(
+            &bob,
+            &room,
+            "m1",
+            json!({"msgtype": "m.text", "body": "ping"}),
+        )
+        .await;
+    let res = ok(&s, &alice, Some(&pos), &room_list(9, 1)).await;
+    assert_eq!(res["rooms"][&room]["notification_count"], 1, "{res}");
+    let pos = res["pos"].as_str().unwrap().to_owned();
+
+    // Read on another device: the room comes again, with no new events and no unread.
+    let (st, _) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let res = ok(&s, &alice, Some(&pos), &room_list(9, 1)).await;
+    let r = &res["rooms"][&room];
+    assert_eq!(r["notification_count"], 0, "{res}");
+    assert_eq!(r["timeline"], json!([]));
+}

@@ -297,6 +297,20 @@ async fn build(
         }
     }
 
+    // Rooms the user read on some device since: their unread counts changed.
+    let read_again: HashSet<String> = match previous.since {
+        Some(since) => {
+            let rooms: Vec<String> = configs.keys().cloned().collect();
+            hs.storage
+                .receipts_between(&rooms, since.receipts, now.receipts)
+                .await?
+                .into_iter()
+                .filter(|r| r.user_id == user)
+                .map(|r| r.room_id)
+                .collect()
+        }
+        None => HashSet::new(),
+    };
     let mut sent = previous.rooms.clone();
     let mut rooms_json = Map::new();
     let mut initial_rooms = Vec::new();
@@ -323,6 +337,7 @@ async fn build(
             since,
             upper,
             previous.since.map(|p| p.events),
+            read_again.contains(room_id),
         )
         .await?;
         sent.insert(

@@ -223,8 +223,9 @@ pub(super) struct RoomOut {
 }
 
 /// A room's data for the response: whole (`since` None) or what changed after `since`
-/// up to `upper`; None when nothing did. `live_after` is the previous response's events
-/// position: timeline events after it are `num_live`.
+/// up to `upper`; None when nothing did (and its counts need no update, `counts_changed`).
+/// `live_after` is the previous response's events position: timeline events after it are
+/// `num_live`.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn room_data(
     hs: &Homeserver,
@@ -235,6 +236,7 @@ pub(super) async fn room_data(
     since: Option<i64>,
     upper: i64,
     live_after: Option<i64>,
+    counts_changed: bool,
 ) -> Result<Option<RoomOut>> {
     let room = c.room_id.as_str();
     let mut out = Map::new();
@@ -265,6 +267,7 @@ pub(super) async fn room_data(
         return Ok(None);
     };
     if let Some(since) = since
+        && !counts_changed
         && hs
             .storage
             .rooms_with_events_between(&[room.to_owned()], since, upper)
