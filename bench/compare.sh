@@ -20,15 +20,6 @@ echo "== building axon and axon-bench (release)" >&2
 cargo build --release --bin axon --bin axon-bench >&2
 bench="$target/release/axon-bench"
 
-wait_ready() { # url
-  for _ in $(seq 1 600); do
-    curl -fsS "$1/_matrix/client/versions" >/dev/null 2>&1 && return 0
-    sleep 0.5
-  done
-  echo "compare.sh: $1 never answered" >&2
-  return 1
-}
-
 peak_rss_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
 # Adds resource figures to a report.
@@ -59,7 +50,7 @@ AXON_SERVER_NAME=localhost AXON_REGISTRATION__MODE=open AXON_RATE_LIMITS__ENABLE
   "$target/release/axon" serve >"$work/axon.log" 2>&1 &
 axon_pid=$!
 trap 'kill $axon_pid 2>/dev/null || true' EXIT
-wait_ready "http://127.0.0.1:$axon_port"
+"$bench" wait "http://127.0.0.1:$axon_port"
 "$bench" run --url "http://127.0.0.1:$axon_port" --out "$work/axon.json" "$@"
 axon_rss=$(peak_rss_kib "$axon_pid")
 # The embedded cluster listens on a socket under the data directory; as root it runs as

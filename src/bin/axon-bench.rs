@@ -12,7 +12,8 @@
 //!   while other users send a fixed rate of messages: achieved rate and latency.
 //!
 //! `axon-bench run --url URL --out FILE.json` prints a table and writes JSON;
-//! `axon-bench compare A.json B.json` prints both side by side with ratios.
+//! `axon-bench compare A.json B.json` prints both side by side with ratios;
+//! `axon-bench wait URL` waits until a server answers.
 
 use std::{
     sync::{
@@ -738,7 +739,26 @@ async fn main() {
                 2
             }
         },
-        Some("compare") if args.len() >= 3 => {
+        Some("wait") if args.len() == 2 => {
+            // Until the server answers /versions (five minutes at most).
+            let s = Server::new(&args[1]);
+            let mut code = 1;
+            for _ in 0..600 {
+                let ok = s
+                    .ok(reqwest::Method::GET, "/_matrix/client/versions", None, None)
+                    .await;
+                if ok.is_ok() {
+                    code = 0;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if code != 0 {
+                eprintln!("axon-bench: {} never answered", args[1]);
+            }
+            code
+        }
+        Some("compare") if args.len() >= 2 => {
             let mut reports = Vec::new();
             for path in &args[1..] {
                 let (label, file) = path.split_once('=').unwrap_or((path, path));
@@ -761,7 +781,8 @@ async fn main() {
                 "usage: axon-bench run --url URL [--out FILE] [--senders N] [--per-sender N]\n\
                  \x20                 [--sync-samples N] [--rooms N] [--events N] [--calls N]\n\
                  \x20                 [--rate MSGS_PER_S] [--seconds N] [--only a,b]\n\
-                 \x20      axon-bench compare LABEL=FILE.json LABEL=FILE.json"
+                 \x20      axon-bench compare LABEL=FILE.json [LABEL=FILE.json]\n\
+                 \x20      axon-bench wait URL"
             );
             2
         }
