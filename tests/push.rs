@@ -700,3 +700,75 @@ async fn pushers_set_list_replace_and_removal() {
         "the password change removes it: {res}"
     );
 }
+
+/// Each send evaluates push rules inside its write transaction. Those reads must use the
+/// transaction: with more concurrent writes (in different rooms) than pool connections,
+/// writes that each held a connection and waited for a second one starved the pool and
+/// failed after the acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_in_many_rooms_do_not_starve_the_pool() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let mut rooms = Vec::new();
+    for _ in 0..12 {
+        let (status, res) = s
+            .post(
+                "/_matrix/client/v3/createRoom",
+                Some(&alice),
+                json!({"invite": ["@bob:localhost"]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{res}");
+        let room = res["room_id"].as_str().unwrap().to_owned();
+        let (status, _) = s
+            .post(
+                &format!("/_matrix/client/v3/join/{room}"),
+                Some(&bob),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        rooms.push(room);
+    }
+    // The test server's pool has 4 connections; 12 rooms write at once, 5 times each.
+    let sends: Vec<_> = rooms
+        .iter()
+        .enumerate()
+        .map(|(i, room)| {
+            let (base, token, room) = (s.base.clone(), alice.clone(), room.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut statuses = Vec::new();
+                for n in 0..5 {
+                    let res = http
+                        .put(format!(
+                            "{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/r{i}n{n}"
+                        ))
+                        .bearer_auth(&token)
+                        .json(&json!({"msgtype": "m.text", "body": "hi bob"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    statuses.push(res.status().as_u16());
+                }
+                statuses
+            })
+        })
+        .collect();
+    for task in sends {
+        assert_eq!(task.await.unwrap(), vec![200; 5]);
+    }
+    // Every message notified bob (besides his 12 invites).
+    let (status, res) = s
+        .get("/_matrix/client/v3/notifications?limit=100", Some(&bob))
+        .await;
+    assert_eq!(status, 200);
+    let messages = res["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["event"]["type"] == "m.room.message")
+        .count();
+    assert_eq!(messages, 60);
+}

@@ -17,7 +17,7 @@ use serde_json::Value as JsonValue;
 use super::rules;
 use crate::{
     error::Result,
-    rooms::persist::{self, RoomContext},
+    rooms::persist::RoomContext,
     server::Homeserver,
     storage::{events::RoomWrite, push::PushActionRow},
 };
@@ -37,13 +37,26 @@ fn level(v: &JsonValue) -> Option<Int> {
         .and_then(|n| Int::try_from(n).ok())
 }
 
+/// A current state event's (content, sender), read in the write's own transaction.
+async fn state_event(w: &mut RoomWrite, event_type: &str) -> Result<Option<(JsonValue, String)>> {
+    let keys = [(event_type.to_owned(), String::new())];
+    let nids: Vec<i64> = w.current_state_for(&keys).await?.into_values().collect();
+    Ok(w.events_by_nid(&nids).await?.pop().map(|e| {
+        let sender = e.pdu["sender"].as_str().unwrap_or_default().to_owned();
+        (e.pdu["content"].clone(), sender)
+    }))
+}
+
 /// The room's power levels as push conditions use them (`sender_notification_permission`).
+/// Read in the write's transaction: a second pool connection taken while holding one
+/// deadlocks once every connection is held by a write waiting for another.
 async fn power_levels_ctx(
-    hs: &Homeserver,
+    w: &mut RoomWrite,
     ctx: &RoomContext,
 ) -> Result<PushConditionPowerLevelsCtx> {
-    let pl = persist::current_state_content(hs, &ctx.room_id, "m.room.power_levels", "")
+    let pl = state_event(w, "m.room.power_levels")
         .await?
+        .map(|(content, _)| content)
         .unwrap_or_default();
     let users: BTreeMap<OwnedUserId, Int> = pl["users"]
         .as_object()
@@ -57,15 +70,15 @@ async fn power_levels_ctx(
     }
     let mut creators: Vec<OwnedUserId> = Vec::new();
     if ctx.rules.authorization.explicitly_privilege_room_creators {
-        let create = persist::current_state_content(hs, &ctx.room_id, "m.room.create", "").await?;
-        if let Some((_, creator)) = hs.storage.room(ctx.room_id.as_str()).await?
-            && let Ok(c) = OwnedUserId::try_from(creator)
+        let create = state_event(w, "m.room.create").await?;
+        if let Some((_, creator)) = &create
+            && let Ok(c) = OwnedUserId::try_from(creator.as_str())
         {
             creators.push(c);
         }
         for extra in create
             .as_ref()
-            .and_then(|c| c["additional_creators"].as_array())
+            .and_then(|(c, _)| c["additional_creators"].as_array())
             .into_iter()
             .flatten()
         {
@@ -109,9 +122,8 @@ pub async fn record_push_actions(
     if members.iter().all(|m| m.user_id == sender.as_str()) {
         return Ok(());
     }
-    let member_count = UInt::try_from(hs.storage.joined_member_count(ctx.room_id.as_str()).await?)
-        .unwrap_or_default();
-    let power_levels = power_levels_ctx(hs, ctx).await?;
+    let member_count = UInt::try_from(w.joined_member_count().await?).unwrap_or_default();
+    let power_levels = power_levels_ctx(w, ctx).await?;
     let raw: Raw<JsonValue> =
         Raw::new(event).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
     let thread_id = thread_of(&event["content"]);

@@ -521,6 +521,17 @@ impl RoomWrite {
     }
 
     /// The current state's entries for the given keys only (a room's state may be large).
+    /// Joined members, read in this transaction (push evaluation must not wait for a
+    /// second pool connection while holding this one).
+    pub async fn joined_member_count(&mut self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'",
+        )
+        .bind(&self.room_id)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
     pub async fn current_state_for(&mut self, keys: &[(String, String)]) -> Result<StateNids> {
         current_state_keys(&mut self.tx, &self.room_id, keys).await
     }
