@@ -17,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::StreamExt;
 use ruma::{
     OwnedRoomId, RoomId,
     api::client::{filter::FilterDefinition, sync::sync_events::v3},
@@ -43,6 +44,8 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// Timeline events per room when the filter gives no limit (as Synapse).
 const DEFAULT_TIMELINE_LIMIT: u32 = 10;
 const MAX_TIMELINE_LIMIT: u32 = 500;
+/// Rooms of one response built at once (each holds a pool connection per query).
+const ROOMS_IN_PARALLEL: usize = 4;
 
 pub struct SyncRequest {
     pub since: Option<String>,
@@ -336,19 +339,35 @@ async fn build(
         )
     };
 
-    for (room_id, newly) in &joined {
+    let touched: Vec<&(OwnedRoomId, bool)> = joined
+        .iter()
+        .filter(|(room_id, newly)| {
+            let key = room_id.as_str();
+            *newly
+                || active.contains(key)
+                || receipts_by_room.contains_key(key)
+                || typing.contains_key(key)
+                || room_data.contains_key(key)
+        })
+        .collect();
+    // Rooms are built a few at a time: each is a handful of queries, and an initial sync
+    // of a hundred rooms would otherwise wait for them one after another.
+    let owned: Vec<(OwnedRoomId, bool)> = touched.iter().map(|&r| r.clone()).collect();
+    let built: Vec<Result<v3::JoinedRoom>> = futures_util::stream::iter(owned)
+        .map(|(room_id, newly)| async move {
+            let since_events = (!newly || since.is_some()).then_some(from.events);
+            let mut room =
+                rooms::joined_room(hs, requester, &room_id, newly, since_events, now.events, f)
+                    .await?;
+            add_unread_counts(hs, user, room_id.as_str(), f, &mut room).await?;
+            Ok(room)
+        })
+        .buffered(ROOMS_IN_PARALLEL)
+        .collect()
+        .await;
+    for ((room_id, newly), room) in touched.into_iter().zip(built) {
         let key = room_id.as_str();
-        let touched = *newly
-            || active.contains(key)
-            || receipts_by_room.contains_key(key)
-            || typing.contains_key(key)
-            || room_data.contains_key(key);
-        if !touched {
-            continue;
-        }
-        let since_events = (!*newly || since.is_some()).then_some(from.events);
-        let mut room =
-            rooms::joined_room(hs, requester, room_id, *newly, since_events, now.events, f).await?;
+        let mut room = room?;
         if let Some(users) = typing.get(key)
             && ephemeral_ok("m.typing")
         {
@@ -364,7 +383,6 @@ async fn build(
         for event in room_data.get(key).into_iter().flatten() {
             room.account_data.events.push(raw(event)?);
         }
-        add_unread_counts(hs, user, key, f, &mut room).await?;
         let empty = room.timeline.events.is_empty()
             && room.ephemeral.events.is_empty()
             && room.account_data.events.is_empty()
