@@ -128,6 +128,31 @@ impl Storage {
         )
     }
 
+    /// Which rooms have events in their range (since, until]: one query for all the
+    /// rooms a sliding sync response may update.
+    pub async fn rooms_with_events_in_ranges(
+        &self,
+        ranges: &[(String, i64, i64)],
+    ) -> Result<Vec<String>> {
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rooms: Vec<&str> = ranges.iter().map(|r| r.0.as_str()).collect();
+        let since: Vec<i64> = ranges.iter().map(|r| r.1).collect();
+        let until: Vec<i64> = ranges.iter().map(|r| r.2).collect();
+        Ok(sqlx::query_scalar(
+            "SELECT r.room_id FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+                 AS r(room_id, since, until)
+             WHERE EXISTS (SELECT 1 FROM events e WHERE e.room_id = r.room_id
+                           AND e.stream_pos > r.since AND e.stream_pos <= r.until)",
+        )
+        .bind(rooms)
+        .bind(since)
+        .bind(until)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// Each room's newest bump event position (the index `events_bump` answers each).
     pub async fn bump_stamps(&self, rooms: &[String]) -> Result<Vec<(String, Option<i64>)>> {
         if rooms.is_empty() {

@@ -311,23 +311,69 @@ async fn build(
         }
         None => HashSet::new(),
     };
+    // What to send of each room: whole, or what came after the position it was sent at.
+    struct Plan<'a> {
+        room_id: &'a String,
+        candidate: &'a Candidate,
+        config: RoomConfig,
+        fingerprint: String,
+        since: Option<i64>,
+        upper: i64,
+    }
+    let plans: Vec<Plan<'_>> = configs
+        .iter()
+        .map(|(room_id, config)| {
+            let candidate = by_id[room_id.as_str()];
+            let config = RoomConfig {
+                timeline_limit: config.timeline_limit.min(MAX_TIMELINE_LIMIT),
+                required_state: config.required_state.clone(),
+            };
+            let fingerprint = config.fingerprint();
+            let before = previous.rooms.get(room_id);
+            let initial = before.is_none_or(|b| b.m != candidate.membership || b.c != fingerprint);
+            let upper = match candidate.membership.as_str() {
+                "join" => now.events,
+                _ => candidate.membership_pos.min(now.events),
+            };
+            Plan {
+                room_id,
+                candidate,
+                config,
+                fingerprint,
+                since: if initial { None } else { before.map(|b| b.p) },
+                upper,
+            }
+        })
+        .collect();
+    // One query for which of the rooms the client has got new events.
+    let ranges: Vec<(String, i64, i64)> = plans
+        .iter()
+        .filter_map(|p| p.since.map(|since| (p.room_id.clone(), since, p.upper)))
+        .collect();
+    let with_news: HashSet<String> = hs
+        .storage
+        .rooms_with_events_in_ranges(&ranges)
+        .await?
+        .into_iter()
+        .chain(read_again)
+        .collect();
+
     let mut sent = previous.rooms.clone();
     let mut rooms_json = Map::new();
     let mut initial_rooms = Vec::new();
-    for (room_id, config) in &configs {
-        let candidate = by_id[room_id.as_str()];
-        let config = RoomConfig {
-            timeline_limit: config.timeline_limit.min(MAX_TIMELINE_LIMIT),
-            required_state: config.required_state.clone(),
-        };
-        let fingerprint = config.fingerprint();
-        let before = previous.rooms.get(room_id);
-        let initial = before.is_none_or(|b| b.m != candidate.membership || b.c != fingerprint);
-        let upper = match candidate.membership.as_str() {
-            "join" => now.events,
-            _ => candidate.membership_pos.min(now.events),
-        };
-        let since = if initial { None } else { before.map(|b| b.p) };
+    for plan in plans {
+        let Plan {
+            room_id,
+            candidate,
+            config,
+            fingerprint,
+            since,
+            upper,
+        } = plan;
+        let initial = since.is_none();
+        if !initial && !with_news.contains(room_id) {
+            continue;
+        }
         let room = rooms::room_data(
             hs,
             requester,
@@ -337,7 +383,6 @@ async fn build(
             since,
             upper,
             previous.since.map(|p| p.events),
-            read_again.contains(room_id),
         )
         .await?;
         sent.insert(

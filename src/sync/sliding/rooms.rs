@@ -223,7 +223,7 @@ pub(super) struct RoomOut {
 }
 
 /// A room's data for the response: whole (`since` None) or what changed after `since`
-/// up to `upper`; None when nothing did (and its counts need no update, `counts_changed`).
+/// up to `upper` (the caller knows there is news). None for an invite already sent.
 /// `live_after` is the previous response's events position: timeline events after it are
 /// `num_live`.
 #[allow(clippy::too_many_arguments)]
@@ -236,7 +236,6 @@ pub(super) async fn room_data(
     since: Option<i64>,
     upper: i64,
     live_after: Option<i64>,
-    counts_changed: bool,
 ) -> Result<Option<RoomOut>> {
     let room = c.room_id.as_str();
     let mut out = Map::new();
@@ -266,17 +265,6 @@ pub(super) async fn room_data(
     let Ok(room_id) = RoomId::parse(room) else {
         return Ok(None);
     };
-    if let Some(since) = since
-        && !counts_changed
-        && hs
-            .storage
-            .rooms_with_events_between(&[room.to_owned()], since, upper)
-            .await?
-            .is_empty()
-    {
-        return Ok(None);
-    }
-
     // Timeline.
     let default_filter = FilterDefinition::default();
     let limit = u32::try_from(config.timeline_limit).unwrap_or(u32::MAX);
