@@ -40,6 +40,17 @@ async fn create_room(s: &TestServer, token: &str, body: Value) -> String {
     res["room_id"].as_str().unwrap().to_owned()
 }
 
+async fn join(s: &TestServer, token: &str, room: &str) {
+    let (status, res) = s
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+}
+
 fn room_list(range_end: u64, timeline_limit: u64) -> Value {
     json!({
         "conn_id": "room-list",
@@ -91,14 +102,7 @@ async fn lists_order_incremental_and_positions() {
         )
         .await;
     assert_eq!(st, 200);
-    let (st, _) = s
-        .post(
-            &format!("/_matrix/client/v3/join/{c}"),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
-    assert_eq!(st, 200);
+    join(&s, &bob, &c).await;
     s.send_message(&bob, &c, "c1", json!({"msgtype": "m.text", "body": "in c"}))
         .await;
     s.send_message(
@@ -404,14 +408,7 @@ async fn extensions_to_device_e2ee_account_data_receipts_typing() {
     let (alice, alice_dev) = s.register("alice", "password-alice").await;
     let (bob, _) = s.register("bob", "password-bob").await;
     let room = create_room(&s, &alice, json!({"invite": ["@bob:localhost"]})).await;
-    let (st, _) = s
-        .post(
-            &format!("/_matrix/client/v3/join/{room}"),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
-    assert_eq!(st, 200);
+    join(&s, &bob, &room).await;
     let (bob2, _) = s.login_ok("bob", "password-bob").await;
     let event = s
         .send_message(
@@ -608,14 +605,7 @@ async fn unread_counts_follow_messages_and_receipts() {
     let (alice, _) = s.register("alice", "password-alice").await;
     let (bob, _) = s.register("bob", "password-bob").await;
     let room = create_room(&s, &alice, json!({"invite": ["@bob:localhost"]})).await;
-    let (st, _) = s
-        .post(
-            &format!("/_matrix/client/v3/join/{room}"),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
-    assert_eq!(st, 200);
+    join(&s, &bob, &room).await;
     let first = ok(&s, &alice, None, &room_list(9, 1)).await;
     assert_eq!(first["rooms"][&room]["notification_count"], 0);
     let pos = first["pos"].as_str().unwrap().to_owned();
