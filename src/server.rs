@@ -62,6 +62,7 @@ impl Homeserver {
         let keys = ServerKeys::load(&storage).await?;
         let outbound = crate::outbound::OutboundPolicy::new(&config.outbound);
         let media = crate::media::MediaStore::open(&config).await?;
+        let notifier = crate::sync::notifier::Notifier::new(storage.wake_bus().clone());
         Ok(Arc::new(Self {
             config,
             storage,
@@ -69,7 +70,7 @@ impl Homeserver {
             last_seen: LastSeen::default(),
             keys,
             room_locks: RoomLocks::default(),
-            notifier: Default::default(),
+            notifier,
             presence: Default::default(),
             outbound,
             media,

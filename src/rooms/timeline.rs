@@ -125,12 +125,19 @@ async fn visible(
     events: Vec<StoredEvent>,
 ) -> Result<Vec<StoredEvent>> {
     let user = requester.user_id.as_str();
-    let joined_now = hs
+    let current = hs
         .storage
-        .membership(room_id.as_str(), user)
-        .await?
-        .as_deref()
-        == Some("join");
+        .membership_and_position(room_id.as_str(), user)
+        .await?;
+    let joined_now = current.as_ref().is_some_and(|(m, _)| m == "join");
+    // A local event after the user's current join was built on state holding that join:
+    // visible without looking its state up. (A remote one may come from a fork that has
+    // not seen the join, so it is checked.)
+    let joined_since = match &current {
+        Some((m, Some(pos))) if m == "join" => Some(*pos),
+        _ => None,
+    };
+    let local_suffix = format!(":{}", hs.config.server_name);
     let keys = [
         ("m.room.history_visibility".to_owned(), String::new()),
         ("m.room.member".to_owned(), user.to_owned()),
@@ -139,7 +146,12 @@ async fn visible(
     let mut out = Vec::with_capacity(events.len());
     for e in events {
         let group = e.state_after;
+        let after_join = joined_since.zip(e.stream_pos).is_some_and(|(j, p)| p > j)
+            && e.pdu["sender"]
+                .as_str()
+                .is_some_and(|s| s.ends_with(&local_suffix));
         let allowed = match verdicts.get(&group) {
+            _ if after_join => true,
             Some(v) => *v,
             None => {
                 let state = match group {

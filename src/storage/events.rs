@@ -82,6 +82,7 @@ impl Storage {
         Ok(RoomWrite {
             tx,
             room_id: room_id.to_owned(),
+            wake: self.wake_bus().clone(),
         })
     }
 
@@ -168,6 +169,21 @@ impl Storage {
     pub async fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(
             "SELECT membership FROM memberships WHERE room_id = $1 AND user_id = $2",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The user's current membership in a room and its stream position.
+    pub async fn membership_and_position(
+        &self,
+        room_id: &str,
+        user_id: &str,
+    ) -> Result<Option<(String, Option<i64>)>> {
+        Ok(sqlx::query_as(
+            "SELECT membership, stream_pos FROM memberships WHERE room_id = $1 AND user_id = $2",
         )
         .bind(room_id)
         .bind(user_id)
@@ -308,6 +324,7 @@ async fn current_state_keys(
 pub struct RoomWrite {
     tx: Transaction<'static, Postgres>,
     room_id: String,
+    wake: streams::WakeBus,
 }
 
 impl RoomWrite {
@@ -605,38 +622,24 @@ impl RoomWrite {
 
     /// Gives the events their stream positions and commits. Positions are taken under a
     /// server-wide lock held until commit, so they become visible in order: no reader can
-    /// see position N before every position below N.
+    /// see position N before every position below N. Memberships take their events'
+    /// positions; syncs of the room's members and of users whose membership changed (an
+    /// invitee is not a member yet) are woken: in this process right after the commit,
+    /// in others by the NOTIFY (see migrations/0019).
     pub async fn commit(mut self, nids: &[i64]) -> Result<i64> {
-        streams::lock_stream(&mut self.tx, Stream::Events).await?;
-        let mut last = 0;
-        for nid in nids {
-            last = sqlx::query_scalar(
-                "UPDATE events SET stream_pos = nextval('events_stream') WHERE event_nid = $1 RETURNING stream_pos",
-            )
-            .bind(nid)
-            .fetch_one(&mut *self.tx)
-            .await?;
-        }
-        // Memberships take their events' positions; the same statement wakes syncs of the
-        // room's members and of users whose membership changed (an invitee is not a member
-        // yet). NOTIFYs are delivered at commit.
-        sqlx::query(
-            "WITH changed AS (
-                 UPDATE memberships m SET stream_pos = e.stream_pos FROM events e
-                 WHERE e.event_nid = m.event_nid AND m.event_nid = ANY($1)
-                 RETURNING m.user_id
-             )
-             SELECT pg_notify($2, key) FROM (
-                 SELECT 'r:' || $3 AS key WHERE cardinality($1::bigint[]) > 0
-                 UNION ALL SELECT 'u:' || user_id FROM changed
-             ) keys",
-        )
-        .bind(nids)
-        .bind(streams::WAKE_CHANNEL)
-        .bind(&self.room_id)
-        .execute(&mut *self.tx)
-        .await?;
+        let (last, keys): (i64, Vec<String>) =
+            sqlx::query_as("SELECT * FROM axon_publish_events($1, $2, $3, $4, $5)")
+                .bind(nids)
+                .bind(&self.room_id)
+                .bind(Stream::Events as i32)
+                .bind(streams::WAKE_CHANNEL)
+                .bind(self.wake.tag())
+                .fetch_one(&mut *self.tx)
+                .await?;
         self.tx.commit().await?;
+        for key in &keys {
+            self.wake.publish(key);
+        }
         Ok(last)
     }
 }

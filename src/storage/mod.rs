@@ -57,6 +57,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Storage {
     pool: PgPool,
     options: PgConnectOptions,
+    wake: streams::WakeBus,
 }
 
 impl Storage {
@@ -67,7 +68,11 @@ impl Storage {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
-        Ok(Self { pool, options })
+        Ok(Self {
+            pool,
+            options,
+            wake: Default::default(),
+        })
     }
 
     pub async fn connect_url(url: &str, max_connections: u32) -> Result<Self> {

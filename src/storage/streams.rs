@@ -5,12 +5,63 @@
 //! so positions become visible in order: a reader that sees position N sees everything
 //! below it, in every axon process. Every write also sends a NOTIFY on `axon_wake` in its
 //! transaction (delivered at commit) naming what changed: `r:<room>` or `u:<user>`.
+//! Event commits, the hot path, also publish their keys on this process's [`WakeBus`]
+//! straight after the commit, without waiting for PostgreSQL to deliver the NOTIFY back.
+
+use std::sync::Arc;
 
 use sqlx::{PgConnection, postgres::PgListener};
+use tokio::sync::broadcast;
 
 use super::{Result, Storage};
 
 pub const WAKE_CHANNEL: &str = "axon_wake";
+
+/// The process's wake-up bus. Keys from this process's event commits are published on it
+/// directly; everything else arrives through LISTEN (`sync::notifier`). NOTIFYs that this
+/// process has already published carry its origin tag, `~<origin>~`, so its listener
+/// skips them while other processes strip the tag and publish the key.
+#[derive(Debug, Clone)]
+pub struct WakeBus {
+    tx: broadcast::Sender<Arc<str>>,
+    tag: Arc<str>,
+}
+
+impl Default for WakeBus {
+    fn default() -> Self {
+        Self {
+            tx: broadcast::channel(4096).0,
+            tag: format!("~{:016x}~", rand::random::<u64>()).into(),
+        }
+    }
+}
+
+impl WakeBus {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.tx.subscribe()
+    }
+
+    pub fn publish(&self, key: &str) {
+        // No receivers is fine: nobody is waiting.
+        let _ = self.tx.send(Arc::from(key));
+    }
+
+    /// The key a NOTIFY payload names, or None when this process published it already.
+    pub fn key_of_notify<'a>(&self, payload: &'a str) -> Option<&'a str> {
+        if payload.starts_with(&*self.tag) {
+            return None;
+        }
+        match payload.strip_prefix('~') {
+            // Another process's tag.
+            Some(rest) => rest.split_once('~').map(|(_, key)| key),
+            None => Some(payload),
+        }
+    }
+
+    pub(crate) fn tag(&self) -> &str {
+        &self.tag
+    }
+}
 
 /// Advisory lock keys (first key of pg_advisory_xact_lock(int, int)); 1 is per room.
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +160,10 @@ impl Storage {
         })
     }
 
+    pub fn wake_bus(&self) -> &WakeBus {
+        &self.wake
+    }
+
     /// A connection listening on the wake-up channel: its own, not one of the pool's.
     pub async fn wake_listener(&self) -> Result<PgListener> {
         let single = sqlx::postgres::PgPoolOptions::new()
@@ -118,5 +173,24 @@ impl Storage {
         let mut listener = PgListener::connect_with(&single).await?;
         listener.listen(WAKE_CHANNEL).await?;
         Ok(listener)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WakeBus;
+
+    #[test]
+    fn notify_payloads_are_published_once_per_process() {
+        let (here, there) = (WakeBus::default(), WakeBus::default());
+        let own = format!("{}r:!a:x", here.tag());
+        // Published by this process already: the listener skips it.
+        assert_eq!(here.key_of_notify(&own), None);
+        // Another process strips the tag.
+        assert_eq!(there.key_of_notify(&own), Some("r:!a:x"));
+        // Untagged NOTIFYs (writes that do not publish themselves) pass as they are.
+        assert_eq!(here.key_of_notify("u:@a:x"), Some("u:@a:x"));
+        assert_eq!(here.key_of_notify("*"), Some("*"));
+        assert_ne!(here.tag(), there.tag());
     }
 }

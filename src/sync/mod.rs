@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryFutureExt};
 use ruma::{
     OwnedRoomId, RoomId,
     api::client::{filter::FilterDefinition, sync::sync_events::v3},
@@ -122,17 +122,23 @@ pub async fn sync(
         limit,
         full_state: req.full_state,
     };
-    presence::on_sync(hs, &requester.user_id, &req.set_presence, timeout).await?;
-    if let Some(since) = since {
-        // The client has these: they are delivered.
-        hs.storage
-            .ack_to_device(
-                requester.user_id.as_str(),
-                requester.device_id.as_str(),
-                since.0.to_device,
-            )
-            .await?;
-    }
+    let ack = async {
+        if let Some(since) = since {
+            // The client has these: they are delivered.
+            hs.storage
+                .ack_to_device(
+                    requester.user_id.as_str(),
+                    requester.device_id.as_str(),
+                    since.0.to_device,
+                )
+                .await?;
+        }
+        Ok::<_, Error>(())
+    };
+    tokio::try_join!(
+        presence::on_sync(hs, &requester.user_id, &req.set_presence, timeout),
+        ack
+    )?;
     // Subscribed before reading positions, so no wake-up falls in between.
     let mut wake = hs.notifier.subscribe();
     let mut examined = since;
@@ -254,39 +260,87 @@ async fn build(
         .filter(|(_, newly)| *newly)
         .map(|(r, _)| r.to_string())
         .collect();
-    let active: HashSet<String> = hs
-        .storage
-        .rooms_with_events_between(&settled, from.events, now.events)
-        .await?
-        .into_iter()
-        .collect();
-    // Newly joined rooms get all their receipts and typing; the others what changed.
-    let mut receipts = hs
-        .storage
-        .receipts_between(&settled, from.receipts, now.receipts)
-        .await?;
-    receipts.extend(hs.storage.receipts_between(&fresh, 0, now.receipts).await?);
-    let mut typing_rooms: HashSet<String> = hs
-        .storage
-        .typing_rooms_between(&settled, from.typing, now.typing)
-        .await?
-        .into_iter()
-        .collect();
-    typing_rooms.extend(fresh.iter().cloned());
-    let typing_list: Vec<String> = typing_rooms.iter().cloned().collect();
-    let mut typing: HashMap<String, Vec<String>> = typing_list
-        .iter()
-        .map(|r| (r.clone(), Vec::new()))
-        .collect();
-    for (room, who) in hs.storage.typing_in_rooms(&typing_list, now_ms()).await? {
-        typing.entry(room).or_default().push(who);
-    }
+    // What follows is independent reads: run at once, the sync waits for the slowest
+    // rather than for their sum (each is a round trip to PostgreSQL).
+    let typing_now = async {
+        let mut rooms: HashSet<String> = hs
+            .storage
+            .typing_rooms_between(&settled, from.typing, now.typing)
+            .await?
+            .into_iter()
+            .collect();
+        rooms.extend(fresh.iter().cloned());
+        let list: Vec<String> = rooms.into_iter().collect();
+        let mut typing: HashMap<String, Vec<String>> =
+            list.iter().map(|r| (r.clone(), Vec::new())).collect();
+        for (room, who) in hs.storage.typing_in_rooms(&list, now_ms()).await? {
+            typing.entry(room).or_default().push(who);
+        }
+        Ok::<_, Error>(typing)
+    };
+    // An initial sync always carries the push rules (clients read them from here).
+    let initial_push_rules = async {
+        if since.is_none()
+            && type_allowed(
+                &f.def.account_data.types,
+                &f.def.account_data.not_types,
+                push_rules::ACCOUNT_DATA_TYPE,
+            )
+        {
+            return Ok(Some(
+                push_rules::account_data_content(hs, &requester.user_id).await?,
+            ));
+        }
+        Ok::<_, Error>(None)
+    };
+    let device_lists = async {
+        if since.is_none() {
+            return Ok::<_, Error>((Vec::new(), Vec::new()));
+        }
+        Ok::<_, Error>(tokio::try_join!(
+            hs.storage
+                .device_lists_changed(user, from.device_lists, from.events),
+            hs.storage.device_lists_left(user, from.events)
+        )?)
+    };
+    let device = requester.device_id.as_str();
+    #[allow(clippy::type_complexity)]
+    let (
+        active,
+        mut receipts,
+        fresh_receipts,
+        typing,
+        account_data,
+        push_rules_content,
+        presence_now,
+        (to_device, seen),
+        (devices_changed, devices_left),
+        (),
+    ) = tokio::try_join!(
+        hs.storage
+            .rooms_with_events_between(&settled, from.events, now.events)
+            .err_into(),
+        // Newly joined rooms get all their receipts and typing; the others what changed.
+        hs.storage
+            .receipts_between(&settled, from.receipts, now.receipts)
+            .err_into(),
+        hs.storage
+            .receipts_between(&fresh, 0, now.receipts)
+            .err_into(),
+        typing_now,
+        hs.storage
+            .account_data_between(user, from.account_data, now.account_data)
+            .err_into(),
+        initial_push_rules,
+        presence_events(hs, user, since, now, &f.def.presence),
+        to_device::pending(hs, user, device, from.to_device, now.to_device),
+        device_lists,
+        add_key_counts(hs, requester, &mut response),
+    )?;
+    let active: HashSet<String> = active.into_iter().collect();
+    receipts.extend(fresh_receipts);
     let mut room_data: HashMap<String, Vec<JsonValue>> = HashMap::new();
-    for (room, data_type, content) in hs
-        .storage
-        .account_data_between(user, from.account_data, now.account_data)
-        .await?
-    {
+    for (room, data_type, content) in account_data {
         let event = json!({ "type": data_type, "content": content });
         if room.is_empty() && since.is_none() && data_type == push_rules::ACCOUNT_DATA_TYPE {
             // Given below, merged over the current server defaults.
@@ -308,15 +362,7 @@ async fn build(
             room_data.entry(room).or_default().push(event);
         }
     }
-    // An initial sync always carries the push rules (clients read them from here).
-    if since.is_none()
-        && type_allowed(
-            &f.def.account_data.types,
-            &f.def.account_data.not_types,
-            push_rules::ACCOUNT_DATA_TYPE,
-        )
-    {
-        let content = push_rules::account_data_content(hs, &requester.user_id).await?;
+    if let Some(content) = push_rules_content {
         response.account_data.events.push(raw(
             &json!({ "type": push_rules::ACCOUNT_DATA_TYPE, "content": content }),
         )?);
@@ -356,10 +402,11 @@ async fn build(
     let built: Vec<Result<v3::JoinedRoom>> = futures_util::stream::iter(owned)
         .map(|(room_id, newly)| async move {
             let since_events = (!newly || since.is_some()).then_some(from.events);
-            let mut room =
-                rooms::joined_room(hs, requester, &room_id, newly, since_events, now.events, f)
-                    .await?;
-            add_unread_counts(hs, user, room_id.as_str(), f, &mut room).await?;
+            let (mut room, counts) = tokio::try_join!(
+                rooms::joined_room(hs, requester, &room_id, newly, since_events, now.events, f),
+                hs.storage.unread_counts(user, room_id.as_str()).err_into()
+            )?;
+            add_unread_counts(counts, f, &mut room);
             Ok(room)
         })
         .buffered(ROOMS_IN_PARALLEL)
@@ -391,12 +438,9 @@ async fn build(
             response.rooms.join.insert(room_id.clone(), room);
         }
     }
-    for event in presence_events(hs, user, since, now, &f.def.presence).await? {
+    for event in presence_now {
         response.presence.events.push(raw(&event)?);
     }
-    let device = requester.device_id.as_str();
-    let (to_device, seen) =
-        to_device::pending(hs, user, device, from.to_device, now.to_device).await?;
     for event in &to_device {
         response.to_device.events.push(raw(event)?);
     }
@@ -407,17 +451,11 @@ async fn build(
         })
         .to_string();
     }
-    if since.is_some() {
-        let ids = |v: Vec<String>| -> Vec<ruma::OwnedUserId> {
-            v.into_iter().filter_map(|u| u.try_into().ok()).collect()
-        };
-        response.device_lists.changed = ids(hs
-            .storage
-            .device_lists_changed(user, from.device_lists, from.events)
-            .await?);
-        response.device_lists.left = ids(hs.storage.device_lists_left(user, from.events).await?);
-    }
-    add_key_counts(hs, requester, &mut response).await?;
+    let ids = |v: Vec<String>| -> Vec<ruma::OwnedUserId> {
+        v.into_iter().filter_map(|u| u.try_into().ok()).collect()
+    };
+    response.device_lists.changed = ids(devices_changed);
+    response.device_lists.left = ids(devices_left);
     let empty = response.rooms.join.is_empty()
         && response.rooms.invite.is_empty()
         && response.rooms.leave.is_empty()
@@ -474,18 +512,16 @@ async fn presence_events(
 
 /// Unread notification and highlight counts of a joined room; per thread when the filter
 /// asks for `unread_thread_notifications` (the main timeline's stay in the room's counts).
-async fn add_unread_counts(
-    hs: &Homeserver,
-    user: &str,
-    room_id: &str,
+fn add_unread_counts(
+    counts: Vec<crate::storage::push::UnreadCounts>,
     f: &SyncFilter<'_>,
     room: &mut v3::JoinedRoom,
-) -> Result<()> {
+) {
     use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
     let by_thread = f.def.room.timeline.unread_thread_notifications;
     let count = |n: i64| Some(ruma::UInt::try_from(n.max(0)).unwrap_or_default());
     let (mut notifications, mut highlights) = (0, 0);
-    for c in hs.storage.unread_counts(user, room_id).await? {
+    for c in counts {
         if by_thread && c.thread_id != "main" {
             let Ok(root) = ruma::OwnedEventId::try_from(c.thread_id.as_str()) else {
                 continue;
@@ -501,7 +537,6 @@ async fn add_unread_counts(
     }
     room.unread_notifications.notification_count = count(notifications);
     room.unread_notifications.highlight_count = count(highlights);
-    Ok(())
 }
 
 /// The device's one-time key counts and unused fallback key types, in every response.
@@ -511,20 +546,20 @@ async fn add_key_counts(
     response: &mut v3::Response,
 ) -> Result<()> {
     let (user, device) = (requester.user_id.as_str(), requester.device_id.as_str());
-    for (algorithm, count) in keys::one_time_key_counts(hs, user, device).await? {
+    let (counts, fallback) = tokio::try_join!(
+        keys::one_time_key_counts(hs, user, device),
+        hs.storage
+            .unused_fallback_key_types(user, device)
+            .err_into()
+    )?;
+    for (algorithm, count) in counts {
         response.device_one_time_keys_count.insert(
             algorithm.into(),
             ruma::UInt::try_from(count.max(0)).unwrap_or_default(),
         );
     }
-    response.device_unused_fallback_key_types = Some(
-        hs.storage
-            .unused_fallback_key_types(user, device)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    );
+    response.device_unused_fallback_key_types =
+        Some(fallback.into_iter().map(Into::into).collect());
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! Wake-ups for long-polling syncs. Every write NOTIFYs `axon_wake` with `r:<room>` or
 //! `u:<user>` (storage::streams); each process LISTENs and fans the keys out in-process, so
-//! an event sent through one axon process wakes a sync held by another.
+//! an event sent through one axon process wakes a sync held by another. Event commits
+//! publish on the process's bus themselves (storage::streams::WakeBus); the listener skips
+//! those.
 
 use std::{
     sync::{Arc, Weak},
@@ -9,33 +11,39 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use crate::server::{Homeserver, now_ms};
+use crate::{
+    server::{Homeserver, now_ms},
+    storage::streams::WakeBus,
+};
 
 /// Said to every waiter when notifications may have been missed (listener reconnecting,
 /// or a waiter too slow): everyone checks again.
 pub const WAKE_ALL: &str = "*";
 
+/// The waiters' side of the process's wake-up bus.
 #[derive(Debug)]
 pub struct Notifier {
-    tx: broadcast::Sender<Arc<str>>,
-}
-
-impl Default for Notifier {
-    fn default() -> Self {
-        Self {
-            tx: broadcast::channel(4096).0,
-        }
-    }
+    bus: WakeBus,
 }
 
 impl Notifier {
+    pub fn new(bus: WakeBus) -> Self {
+        Self { bus }
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
-        self.tx.subscribe()
+        self.bus.subscribe()
     }
 
     fn publish(&self, key: &str) {
-        // No receivers is fine: nobody is waiting.
-        let _ = self.tx.send(Arc::from(key));
+        self.bus.publish(key);
+    }
+
+    /// A NOTIFY from the listener: published unless this process published it already.
+    fn publish_notify(&self, payload: &str) {
+        if let Some(key) = self.bus.key_of_notify(payload) {
+            self.bus.publish(key);
+        }
     }
 }
 
@@ -94,7 +102,7 @@ async fn listen_loop(hs: Weak<Homeserver>) {
                     }
                 }
                 Ok(Ok(n)) => match hs.upgrade() {
-                    Some(hs) => hs.notifier.publish(n.payload()),
+                    Some(hs) => hs.notifier.publish_notify(n.payload()),
                     None => return,
                 },
                 Ok(Err(e)) => {

@@ -215,9 +215,12 @@ pub(super) async fn joined_room(
 ) -> Result<v3::JoinedRoom> {
     let part = timeline_part(hs, requester, room_id, since, upper, f).await?;
     let delta_since = if newly { None } else { since };
-    let state = state_part(hs, requester, room_id, &part, upper, delta_since, f).await?;
+    let (state, timeline) = tokio::try_join!(
+        state_part(hs, requester, room_id, &part, upper, delta_since, f),
+        timeline_events(hs, requester, room_id, &part)
+    )?;
     let mut room = v3::JoinedRoom::new();
-    room.timeline = timeline_events(hs, requester, room_id, &part).await?;
+    room.timeline = timeline;
     if newly
         || state.iter().any(is_member_event)
         || part.events.iter().any(|e| is_member_event(&e.pdu))
