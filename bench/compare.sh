@@ -81,3 +81,11 @@ annotate "$work/synapse.json" "$synapse_rss" "$synapse_db"
 
 echo >&2
 "$bench" compare axon="$work/axon.json" synapse="$work/synapse.json" | tee "$work/comparison.txt"
+
+# The latency-against-load plot, drawn with matplotlib from the Synapse venv.
+venv_py="$work/synapse/venv/bin/python"
+if "$venv_py" -c 'import matplotlib' 2>/dev/null \
+    || "$venv_py" -m pip install -q matplotlib >&2; then
+  "$venv_py" bench/plot.py "$work/latency.png" axon="$work/axon.json" synapse="$work/synapse.json" >&2 \
+    || echo "plot failed (the figures above stand)" >&2
+fi

@@ -15,6 +15,7 @@ use ruma::{
 use serde_json::Value as JsonValue;
 
 use super::rules;
+use crate::rooms::persist::KnownState;
 use crate::{
     error::Result,
     rooms::persist::RoomContext,
@@ -38,9 +39,21 @@ fn level(v: &JsonValue) -> Option<Int> {
 }
 
 /// A current state event's (content, sender), read in the write's own transaction.
-async fn state_event(w: &mut RoomWrite, event_type: &str) -> Result<Option<(JsonValue, String)>> {
-    let keys = [(event_type.to_owned(), String::new())];
-    let nids: Vec<i64> = w.current_state_for(&keys).await?.into_values().collect();
+/// A state event of the room (empty state key) as (content, sender): from `known`, the
+/// state the event was checked against, when that holds the room's create event (then a
+/// missing key is absent from the room); else read in the write's transaction.
+async fn state_event(
+    w: &mut RoomWrite,
+    known: &KnownState,
+    event_type: &str,
+) -> Result<Option<(JsonValue, String)>> {
+    let key = (event_type.to_owned(), String::new());
+    if known.contains_key(&("m.room.create".to_owned(), String::new())) {
+        return Ok(known
+            .get(&key)
+            .map(|p| (p.content_json(), p.sender.to_string())));
+    }
+    let nids: Vec<i64> = w.current_state_for(&[key]).await?.into_values().collect();
     Ok(w.events_by_nid(&nids).await?.pop().map(|e| {
         let sender = e.pdu["sender"].as_str().unwrap_or_default().to_owned();
         (e.pdu["content"].clone(), sender)
@@ -53,8 +66,9 @@ async fn state_event(w: &mut RoomWrite, event_type: &str) -> Result<Option<(Json
 async fn power_levels_ctx(
     w: &mut RoomWrite,
     ctx: &RoomContext,
+    known: &KnownState,
 ) -> Result<PushConditionPowerLevelsCtx> {
-    let pl = state_event(w, "m.room.power_levels")
+    let pl = state_event(w, known, "m.room.power_levels")
         .await?
         .map(|(content, _)| content)
         .unwrap_or_default();
@@ -70,7 +84,7 @@ async fn power_levels_ctx(
     }
     let mut creators: Vec<OwnedUserId> = Vec::new();
     if ctx.rules.authorization.explicitly_privilege_room_creators {
-        let create = state_event(w, "m.room.create").await?;
+        let create = state_event(w, known, "m.room.create").await?;
         if let Some((_, creator)) = &create
             && let Ok(c) = OwnedUserId::try_from(creator.as_str())
         {
@@ -105,6 +119,7 @@ pub async fn record_push_actions(
     event_nid: i64,
     event: &JsonValue,
     sender: &UserId,
+    known: &KnownState,
 ) -> Result<()> {
     // Membership events notify nobody by the default rules (`.m.rule.member_event`) but the
     // invitee of an invite (`.m.rule.invite_for_me`): only they are evaluated, so that a
@@ -116,14 +131,14 @@ pub async fn record_push_actions(
     if is_member_event && invitee.is_none() {
         return Ok(());
     }
-    let members = w
+    let (members, member_count) = w
         .push_members(hs.config.server_name().as_str(), invitee, is_member_event)
         .await?;
     if members.iter().all(|m| m.user_id == sender.as_str()) {
         return Ok(());
     }
-    let member_count = UInt::try_from(w.joined_member_count().await?).unwrap_or_default();
-    let power_levels = power_levels_ctx(w, ctx).await?;
+    let member_count = UInt::try_from(member_count).unwrap_or_default();
+    let power_levels = power_levels_ctx(w, ctx, known).await?;
     let raw: Raw<JsonValue> =
         Raw::new(event).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
     let thread_id = thread_of(&event["content"]);

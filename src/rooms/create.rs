@@ -150,6 +150,7 @@ pub async fn create_room(
         let checked = persist::Checked {
             pdu: create_pdu,
             state_before: None,
+            auth_state: Default::default(),
         };
         let nid = persist::store(&mut w, &ctx, &checked, None).await?;
         w.commit(&[nid]).await?;

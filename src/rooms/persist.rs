@@ -140,7 +140,7 @@ pub(super) fn auth_keys(
 
 /// What the auth checks read: the state before the event, by key, for the keys they use.
 pub(super) struct AuthState {
-    pub by_key: HashMap<(String, String), Pdu>,
+    pub by_key: KnownState,
     pub by_id: HashMap<OwnedEventId, Pdu>,
 }
 
@@ -172,10 +172,15 @@ pub(super) async fn load_auth_state(
     Ok(state)
 }
 
-/// A checked PDU with the state group before it (None only for a room's create event).
+/// State events by (type, state key).
+pub type KnownState = HashMap<(String, String), Pdu>;
+
+/// A checked PDU with the state group before it (None only for a room's create event),
+/// and the state it was checked against (what push evaluation reads too).
 pub struct Checked {
     pub pdu: Pdu,
     pub state_before: Option<i64>,
+    pub auth_state: KnownState,
 }
 
 /// Builds the next event of a room on its current forward extremities and checks it
@@ -189,8 +194,15 @@ pub async fn build_checked(
 ) -> Result<Checked> {
     let extremities = w.extremities().await?;
     let keys = auth_keys(&ctx.rules, sender, new)?;
-    let current = w.current_state_for(&keys).await?;
-    let auth = load_auth_state(w, &current, &keys).await?;
+    let mut auth = AuthState {
+        by_key: HashMap::new(),
+        by_id: HashMap::new(),
+    };
+    for (key, event) in w.current_state_events_for(&keys).await? {
+        let pdu = parse_stored(&event)?;
+        auth.by_id.insert(pdu.event_id.clone(), pdu.clone());
+        auth.by_key.insert(key, pdu);
+    }
     let mut auth_events: Vec<OwnedEventId> = keys
         .iter()
         .filter(|(t, _)| {
@@ -232,7 +244,11 @@ pub async fn build_checked(
         } else {
             extremities.first().and_then(|e| e.state_after)
         };
-    Ok(Checked { pdu, state_before })
+    Ok(Checked {
+        pdu,
+        state_before,
+        auth_state: auth.by_key,
+    })
 }
 
 pub(super) fn check_auth(rules: &RoomVersionRules, pdu: &Pdu, auth: &AuthState) -> Result<()> {
@@ -303,6 +319,13 @@ pub(super) async fn store_pdu(
             prev_events: &prev,
             txn: how.txn,
             soft_failed: how.soft_failed,
+            state_before: before,
+            // A state event's group after it needs its nid: set below.
+            state_after: if pdu.state_key.is_none() {
+                before
+            } else {
+                None
+            },
         })
         .await?;
     let after = match &pdu.state_key {
@@ -318,10 +341,10 @@ pub(super) async fn store_pdu(
                     w.set_membership(key, membership_of(pdu), nid).await?;
                 }
             }
+            w.set_event_state(nid, before, Some(group)).await?;
             Some(group)
         }
     };
-    w.set_event_state(nid, before, after).await?;
     if how.soft_failed {
         return Ok((nid, after));
     }
@@ -372,8 +395,16 @@ pub async fn store_and_commit(
     let nid = store(&mut w, ctx, checked, txn).await?;
     let event = serde_json::to_value(&checked.pdu.json)
         .map_err(|e| Error::Internal(format!("event JSON: {e}")))?;
-    crate::push::evaluate::record_push_actions(hs, &mut w, ctx, nid, &event, &checked.pdu.sender)
-        .await?;
+    crate::push::evaluate::record_push_actions(
+        hs,
+        &mut w,
+        ctx,
+        nid,
+        &event,
+        &checked.pdu.sender,
+        &checked.auth_state,
+    )
+    .await?;
     w.commit(&[nid]).await?;
     Ok(nid)
 }

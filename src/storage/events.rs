@@ -28,6 +28,8 @@ pub struct StoredEvent {
 }
 
 const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id";
+/// EVENT_COLUMNS of a table aliased `e`.
+const E_EVENT_COLUMNS: &str = "e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id";
 
 pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
     StoredEvent {
@@ -67,17 +69,22 @@ pub struct NewEventRow<'a> {
     pub txn: Option<(&'a str, &'a str)>,
     /// Kept out of the forward extremities and the timeline (see migrations/0007).
     pub soft_failed: bool,
+    pub state_before: Option<i64>,
+    pub state_after: Option<i64>,
 }
 
 impl Storage {
     /// Starts the write transaction of one room: holds the room's advisory lock until commit,
     /// so writes to a room are serialized across all axon processes.
     pub async fn begin_room_write(&self, room_id: &str) -> Result<RoomWrite> {
-        let mut tx = self.pool().begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(LOCK_ROOM)
-            .bind(room_id)
-            .execute(&mut *tx)
+        // BEGIN and the lock in one round trip (a simple query); the key is a number, so
+        // nothing of the room ID goes into the SQL text.
+        let tx = self
+            .pool()
+            .begin_with(sqlx::AssertSqlSafe(format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({LOCK_ROOM}, {})",
+                room_lock_key(room_id)
+            )))
             .await?;
         Ok(RoomWrite {
             tx,
@@ -320,6 +327,15 @@ async fn current_state_keys(
         .collect())
 }
 
+/// The second key of a room's advisory lock: 32-bit FNV-1a of its ID, the same in every
+/// process and version (two rooms sharing a key only share a lock).
+fn room_lock_key(room_id: &str) -> i32 {
+    let hash = room_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    i32::from_ne_bytes(hash.to_ne_bytes())
+}
+
 /// The transaction in which one event (or a batch, for room creation) joins a room.
 pub struct RoomWrite {
     tx: Transaction<'static, Postgres>,
@@ -415,11 +431,25 @@ impl RoomWrite {
     }
 
     /// Inserts the event with its DAG edges; its stream position comes at commit.
+    /// Inserts an event with its edges; unless soft-failed it replaces the extremities it
+    /// points at. One statement: this runs under the room's lock on every send.
     pub async fn insert_event(&mut self, e: &NewEventRow<'_>) -> Result<i64> {
         let nid: i64 = sqlx::query_scalar(
-            "INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth, origin_server_ts,
-                                 pdu, txn_device, txn_id, soft_failed)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING event_nid",
+            "WITH ev AS (
+                 INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth,
+                                     origin_server_ts, pdu, txn_device, txn_id, soft_failed,
+                                     state_before, state_after)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14)
+                 RETURNING event_nid),
+             edges AS (
+                 INSERT INTO event_edges (event_nid, prev_event_id)
+                 SELECT ev.event_nid, p FROM ev, unnest($12::text[]) AS p),
+             replaced AS (
+                 DELETE FROM forward_extremities
+                 WHERE NOT $11 AND room_id = $2 AND event_id = ANY($12)),
+             tip AS (
+                 INSERT INTO forward_extremities (room_id, event_id) SELECT $2, $1 WHERE NOT $11)
+             SELECT event_nid FROM ev",
         )
         .bind(e.event_id)
         .bind(&self.room_id)
@@ -432,29 +462,11 @@ impl RoomWrite {
         .bind(e.txn.map(|t| t.0))
         .bind(e.txn.map(|t| t.1))
         .bind(e.soft_failed)
+        .bind(e.prev_events)
+        .bind(e.state_before)
+        .bind(e.state_after)
         .fetch_one(&mut *self.tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO event_edges (event_nid, prev_event_id) SELECT $1, unnest($2::text[])",
-        )
-        .bind(nid)
-        .bind(e.prev_events)
-        .execute(&mut *self.tx)
-        .await?;
-        if e.soft_failed {
-            return Ok(nid);
-        }
-        // The new event replaces the extremities it points at.
-        sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)")
-            .bind(&self.room_id)
-            .bind(e.prev_events)
-            .execute(&mut *self.tx)
-            .await?;
-        sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)")
-            .bind(&self.room_id)
-            .bind(e.event_id)
-            .execute(&mut *self.tx)
-            .await?;
         Ok(nid)
     }
 
@@ -540,13 +552,32 @@ impl RoomWrite {
     /// The current state's entries for the given keys only (a room's state may be large).
     /// Joined members, read in this transaction (push evaluation must not wait for a
     /// second pool connection while holding this one).
-    pub async fn joined_member_count(&mut self) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM memberships WHERE room_id = $1 AND membership = 'join'",
-        )
+    /// The current state's events for the given keys, in one query.
+    pub async fn current_state_events_for(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<((String, String), StoredEvent)>> {
+        let types: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        let skeys: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {E_EVENT_COLUMNS}, c.event_type, c.state_key FROM current_state c
+             JOIN unnest($2::text[], $3::text[]) AS k(t, s)
+               ON c.event_type = k.t AND c.state_key = k.s
+             JOIN events e ON e.event_nid = c.event_nid
+             WHERE c.room_id = $1"
+        )))
         .bind(&self.room_id)
-        .fetch_one(&mut *self.tx)
-        .await?)
+        .bind(&types)
+        .bind(&skeys)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let key = (r.get(10), r.get(11));
+                (key, stored_event(r))
+            })
+            .collect())
     }
 
     pub async fn current_state_for(&mut self, keys: &[(String, String)]) -> Result<StateNids> {
@@ -641,5 +672,16 @@ impl RoomWrite {
             self.wake.publish(key);
         }
         Ok(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn room_lock_keys_are_stable() {
+        // Every process must derive the same key: pinned values, not just self-consistency.
+        assert_eq!(super::room_lock_key(""), 0x811c_9dc5_u32 as i32);
+        assert_eq!(super::room_lock_key("a"), 0xe40c_292c_u32 as i32);
+        assert_ne!(super::room_lock_key("!a:x"), super::room_lock_key("!b:x"));
     }
 }

@@ -217,9 +217,11 @@ impl RoomWrite {
         server_name: &str,
         also: Option<&str>,
         only_also: bool,
-    ) -> Result<Vec<PushMember>> {
+    ) -> Result<(Vec<PushMember>, i64)> {
         let rows = sqlx::query(
-            "SELECT m.user_id, e.pdu->'content'->>'displayname', a.content
+            "SELECT m.user_id, e.pdu->'content'->>'displayname', a.content,
+                    (SELECT count(*) FROM memberships
+                     WHERE room_id = $1 AND membership = 'join') AS joined
              FROM memberships m
              JOIN events e ON e.event_nid = m.event_nid
              LEFT JOIN account_data a ON a.user_id = m.user_id AND a.room_id = ''
@@ -234,14 +236,16 @@ impl RoomWrite {
         .bind(only_also)
         .fetch_all(self.conn())
         .await?;
-        Ok(rows
+        let joined = rows.first().map_or(0, |r| r.get::<i64, _>(3));
+        let members = rows
             .into_iter()
             .map(|r| PushMember {
                 user_id: r.get(0),
                 display_name: r.get(1),
                 push_rules: r.get::<Option<Json<JsonValue>>, _>(2).map(|j| j.0),
             })
-            .collect())
+            .collect();
+        Ok((members, joined))
     }
 
     /// Records push actions for an event, and queues it for the users' pushers, in the
@@ -261,13 +265,23 @@ impl RoomWrite {
         let highlight: Vec<bool> = rows.iter().map(|r| r.highlight).collect();
         let actions: Vec<Json<&JsonValue>> = rows.iter().map(|r| Json(&r.actions)).collect();
         let room_id = self.room_id().to_owned();
-        sqlx::query(
-            "INSERT INTO event_push_actions
-                 (user_id, room_id, event_nid, thread_id, notify, highlight, actions)
-             SELECT u, $1, $2, t, n, h, a
-             FROM unnest($3::text[], $4::text[], $5::bool[], $6::bool[], $7::jsonb[])
-                  AS x(u, t, n, h, a)
-             ON CONFLICT DO NOTHING",
+        // Each notified user's pushers get it queued, in the same statement.
+        let queued: i64 = sqlx::query_scalar(
+            "WITH actions AS (
+                 INSERT INTO event_push_actions
+                     (user_id, room_id, event_nid, thread_id, notify, highlight, actions)
+                 SELECT u, $1, $2, t, n, h, a
+                 FROM unnest($3::text[], $4::text[], $5::bool[], $6::bool[], $7::jsonb[])
+                      AS x(u, t, n, h, a)
+                 ON CONFLICT DO NOTHING),
+             queued AS (
+                 INSERT INTO push_queue (user_id, app_id, pushkey, event_nid, actions,
+                                         next_attempt_ts, created_ts)
+                 SELECT p.user_id, p.app_id, p.pushkey, $2, x.a, $8, $8
+                 FROM unnest($3::text[], $7::jsonb[]) AS x(u, a)
+                 JOIN pushers p ON p.user_id = x.u
+                 RETURNING 1)
+             SELECT count(*) FROM queued",
         )
         .bind(&room_id)
         .bind(event_nid)
@@ -276,23 +290,9 @@ impl RoomWrite {
         .bind(&notify)
         .bind(&highlight)
         .bind(&actions)
-        .execute(self.conn())
-        .await?;
-        // Each notified user's pushers get it queued, in the same transaction.
-        let queued = sqlx::query(
-            "INSERT INTO push_queue (user_id, app_id, pushkey, event_nid, actions,
-                                     next_attempt_ts, created_ts)
-             SELECT p.user_id, p.app_id, p.pushkey, $1, x.a, $4, $4
-             FROM unnest($2::text[], $3::jsonb[]) AS x(u, a)
-             JOIN pushers p ON p.user_id = x.u",
-        )
-        .bind(event_nid)
-        .bind(&users)
-        .bind(&actions)
         .bind(now_ms)
-        .execute(self.conn())
-        .await?
-        .rows_affected();
+        .fetch_one(self.conn())
+        .await?;
         if queued > 0 {
             streams::notify(self.conn(), PUSH_WAKE_KEY).await?;
         }

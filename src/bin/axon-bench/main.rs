@@ -25,7 +25,9 @@ use serde_json::{Value, json};
 
 use client::{Res, Server, now_ms};
 use report::table;
-use scenarios::{call_load, initial_sync, send_many_rooms, send_one_room, send_to_sync};
+use scenarios::{
+    call_load, initial_sync, latency_sweep, send_many_rooms, send_one_room, send_to_sync,
+};
 
 struct Options {
     url: String,
@@ -39,6 +41,8 @@ struct Options {
     rate: u64,
     secs: u64,
     only: Option<Vec<String>>,
+    sweep_rates: Vec<u64>,
+    sweep_secs: u64,
 }
 
 fn parse_options(args: &[String]) -> Res<Options> {
@@ -54,6 +58,8 @@ fn parse_options(args: &[String]) -> Res<Options> {
         rate: 1000,
         secs: 20,
         only: None,
+        sweep_rates: vec![50, 100, 200, 400, 600, 800, 1000, 1500, 2000],
+        sweep_secs: 5,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -74,6 +80,13 @@ fn parse_options(args: &[String]) -> Res<Options> {
             "--rate" => o.rate = num(value()?)?,
             "--seconds" => o.secs = num(value()?)?,
             "--only" => o.only = Some(value()?.split(',').map(str::to_owned).collect()),
+            "--sweep-rates" => {
+                o.sweep_rates = value()?
+                    .split(',')
+                    .map(|r| num(r.to_owned()))
+                    .collect::<Res<_>>()?
+            }
+            "--sweep-seconds" => o.sweep_secs = num(value()?)?,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -114,6 +127,10 @@ async fn run(o: Options) -> Res<Value> {
         (
             "call_load",
             Box::pin(call_load(&s, o.calls, 20, o.rate, o.secs)),
+        ),
+        (
+            "latency_sweep",
+            Box::pin(latency_sweep(&s, 20, &o.sweep_rates, o.sweep_secs)),
         ),
     ];
     for (name, fut) in scenarios {
@@ -203,6 +220,7 @@ async fn main() {
                 "usage: axon-bench run --url URL [--out FILE] [--senders N] [--per-sender N]\n\
                  \x20                 [--sync-samples N] [--rooms N] [--events N] [--calls N]\n\
                  \x20                 [--rate MSGS_PER_S] [--seconds N] [--only a,b]\n\
+                 \x20                 [--sweep-rates R1,R2,..] [--sweep-seconds N]\n\
                  \x20      axon-bench compare LABEL=FILE.json [LABEL=FILE.json]\n\
                  \x20      axon-bench wait URL"
             );

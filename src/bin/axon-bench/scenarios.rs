@@ -272,11 +272,42 @@ pub async fn call_load(
         })
         .collect();
 
-    // Messages, open loop: each sender is due one message every `interval`; a late
-    // send does not push the schedule back, so an overloaded server shows as latency.
-    let per_sender = (rate as f64 / msg_senders.max(1) as f64).max(0.001);
+    let msg_tasks = open_loop_messages(s, chat_rooms, rate, deadline);
+
+    let started = Instant::now();
+    let (mut call_lat, mut call_errors) = (Vec::new(), 0);
+    for t in call_tasks {
+        let (l, e) = t.await.map_err(|e| e.to_string())?;
+        call_lat.extend(l);
+        call_errors += e;
+    }
+    let (msg_lat, msg_errors) = join_open_loop(msg_tasks).await?;
+    let elapsed = started.elapsed().as_secs_f64().max(secs as f64);
+    let mut calls_json = stats(call_lat.clone());
+    calls_json["events_per_s"] = json!(call_lat.len() as f64 / elapsed);
+    calls_json["errors"] = json!(call_errors);
+    let mut msgs_json = stats(msg_lat.clone());
+    msgs_json["target_per_s"] = json!(rate);
+    msgs_json["achieved_per_s"] = json!(msg_lat.len() as f64 / elapsed);
+    msgs_json["errors"] = json!(msg_errors);
+    Ok(
+        json!({ "call_rooms": calls, "seconds": secs, "call_events": calls_json, "messages": msgs_json }),
+    )
+}
+
+type OpenLoopTask = tokio::task::JoinHandle<(Vec<Duration>, u64)>;
+
+/// Messages, open loop: each sender is due one message every `interval` until `deadline`;
+/// a late send does not push the schedule back, so an overloaded server shows as latency.
+fn open_loop_messages(
+    s: &Server,
+    senders: Vec<(User, String)>,
+    rate: u64,
+    deadline: Instant,
+) -> Vec<OpenLoopTask> {
+    let per_sender = (rate as f64 / senders.len().max(1) as f64).max(0.001);
     let interval = Duration::from_secs_f64(1.0 / per_sender);
-    let msg_tasks: Vec<_> = chat_rooms
+    senders
         .into_iter()
         .map(|(u, room)| {
             let s = s.clone();
@@ -307,30 +338,45 @@ pub async fn call_load(
                 (lat, errors)
             })
         })
-        .collect();
+        .collect()
+}
 
-    let started = Instant::now();
-    let (mut call_lat, mut call_errors) = (Vec::new(), 0);
-    for t in call_tasks {
+async fn join_open_loop(tasks: Vec<OpenLoopTask>) -> Res<(Vec<Duration>, u64)> {
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
         let (l, e) = t.await.map_err(|e| e.to_string())?;
-        call_lat.extend(l);
-        call_errors += e;
+        lat.extend(l);
+        errors += e;
     }
-    let (mut msg_lat, mut msg_errors) = (Vec::new(), 0);
-    for t in msg_tasks {
-        let (l, e) = t.await.map_err(|e| e.to_string())?;
-        msg_lat.extend(l);
-        msg_errors += e;
+    Ok((lat, errors))
+}
+
+/// Send latency against offered load: `senders` users, each in their own room, send open
+/// loop at each rate for `secs` seconds. Stops after the first rate the server cannot
+/// keep up with (under 90 % achieved): beyond it latency only measures the queue.
+pub async fn latency_sweep(s: &Server, senders: usize, rates: &[u64], secs: u64) -> Res<Value> {
+    let us = users(s, "sweep", senders).await?;
+    let mut rooms = Vec::new();
+    for u in &us {
+        rooms.push((u.clone(), s.create_room(u, &[]).await?));
     }
-    let elapsed = started.elapsed().as_secs_f64().max(secs as f64);
-    let mut calls_json = stats(call_lat.clone());
-    calls_json["events_per_s"] = json!(call_lat.len() as f64 / elapsed);
-    calls_json["errors"] = json!(call_errors);
-    let mut msgs_json = stats(msg_lat.clone());
-    msgs_json["target_per_s"] = json!(rate);
-    msgs_json["achieved_per_s"] = json!(msg_lat.len() as f64 / elapsed);
-    msgs_json["errors"] = json!(msg_errors);
-    Ok(
-        json!({ "call_rooms": calls, "seconds": secs, "call_events": calls_json, "messages": msgs_json }),
-    )
+    let mut points = Vec::new();
+    for &rate in rates {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(secs);
+        let tasks = open_loop_messages(s, rooms.clone(), rate, deadline);
+        let (lat, errors) = join_open_loop(tasks).await?;
+        let elapsed = started.elapsed().as_secs_f64().max(secs as f64);
+        let achieved = lat.len() as f64 / elapsed;
+        let mut point = stats(lat);
+        point["target_per_s"] = json!(rate);
+        point["achieved_per_s"] = json!(achieved);
+        point["errors"] = json!(errors);
+        eprintln!("axon-bench: latency_sweep {rate}/s: {point}");
+        points.push(point);
+        if achieved < 0.9 * rate as f64 {
+            break;
+        }
+    }
+    Ok(json!({ "senders": senders, "seconds_per_rate": secs, "points": points }))
 }
