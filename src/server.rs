@@ -63,13 +63,14 @@ impl Homeserver {
         let outbound = crate::outbound::OutboundPolicy::new(&config.outbound);
         let media = crate::media::MediaStore::open(&config).await?;
         let notifier = crate::sync::notifier::Notifier::new(storage.wake_bus().clone());
+        let room_locks = RoomLocks::new(&config.limits);
         Ok(Arc::new(Self {
             config,
             storage,
             rate_limiter,
             last_seen: LastSeen::default(),
             keys,
-            room_locks: RoomLocks::default(),
+            room_locks,
             notifier,
             presence: Default::default(),
             outbound,

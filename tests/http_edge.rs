@@ -297,3 +297,59 @@ async fn rate_limited_endpoints_per_user() {
         200
     );
 }
+
+#[tokio::test]
+async fn overloaded_rooms_refuse_writes_with_429_and_lose_nothing() {
+    let s = TestServer::start_with(|env| {
+        env.insert(
+            "AXON_LIMITS__MAX_PENDING_WRITES_PER_ROOM".into(),
+            "1".into(),
+        );
+    })
+    .await;
+    let (token, _) = s.register("busy", "password-busy").await;
+    let (status, res) = s
+        .post("/_matrix/client/v3/createRoom", Some(&token), json!({}))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let room = res["room_id"].as_str().unwrap().to_owned();
+    let send = |txn: &'static str| {
+        let (s, token, room) = (&s, token.clone(), room.clone());
+        async move {
+            s.put(
+                &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+                Some(&token),
+                json!({"msgtype": "m.text", "body": txn}),
+            )
+            .await
+        }
+    };
+    // A write holds the room: the next one is refused at once, not queued.
+    let held = s.hs.room_locks.lock(&room).await.expect("the room's lock");
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), send("t1"))
+        .await
+        .expect("answered without waiting for the lock");
+    assert_error(&r, 429, "M_LIMIT_EXCEEDED");
+    assert!(r.1["retry_after_ms"].as_u64().unwrap() > 0, "{}", r.1);
+    drop(held);
+    // The client's retry with the same transaction ID goes through, once.
+    let first = send("t1").await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    let again = send("t1").await;
+    assert_eq!(again.1["event_id"], first.1["event_id"]);
+    let (status, msgs) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let bodies: Vec<&str> = msgs["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    assert_eq!(bodies, ["t1"]);
+}

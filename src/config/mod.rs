@@ -464,12 +464,21 @@ pub struct LimitsConfig {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_request_size")]
     pub max_request_size: usize,
+    /// Local room writes (sends, state, membership) in progress or waiting in this process;
+    /// more are refused with 429 at once instead of queueing without end.
+    #[serde(default = "default_max_pending_writes")]
+    pub max_pending_writes: usize,
+    /// The same, in one room (whose writes go one at a time).
+    #[serde(default = "default_max_pending_writes_per_room")]
+    pub max_pending_writes_per_room: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_request_size: default_max_request_size(),
+            max_pending_writes: default_max_pending_writes(),
+            max_pending_writes_per_room: default_max_pending_writes_per_room(),
         }
     }
 }
@@ -505,6 +514,12 @@ fn default_uia_session_lifetime() -> u64 {
 }
 fn default_true() -> bool {
     true
+}
+fn default_max_pending_writes() -> usize {
+    1024
+}
+fn default_max_pending_writes_per_room() -> usize {
+    128
 }
 fn default_max_request_size() -> usize {
     50 * 1024 * 1024
@@ -565,6 +580,18 @@ impl Config {
             if !(1..=86_400).contains(&secs) {
                 return Err(ConfigError::new(key, "must be between 1 and 86400"));
             }
+        }
+        if self.limits.max_pending_writes == 0 {
+            return Err(ConfigError::new(
+                "limits.max_pending_writes",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.max_pending_writes_per_room == 0 {
+            return Err(ConfigError::new(
+                "limits.max_pending_writes_per_room",
+                "must be at least 1",
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError::new(

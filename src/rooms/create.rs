@@ -142,7 +142,7 @@ pub async fn create_room(
         version: version.clone(),
         rules: rules.clone(),
     };
-    let _guard = hs.room_locks.lock(room_id.as_str()).await;
+    let _slot = hs.room_locks.lock(room_id.as_str()).await?;
     {
         let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
         w.insert_room(version.as_str(), creator.as_str(), now_ms())

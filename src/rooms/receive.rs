@@ -95,7 +95,7 @@ pub async fn receive_pdu(
 ) -> Result<(OwnedEventId, Received)> {
     let ctx = persist::room_context(hs, room_id).await?;
     let pdu = verify_remote_pdu(&ctx, json, keys)?;
-    let _guard = hs.room_locks.lock(room_id.as_str()).await;
+    let _slot = hs.room_locks.lock_unbounded(room_id.as_str()).await;
     let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
     if w.event_by_id(pdu.event_id.as_str()).await?.is_some() {
         return Ok((pdu.event_id, Received::AlreadyKnown));
