@@ -120,6 +120,13 @@ pub async fn serve_on(
     crate::sync::notifier::spawn_background(&hs);
     crate::push::delivery::spawn_worker(&hs);
     let app = crate::http::app(hs);
+    // Without TCP_NODELAY a response written in two pieces waits for the client's delayed
+    // ACK (up to 40 ms) on a kept-alive connection.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -772,3 +772,73 @@ async fn concurrent_sends_in_many_rooms_do_not_starve_the_pool() {
         .count();
     assert_eq!(messages, 60);
 }
+
+#[tokio::test]
+async fn pruning_drops_old_read_push_actions_and_keeps_unread_ones() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let (_, res) = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({"preset": "public_chat"}),
+        )
+        .await;
+    let room = res["room_id"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut ids = Vec::new();
+    for (txn, body) in [("p1", "one"), ("p2", "two"), ("p3", "three")] {
+        ids.push(
+            s.send_message(
+                &alice,
+                &room,
+                txn,
+                json!({"msgtype": "m.text", "body": body}),
+            )
+            .await,
+        );
+    }
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{}", ids[1]),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let now = axon::server::now_ms();
+    // Nothing is old enough yet.
+    assert_eq!(
+        s.hs.storage
+            .prune_push_actions(now - 86_400_000, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    // With the cut-off after them, the two read ones go; the unread one stays.
+    assert_eq!(
+        s.hs.storage
+            .prune_push_actions(now + 60_000, 100)
+            .await
+            .unwrap(),
+        2
+    );
+    let (_, res) = s.get("/_matrix/client/v3/notifications", Some(&bob)).await;
+    let bodies: Vec<&str> = res["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["event"]["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["three"], "{res}");
+    let ((notifications, _), _) = counts(&s, &bob, &room, "s0_0_0_0_0_0_0", "").await;
+    assert_eq!(notifications, 1, "the badge is unchanged");
+}

@@ -519,7 +519,7 @@ fn default_max_pending_writes() -> usize {
     1024
 }
 fn default_max_pending_writes_per_room() -> usize {
-    128
+    32
 }
 fn default_max_request_size() -> usize {
     50 * 1024 * 1024

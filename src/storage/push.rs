@@ -118,6 +118,29 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// Deletes push actions that count no more: read (a receipt covers them) and sent
+    /// before `before_ts`. Unread ones stay, so badges never change by pruning; read ones
+    /// stay in /notifications until they are that old. At most `batch` rows; returns how
+    /// many went.
+    pub async fn prune_push_actions(&self, before_ts: i64, batch: i64) -> Result<u64> {
+        let read_up_to = READ_UP_TO.replace("$1", "a.user_id");
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM event_push_actions d
+             WHERE (d.user_id, d.event_nid) IN (
+                 SELECT a.user_id, a.event_nid
+                 FROM event_push_actions a JOIN events e ON e.event_nid = a.event_nid
+                 WHERE e.origin_server_ts < $1 AND e.stream_pos <= {read_up_to}
+                 LIMIT $2)"
+        )))
+        .bind(before_ts)
+        .bind(batch)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
 /// A queued notification, leased for sending.
 #[derive(Debug, Clone)]
 pub struct QueuedPush {

@@ -114,6 +114,27 @@ async fn listen_loop(hs: Weak<Homeserver>) {
     }
 }
 
+/// How long read notifications stay in `GET /notifications` (Synapse keeps a month).
+const PUSH_ACTIONS_KEPT_MS: i64 = 30 * 86_400_000;
+
+/// Read push actions older than PUSH_ACTIONS_KEPT_MS, in batches so no statement runs long.
+async fn prune_push_actions(hs: &Homeserver) {
+    loop {
+        match hs
+            .storage
+            .prune_push_actions(now_ms() - PUSH_ACTIONS_KEPT_MS, 10_000)
+            .await
+        {
+            Ok(10_000) => continue,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!("pruning push actions: {e}");
+                return;
+            }
+        }
+    }
+}
+
 /// Typing notices and presence end by timeout without a request; this turns that into
 /// stream changes. It also prunes old sendToDevice transaction IDs.
 async fn expiry_loop(hs: Weak<Homeserver>) {
@@ -134,6 +155,10 @@ async fn expiry_loop(hs: Weak<Homeserver>) {
                 .await
         {
             tracing::warn!("pruning sliding sync connections: {e}");
+        }
+        // Hourly: push actions read and older than PUSH_ACTIONS_KEPT_MS.
+        if round % 3600 == 900 {
+            prune_push_actions(&hs).await;
         }
         if let Err(e) = hs.storage.expire_typing(now_ms()).await {
             tracing::warn!("expiring typing notices: {e}");

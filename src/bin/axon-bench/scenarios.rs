@@ -305,17 +305,23 @@ fn open_loop_messages(
     rate: u64,
     deadline: Instant,
 ) -> Vec<OpenLoopTask> {
-    let per_sender = (rate as f64 / senders.len().max(1) as f64).max(0.001);
+    let n = senders.len().max(1);
+    let per_sender = (rate as f64 / n as f64).max(0.001);
     let interval = Duration::from_secs_f64(1.0 / per_sender);
+    let start = tokio::time::Instant::now();
     senders
         .into_iter()
-        .map(|(u, room)| {
+        .enumerate()
+        .map(|(k, (u, room))| {
             let s = s.clone();
+            // Senders are spread over the interval, not all due at the same instant: the
+            // load is `rate` a second, not bursts of `n`.
+            let first = start + interval.mul_f64(k as f64 / n as f64);
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0u64;
                 let mut inflight = Vec::new();
-                let mut tick = tokio::time::interval(interval);
+                let mut tick = tokio::time::interval_at(first, interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
                 let mut i = 0;
                 while Instant::now() < deadline {
