@@ -267,6 +267,30 @@ async fn rules_reach_sync_and_concurrent_edits_all_land() {
     );
 }
 
+/// Alice's public room, joined by bob: (alice's token, bob's token, room ID).
+async fn alice_and_bob_in_a_room(s: &TestServer) -> (String, String, String) {
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let (status, res) = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({"preset": "public_chat"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let room = res["room_id"].as_str().unwrap().to_owned();
+    let (status, res) = s
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    (alice, bob, room)
+}
+
 /// The newest event of the room.
 async fn latest(s: &TestServer, token: &str, room: &str) -> String {
     let (_, res) = s
@@ -308,25 +332,7 @@ async fn counts(
 #[tokio::test]
 async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
     let s = TestServer::start().await;
-    let (alice, _) = s.register("alice", "password-alice").await;
-    let (bob, _) = s.register("bob", "password-bob").await;
-    let (status, res) = s
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice),
-            json!({"preset": "public_chat"}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let room = res["room_id"].as_str().unwrap().to_owned();
-    let (status, _) = s
-        .post(
-            &format!("/_matrix/client/v3/join/{room}"),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&s).await;
     let (_, first) = s
         .get(
             "/_matrix/client/v3/sync?timeout=0&set_presence=offline",
@@ -593,114 +599,6 @@ async fn notifications_list_pages_and_read_flags() {
     assert_error(&s.get(n, None).await, 401, "M_MISSING_TOKEN");
 }
 
-#[tokio::test]
-async fn pushers_set_list_replace_and_removal() {
-    let s = TestServer::start().await;
-    let (alice, _) = s.register("alice", "password-alice").await;
-    let (phone, _) = s.login_ok("alice", "password-alice").await;
-    let (bob, _) = s.register("bob", "password-bob").await;
-    let set = "/_matrix/client/v3/pushers/set";
-    let list = "/_matrix/client/v3/pushers";
-    let pusher = |key: &str, url: &str| {
-        json!({
-            "kind": "http", "app_id": "org.example.app", "pushkey": key,
-            "app_display_name": "Example", "device_display_name": "Phone",
-            "lang": "en", "data": { "url": url, "format": "event_id_only" },
-        })
-    };
-    let url = "https://push.example.org/_matrix/push/v1/notify";
-    let (status, res) = s.post(set, Some(&phone), pusher("key-1", url)).await;
-    assert_eq!(status, 200, "{res}");
-    let (_, res) = s.get(list, Some(&alice)).await;
-    let got = &res["pushers"];
-    assert_eq!(got.as_array().unwrap().len(), 1, "{res}");
-    assert_eq!(got[0]["pushkey"], "key-1");
-    assert_eq!(got[0]["data"]["url"], url);
-    assert_eq!(got[0]["data"]["format"], "event_id_only");
-
-    // The same app and pushkey for another user moves it there (append false) ...
-    let (status, _) = s.post(set, Some(&bob), pusher("key-1", url)).await;
-    assert_eq!(status, 200);
-    let (_, res) = s.get(list, Some(&alice)).await;
-    assert_eq!(res["pushers"], json!([]), "{res}");
-    // ... unless appended.
-    let mut appended = pusher("key-1", url);
-    appended["append"] = json!(true);
-    let (status, _) = s.post(set, Some(&phone), appended).await;
-    assert_eq!(status, 200);
-    let (_, res) = s.get(list, Some(&bob)).await;
-    assert_eq!(res["pushers"].as_array().unwrap().len(), 1, "{res}");
-
-    // Deleting with kind null.
-    let (status, _) = s
-        .post(
-            set,
-            Some(&bob),
-            json!({ "kind": null, "app_id": "org.example.app", "pushkey": "key-1" }),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (_, res) = s.get(list, Some(&bob)).await;
-    assert_eq!(res["pushers"], json!([]));
-
-    // Refusals.
-    for (body, why) in [
-        (
-            pusher("k", "https://push.example.org/elsewhere"),
-            "wrong path",
-        ),
-        (
-            pusher("k", "gopher://push.example.org/_matrix/push/v1/notify"),
-            "scheme",
-        ),
-        (pusher("", url), "empty pushkey"),
-        (
-            json!({ "kind": "email", "app_id": "m.email", "pushkey": "a@b.c", "app_display_name": "E", "device_display_name": "E", "lang": "en", "data": {} }),
-            "email",
-        ),
-    ] {
-        let res = s.post(set, Some(&alice), body).await;
-        assert_eq!(res.0, 400, "{why}: {}", res.1);
-    }
-    let mut no_url = pusher("k", url);
-    no_url["data"] = json!({});
-    assert_error(&s.post(set, Some(&alice), no_url).await, 400, "M_BAD_JSON");
-    assert_error(&s.get(list, None).await, 401, "M_MISSING_TOKEN");
-
-    // A pusher goes with the device that set it...
-    let (status, _) = s.post(set, Some(&phone), pusher("key-2", url)).await;
-    assert_eq!(status, 200);
-    let (status, _) = s
-        .post("/_matrix/client/v3/logout", Some(&phone), json!({}))
-        .await;
-    assert_eq!(status, 200);
-    let (_, res) = s.get(list, Some(&alice)).await;
-    assert_eq!(res["pushers"], json!([]), "logout removes it: {res}");
-    // ... and with a password change, for the other devices.
-    let (tablet, _) = s.login_ok("alice", "password-alice").await;
-    let (status, _) = s.post(set, Some(&tablet), pusher("key-3", url)).await;
-    assert_eq!(status, 200);
-    let (status, res) = s
-        .post(
-            "/_matrix/client/v3/account/password",
-            Some(&alice),
-            json!({
-                "new_password": "another-password",
-                "logout_devices": false,
-                "auth": { "type": "m.login.password", "password": "password-alice",
-                          "identifier": { "type": "m.id.user", "user": "alice" } },
-            }),
-        )
-        .await;
-    assert_eq!(status, 200, "{res}");
-    let (_, res) = s.get(list, Some(&alice)).await;
-    assert_eq!(
-        res["pushers"],
-        json!([]),
-        "the password change removes it: {res}"
-    );
-}
-
 /// Each send evaluates push rules inside its write transaction. Those reads must use the
 /// transaction: with more concurrent writes (in different rooms) than pool connections,
 /// writes that each held a connection and waited for a second one starved the pool and
@@ -776,24 +674,7 @@ async fn concurrent_sends_in_many_rooms_do_not_starve_the_pool() {
 #[tokio::test]
 async fn pruning_drops_old_read_push_actions_and_keeps_unread_ones() {
     let s = TestServer::start().await;
-    let (alice, _) = s.register("alice", "password-alice").await;
-    let (bob, _) = s.register("bob", "password-bob").await;
-    let (_, res) = s
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice),
-            json!({"preset": "public_chat"}),
-        )
-        .await;
-    let room = res["room_id"].as_str().unwrap().to_owned();
-    let (status, _) = s
-        .post(
-            &format!("/_matrix/client/v3/join/{room}"),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let (alice, bob, room) = alice_and_bob_in_a_room(&s).await;
     let mut ids = Vec::new();
     for (txn, body) in [("p1", "one"), ("p2", "two"), ("p3", "three")] {
         ids.push(
