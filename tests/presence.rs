@@ -44,30 +44,6 @@ async fn put_presence(s: &TestServer, token: &str, user: &str, body: Value) -> (
     (status.as_u16(), res)
 }
 
-/// Alice and bob in one room; tokens (alice, bob) and the room.
-async fn shared_room(s: &TestServer) -> (String, String, String) {
-    let (alice, _) = s.register("alice", "password-alice").await;
-    let (bob, _) = s.register("bob", "password-bob").await;
-    let (status, res) = s
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice),
-            json!({"preset": "public_chat"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{res}");
-    let room = res["room_id"].as_str().unwrap().to_owned();
-    let (status, res) = s
-        .post(
-            &format!("/_matrix/client/v3/join/{room}"),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{res}");
-    (alice, bob, room)
-}
-
 /// Syncs bob (who does not change his own presence) until alice's presence matches
 /// `want`, or fails after `within`.
 async fn wait_for_presence(
@@ -103,7 +79,7 @@ async fn wait_for_presence(
 #[tokio::test]
 async fn status_endpoints_and_their_errors() {
     let s = TestServer::start().await;
-    let (alice, bob, _room) = shared_room(&s).await;
+    let (alice, bob, _room) = s.alice_and_bob_in_a_room().await;
     let (carol, _) = s.register("carol", "password-carol").await;
 
     // Before anything is set: offline.
@@ -194,7 +170,7 @@ async fn status_endpoints_and_their_errors() {
 #[tokio::test]
 async fn sync_carries_presence_and_wakes_on_change() {
     let s = TestServer::start().await;
-    let (alice, bob, _room) = shared_room(&s).await;
+    let (alice, bob, _room) = s.alice_and_bob_in_a_room().await;
     let (carol, _) = s.register("carol", "password-carol").await;
 
     // Alice's own sync (set_presence defaults to online) makes her online; bob's initial
@@ -325,7 +301,7 @@ async fn idle_and_offline_timeouts() {
         env.insert("AXON_PRESENCE__OFFLINE_AFTER_SECS".into(), "3".into());
     })
     .await;
-    let (alice, bob, _room) = shared_room(&s).await;
+    let (alice, bob, _room) = s.alice_and_bob_in_a_room().await;
     let res = sync(&s, &bob, "timeout=0&set_presence=offline").await;
     let mut since = res["next_batch"].as_str().unwrap().to_owned();
 
@@ -429,7 +405,7 @@ async fn presence_can_be_switched_off() {
         env.insert("AXON_PRESENCE__ENABLED".into(), "false".into());
     })
     .await;
-    let (alice, bob, _room) = shared_room(&s).await;
+    let (alice, bob, _room) = s.alice_and_bob_in_a_room().await;
     let res = put_presence(
         &s,
         &alice,

@@ -267,30 +267,6 @@ async fn rules_reach_sync_and_concurrent_edits_all_land() {
     );
 }
 
-/// Alice's public room, joined by bob: (alice's token, bob's token, room ID).
-async fn alice_and_bob_in_a_room(s: &TestServer) -> (String, String, String) {
-    let (alice, _) = s.register("alice", "password-alice").await;
-    let (bob, _) = s.register("bob", "password-bob").await;
-    let (status, res) = s
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice),
-            json!({"preset": "public_chat"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{res}");
-    let room = res["room_id"].as_str().unwrap().to_owned();
-    let (status, res) = s
-        .post(
-            &format!("/_matrix/client/v3/join/{room}"),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{res}");
-    (alice, bob, room)
-}
-
 /// The newest event of the room.
 async fn latest(s: &TestServer, token: &str, room: &str) -> String {
     let (_, res) = s
@@ -332,7 +308,7 @@ async fn counts(
 #[tokio::test]
 async fn unread_counts_follow_messages_mentions_receipts_and_threads() {
     let s = TestServer::start().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&s).await;
+    let (alice, bob, room) = s.alice_and_bob_in_a_room().await;
     let (_, first) = s
         .get(
             "/_matrix/client/v3/sync?timeout=0&set_presence=offline",
@@ -674,7 +650,7 @@ async fn concurrent_sends_in_many_rooms_do_not_starve_the_pool() {
 #[tokio::test]
 async fn pruning_drops_old_read_push_actions_and_keeps_unread_ones() {
     let s = TestServer::start().await;
-    let (alice, bob, room) = alice_and_bob_in_a_room(&s).await;
+    let (alice, bob, room) = s.alice_and_bob_in_a_room().await;
     let mut ids = Vec::new();
     for (txn, body) in [("p1", "one"), ("p2", "two"), ("p3", "three")] {
         ids.push(

@@ -74,6 +74,15 @@ fn errors_name_the_key() {
     .unwrap_err();
     assert_eq!(e.key, "limits.max_request_size");
 
+    for key in ["max_pending_writes", "max_pending_writes_per_room"] {
+        let e = load_str(
+            &format!("server_name = \"localhost\"\n[limits]\n{key} = 0\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, format!("limits.{key}"));
+    }
+
     let e = load_str(
         "server_name = \"localhost\"\n[registration]\nmode = = 1\n",
         &[],

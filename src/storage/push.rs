@@ -45,12 +45,12 @@ pub struct NotificationRow {
     pub read: bool,
 }
 
-/// The stream position up to which user `$1` has read the event of push action row `a`:
+/// The stream position up to which row `a`'s user has read the event of push action row `a`:
 /// their newest read receipt in its room, unthreaded (covering every thread) or in its
 /// own thread (`main` included). The one definition of "read" for counts and lists.
 const READ_UP_TO: &str = "COALESCE((
     SELECT max(ev.stream_pos) FROM receipts rc JOIN events ev ON ev.event_id = rc.event_id
-    WHERE rc.room_id = a.room_id AND rc.user_id = $1
+    WHERE rc.room_id = a.room_id AND rc.user_id = a.user_id
       AND rc.receipt_type IN ('m.read', 'm.read.private')
       AND rc.thread_id IN ('', a.thread_id)), 0)";
 
@@ -124,13 +124,12 @@ impl Storage {
     /// stay in /notifications until they are that old. At most `batch` rows; returns how
     /// many went.
     pub async fn prune_push_actions(&self, before_ts: i64, batch: i64) -> Result<u64> {
-        let read_up_to = READ_UP_TO.replace("$1", "a.user_id");
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM event_push_actions d
              WHERE (d.user_id, d.event_nid) IN (
                  SELECT a.user_id, a.event_nid
                  FROM event_push_actions a JOIN events e ON e.event_nid = a.event_nid
-                 WHERE e.origin_server_ts < $1 AND e.stream_pos <= {read_up_to}
+                 WHERE e.origin_server_ts < $1 AND e.stream_pos <= {READ_UP_TO}
                  LIMIT $2)"
         )))
         .bind(before_ts)

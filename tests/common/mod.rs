@@ -270,6 +270,30 @@ impl TestServer {
         )
     }
 
+    /// Alice's public room, joined by bob: (alice's token, bob's token, room ID).
+    pub async fn alice_and_bob_in_a_room(&self) -> (String, String, String) {
+        let (alice, _) = self.register("alice", "password-alice").await;
+        let (bob, _) = self.register("bob", "password-bob").await;
+        let (status, res) = self
+            .post(
+                "/_matrix/client/v3/createRoom",
+                Some(&alice),
+                json!({"preset": "public_chat"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{res}");
+        let room = res["room_id"].as_str().unwrap().to_owned();
+        let (status, res) = self
+            .post(
+                &format!("/_matrix/client/v3/join/{room}"),
+                Some(&bob),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{res}");
+        (alice, bob, room)
+    }
+
     pub async fn login(&self, username: &str, password: &str) -> (StatusCode, Value) {
         self.post(
             "/_matrix/client/v3/login",
