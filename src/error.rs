@@ -47,8 +47,20 @@ pub enum Error {
     Unrecognized(String),
     #[error("request too large")]
     TooLarge,
+    /// An event over the spec's size limits (whole event, type or state key).
+    #[error("{0}")]
+    EventTooLarge(String),
+    /// A per-user store is full (account data entries, pushers).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("too many requests")]
     LimitExceeded { retry_after_ms: u64 },
+    /// The client stopped sending its request body.
+    #[error("timed out reading the request body")]
+    RequestTimeout,
+    /// The database cannot be reached (restarting, or gone): try again shortly.
+    #[error("the server is temporarily unavailable; try again shortly")]
+    Unavailable { retry_after_ms: u64 },
     #[error("this account has been deactivated")]
     UserDeactivated,
     #[error("guest access is not allowed")]
@@ -90,6 +102,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<crate::storage::StorageError> for Error {
     fn from(err: crate::storage::StorageError) -> Self {
+        if err.is_unavailable() {
+            return Error::Unavailable {
+                retry_after_ms: 2000,
+            };
+        }
         Error::Internal(err.to_string())
     }
 }

@@ -43,6 +43,31 @@ enum Command {
     },
 }
 
+/// Panics are logged as one error line (where, and the start of the message) instead of
+/// the default hook's output with a backtrace: a request that panics is answered 500 by
+/// the HTTP layer, and a client repeating it must not flood the log.
+fn log_panics_briefly() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        // The start only: messages can quote request data.
+        let message: String = message.chars().take(160).collect();
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if axon::http::extract::panic_is_from_decoding() {
+            tracing::debug!(%location, "malformed request (decoder panicked): {message}");
+        } else {
+            tracing::error!(%location, "panic: {message}");
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -50,7 +75,9 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("AXON_LOG")
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
+    log_panics_briefly();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

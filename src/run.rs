@@ -1,20 +1,32 @@
 //! Process lifecycle: open the database (embedded or external), serve, shut down cleanly.
 
-use std::{fs::File, future::Future, net::SocketAddr, os::fd::AsRawFd, path::Path, sync::Arc};
+use std::{
+    fs::File,
+    future::Future,
+    os::fd::AsRawFd,
+    path::Path,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
+    metrics::Metrics,
     server::Homeserver,
     storage::{EmbeddedPostgres, Storage, embedded},
 };
 
+/// How often the supervisor looks at the database, and how long a ping may take.
+const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The database a process uses, and the embedded cluster if this process runs it.
 pub struct Database {
     pub storage: Storage,
-    embedded: Option<EmbeddedPostgres>,
+    embedded: Option<Arc<EmbeddedPostgres>>,
     _lock: Option<File>,
 }
 
@@ -70,8 +82,60 @@ impl Database {
         };
         Ok(Self {
             storage,
-            embedded: Some(cluster),
+            embedded: Some(Arc::new(cluster)),
             _lock: Some(lock),
+        })
+    }
+
+    /// Watches the database until the returned task is aborted: the embedded cluster is
+    /// started again when its postmaster dies, and while the database does not answer the
+    /// HTTP edge answers 503 at once (`DbHealth`) instead of letting requests wait.
+    pub fn supervise(&self, metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()> {
+        let storage = self.storage.clone();
+        let cluster = self.embedded.clone();
+        if cluster.is_some() {
+            metrics.embedded_state.store(1, Ordering::Relaxed);
+        }
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                tokio::time::sleep(SUPERVISE_EVERY).await;
+                if let Some(cluster) = &cluster {
+                    let probe = cluster.clone();
+                    let running = tokio::task::spawn_blocking(move || probe.is_running())
+                        .await
+                        .unwrap_or(true);
+                    if !running {
+                        metrics.embedded_state.store(2, Ordering::Relaxed);
+                        storage.health().set_down(true);
+                        tracing::error!(
+                            "the embedded PostgreSQL is not running; starting it again"
+                        );
+                        let restart = cluster.clone();
+                        match tokio::task::spawn_blocking(move || restart.restart()).await {
+                            Ok(Ok(())) => {
+                                metrics.embedded_restarts.fetch_add(1, Ordering::Relaxed);
+                                metrics.embedded_state.store(1, Ordering::Relaxed);
+                                tracing::info!("embedded PostgreSQL started again");
+                            }
+                            // Backends of the dead postmaster may still hold its shared
+                            // memory for a moment; the next round tries again.
+                            Ok(Err(e)) => tracing::error!("restarting embedded PostgreSQL: {e}"),
+                            Err(e) => tracing::error!("restarting embedded PostgreSQL: {e}"),
+                        }
+                    }
+                }
+                if storage.ping(PING_TIMEOUT).await {
+                    failures = 0;
+                    storage.health().set_down(false);
+                } else {
+                    failures += 1;
+                    // One slow answer under load is not an outage.
+                    if failures >= 2 {
+                        storage.health().set_down(true);
+                    }
+                }
+            }
         })
     }
 
@@ -106,12 +170,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         address = %listener.local_addr()?,
         "axon is serving the Client-Server API"
     );
+    let supervisor = db.supervise(hs.metrics.clone());
+    let metrics_server = match hs.config.listen.metrics {
+        Some(address) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding listen.metrics {address}"))?;
+            tracing::info!(%address, "serving Prometheus metrics at /metrics");
+            let app = crate::http::metrics_app(hs.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("metrics listener: {e}");
+                }
+            }))
+        }
+        None => None,
+    };
     let result = serve_on(listener, hs, shutdown_signal()).await;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
+    supervisor.abort();
     db.close().await;
     result
 }
 
-/// Serves the app on `listener` until `shutdown` completes.
+/// Serves the app on `listener` until `shutdown` completes, then answers long polls at
+/// once and gives requests in flight `limits.shutdown_grace_secs` to finish.
 pub async fn serve_on(
     listener: TcpListener,
     hs: Arc<Homeserver>,
@@ -119,19 +204,25 @@ pub async fn serve_on(
 ) -> anyhow::Result<()> {
     crate::sync::notifier::spawn_background(&hs);
     crate::push::delivery::spawn_worker(&hs);
-    let app = crate::http::app(hs);
-    // Without TCP_NODELAY a response written in two pieces waits for the client's delayed
-    // ACK (up to 40 ms) on a kept-alive connection.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(
+    let limits = &hs.config.limits;
+    let connection_limits = crate::http::serve::ConnectionLimits {
+        max_connections: limits.max_connections,
+        header_read_timeout: Duration::from_secs(limits.header_read_timeout_secs),
+        shutdown_grace: Duration::from_secs(limits.shutdown_grace_secs),
+    };
+    let app = crate::http::app(hs.clone());
+    let notifier_hs = hs.clone();
+    let shutdown = async move {
+        shutdown.await;
+        notifier_hs.notifier.shut_down();
+    };
+    crate::http::serve::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        connection_limits,
+        hs.metrics.clone(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await
     .context("serving HTTP")
 }

@@ -23,6 +23,9 @@ pub struct Homeserver {
     pub presence: crate::users::presence::PresenceTracker,
     pub outbound: crate::outbound::OutboundPolicy,
     pub media: crate::media::MediaStore,
+    /// Bytes of unauthenticated request bodies being read (limits.max_unauthenticated_*).
+    pub unauthenticated_body_budget: tokio::sync::Semaphore,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Decides when a device's last-seen time is worth writing: at most once a minute per
@@ -64,6 +67,8 @@ impl Homeserver {
         let media = crate::media::MediaStore::open(&config).await?;
         let notifier = crate::sync::notifier::Notifier::new(storage.wake_bus().clone());
         let room_locks = RoomLocks::new(&config.limits);
+        let unauthenticated_body_budget =
+            tokio::sync::Semaphore::new(config.limits.max_unauthenticated_bytes_in_flight);
         Ok(Arc::new(Self {
             config,
             storage,
@@ -75,6 +80,8 @@ impl Homeserver {
             presence: Default::default(),
             outbound,
             media,
+            unauthenticated_body_budget,
+            metrics: Default::default(),
         }))
     }
 }

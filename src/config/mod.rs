@@ -275,12 +275,16 @@ pub struct ListenConfig {
     /// Address of the Client-Server API listener.
     #[serde(default = "default_client_listen")]
     pub client: SocketAddr,
+    /// Address of the Prometheus metrics listener (`GET /metrics`); none by default.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for ListenConfig {
     fn default() -> Self {
         Self {
             client: default_client_listen(),
+            metrics: None,
         }
     }
 }
@@ -471,6 +475,46 @@ pub struct LimitsConfig {
     /// The same, in one room (whose writes go one at a time).
     #[serde(default = "default_max_pending_writes_per_room")]
     pub max_pending_writes_per_room: usize,
+    /// Largest body of a request no access token vouches for (login, registration).
+    #[serde(default = "default_max_unauthenticated_request_size")]
+    pub max_unauthenticated_request_size: usize,
+    /// Bytes of such bodies being read at once, over all connections; beyond it anonymous
+    /// requests get 429 at once.
+    #[serde(default = "default_max_unauthenticated_bytes_in_flight")]
+    pub max_unauthenticated_bytes_in_flight: usize,
+    /// Open client connections; at most the process's file limit less a reserve.
+    #[serde(default = "default_max_client_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers; also how long an idle kept-alive
+    /// connection stays open.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may stall (no bytes arriving) before the request gets 408.
+    #[serde(default = "default_body_read_timeout_secs")]
+    pub body_read_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish at shutdown (long polls are answered at
+    /// once); then their connections are closed.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// Largest content of one to-device message, in bytes.
+    #[serde(default = "default_max_to_device_message_size")]
+    pub max_to_device_message_size: usize,
+    /// To-device messages waiting for one device; messages to a full inbox are dropped.
+    #[serde(default = "default_max_pending_to_device")]
+    pub max_pending_to_device: i64,
+    /// Largest content of one account data entry (global or per room), in bytes.
+    #[serde(default = "default_max_account_data_size")]
+    pub max_account_data_size: usize,
+    /// Account data entries of one user (global and per room together, room tags
+    /// included; the server's own read markers not counted).
+    #[serde(default = "default_max_account_data_entries")]
+    pub max_account_data_entries: i64,
+    /// Filters one user may keep (identical filters are stored once).
+    #[serde(default = "default_max_filters")]
+    pub max_filters: i64,
+    /// Pushers one user may have.
+    #[serde(default = "default_max_pushers")]
+    pub max_pushers: i64,
 }
 
 impl Default for LimitsConfig {
@@ -479,6 +523,18 @@ impl Default for LimitsConfig {
             max_request_size: default_max_request_size(),
             max_pending_writes: default_max_pending_writes(),
             max_pending_writes_per_room: default_max_pending_writes_per_room(),
+            max_unauthenticated_request_size: default_max_unauthenticated_request_size(),
+            max_unauthenticated_bytes_in_flight: default_max_unauthenticated_bytes_in_flight(),
+            max_connections: default_max_client_connections(),
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            body_read_timeout_secs: default_body_read_timeout_secs(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+            max_to_device_message_size: default_max_to_device_message_size(),
+            max_pending_to_device: default_max_pending_to_device(),
+            max_account_data_size: default_max_account_data_size(),
+            max_account_data_entries: default_max_account_data_entries(),
+            max_filters: default_max_filters(),
+            max_pushers: default_max_pushers(),
         }
     }
 }
@@ -523,6 +579,42 @@ fn default_max_pending_writes_per_room() -> usize {
 }
 fn default_max_request_size() -> usize {
     50 * 1024 * 1024
+}
+fn default_max_unauthenticated_request_size() -> usize {
+    64 * 1024
+}
+fn default_max_unauthenticated_bytes_in_flight() -> usize {
+    16 * 1024 * 1024
+}
+fn default_max_client_connections() -> usize {
+    10_000
+}
+fn default_header_read_timeout_secs() -> u64 {
+    30
+}
+fn default_body_read_timeout_secs() -> u64 {
+    30
+}
+fn default_shutdown_grace_secs() -> u64 {
+    5
+}
+fn default_max_to_device_message_size() -> usize {
+    64 * 1024
+}
+fn default_max_pending_to_device() -> i64 {
+    10_000
+}
+fn default_max_account_data_size() -> usize {
+    64 * 1024
+}
+fn default_max_account_data_entries() -> i64 {
+    2_000
+}
+fn default_max_filters() -> i64 {
+    1_000
+}
+fn default_max_pushers() -> i64 {
+    100
 }
 
 impl Config {
@@ -579,6 +671,56 @@ impl Config {
         ] {
             if !(1..=86_400).contains(&secs) {
                 return Err(ConfigError::new(key, "must be between 1 and 86400"));
+            }
+        }
+        for (key, value) in [
+            (
+                "limits.max_unauthenticated_request_size",
+                self.limits.max_unauthenticated_request_size as u64,
+            ),
+            (
+                "limits.max_unauthenticated_bytes_in_flight",
+                self.limits.max_unauthenticated_bytes_in_flight as u64,
+            ),
+        ] {
+            if !(1024..=u32::MAX as u64).contains(&value) {
+                return Err(ConfigError::new(
+                    key,
+                    "must be between 1024 and 4294967295 bytes",
+                ));
+            }
+        }
+        for (key, value) in [
+            ("limits.max_connections", self.limits.max_connections as u64),
+            (
+                "limits.header_read_timeout_secs",
+                self.limits.header_read_timeout_secs,
+            ),
+            (
+                "limits.body_read_timeout_secs",
+                self.limits.body_read_timeout_secs,
+            ),
+            (
+                "limits.max_to_device_message_size",
+                self.limits.max_to_device_message_size as u64,
+            ),
+            (
+                "limits.max_account_data_size",
+                self.limits.max_account_data_size as u64,
+            ),
+            (
+                "limits.max_pending_to_device",
+                self.limits.max_pending_to_device.max(0) as u64,
+            ),
+            (
+                "limits.max_account_data_entries",
+                self.limits.max_account_data_entries.max(0) as u64,
+            ),
+            ("limits.max_filters", self.limits.max_filters.max(0) as u64),
+            ("limits.max_pushers", self.limits.max_pushers.max(0) as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be at least 1"));
             }
         }
         if self.limits.max_pending_writes == 0 {

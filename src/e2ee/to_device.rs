@@ -25,6 +25,8 @@ pub async fn send_to_device(
     txn_id: &str,
     messages: &BTreeMap<String, BTreeMap<String, JsonValue>>,
 ) -> Result<()> {
+    crate::limits::check_txn_id(txn_id)?;
+    let max_size = hs.config.limits.max_to_device_message_size;
     let mut outgoing = Vec::new();
     for (user, devices) in messages {
         let user_id = ruma::UserId::parse(user.as_str())
@@ -37,6 +39,12 @@ pub async fn send_to_device(
             if !content.is_object() {
                 return Err(Error::BadJson("to-device content must be an object".into()));
             }
+            let size = serde_json::to_vec(content).map_or(usize::MAX, |v| v.len());
+            if size > max_size {
+                return Err(Error::EventTooLarge(format!(
+                    "a to-device message's content may be at most {max_size} bytes"
+                )));
+            }
             outgoing.push(OutgoingToDevice {
                 user_id: user,
                 device_id: device,
@@ -46,7 +54,14 @@ pub async fn send_to_device(
     }
     let sender = (requester.user_id.as_str(), requester.device_id.as_str());
     hs.storage
-        .send_to_device(sender, txn_id, event_type, &outgoing, now_ms())
+        .send_to_device(
+            sender,
+            txn_id,
+            event_type,
+            &outgoing,
+            hs.config.limits.max_pending_to_device,
+            now_ms(),
+        )
         .await?;
     Ok(())
 }

@@ -45,11 +45,12 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({ "errcode": "M_UNKNOWN_TOKEN", "error": message, "soft_logout": soft_logout }),
             ),
-            Error::LimitExceeded { retry_after_ms } => {
+            Error::LimitExceeded { retry_after_ms } | Error::Unavailable { retry_after_ms } => {
+                let (status, errcode) = status_and_code(&self.0);
                 let mut response = (
-                    StatusCode::TOO_MANY_REQUESTS,
+                    status,
                     Json(json!({
-                        "errcode": "M_LIMIT_EXCEEDED",
+                        "errcode": errcode,
                         "error": message,
                         "retry_after_ms": retry_after_ms,
                     })),
@@ -80,7 +81,7 @@ impl IntoResponse for ApiError {
 fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
     use StatusCode as S;
     match e {
-        Error::Forbidden(_) => (S::FORBIDDEN, "M_FORBIDDEN"),
+        Error::Forbidden(_) | Error::QuotaExceeded(_) => (S::FORBIDDEN, "M_FORBIDDEN"),
         Error::MissingToken => (S::UNAUTHORIZED, "M_MISSING_TOKEN"),
         Error::NotFound(_) => (S::NOT_FOUND, "M_NOT_FOUND"),
         Error::InvalidUsername(_) => (S::BAD_REQUEST, "M_INVALID_USERNAME"),
@@ -96,7 +97,7 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::UnknownPos => (S::BAD_REQUEST, "M_UNKNOWN_POS"),
         Error::NotJson(_) => (S::BAD_REQUEST, "M_NOT_JSON"),
         Error::Unrecognized(_) => (S::BAD_REQUEST, "M_UNRECOGNIZED"),
-        Error::TooLarge => (S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"),
+        Error::TooLarge | Error::EventTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"),
         Error::UserDeactivated => (S::FORBIDDEN, "M_USER_DEACTIVATED"),
         Error::GuestAccessForbidden => (S::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN"),
         Error::ThreepidDenied(_) => (S::FORBIDDEN, "M_THREEPID_DENIED"),
@@ -112,6 +113,8 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         // Handled with their extra fields in into_response.
         Error::UnknownToken { .. } => (S::UNAUTHORIZED, "M_UNKNOWN_TOKEN"),
         Error::LimitExceeded { .. } => (S::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"),
+        Error::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "M_UNKNOWN"),
+        Error::RequestTimeout => (S::REQUEST_TIMEOUT, "M_UNKNOWN"),
         Error::Uia { .. } => (S::UNAUTHORIZED, "M_FORBIDDEN"),
         Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
     }

@@ -2,11 +2,13 @@
 //! access token its auth scheme asks for), and `route` registers a handler for every path
 //! of the type's version history.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State},
+    extract::{
+        ConnectInfo, FromRequest, FromRequestParts, Path, Request, State, rejection::PathRejection,
+    },
     response::{IntoResponse, Response},
     routing::{MethodFilter, on},
 };
@@ -81,7 +83,11 @@ impl<T> Ruma<T> {
 fn access_token(parts: &http::request::Parts) -> Option<String> {
     if let Some(value) = parts.headers.get(http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
-        return value.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
+        // The auth scheme is case-insensitive (RFC 9110 11.1).
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
     }
     parts.uri.query().and_then(|q| {
         q.split('&').find_map(|pair| {
@@ -91,15 +97,20 @@ fn access_token(parts: &http::request::Parts) -> Option<String> {
     })
 }
 
+/// Decodes `%XX` escapes and `+` of a query value. Works on bytes: a `%` followed by
+/// anything (raw UTF-8 included) that is not two hex digits is kept as it is.
 fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
+        let escaped = (bytes[i] == b'%')
+            .then(|| Some(hex(*bytes.get(i + 1)?)? << 4 | hex(*bytes.get(i + 2)?)?))
+            .flatten();
+        if let Some(b) = escaped {
             out.push(b);
             i += 3;
         } else {
@@ -108,6 +119,67 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// axum's `Path`, answering a Matrix error (not plain text) for undecodable arguments
+/// (`%FF`) and NUL characters; for the handlers that do not use `Ruma<T>` (media).
+pub struct MatrixPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for MatrixPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let raw = Path::<Vec<String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::InvalidParam(format!("path: {}", e.body_text())))?;
+        check_no_nul(parts, &raw.0)?;
+        let Path(value) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::InvalidParam(format!("path: {}", e.body_text())))?;
+        Ok(Self(value))
+    }
+}
+
+/// axum's `Query`, answering a Matrix error for an undecodable query string.
+pub struct MatrixQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for MatrixQuery<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        check_no_nul(parts, &[])?;
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| Error::InvalidParam(format!("query: {}", e.body_text())))?;
+        Ok(Self(value))
+    }
+}
+
+/// Refuses NUL characters in path arguments and the query string: nothing stored or
+/// looked up may contain them (PostgreSQL text cannot).
+fn check_no_nul(parts: &http::request::Parts, path_args: &[String]) -> Result<()> {
+    let in_query = parts.uri.query().is_some_and(|q| q.contains("%00"));
+    if in_query || path_args.iter().any(|a| a.contains('\0')) {
+        return Err(Error::InvalidParam(
+            "NUL characters are not allowed in paths or query parameters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The authenticated requester of a request whose body the handler reads itself (media
@@ -144,28 +216,80 @@ fn client_info(parts: &http::request::Parts) -> ClientInfo {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes (by Content-Length up front, and
-/// while reading for chunked bodies).
+/// while reading for chunked bodies) and a client that stops sending for `stall` (a body
+/// shorter than its Content-Length would otherwise hold the request open for ever).
 async fn read_body(
     parts: &http::request::Parts,
     body: axum::body::Body,
     limit: usize,
+    stall: Duration,
 ) -> Result<bytes::Bytes> {
-    let declared_too_large = parts
+    if declared_length(parts).is_some_and(|len| len > limit as u64) {
+        return Err(Error::TooLarge);
+    }
+    let mut body = Limited::new(body, limit);
+    let mut collected = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(stall, body.frame()).await {
+            Err(_) => return Err(Error::RequestTimeout),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame.map_err(|e| {
+                if e.downcast_ref::<LengthLimitError>().is_some() {
+                    Error::TooLarge
+                } else {
+                    Error::BadJson(format!("could not read the request body: {e}"))
+                }
+            })?,
+        };
+        if let Ok(data) = frame.into_data() {
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected.freeze())
+}
+
+fn declared_length(parts: &http::request::Parts) -> Option<u64> {
+    parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|len| len > limit as u64);
-    if declared_too_large {
-        return Err(Error::TooLarge);
+}
+
+/// Reads a body under the edge's limits: the JSON guard's depth and NUL checks apply to
+/// every body. Bodies of requests no access token vouches for are held to the smaller
+/// unauthenticated size and share one budget of bytes in flight, so anonymous requests
+/// cannot make the server buffer much.
+async fn read_checked_body(
+    hs: &Homeserver,
+    parts: &http::request::Parts,
+    body: axum::body::Body,
+    authenticated: bool,
+) -> Result<bytes::Bytes> {
+    let limits = &hs.config.limits;
+    let stall = Duration::from_secs(limits.body_read_timeout_secs);
+    let bytes = if authenticated {
+        read_body(parts, body, limits.max_request_size, stall).await?
+    } else {
+        let limit = limits
+            .max_unauthenticated_request_size
+            .min(limits.max_request_size);
+        let expected = declared_length(parts).map_or(limit as u64, |len| len.min(limit as u64));
+        // At least one permit, so bodiless requests also wait their turn when the budget
+        // is exhausted by others.
+        let permits = u32::try_from(expected.max(1)).unwrap_or(u32::MAX);
+        let _budget = hs
+            .unauthenticated_body_budget
+            .try_acquire_many(permits)
+            .map_err(|_| Error::LimitExceeded {
+                retry_after_ms: 1000,
+            })?;
+        read_body(parts, body, limit, stall).await?
+    };
+    if !bytes.is_empty() {
+        crate::json_guard::check(&bytes, crate::json_guard::MAX_DEPTH)
+            .map_err(|e| Error::BadJson(e.to_string()))?;
     }
-    let collected = Limited::new(body, limit).collect().await.map_err(|e| {
-        if e.downcast_ref::<LengthLimitError>().is_some() {
-            Error::TooLarge
-        } else {
-            Error::BadJson(format!("could not read the request body: {e}"))
-        }
-    })?;
-    Ok(collected.to_bytes())
+    Ok(bytes)
 }
 
 fn json_error(e: serde_json::Error) -> Error {
@@ -189,7 +313,7 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Arc<Homeserver>> for JsonBody<T
     async fn from_request(req: Request, hs: &Arc<Homeserver>) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
         let client = client_info(&parts);
-        let bytes = read_body(&parts, body, hs.config.limits.max_request_size).await?;
+        let bytes = read_checked_body(hs, &parts, body, false).await?;
         let body = serde_json::from_slice(&bytes).map_err(json_error)?;
         Ok(Self { body, client })
     }
@@ -229,15 +353,18 @@ where
 
     async fn from_request(req: Request, hs: &Arc<Homeserver>) -> Result<Self, ApiError> {
         let (mut parts, body) = req.into_parts();
-        let path_args: Vec<String> =
+        let mut path_args: Vec<String> =
             match Path::<Vec<String>>::from_request_parts(&mut parts, hs).await {
                 Ok(Path(args)) => args,
+                Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                    return Err(Error::InvalidParam(format!("path: {}", e.body_text())).into());
+                }
                 Err(_) => Vec::new(),
             };
-        let mut path_args = path_args;
         if parts.extensions.get::<EmptyLastArg>().is_some() {
             path_args.push(String::new());
         }
+        check_no_nul(&parts, &path_args)?;
         let client = client_info(&parts);
 
         let token = access_token(&parts);
@@ -255,17 +382,38 @@ where
                 .check(Action::Request, requester.user_id.as_str())?;
         }
 
-        let bytes = read_body(&parts, body, hs.config.limits.max_request_size).await?;
+        let bytes = read_checked_body(hs, &parts, body, requester.is_some()).await?;
 
         let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let http_req = http::Request::from_parts(parts, bytes.as_ref());
-        let body = T::try_from_http_request(http_req, &args).map_err(decode_error)?;
+        // ruma's decoders are not all total (a login body without `type` panicked); a
+        // request they cannot decode is the client's error, not a dropped connection.
+        DECODING.set(true);
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            T::try_from_http_request(http_req, &args)
+        }));
+        DECODING.set(false);
+        let decoded = decoded
+            .map_err(|_| Error::BadJson("the request does not match the endpoint".into()))?;
+        let body = decoded.map_err(decode_error)?;
         Ok(Ruma {
             body,
             requester,
             client,
         })
     }
+}
+
+thread_local! {
+    /// Set while ruma decodes a request on this thread: a panic there is a malformed
+    /// request, answered 400, not a bug of ours.
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a panic now on this thread comes from decoding a request (for the panic hook,
+/// which then logs quietly: clients can cause these at will).
+pub fn panic_is_from_decoding() -> bool {
+    DECODING.get()
 }
 
 /// Encodes a ruma response.
@@ -276,6 +424,21 @@ pub fn respond<R: OutgoingResponseExt>(response: R) -> Response {
             .into_response(),
         Err(e) => ApiError(Error::Internal(format!("encoding response: {e}"))).into_response(),
     }
+}
+
+/// Every (method, path pattern) registered through `route`, for tests that walk them all.
+static ROUTED: std::sync::Mutex<std::collections::BTreeSet<(String, String)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// The endpoints served through `Ruma<T>` (all but the streaming media ones), as
+/// (method, path pattern), once an app has been built.
+pub fn routed_endpoints() -> Vec<(String, String)> {
+    ROUTED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect()
 }
 
 /// Marks routes registered without the last path argument, which then is empty.
@@ -321,6 +484,12 @@ where
     Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
 {
     let method = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
+    {
+        let mut routed = ROUTED.lock().unwrap_or_else(|e| e.into_inner());
+        for path in T::PATH_BUILDER.all_paths() {
+            routed.insert((T::METHOD.to_string(), path.to_owned()));
+        }
+    }
     let service = move |State(hs): State<Arc<Homeserver>>, req: Ruma<T>| {
         let handler = handler.clone();
         async move {

@@ -16,6 +16,7 @@ use crate::server::Homeserver;
 
 pub mod error;
 pub mod extract;
+pub mod serve;
 
 pub use extract::{Ruma, route};
 
@@ -27,6 +28,15 @@ pub fn app(hs: Arc<Homeserver>) -> Router {
     router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            hs.clone(),
+            database_gate,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            hs.clone(),
+            record_metrics,
+        ))
         .layer(axum::middleware::from_fn(cors))
         .layer(
             TraceLayer::new_for_http()
@@ -46,6 +56,82 @@ pub fn app(hs: Arc<Homeserver>) -> Router {
                 .on_failure(()),
         )
         .with_state(hs)
+}
+
+/// Counts every answered request by route pattern and status, with its latency.
+async fn record_metrics(
+    axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(unmatched)", |p| p.as_str())
+        .to_owned();
+    let response = next.run(req).await;
+    hs.metrics.observe_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// The metrics listener's app: `GET /metrics` in Prometheus' text format.
+pub fn metrics_app(hs: Arc<Homeserver>) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(hs)
+}
+
+async fn metrics(axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>) -> Response {
+    let gauges = crate::metrics::Gauges {
+        db_pool_size: hs.storage.pool_size(),
+        db_pool_idle: hs.storage.pool_idle(),
+        db_pool_max: hs.config.database.max_connections,
+        db_up: !hs.storage.health().is_down(),
+        // Unknown while the database is away: reported as -1.
+        push_queue_depth: hs.storage.push_queue_depth().await.unwrap_or(-1),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        hs.metrics.render(&gauges),
+    )
+        .into_response()
+}
+
+/// While the database is known to be down, requests that need it get 503 with
+/// `retry_after_ms` at once; the few that do not (versions, discovery) are still served.
+async fn database_gate(
+    axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    let needs_database = !(path.starts_with("/.well-known/") || path == "/_matrix/client/versions");
+    if needs_database && hs.storage.health().is_down() {
+        return error::ApiError(crate::error::Error::Unavailable {
+            retry_after_ms: 2000,
+        })
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// A panic in a handler: the panic hook has logged where; the client gets a Matrix 500
+/// instead of a dropped connection.
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    error::ApiError(crate::error::Error::Internal(
+        "a request handler panicked".into(),
+    ))
+    .into_response()
 }
 
 /// CORS headers on every response, and an immediate answer to every OPTIONS request, as

@@ -48,7 +48,10 @@ async fn worker(weak: Weak<Homeserver>) {
     loop {
         {
             let Some(hs) = weak.upgrade() else { return };
-            if let Err(e) = drain(&hs, &client).await {
+            // While the database is away (the supervisor says so) or the process stops,
+            // there is nothing to read: wait instead of logging a failure every second.
+            let database_usable = !hs.storage.health().is_down() && !hs.notifier.is_closing();
+            if database_usable && let Err(e) = drain(&hs, &client).await {
                 tracing::warn!("push delivery: {e}");
             }
         }

@@ -64,7 +64,9 @@ pub async fn set_pusher(
         Some("email") => return Err(bad("email pushers are not supported by this server")),
         _ => return Err(bad("unknown pusher kind")),
     };
-    hs.storage
+    let max = hs.config.limits.max_pushers;
+    let added = hs
+        .storage
         .set_pusher(
             &NewPusher {
                 user_id: requester.user_id.as_str(),
@@ -77,8 +79,14 @@ pub async fn set_pusher(
                 now_ms: now_ms(),
             },
             append,
+            max,
         )
         .await?;
+    if !added {
+        return Err(Error::QuotaExceeded(format!(
+            "at most {max} pushers per user"
+        )));
+    }
     Ok(())
 }
 

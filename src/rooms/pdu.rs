@@ -14,8 +14,9 @@ use crate::{
     keys::ServerKeys,
 };
 
-/// Spec limit on a whole PDU, signatures included.
-pub const MAX_PDU_BYTES: usize = 65_536;
+/// Largest whole PDU, signatures included, in bytes: the spec says 65,536; ruma's
+/// signing refuses more than 65,535, and we agree with it.
+pub const MAX_PDU_BYTES: usize = 65_535;
 
 /// An event of the room DAG as axon holds it.
 #[derive(Debug, Clone)]
@@ -211,6 +212,21 @@ pub fn build(
     place: &Placement<'_>,
     origin_server_ts: MilliSecondsSinceUnixEpoch,
 ) -> Result<Pdu> {
+    use crate::limits::MAX_ID_BYTES;
+    if new.event_type.len() > MAX_ID_BYTES {
+        return Err(Error::EventTooLarge(format!(
+            "event type is longer than {MAX_ID_BYTES} bytes"
+        )));
+    }
+    if new
+        .state_key
+        .as_ref()
+        .is_some_and(|k| k.len() > MAX_ID_BYTES)
+    {
+        return Err(Error::EventTooLarge(format!(
+            "state key is longer than {MAX_ID_BYTES} bytes"
+        )));
+    }
     let mut obj = CanonicalJsonObject::new();
     let mut content = to_canonical(&new.content)?;
     if let (Some(redacts), true, CanonicalJsonValue::Object(c)) = (
@@ -274,12 +290,19 @@ pub fn build(
         &mut obj,
         &rules.redaction,
     )
-    .map_err(|e| Error::Internal(format!("signing event: {e}")))?;
+    .map_err(|e| match e {
+        ruma::signatures::JsonError::PduTooLarge => {
+            Error::EventTooLarge(format!("the event would be over {MAX_PDU_BYTES} bytes"))
+        }
+        e => Error::Internal(format!("signing event: {e}")),
+    })?;
     let size = serde_json::to_vec(&obj)
         .map(|v| v.len())
         .unwrap_or(usize::MAX);
     if size > MAX_PDU_BYTES {
-        return Err(Error::TooLarge);
+        return Err(Error::EventTooLarge(format!(
+            "the event would be {size} bytes; at most {MAX_PDU_BYTES} are allowed"
+        )));
     }
     let event_id = match legacy_id {
         Some(id) => id,

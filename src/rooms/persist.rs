@@ -467,11 +467,13 @@ pub async fn send(
     new: NewEvent,
     txn: Option<(&str, &str)>,
 ) -> Result<OwnedEventId> {
+    let started = std::time::Instant::now();
     let ctx = room_context(hs, room_id).await?;
     let _slot = hs.room_locks.lock(room_id.as_str()).await?;
     let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
     let checked = build_checked(hs, &mut w, &ctx, sender, &new).await?;
     store_and_commit(hs, w, &ctx, &checked, txn).await?;
+    hs.metrics.observe_event_persist(started.elapsed());
     Ok(checked.pdu.event_id)
 }
 
@@ -485,16 +487,48 @@ pub async fn send_message(
     txn_id: &str,
 ) -> Result<OwnedEventId> {
     let (sender, device) = (&requester.user_id, requester.device_id.as_str());
-    if let Some(id) = hs
-        .storage
-        .event_for_txn(sender.as_str(), device, txn_id)
-        .await?
-    {
-        return OwnedEventId::try_from(id).map_err(|e| Error::Internal(e.to_string()));
+    if let Some(id) = event_for_txn(hs, sender, device, txn_id).await? {
+        return Ok(id);
     }
-    let event_id = send(hs, room_id, sender, new, Some((device, txn_id))).await?;
+    let event_id = send_once(hs, room_id, sender, new, device, txn_id).await?;
     crate::users::presence::note_activity(hs, sender).await;
     Ok(event_id)
+}
+
+/// The event a device already sent under `txn_id`, if any.
+pub async fn event_for_txn(
+    hs: &Homeserver,
+    sender: &UserId,
+    device: &str,
+    txn_id: &str,
+) -> Result<Option<OwnedEventId>> {
+    crate::limits::check_txn_id(txn_id)?;
+    hs.storage
+        .event_for_txn(sender.as_str(), device, txn_id)
+        .await?
+        .map(|id| OwnedEventId::try_from(id).map_err(|e| Error::Internal(e.to_string())))
+        .transpose()
+}
+
+/// `send` under a device's transaction ID, for callers that checked `event_for_txn`
+/// first. Concurrent retries of one transaction can both pass that check; the second's
+/// insert then meets the first's row (a unique index), and it answers the first's event ID
+/// as a retry should.
+pub async fn send_once(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    sender: &UserId,
+    new: NewEvent,
+    device: &str,
+    txn_id: &str,
+) -> Result<OwnedEventId> {
+    match send(hs, room_id, sender, new, Some((device, txn_id))).await {
+        Ok(id) => Ok(id),
+        Err(e) => match event_for_txn(hs, sender, device, txn_id).await? {
+            Some(first) => Ok(first),
+            None => Err(e),
+        },
+    }
 }
 
 /// `PUT /rooms/{roomId}/state/{type}/{key}`: checks what the auth rules do not, then sends.

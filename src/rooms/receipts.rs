@@ -37,6 +37,13 @@ pub async fn send_receipt(
     event_id: &EventId,
     thread: Option<&str>,
 ) -> Result<()> {
+    let valid_thread =
+        |t: &str| (t == "main" || t.starts_with('$')) && t.len() <= crate::limits::MAX_ID_BYTES;
+    if thread.is_some_and(|t| !valid_thread(t)) {
+        return Err(Error::InvalidParam(
+            "thread_id must be \"main\" or an event ID".into(),
+        ));
+    }
     super::persist::require_joined(hs, requester, room_id).await?;
     require_event(hs, room_id, event_id).await?;
     let user = requester.user_id.as_str();
@@ -53,6 +60,7 @@ pub async fn send_receipt(
                     room_id.as_str(),
                     "m.fully_read",
                     &json!({ "event_id": event_id }),
+                    None,
                 )
                 .await?;
         }

@@ -54,6 +54,23 @@ fn event_id_of(json: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<O
     EventId::parse(&id).map_err(|e| Error::BadJson(format!("event ID: {e}")))
 }
 
+/// The limits a local event meets, so nothing stored from another server fails to load or
+/// to store: the whole PDU within the spec's 65,536 bytes, its content no deeper than a
+/// client's may be, no NUL characters.
+pub fn check_structure(json: &CanonicalJsonObject) -> Result<()> {
+    let bytes = serde_json::to_vec(json).map_err(|e| Error::BadJson(format!("PDU: {e}")))?;
+    if bytes.len() > super::pdu::MAX_PDU_BYTES {
+        return Err(Error::EventTooLarge(format!(
+            "PDU of {} bytes; at most {} are allowed",
+            bytes.len(),
+            super::pdu::MAX_PDU_BYTES
+        )));
+    }
+    // The PDU object is one level above what a client sends as content.
+    crate::json_guard::check(&bytes, crate::json_guard::MAX_DEPTH + 1)
+        .map_err(|e| Error::BadJson(format!("PDU: {e}")))
+}
+
 /// Checks a remote PDU's format, hashes and signatures (with `keys`, the verify keys of
 /// its servers) and parses it; a PDU whose content hash fails is redacted, as the spec says.
 pub fn verify_remote_pdu(
@@ -62,6 +79,7 @@ pub fn verify_remote_pdu(
     keys: &PublicKeyMap,
 ) -> Result<Pdu> {
     let rules = &ctx.rules;
+    check_structure(&json)?;
     ruma::state_res::check_pdu_format(&json, &rules.event_format)
         .map_err(|e| Error::BadJson(format!("malformed PDU: {e}")))?;
     let event_id = event_id_of(&json, rules)?;

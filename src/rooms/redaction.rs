@@ -25,8 +25,8 @@ pub async fn redact(
     txn_id: &str,
 ) -> Result<OwnedEventId> {
     let (sender, device) = (requester.user_id.as_str(), requester.device_id.as_str());
-    if let Some(id) = hs.storage.event_for_txn(sender, device, txn_id).await? {
-        return EventId::parse(id).map_err(|e| Error::Internal(e.to_string()));
+    if let Some(id) = persist::event_for_txn(hs, &requester.user_id, device, txn_id).await? {
+        return Ok(id);
     }
     let ctx = persist::room_context(hs, room_id).await?;
     let event = hs
@@ -54,7 +54,7 @@ pub async fn redact(
         state_key: None,
         redacts: Some(target.to_owned()),
     };
-    persist::send(hs, room_id, &requester.user_id, new, Some((device, txn_id))).await
+    persist::send_once(hs, room_id, &requester.user_id, new, device, txn_id).await
 }
 
 /// The redacted form of a stored PDU under the room version's rules.

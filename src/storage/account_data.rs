@@ -26,15 +26,34 @@ impl Storage {
         Ok(row.map(|r| r.get::<Json<JsonValue>, _>(0).0))
     }
 
+    /// Sets an entry. `max_entries` bounds the user's entries (read markers, which the
+    /// server keeps per room, not counted): a new entry beyond it is not written, and the
+    /// answer is false.
     pub async fn set_account_data(
         &self,
         user_id: &str,
         room_id: &str,
         data_type: &str,
         content: &JsonValue,
-    ) -> Result<()> {
+        max_entries: Option<i64>,
+    ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
         streams::lock_stream(&mut tx, Stream::AccountData).await?;
+        if let Some(max) = max_entries {
+            let (exists, count): (bool, i64) = sqlx::query_as(
+                "SELECT bool_or(room_id = $2 AND data_type = $3) IS TRUE,
+                        count(*) FILTER (WHERE data_type <> 'm.fully_read')
+                 FROM account_data WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .bind(room_id)
+            .bind(data_type)
+            .fetch_one(&mut *tx)
+            .await?;
+            if !exists && count >= max {
+                return Ok(false);
+            }
+        }
         sqlx::query(
             "INSERT INTO account_data (user_id, room_id, data_type, content) VALUES ($1, $2, $3, $4)
              ON CONFLICT (user_id, room_id, data_type)
@@ -48,7 +67,7 @@ impl Storage {
         .await?;
         streams::notify(&mut tx, &format!("u:{user_id}")).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Read-modify-write of one global account data entry, serialised per user (the user

@@ -28,6 +28,9 @@ pub enum EmbeddedError {
     Io(String, std::io::Error),
 }
 
+/// Tries to start the postmaster before giving up (a second apart).
+const START_ATTEMPTS: u32 = 10;
+
 /// Database name and role axon uses inside its own cluster.
 pub const DATABASE: &str = "axon";
 const PORT: u16 = 5432;
@@ -39,6 +42,7 @@ pub struct EmbeddedPostgres {
     data_dir: PathBuf,
     socket_dir: PathBuf,
     owner: Option<(u32, u32)>,
+    durable: bool,
 }
 
 impl EmbeddedPostgres {
@@ -75,13 +79,64 @@ impl EmbeddedPostgres {
             data_dir: root.join("pgdata"),
             socket_dir: root.join("pgrun"),
             owner,
+            durable,
         };
         this.prepare_dir(&this.socket_dir)?;
         if !this.data_dir.join("PG_VERSION").exists() {
             this.init()?;
         }
-        this.recover_unclean_stop()?;
-        this.run_pg_ctl(
+        this.start_postmaster()?;
+        this.ensure_database()?;
+        Ok(this)
+    }
+
+    /// Starts the postmaster again after it died (the supervisor in `run` calls this).
+    pub fn restart(&self) -> Result<(), EmbeddedError> {
+        self.start_postmaster()
+    }
+
+    /// Whether our postmaster is running: the PID in `postmaster.pid` is alive and is a
+    /// postgres process whose working directory is our data directory.
+    pub fn is_running(&self) -> bool {
+        self.postmaster_pid()
+            .is_some_and(|pid| is_our_postmaster(pid, &self.data_dir))
+    }
+
+    fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse::<i32>().ok()
+    }
+
+    /// Starts the postmaster, trying again for a while: after a crash the dead
+    /// postmaster's backends can hold its shared memory for a moment, and postgres refuses
+    /// to start until they are gone. The last failure names the end of postgres.log.
+    fn start_postmaster(&self) -> Result<(), EmbeddedError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.start_postmaster_once() {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= START_ATTEMPTS => {
+                    let log = std::fs::read_to_string(self.data_dir.join("postgres.log"))
+                        .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    return Err(EmbeddedError::Command {
+                        step: "starting PostgreSQL",
+                        detail: format!("{e}; postgres.log ends: {}", tail.join(" | ")),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, "starting PostgreSQL: {e}; trying again");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn start_postmaster_once(&self) -> Result<(), EmbeddedError> {
+        self.recover_unclean_stop()?;
+        self.run_pg_ctl(
             "pg_ctl start",
             &[
                 "start",
@@ -90,21 +145,19 @@ impl EmbeddedPostgres {
                 "60",
                 "-s",
                 "-l",
-                &this.data_dir.join("postgres.log").to_string_lossy(),
+                &self.data_dir.join("postgres.log").to_string_lossy(),
                 "-o",
                 &format!(
                     "-c listen_addresses='' -c unix_socket_directories='{}' -c unix_socket_permissions=0700 -p {PORT} {}",
-                    this.socket_dir.display(),
-                    if durable {
+                    self.socket_dir.display(),
+                    if self.durable {
                         "-c fsync=on"
                     } else {
                         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
                     }
                 ),
             ],
-        )?;
-        this.ensure_database()?;
-        Ok(this)
+        )
     }
 
     /// Connection options for the cluster's socket.
@@ -132,22 +185,14 @@ impl EmbeddedPostgres {
     }
 
     /// A postmaster left by an axon that was killed keeps running; stop it so the one we
-    /// start is ours. A stale pid file with no process behind it is handled by postgres.
+    /// start is ours. A PID file whose PID is now some other process (PIDs are reused
+    /// after a reboot or a long time) is stale: it is removed, and that process is left
+    /// alone.
     fn recover_unclean_stop(&self) -> Result<(), EmbeddedError> {
-        let pid_file = self.data_dir.join("postmaster.pid");
-        let Ok(text) = std::fs::read_to_string(&pid_file) else {
+        let Some(pid) = self.postmaster_pid() else {
             return Ok(());
         };
-        let Some(pid) = text
-            .lines()
-            .next()
-            .and_then(|l| l.trim().parse::<i32>().ok())
-        else {
-            return Ok(());
-        };
-        // SAFETY: kill with signal 0 only checks that the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0;
-        if alive {
+        if is_our_postmaster(pid, &self.data_dir) {
             tracing::warn!(
                 pid,
                 "stopping a PostgreSQL cluster left running by an earlier axon"
@@ -162,6 +207,13 @@ impl EmbeddedPostgres {
                     &["stop", "-w", "-s", "-m", "immediate"],
                 )
             })?;
+        } else if process_exists(pid) {
+            tracing::warn!(
+                pid,
+                "postmaster.pid names a process that is not this cluster's postmaster; removing the stale file"
+            );
+            std::fs::remove_file(self.data_dir.join("postmaster.pid"))
+                .map_err(|e| io("remove stale postmaster.pid", e))?;
         }
         Ok(())
     }
@@ -261,6 +313,31 @@ fn reachable_root(root: &Path, (uid, gid): (u32, u32)) -> Result<PathBuf, Embedd
     std::os::unix::fs::symlink(&target, &link).map_err(|e| io("symlink data_dir/postgres", e))?;
     tracing::info!(cluster = %target.display(), "data_dir is not reachable by the cluster's user; keeping the cluster under /var/lib/axon");
     Ok(target)
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Whether `pid` is a postgres process serving `data_dir`: its program is `postgres` and
+/// its working directory (postgres changes into its data directory) is `data_dir`.
+fn is_our_postmaster(pid: i32, data_dir: &Path) -> bool {
+    if !process_exists(pid) {
+        return false;
+    }
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let comm = std::fs::read_to_string(proc.join("comm")).unwrap_or_default();
+    if !matches!(comm.trim(), "postgres" | "postmaster") {
+        return false;
+    }
+    match (
+        std::fs::read_link(proc.join("cwd")),
+        std::fs::canonicalize(data_dir),
+    ) {
+        (Ok(cwd), Ok(ours)) => cwd == ours,
+        _ => false,
+    }
 }
 
 fn io(what: &str, e: std::io::Error) -> EmbeddedError {

@@ -50,6 +50,57 @@ pub enum StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+impl StorageError {
+    /// The database could not be reached or went away mid-request (as opposed to a query
+    /// that failed): the request may succeed when retried.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StorageError::Database(e) => is_connection_error(e),
+            _ => false,
+        }
+    }
+}
+
+fn is_connection_error(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exceptions; 57P01-03: the server shutting down or starting.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+/// Whether the database is known to be down (set by whoever watches it: the embedded
+/// cluster's supervisor, or the health check of an external database). While it is,
+/// requests are answered 503 at once instead of each waiting for a connection.
+#[derive(Debug, Default)]
+pub struct DbHealth {
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl DbHealth {
+    pub fn is_down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        let was = self.down.swap(down, std::sync::atomic::Ordering::Relaxed);
+        if was != down {
+            if down {
+                tracing::error!("database unreachable: answering 503 until it is back");
+            } else {
+                tracing::info!("database reachable again");
+            }
+        }
+    }
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Handle to the database; cheap to clone.
@@ -58,6 +109,7 @@ pub struct Storage {
     pool: PgPool,
     options: PgConnectOptions,
     wake: streams::WakeBus,
+    health: std::sync::Arc<DbHealth>,
 }
 
 impl Storage {
@@ -65,14 +117,37 @@ impl Storage {
     pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(30))
+            // Short: when the database is gone, a request should learn it in seconds
+            // (and answer 503), not hang. Busy pools wait in the room lock queue instead.
+            .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await?;
         Ok(Self {
             pool,
             options,
             wake: Default::default(),
+            health: Default::default(),
         })
+    }
+
+    /// Connections in the pool now, and how many of them are idle (for metrics).
+    pub fn pool_size(&self) -> u32 {
+        self.pool.size()
+    }
+
+    pub fn pool_idle(&self) -> usize {
+        self.pool.num_idle()
+    }
+
+    /// The database's known state, shared by every clone of this handle.
+    pub fn health(&self) -> &DbHealth {
+        &self.health
+    }
+
+    /// One round trip within `timeout`: whether the database answers.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let query = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(tokio::time::timeout(timeout, query).await, Ok(Ok(_)))
     }
 
     pub async fn connect_url(url: &str, max_connections: u32) -> Result<Self> {

@@ -197,6 +197,13 @@ impl Storage {
         Ok(out)
     }
 
+    /// Notifications waiting in the push queue (for metrics).
+    pub async fn push_queue_depth(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM push_queue")
+            .fetch_one(self.pool())
+            .await?)
+    }
+
     pub async fn finish_push(&self, id: i64) -> Result<()> {
         sqlx::query("DELETE FROM push_queue WHERE id = $1")
             .bind(id)

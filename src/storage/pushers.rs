@@ -19,8 +19,25 @@ pub struct NewPusher<'a> {
 impl Storage {
     /// Adds or replaces a pusher; unless `append`, the same app ID and pushkey is taken
     /// from every other user (one device, one account).
-    pub async fn set_pusher(&self, p: &NewPusher<'_>, append: bool) -> Result<()> {
+    /// A new pusher beyond the user's `max` is not added; the answer is then false.
+    pub async fn set_pusher(&self, p: &NewPusher<'_>, append: bool, max: i64) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
+        sqlx::query("SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE")
+            .bind(p.user_id)
+            .execute(&mut *tx)
+            .await?;
+        let (exists, count): (bool, i64) = sqlx::query_as(
+            "SELECT bool_or(app_id = $2 AND pushkey = $3) IS TRUE, count(*)
+             FROM pushers WHERE user_id = $1",
+        )
+        .bind(p.user_id)
+        .bind(p.app_id)
+        .bind(p.pushkey)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !exists && count >= max {
+            return Ok(false);
+        }
         if !append {
             sqlx::query("DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3")
                 .bind(p.app_id)
@@ -47,7 +64,7 @@ impl Storage {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     pub async fn delete_pusher(&self, user_id: &str, app_id: &str, pushkey: &str) -> Result<()> {

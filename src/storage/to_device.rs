@@ -33,6 +33,7 @@ impl Storage {
         txn_id: &str,
         event_type: &str,
         messages: &[OutgoingToDevice<'_>],
+        max_pending: i64,
         now_ms: i64,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
@@ -59,6 +60,10 @@ impl Storage {
                      (stream_pos, user_id, device_id, sender, event_type, content)
                  SELECT nextval('to_device_stream'), $1, d.device_id, $3, $4, $5
                  FROM devices d WHERE d.user_id = $1 AND ($2 = '*' OR d.device_id = $2)
+                   -- a full inbox takes no more
+                   AND NOT EXISTS (SELECT 1 FROM to_device_messages t
+                                   WHERE t.user_id = $1 AND t.device_id = d.device_id
+                                   OFFSET $6 - 1 LIMIT 1)
                  ORDER BY d.device_id
                  RETURNING stream_pos",
             )
@@ -67,6 +72,7 @@ impl Storage {
             .bind(sender.0)
             .bind(event_type)
             .bind(Json(m.content))
+            .bind(max_pending)
             .fetch_all(&mut *tx)
             .await?;
             if !positions.is_empty() {

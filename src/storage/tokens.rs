@@ -12,6 +12,8 @@ pub struct AccessTokenRow {
     pub expires_ts: Option<i64>,
     pub is_admin: bool,
     pub is_guest: bool,
+    /// The refresh token this token came with, when that replaced another not yet retired.
+    pub retires_refresh: Option<i64>,
 }
 
 /// A new login: device (created or reused) plus its first tokens.
@@ -64,7 +66,10 @@ impl Storage {
 
     pub async fn access_token(&self, hash: &[u8]) -> Result<Option<AccessTokenRow>> {
         let row = sqlx::query(
-            "SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.is_guest
+            "SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.is_guest,
+                    (SELECT p.replaced_by FROM refresh_tokens p
+                     WHERE t.refresh_token_id IS NOT NULL AND p.replaced_by = t.refresh_token_id
+                     LIMIT 1)
              FROM access_tokens t JOIN users u ON u.user_id = t.user_id
              WHERE t.token_hash = $1 AND NOT u.deactivated",
         )
@@ -77,6 +82,7 @@ impl Storage {
             expires_ts: r.get(2),
             is_admin: r.get(3),
             is_guest: r.get(4),
+            retires_refresh: r.get(5),
         }))
     }
 
@@ -92,15 +98,35 @@ impl Storage {
     ) -> Result<Option<(String, String)>> {
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
-            "DELETE FROM refresh_tokens WHERE token_hash = $1 RETURNING user_id, device_id",
+            "SELECT id, user_id, device_id, replaced_by FROM refresh_tokens
+             WHERE token_hash = $1 FOR UPDATE",
         )
         .bind(old_hash)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let (user_id, device_id): (String, String) = (row.get(0), row.get(1));
+        let (old_id, user_id, device_id, unused_successor): (i64, String, String, Option<i64>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        // Using this token proves its own predecessor is done with.
+        sqlx::query("DELETE FROM refresh_tokens WHERE replaced_by = $1")
+            .bind(old_id)
+            .execute(&mut *tx)
+            .await?;
+        // Refreshed before, and the result never used (a lost response): that pair goes,
+        // this token stays valid until the new pair is used.
+        if let Some(successor) = unused_successor {
+            sqlx::query("DELETE FROM refresh_tokens WHERE id = $1")
+                .bind(successor)
+                .execute(&mut *tx)
+                .await?;
+        }
         let refresh_id =
             insert_refresh(&mut tx, &user_id, &device_id, Some(refresh_hash), now_ms).await?;
+        sqlx::query("UPDATE refresh_tokens SET replaced_by = $2 WHERE id = $1")
+            .bind(old_id)
+            .bind(refresh_id)
+            .execute(&mut *tx)
+            .await?;
         let session = NewSession {
             user_id: &user_id,
             device_id: &device_id,
@@ -114,6 +140,16 @@ impl Storage {
         insert_access(&mut tx, &session, refresh_id).await?;
         tx.commit().await?;
         Ok(Some((user_id, device_id)))
+    }
+
+    /// The first use of an access token issued by a refresh ends the refresh token it
+    /// replaced (and the access token that came with that).
+    pub async fn retire_refreshed_predecessor(&self, refresh_token_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM refresh_tokens WHERE replaced_by = $1")
+            .bind(refresh_token_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     pub async fn insert_login_token(

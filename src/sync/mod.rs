@@ -86,6 +86,11 @@ pub async fn resolve_filter(
     match filter {
         None => Ok(FilterDefinition::default()),
         Some(Filter::FilterDefinition(def)) => Ok(def.clone()),
+        // ruma reads a `filter` that is not a valid definition as an ID; one that starts
+        // like JSON was meant as a definition.
+        Some(Filter::FilterId(id)) if id.trim_start().starts_with('{') => Err(Error::NotJson(
+            "the filter is neither a valid filter definition nor a filter ID".into(),
+        )),
         Some(Filter::FilterId(id)) => {
             let json =
                 crate::users::account_data::get_filter(hs, requester, &requester.user_id, id)
@@ -142,6 +147,7 @@ pub async fn sync(
     // Subscribed before reading positions, so no wake-up falls in between.
     let mut wake = hs.notifier.subscribe();
     let mut examined = since;
+    let mut woken_at = None;
     loop {
         let now = hs.storage.positions().await?;
         let interest = match examined {
@@ -149,13 +155,19 @@ pub async fn sync(
             _ => {
                 let built = build(hs, requester, since, now, &filter).await?;
                 if since.is_none() || req.full_state || !built.empty {
+                    if let Some(at) = woken_at {
+                        hs.metrics
+                            .observe_sync_wakeup(std::time::Instant::elapsed(&at));
+                    }
                     return Ok(built.response);
                 }
                 examined = Some(SyncToken(now));
                 built.interest
             }
         };
-        if !notifier::wait_for(&mut wake, &interest, deadline).await {
+        let woken = hs.notifier.wait_for(&mut wake, &interest, deadline).await;
+        woken_at = Some(std::time::Instant::now());
+        if !woken {
             let next = examined.unwrap_or_default();
             let mut response = v3::Response::new(next.to_string());
             add_key_counts(hs, requester, &mut response).await?;

@@ -24,11 +24,45 @@ pub const WAKE_ALL: &str = "*";
 #[derive(Debug)]
 pub struct Notifier {
     bus: WakeBus,
+    /// True once the process is shutting down: long polls answer at once.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Notifier {
     pub fn new(bus: WakeBus) -> Self {
-        Self { bus }
+        Self {
+            bus,
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Shutdown has begun: every waiting long poll (and every later one) returns now, so
+    /// clients get their answer instead of a cut connection.
+    pub fn shut_down(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Waits until a key in `interest` (or WAKE_ALL) arrives, or `deadline` passes, or the
+    /// process shuts down. Returns whether there is something to look at.
+    pub async fn wait_for(
+        &self,
+        rx: &mut broadcast::Receiver<Arc<str>>,
+        interest: &std::collections::HashSet<String>,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let mut closing = self.closing.subscribe();
+        if *closing.borrow_and_update() {
+            return false;
+        }
+        tokio::select! {
+            woken = wait_for(rx, interest, deadline) => woken,
+            _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => false,
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
@@ -106,6 +140,11 @@ async fn listen_loop(hs: Weak<Homeserver>) {
                     None => return,
                 },
                 Ok(Err(e)) => {
+                    let stopping = hs.upgrade().is_none_or(|hs| hs.notifier.is_closing());
+                    if stopping {
+                        // The database is being stopped with the process.
+                        return;
+                    }
                     tracing::warn!("wake-up listener failed, reconnecting: {e}");
                     break;
                 }

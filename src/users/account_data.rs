@@ -12,6 +12,8 @@ use crate::{
 /// Types the server maintains itself; clients set them through their own endpoints.
 const SERVER_CONTROLLED: &[&str] = &["m.fully_read", "m.push_rules"];
 const MAX_TYPE_BYTES: usize = 255;
+/// A filter names event types, rooms and senders; 64 KiB holds thousands.
+const MAX_FILTER_BYTES: usize = 64 * 1024;
 
 fn check_self(requester: &Requester, user_id: &UserId, what: &str) -> Result<()> {
     if requester.user_id != user_id {
@@ -65,9 +67,41 @@ pub async fn set(
             "account data content must be a JSON object".into(),
         ));
     }
-    hs.storage
-        .set_account_data(user_id.as_str(), room_key(room_id), data_type, content)
+    store(hs, user_id, room_key(room_id), data_type, content).await
+}
+
+/// Writes a client's account data entry within the per-user limits (`[limits]`).
+async fn store(
+    hs: &Homeserver,
+    user_id: &UserId,
+    room: &str,
+    data_type: &str,
+    content: &JsonValue,
+) -> Result<()> {
+    let limits = &hs.config.limits;
+    let size = serde_json::to_vec(content).map_or(usize::MAX, |v| v.len());
+    if size > limits.max_account_data_size {
+        return Err(Error::EventTooLarge(format!(
+            "account data entries are at most {} bytes",
+            limits.max_account_data_size
+        )));
+    }
+    let stored = hs
+        .storage
+        .set_account_data(
+            user_id.as_str(),
+            room,
+            data_type,
+            content,
+            Some(limits.max_account_data_entries),
+        )
         .await?;
+    if !stored {
+        return Err(Error::QuotaExceeded(format!(
+            "at most {} account data entries per user",
+            limits.max_account_data_entries
+        )));
+    }
     Ok(())
 }
 
@@ -78,9 +112,15 @@ pub async fn create_filter(
     filter: &JsonValue,
 ) -> Result<String> {
     check_self(requester, user_id, "filters")?;
+    let size = serde_json::to_vec(filter).map_or(usize::MAX, |v| v.len());
+    if size > MAX_FILTER_BYTES {
+        return Err(Error::EventTooLarge(format!(
+            "filters are at most {MAX_FILTER_BYTES} bytes"
+        )));
+    }
     Ok(hs
         .storage
-        .create_filter(user_id.as_str(), filter)
+        .create_filter(user_id.as_str(), filter, hs.config.limits.max_filters)
         .await?
         .to_string())
 }
@@ -133,9 +173,7 @@ pub async fn set_tag(
     let mut all = tags(hs, requester, user_id, room_id).await?;
     all[tag] = info;
     let content = serde_json::json!({ "tags": all });
-    hs.storage
-        .set_account_data(user_id.as_str(), room_id.as_str(), "m.tag", &content)
-        .await?;
+    store(hs, user_id, room_id.as_str(), "m.tag", &content).await?;
     Ok(())
 }
 
@@ -151,8 +189,6 @@ pub async fn delete_tag(
         map.remove(tag);
     }
     let content = serde_json::json!({ "tags": all });
-    hs.storage
-        .set_account_data(user_id.as_str(), room_id.as_str(), "m.tag", &content)
-        .await?;
+    store(hs, user_id, room_id.as_str(), "m.tag", &content).await?;
     Ok(())
 }

@@ -78,7 +78,10 @@ pub async fn login(
             let row = hs.storage.user(user_id.as_str()).await?;
             let ok = match row.as_ref().and_then(|u| u.password_hash.as_deref()) {
                 Some(hash) => secrets::verify_password(password, hash).await,
-                None => false,
+                None => {
+                    secrets::verify_against_nothing(password).await;
+                    false
+                }
             };
             if !ok {
                 hs.rate_limiter

@@ -53,6 +53,9 @@ pub async fn authenticate(hs: &Homeserver, token: &str, client: &ClientInfo) -> 
     if row.expires_ts.is_some_and(|exp| exp <= now_ms()) {
         return Err(Error::UnknownToken { soft_logout: true });
     }
+    if let Some(refresh_id) = row.retires_refresh {
+        hs.storage.retire_refreshed_predecessor(refresh_id).await?;
+    }
     if hs.last_seen.due(&row.user_id, &row.device_id) {
         // Off the request path: a slow write must not delay the request.
         let storage = hs.storage.clone();

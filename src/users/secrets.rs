@@ -139,6 +139,19 @@ pub async fn hash_password(password: &str) -> Result<String> {
     .await?
 }
 
+/// Spends the time of one password check against a hash that matches nothing: for an
+/// unknown user or one without a password, so the answer's timing does not tell which
+/// user names exist.
+pub async fn verify_against_nothing(password: &str) {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let dummy = DUMMY
+        .get_or_try_init(|| async { hash_password(&random_id(32)).await })
+        .await;
+    if let Ok(hash) = dummy {
+        let _ = verify_password(password, hash).await;
+    }
+}
+
 pub async fn verify_password(password: &str, hash: &str) -> bool {
     if password.len() > MAX_PASSWORD_BYTES {
         return false;

@@ -116,8 +116,10 @@ pub struct TestServer {
     pub hs: Arc<Homeserver>,
     pub http: reqwest::Client,
     pub db: PgConnectOptions,
+    pub addr: SocketAddr,
     env: BTreeMap<String, String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestServer {
@@ -164,7 +166,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(axon::run::serve_on(listener, hs.clone(), async move {
+        let served = tokio::spawn(axon::run::serve_on(listener, hs.clone(), async move {
             let _ = rx.await;
         }));
         Self {
@@ -172,8 +174,20 @@ impl TestServer {
             hs,
             http: reqwest::Client::new(),
             db,
+            addr,
             env: kept_env,
             shutdown: Some(tx),
+            served: Some(served),
+        }
+    }
+
+    /// Shuts the server down as SIGTERM does and waits until it has stopped serving.
+    pub async fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.expect("serve task").expect("serve");
         }
     }
 

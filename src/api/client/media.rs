@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use axum::{
     Router,
     body::Body,
-    extract::{Path, Query, Request, State},
+    extract::{Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post, put},
@@ -18,7 +18,12 @@ use serde_json::json;
 
 use crate::{
     error::{Error, Result},
-    http::{Ruma, error::ApiError, extract::Authed, route},
+    http::{
+        Ruma,
+        error::ApiError,
+        extract::{Authed, MatrixPath, MatrixQuery},
+        route,
+    },
     media::{self as domain, UploadMeta},
     server::Homeserver,
 };
@@ -69,7 +74,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
 async fn preview_url(
     State(hs): State<Arc<Homeserver>>,
     Authed(requester): Authed,
-    Query(query): Query<HashMap<String, String>>,
+    MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
 ) -> std::result::Result<Response, ApiError> {
     let url = query
         .get("url")
@@ -109,21 +114,41 @@ fn upload_meta<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -
     }
 }
 
+/// The upload's bytes; a client that stops sending for `limits.body_read_timeout_secs`
+/// ends the stream with an error instead of holding the upload open.
 fn body_stream(
+    hs: &Homeserver,
     req: Request,
 ) -> impl futures_util::Stream<Item = std::result::Result<bytes::Bytes, axum::Error>> + Unpin {
-    req.into_body().into_data_stream()
+    use futures_util::StreamExt as _;
+    let stall = Duration::from_secs(hs.config.limits.body_read_timeout_secs);
+    let inner = req.into_body().into_data_stream();
+    Box::pin(futures_util::stream::unfold(
+        Some(inner),
+        move |state| async move {
+            let mut inner = state?;
+            match tokio::time::timeout(stall, inner.next()).await {
+                Ok(Some(item)) => Some((item, Some(inner))),
+                Ok(None) => None,
+                Err(_) => {
+                    let stalled =
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "the upload stalled");
+                    Some((Err(axum::Error::new(stalled)), None))
+                }
+            }
+        },
+    ))
 }
 
 async fn upload(
     State(hs): State<Arc<Homeserver>>,
     Authed(requester): Authed,
-    Query(query): Query<HashMap<String, String>>,
+    MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
     headers: HeaderMap,
     req: Request,
 ) -> std::result::Result<Response, ApiError> {
     let meta = upload_meta(&headers, &query);
-    let uri = domain::upload(&hs, &requester, &meta, body_stream(req)).await?;
+    let uri = domain::upload(&hs, &requester, &meta, body_stream(&hs, req)).await?;
     Ok(axum::Json(json!({ "content_uri": uri })).into_response())
 }
 
@@ -138,13 +163,21 @@ async fn create(
 async fn upload_to(
     State(hs): State<Arc<Homeserver>>,
     Authed(requester): Authed,
-    Path((server, media_id)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    MatrixPath((server, media_id)): MatrixPath<(String, String)>,
+    MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
     headers: HeaderMap,
     req: Request,
 ) -> std::result::Result<Response, ApiError> {
     let meta = upload_meta(&headers, &query);
-    domain::upload_to(&hs, &requester, &server, &media_id, &meta, body_stream(req)).await?;
+    domain::upload_to(
+        &hs,
+        &requester,
+        &server,
+        &media_id,
+        &meta,
+        body_stream(&hs, req),
+    )
+    .await?;
     Ok(axum::Json(json!({})).into_response())
 }
 
@@ -246,16 +279,16 @@ async fn thumbnail_of(
 async fn thumbnail(
     State(hs): State<Arc<Homeserver>>,
     _auth: Authed,
-    Path((server, media_id)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    MatrixPath((server, media_id)): MatrixPath<(String, String)>,
+    MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
 ) -> std::result::Result<Response, ApiError> {
     Ok(thumbnail_of(&hs, &server, &media_id, &query).await?)
 }
 
 async fn legacy_thumbnail(
     State(hs): State<Arc<Homeserver>>,
-    Path((server, media_id)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    MatrixPath((server, media_id)): MatrixPath<(String, String)>,
+    MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
 ) -> std::result::Result<Response, ApiError> {
     legacy_allowed(&hs)?;
     Ok(thumbnail_of(&hs, &server, &media_id, &query).await?)
@@ -264,8 +297,8 @@ async fn legacy_thumbnail(
 async fn download(
     State(hs): State<Arc<Homeserver>>,
     _auth: Authed,
-    Path((server, media_id)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    MatrixPath((server, media_id)): MatrixPath<(String, String)>,
+    MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
 ) -> std::result::Result<Response, ApiError> {
     Ok(serve(&hs, &server, &media_id, None, &query).await?)
 }
@@ -273,8 +306,8 @@ async fn download(
 async fn download_as(
     State(hs): State<Arc<Homeserver>>,
     _auth: Authed,
-    Path((server, media_id, filename)): Path<(String, String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    MatrixPath((server, media_id, filename)): MatrixPath<(String, String, String)>,
+    MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
 ) -> std::result::Result<Response, ApiError> {
     Ok(serve(&hs, &server, &media_id, Some(&filename), &query).await?)
 }
@@ -292,8 +325,8 @@ fn legacy_allowed(hs: &Homeserver) -> Result<()> {
 
 async fn legacy_download(
     State(hs): State<Arc<Homeserver>>,
-    Path((server, media_id)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    MatrixPath((server, media_id)): MatrixPath<(String, String)>,
+    MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
 ) -> std::result::Result<Response, ApiError> {
     legacy_allowed(&hs)?;
     Ok(serve(&hs, &server, &media_id, None, &query).await?)
@@ -301,8 +334,8 @@ async fn legacy_download(
 
 async fn legacy_download_as(
     State(hs): State<Arc<Homeserver>>,
-    Path((server, media_id, filename)): Path<(String, String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    MatrixPath((server, media_id, filename)): MatrixPath<(String, String, String)>,
+    MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
 ) -> std::result::Result<Response, ApiError> {
     legacy_allowed(&hs)?;
     Ok(serve(&hs, &server, &media_id, Some(&filename), &query).await?)

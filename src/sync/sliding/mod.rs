@@ -20,7 +20,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as JsonValue, json};
 
-use super::{interest_keys, notifier, token::SyncToken};
+use super::{interest_keys, token::SyncToken};
 use crate::{
     error::{Error, Result},
     server::{Homeserver, now_ms},
@@ -191,10 +191,11 @@ pub async fn sliding_sync(
 
     let deadline = tokio::time::Instant::now() + timeout;
     let mut wake = hs.notifier.subscribe();
+    let mut wait_over = false;
     loop {
         let now = hs.storage.positions().await?;
         let built = build(hs, requester, &req, &previous, now).await?;
-        let waited_enough = tokio::time::Instant::now() >= deadline;
+        let waited_enough = wait_over || tokio::time::Instant::now() >= deadline;
         if previous.since.is_none() || !built.empty || waited_enough {
             let streams = SyncToken(now).to_string();
             let new_pos = hs
@@ -216,7 +217,11 @@ pub async fn sliding_sync(
             }
             return Ok(JsonValue::Object(body));
         }
-        notifier::wait_for(&mut wake, &built.interest, deadline).await;
+        // Not woken before the deadline: the deadline passed or the process is stopping.
+        wait_over = !hs
+            .notifier
+            .wait_for(&mut wake, &built.interest, deadline)
+            .await;
     }
 }
 
