@@ -18,4 +18,5 @@ pub mod run;
 pub mod server;
 pub mod storage;
 pub mod sync;
+pub mod thirdparty;
 pub mod users;

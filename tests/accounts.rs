@@ -160,7 +160,17 @@ async fn register_errors() {
         .post(REGISTER, None, json!({"username": long, "password": "pw"}))
         .await;
     assert_error(&r, 400, "M_INVALID_USERNAME");
+    // The password is asked for once authentication is done (a first `{}`-like request
+    // only learns the flows).
     let r = s.post(REGISTER, None, json!({"username": "nopass"})).await;
+    assert_eq!(r.0, 401, "{}", r.1);
+    let r = s
+        .post(
+            REGISTER,
+            None,
+            json!({"username": "nopass", "auth": {"type": "m.login.dummy"}}),
+        )
+        .await;
     assert_error(&r, 400, "M_MISSING_PARAM");
     let r = s
         .post(

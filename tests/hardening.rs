@@ -139,6 +139,15 @@ async fn nul_characters_get_400_not_500() {
         .get("/_matrix/client/v3/publicRooms?server=a%00b", Some(&alice))
         .await;
     assert_error(&r, 400, "M_INVALID_PARAM");
+    // Sliding sync reads its body itself; the same guard applies.
+    let r = s
+        .post(
+            "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+            Some(&alice),
+            json!({ "conn_id": "a\u{0}b", "lists": {} }),
+        )
+        .await;
+    assert_error(&r, 400, "M_BAD_JSON");
 }
 
 #[tokio::test]
@@ -304,6 +313,9 @@ async fn unauthenticated_bodies_are_small_and_share_a_budget() {
         )
         .await;
     assert_error(&r, 429, "M_LIMIT_EXCEEDED");
+    // Requests without a body need none of it.
+    let r = s.get("/_matrix/client/versions", None).await;
+    assert_eq!(r.0, 200, "{}", r.1);
     // Authenticated requests are not held to it.
     drop(held);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -446,19 +458,34 @@ async fn to_device_messages_are_bounded_in_size_and_number() {
             .await;
         assert_eq!(r.0, 200, "{}", r.1);
     }
+    // Another sender's message still arrives: one sender cannot fill the inbox for all.
+    let (carol, _) = s.register("carol", "password-carol").await;
+    let r = s
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.test/c1",
+            Some(&carol),
+            json!({ "messages": { "@bob:localhost": { &bob_device: { "n": 100 } } } }),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
     let r = s.get("/_matrix/client/v3/sync", Some(&bob)).await;
     let events = r.1["to_device"]["events"].as_array().unwrap();
     let numbers: Vec<i64> = events
         .iter()
         .map(|e| e["content"]["n"].as_i64().unwrap())
         .collect();
-    assert_eq!(numbers, [0, 1, 2], "a full inbox takes no more");
+    assert_eq!(
+        numbers,
+        [0, 1, 2, 100],
+        "alice's share is full; carol's is not"
+    );
 }
 
 #[tokio::test]
 async fn per_user_stores_are_bounded() {
     let s = TestServer::start_with(|env| {
-        env.insert("AXON_LIMITS__MAX_ACCOUNT_DATA_ENTRIES".into(), "3".into());
+        env.insert("AXON_LIMITS__MAX_ACCOUNT_DATA_SIZE".into(), "1024".into());
+        env.insert("AXON_LIMITS__MAX_ACCOUNT_DATA_BYTES".into(), "3000".into());
         env.insert("AXON_LIMITS__MAX_PUSHERS".into(), "2".into());
         env.insert("AXON_LIMITS__MAX_FILTERS".into(), "2".into());
     })
@@ -469,19 +496,25 @@ async fn per_user_stores_are_bounded() {
         .put(
             &data("big"),
             Some(&alice),
-            json!({ "x": "y".repeat(70_000) }),
+            json!({ "x": "y".repeat(2_000) }),
         )
         .await;
     assert_error(&r, 413, "M_TOO_LARGE");
+    let entry = json!({ "v": "y".repeat(900) });
     for t in ["a", "b", "c"] {
-        let r = s.put(&data(t), Some(&alice), json!({ "v": 1 })).await;
+        let r = s.put(&data(t), Some(&alice), entry.clone()).await;
         assert_eq!(r.0, 200, "{}", r.1);
     }
-    // Replacing an entry is fine; a fourth is not.
-    let r = s.put(&data("a"), Some(&alice), json!({ "v": 2 })).await;
+    // Replacing an entry is fine; more than the user's bytes is not.
+    let r = s.put(&data("a"), Some(&alice), entry.clone()).await;
     assert_eq!(r.0, 200, "{}", r.1);
-    let r = s.put(&data("d"), Some(&alice), json!({ "v": 1 })).await;
+    let r = s.put(&data("d"), Some(&alice), entry.clone()).await;
     assert_error(&r, 403, "M_FORBIDDEN");
+    // Making room lets the new entry in.
+    let r = s.put(&data("a"), Some(&alice), json!({})).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let r = s.put(&data("d"), Some(&alice), entry).await;
+    assert_eq!(r.0, 200, "{}", r.1);
 
     let pusher = |key: &str| {
         json!({ "kind": "http", "app_id": "app", "pushkey": key, "app_display_name": "A",
@@ -576,6 +609,16 @@ async fn metrics_count_requests_events_and_the_database() {
         .get("/_matrix/client/v3/account/whoami", Some(&alice))
         .await;
     assert_eq!(r.0, 200);
+    let odd = s
+        .http
+        .request(
+            reqwest::Method::from_bytes(b"FOO").unwrap(),
+            format!("{}/_matrix/client/versions", s.base),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(odd.status(), 405);
     let response = axon::http::metrics_app(s.hs.clone())
         .oneshot(
             http::Request::get("/metrics")
@@ -603,6 +646,9 @@ async fn metrics_count_requests_events_and_the_database() {
         .unwrap();
     assert!(persisted >= 2, "a join and a message at least: {persisted}");
     assert!(text.contains("axon_db_up 1"), "{text}");
+    // Methods outside the standard set share one series.
+    assert!(!text.contains("method=\"FOO\""), "{text}");
+    assert!(text.contains("method=\"OTHER\""), "{text}");
     assert!(text.contains("axon_push_queue_depth "), "{text}");
     assert!(text.contains("axon_db_pool_max_connections "), "{text}");
 }

@@ -9,10 +9,12 @@ use super::ConfigError;
 /// Variables with the prefix that are not configuration keys.
 const NOT_CONFIG: &[&str] = &["AXON_CONFIG", "AXON_LOG"];
 
+/// Sets the keys the environment names; returns them (dotted) with their raw values.
 pub(super) fn overlay(
     table: &mut toml::Table,
     environment: &BTreeMap<String, String>,
-) -> Result<(), ConfigError> {
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut set = BTreeMap::new();
     for (name, raw) in environment {
         let Some(rest) = name.strip_prefix("AXON_") else {
             continue;
@@ -43,8 +45,32 @@ pub(super) fn overlay(
             };
         }
         node.insert(path[path.len() - 1].clone(), parse_env_value(raw));
+        set.insert(path.join("."), raw.clone());
     }
-    Ok(())
+    Ok(set)
+}
+
+/// Replaces the value at dotted `key` with the string `raw`; false if `key` is not there
+/// or already a string.
+pub(super) fn set_string(table: &mut toml::Table, key: &str, raw: &str) -> bool {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(last) = parts.pop() else {
+        return false;
+    };
+    let mut node = table;
+    for part in parts {
+        match node.get_mut(part) {
+            Some(toml::Value::Table(t)) => node = t,
+            _ => return false,
+        }
+    }
+    match node.get_mut(last) {
+        Some(value) if !value.is_str() => {
+            *value = toml::Value::String(raw.to_owned());
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Environment values are untyped: booleans, numbers and `[..]` arrays are read as TOML,

@@ -499,16 +499,17 @@ pub struct LimitsConfig {
     /// Largest content of one to-device message, in bytes.
     #[serde(default = "default_max_to_device_message_size")]
     pub max_to_device_message_size: usize,
-    /// To-device messages waiting for one device; messages to a full inbox are dropped.
+    /// To-device messages from one sender waiting for one device; beyond it that sender's
+    /// new messages to the device are dropped (other senders' still arrive).
     #[serde(default = "default_max_pending_to_device")]
     pub max_pending_to_device: i64,
     /// Largest content of one account data entry (global or per room), in bytes.
     #[serde(default = "default_max_account_data_size")]
     pub max_account_data_size: usize,
-    /// Account data entries of one user (global and per room together, room tags
-    /// included; the server's own read markers not counted).
-    #[serde(default = "default_max_account_data_entries")]
-    pub max_account_data_entries: i64,
+    /// All of one user's account data together (global and per room, room tags included;
+    /// the server's own read markers not counted), in bytes.
+    #[serde(default = "default_max_account_data_bytes")]
+    pub max_account_data_bytes: i64,
     /// Filters one user may keep (identical filters are stored once).
     #[serde(default = "default_max_filters")]
     pub max_filters: i64,
@@ -532,7 +533,7 @@ impl Default for LimitsConfig {
             max_to_device_message_size: default_max_to_device_message_size(),
             max_pending_to_device: default_max_pending_to_device(),
             max_account_data_size: default_max_account_data_size(),
-            max_account_data_entries: default_max_account_data_entries(),
+            max_account_data_bytes: default_max_account_data_bytes(),
             max_filters: default_max_filters(),
             max_pushers: default_max_pushers(),
         }
@@ -605,10 +606,10 @@ fn default_max_pending_to_device() -> i64 {
     10_000
 }
 fn default_max_account_data_size() -> usize {
-    64 * 1024
+    1024 * 1024
 }
-fn default_max_account_data_entries() -> i64 {
-    2_000
+fn default_max_account_data_bytes() -> i64 {
+    32 * 1024 * 1024
 }
 fn default_max_filters() -> i64 {
     1_000
@@ -640,17 +641,31 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        env::overlay(&mut table, environment)?;
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let key = e.path().to_string();
-                let key = if key == "." {
-                    "(top level)".to_owned()
-                } else {
-                    key
-                };
-                ConfigError::new(key, e.into_inner().message().to_owned())
-            })?;
+        let from_env = env::overlay(&mut table, environment)?;
+        // An environment value is untyped: `10` may be meant as the string "10" (a room
+        // version). When a value from the environment has the wrong type for its key, it
+        // is read again as the string it was, once per key.
+        let mut retyped = std::collections::BTreeSet::new();
+        let config: Config = loop {
+            match serde_path_to_error::deserialize(toml::Value::Table(table.clone())) {
+                Ok(config) => break config,
+                Err(e) => {
+                    let key = e.path().to_string();
+                    if let Some(raw) = from_env.get(&key)
+                        && retyped.insert(key.clone())
+                        && env::set_string(&mut table, &key, raw)
+                    {
+                        continue;
+                    }
+                    let key = if key == "." {
+                        "(top level)".to_owned()
+                    } else {
+                        key
+                    };
+                    return Err(ConfigError::new(key, e.into_inner().message().to_owned()));
+                }
+            }
+        };
         config.validate()?;
         Ok(config)
     }
@@ -690,6 +705,14 @@ impl Config {
                 ));
             }
         }
+        if self.limits.max_unauthenticated_bytes_in_flight
+            < self.limits.max_unauthenticated_request_size
+        {
+            return Err(ConfigError::new(
+                "limits.max_unauthenticated_bytes_in_flight",
+                "must be at least limits.max_unauthenticated_request_size",
+            ));
+        }
         for (key, value) in [
             ("limits.max_connections", self.limits.max_connections as u64),
             (
@@ -713,8 +736,8 @@ impl Config {
                 self.limits.max_pending_to_device.max(0) as u64,
             ),
             (
-                "limits.max_account_data_entries",
-                self.limits.max_account_data_entries.max(0) as u64,
+                "limits.max_account_data_bytes",
+                self.limits.max_account_data_bytes.max(0) as u64,
             ),
             ("limits.max_filters", self.limits.max_filters.max(0) as u64),
             ("limits.max_pushers", self.limits.max_pushers.max(0) as u64),

@@ -185,3 +185,42 @@ fn media_s3_section_is_checked_and_its_secret_not_logged() {
     .unwrap_err();
     assert_eq!(err.key, "media.s3.bucket");
 }
+
+#[test]
+fn environment_values_take_the_type_of_their_key() {
+    // A room version looks like a number but is a string.
+    let c = load_str(
+        "server_name = \"localhost\"\n",
+        &[
+            ("AXON_ROOMS__DEFAULT_VERSION", "10"),
+            ("AXON_LIMITS__MAX_FILTERS", "7"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.rooms.default_version.as_str(), "10");
+    assert_eq!(c.limits.max_filters, 7);
+    // A string where a number belongs is still an error naming the key.
+    let e = load_str(
+        "server_name = \"localhost\"\n",
+        &[("AXON_LIMITS__MAX_FILTERS", "many")],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("limits.max_filters"), "{e}");
+}
+
+#[test]
+fn the_unauthenticated_budget_holds_at_least_one_body() {
+    let e = load_str(
+        "server_name = \"localhost\"\n",
+        &[
+            ("AXON_LIMITS__MAX_UNAUTHENTICATED_REQUEST_SIZE", "65536"),
+            ("AXON_LIMITS__MAX_UNAUTHENTICATED_BYTES_IN_FLIGHT", "4096"),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("limits.max_unauthenticated_bytes_in_flight"),
+        "{e}"
+    );
+}

@@ -121,6 +121,20 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The body of a request an `Authed` extractor before it has authenticated, read under the
+/// same limits and JSON guard as `Ruma<T>` bodies (for the plain axum handlers that decode
+/// JSON themselves: sliding sync).
+pub struct AuthedBody(pub bytes::Bytes);
+
+impl FromRequest<Arc<Homeserver>> for AuthedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, hs: &Arc<Homeserver>) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        Ok(Self(read_checked_body(hs, &parts, body, true).await?))
+    }
+}
+
 /// axum's `Path`, answering a Matrix error (not plain text) for undecodable arguments
 /// (`%FF`) and NUL characters; for the handlers that do not use `Ruma<T>` (media).
 pub struct MatrixPath<T>(pub T);
@@ -273,22 +287,41 @@ async fn read_checked_body(
         let limit = limits
             .max_unauthenticated_request_size
             .min(limits.max_request_size);
-        let expected = declared_length(parts).map_or(limit as u64, |len| len.min(limit as u64));
-        // At least one permit, so bodiless requests also wait their turn when the budget
-        // is exhausted by others.
-        let permits = u32::try_from(expected.max(1)).unwrap_or(u32::MAX);
-        let _budget = hs
-            .unauthenticated_body_budget
-            .try_acquire_many(permits)
-            .map_err(|_| Error::LimitExceeded {
-                retry_after_ms: 1000,
-            })?;
-        read_body(parts, body, limit, stall).await?
+        // What the body can be at most: exact for bodiless requests (most GETs), the
+        // declared length, or the limit for chunked bodies.
+        let expected = axum::body::HttpBody::size_hint(&body)
+            .upper()
+            .or(declared_length(parts))
+            .map_or(limit as u64, |len| len.min(limit as u64));
+        if expected == 0 {
+            read_body(parts, body, limit, stall).await?
+        } else {
+            let permits = u32::try_from(expected).unwrap_or(u32::MAX);
+            let _budget = hs
+                .unauthenticated_body_budget
+                .try_acquire_many(permits)
+                .map_err(|_| Error::LimitExceeded {
+                    retry_after_ms: 1000,
+                })?;
+            // A small body has no reason to trickle: the whole of it within the stall
+            // timeout, so a slow client cannot hold its share of the budget for long.
+            tokio::time::timeout(stall, read_body(parts, body, limit, stall))
+                .await
+                .map_err(|_| Error::RequestTimeout)??
+        }
     };
-    if !bytes.is_empty() {
-        crate::json_guard::check(&bytes, crate::json_guard::MAX_DEPTH)
-            .map_err(|e| Error::BadJson(e.to_string()))?;
+    if bytes.is_empty() {
+        // Most request bodies are optional in the spec, and clients send none (nio's
+        // POST /join): an absent body is an empty object, as Synapse reads it.
+        let has_body = matches!(parts.method, http::Method::POST | http::Method::PUT);
+        return Ok(if has_body {
+            bytes::Bytes::from_static(b"{}")
+        } else {
+            bytes
+        });
     }
+    crate::json_guard::check(&bytes, crate::json_guard::MAX_DEPTH)
+        .map_err(|e| Error::BadJson(e.to_string()))?;
     Ok(bytes)
 }
 

@@ -524,9 +524,9 @@ pub async fn send_once(
 ) -> Result<OwnedEventId> {
     match send(hs, room_id, sender, new, Some((device, txn_id))).await {
         Ok(id) => Ok(id),
-        Err(e) => match event_for_txn(hs, sender, device, txn_id).await? {
-            Some(first) => Ok(first),
-            None => Err(e),
+        Err(e) => match event_for_txn(hs, sender, device, txn_id).await {
+            Ok(Some(first)) => Ok(first),
+            _ => Err(e),
         },
     }
 }

@@ -54,16 +54,18 @@ fn event_id_of(json: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<O
     EventId::parse(&id).map_err(|e| Error::BadJson(format!("event ID: {e}")))
 }
 
+/// The spec's limit on a PDU (local events keep to ruma's one byte less).
+const MAX_REMOTE_PDU_BYTES: usize = 65_536;
+
 /// The limits a local event meets, so nothing stored from another server fails to load or
 /// to store: the whole PDU within the spec's 65,536 bytes, its content no deeper than a
 /// client's may be, no NUL characters.
 pub fn check_structure(json: &CanonicalJsonObject) -> Result<()> {
     let bytes = serde_json::to_vec(json).map_err(|e| Error::BadJson(format!("PDU: {e}")))?;
-    if bytes.len() > super::pdu::MAX_PDU_BYTES {
+    if bytes.len() > MAX_REMOTE_PDU_BYTES {
         return Err(Error::EventTooLarge(format!(
-            "PDU of {} bytes; at most {} are allowed",
-            bytes.len(),
-            super::pdu::MAX_PDU_BYTES
+            "PDU of {} bytes; at most {MAX_REMOTE_PDU_BYTES} are allowed",
+            bytes.len()
         )));
     }
     // The PDU object is one level above what a client sends as content.

@@ -30,6 +30,12 @@ pub fn client_event(e: &StoredEvent, room_id: &str) -> JsonValue {
     }
     if let Some(redacts) = pdu.get("redacts") {
         out["redacts"] = redacts.clone();
+    } else if pdu["type"] == "m.room.redaction"
+        && let Some(redacts) = pdu["content"].get("redacts")
+    {
+        // Room v11 moved `redacts` into the content; clients that read the top-level
+        // field (matrix-js-sdk) still find it there, as Synapse serves it.
+        out["redacts"] = redacts.clone();
     }
     let age = now_ms() - pdu["origin_server_ts"].as_i64().unwrap_or(0);
     out["unsigned"] = json!({ "age": age.max(0) });

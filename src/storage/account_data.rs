@@ -26,34 +26,43 @@ impl Storage {
         Ok(row.map(|r| r.get::<Json<JsonValue>, _>(0).0))
     }
 
-    /// Sets an entry. `max_entries` bounds the user's entries (read markers, which the
-    /// server keeps per room, not counted): a new entry beyond it is not written, and the
-    /// answer is false.
+    /// Sets an entry. `max_bytes` bounds the size of all the user's entries together
+    /// (read markers, which the server keeps per room, not counted): a write that would
+    /// pass it is not made, and the answer is false.
     pub async fn set_account_data(
         &self,
         user_id: &str,
         room_id: &str,
         data_type: &str,
         content: &JsonValue,
-        max_entries: Option<i64>,
+        max_bytes: Option<i64>,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        streams::lock_stream(&mut tx, Stream::AccountData).await?;
-        if let Some(max) = max_entries {
-            let (exists, count): (bool, i64) = sqlx::query_as(
-                "SELECT bool_or(room_id = $2 AND data_type = $3) IS TRUE,
-                        count(*) FILTER (WHERE data_type <> 'm.fully_read')
-                 FROM account_data WHERE user_id = $1",
+        if let Some(max) = max_bytes {
+            // The user's row lock serialises this user's checked writes, so the sum holds;
+            // it is taken before the server-wide stream lock, which stays short.
+            sqlx::query("SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            // Stored sizes (compressed as kept), read without decompressing the values.
+            let others: i64 = sqlx::query_scalar(
+                "SELECT coalesce(sum(pg_column_size(content)), 0)::bigint
+                 FROM account_data
+                 WHERE user_id = $1 AND data_type <> 'm.fully_read'
+                   AND NOT (room_id = $2 AND data_type = $3)",
             )
             .bind(user_id)
             .bind(room_id)
             .bind(data_type)
             .fetch_one(&mut *tx)
             .await?;
-            if !exists && count >= max {
+            let size = serde_json::to_string(content).map_or(i64::MAX, |t| t.len() as i64);
+            if others.saturating_add(size) > max {
                 return Ok(false);
             }
         }
+        streams::lock_stream(&mut tx, Stream::AccountData).await?;
         sqlx::query(
             "INSERT INTO account_data (user_id, room_id, data_type, content) VALUES ($1, $2, $3, $4)
              ON CONFLICT (user_id, room_id, data_type)

@@ -6,7 +6,7 @@
 //! again, so the postmaster always belongs to the current process's lifetime.
 
 use std::{
-    os::unix::{fs::PermissionsExt, process::CommandExt},
+    os::unix::{ffi::OsStrExt, fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -321,22 +321,32 @@ fn process_exists(pid: i32) -> bool {
 }
 
 /// Whether `pid` is a postgres process serving `data_dir`: its program is `postgres` and
-/// its working directory (postgres changes into its data directory) is `data_dir`.
+/// its command line names `data_dir` (pg_ctl starts it with `-D`) or, failing that, its
+/// working directory (postgres changes into its data directory) is `data_dir`. When
+/// neither can be read (another user's process without ptrace rights, hidepid), it is
+/// taken to be ours: wrongly believing it foreign would delete a live cluster's PID file.
 fn is_our_postmaster(pid: i32, data_dir: &Path) -> bool {
     if !process_exists(pid) {
         return false;
     }
     let proc = PathBuf::from(format!("/proc/{pid}"));
-    let comm = std::fs::read_to_string(proc.join("comm")).unwrap_or_default();
-    if !matches!(comm.trim(), "postgres" | "postmaster") {
+    if let Ok(comm) = std::fs::read_to_string(proc.join("comm"))
+        && !matches!(comm.trim(), "postgres" | "postmaster")
+    {
         return false;
     }
-    match (
-        std::fs::read_link(proc.join("cwd")),
-        std::fs::canonicalize(data_dir),
-    ) {
-        (Ok(cwd), Ok(ours)) => cwd == ours,
-        _ => false,
+    let ours = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    if let Ok(cmdline) = std::fs::read(proc.join("cmdline"))
+        && !cmdline.is_empty()
+    {
+        return cmdline
+            .split(|b| *b == 0)
+            .map(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)))
+            .any(|arg| arg == ours || arg == data_dir);
+    }
+    match std::fs::read_link(proc.join("cwd")) {
+        Ok(cwd) => cwd == ours,
+        Err(_) => true,
     }
 }
 

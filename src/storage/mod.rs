@@ -144,10 +144,15 @@ impl Storage {
         &self.health
     }
 
-    /// One round trip within `timeout`: whether the database answers.
+    /// Whether the database answers within `timeout`, on a connection of its own: a pool
+    /// busy with slow requests is not a database that is down.
     pub async fn ping(&self, timeout: Duration) -> bool {
-        let query = sqlx::query("SELECT 1").execute(&self.pool);
-        matches!(tokio::time::timeout(timeout, query).await, Ok(Ok(_)))
+        let probe = async {
+            let mut conn: sqlx::PgConnection = sqlx::ConnectOptions::connect(&self.options).await?;
+            sqlx::query("SELECT 1").execute(&mut conn).await?;
+            sqlx::Connection::close(conn).await
+        };
+        matches!(tokio::time::timeout(timeout, probe).await, Ok(Ok(())))
     }
 
     pub async fn connect_url(url: &str, max_connections: u32) -> Result<Self> {

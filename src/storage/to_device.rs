@@ -60,9 +60,11 @@ impl Storage {
                      (stream_pos, user_id, device_id, sender, event_type, content)
                  SELECT nextval('to_device_stream'), $1, d.device_id, $3, $4, $5
                  FROM devices d WHERE d.user_id = $1 AND ($2 = '*' OR d.device_id = $2)
-                   -- a full inbox takes no more
+                   -- one sender's share of the inbox is bounded; other senders'
+                   -- messages (room keys) still arrive
                    AND NOT EXISTS (SELECT 1 FROM to_device_messages t
                                    WHERE t.user_id = $1 AND t.device_id = d.device_id
+                                     AND t.sender = $3
                                    OFFSET $6 - 1 LIMIT 1)
                  ORDER BY d.device_id
                  RETURNING stream_pos",

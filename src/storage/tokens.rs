@@ -97,6 +97,17 @@ impl Storage {
         now_ms: i64,
     ) -> Result<Option<(String, String)>> {
         let mut tx = self.pool().begin().await?;
+        // The device's row first: concurrent refreshes of one session (a token and its
+        // predecessor, say, from two processes of one app) then queue instead of locking
+        // each other's tokens in opposite orders.
+        sqlx::query(
+            "SELECT 1 FROM devices d JOIN refresh_tokens r
+                 ON r.user_id = d.user_id AND r.device_id = d.device_id
+             WHERE r.token_hash = $1 FOR UPDATE OF d",
+        )
+        .bind(old_hash)
+        .execute(&mut *tx)
+        .await?;
         let row = sqlx::query(
             "SELECT id, user_id, device_id, replaced_by FROM refresh_tokens
              WHERE token_hash = $1 FOR UPDATE",

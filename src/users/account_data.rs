@@ -93,13 +93,13 @@ async fn store(
             room,
             data_type,
             content,
-            Some(limits.max_account_data_entries),
+            Some(limits.max_account_data_bytes),
         )
         .await?;
     if !stored {
         return Err(Error::QuotaExceeded(format!(
-            "at most {} account data entries per user",
-            limits.max_account_data_entries
+            "at most {} bytes of account data per user",
+            limits.max_account_data_bytes
         )));
     }
     Ok(())

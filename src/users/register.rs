@@ -111,11 +111,15 @@ pub async fn register(
         _ => None,
     };
     if !req.guest {
-        let password = req
-            .password
-            .ok_or_else(|| Error::MissingParam("password is required".into()))?;
-        secrets::check_password_length(password)?;
+        if let Some(password) = req.password {
+            secrets::check_password_length(password)?;
+        }
+        // The password is needed only once authentication is complete: clients first
+        // send `{}` to learn the flows.
         uia::check(hs, UiaAction::Register, None, flows(hs), req.auth).await?;
+        if req.password.is_none() {
+            return Err(Error::MissingParam("password is required".into()));
+        }
     }
     hs.rate_limiter
         .check(Action::Registration, client.rate_key())?;

@@ -28,6 +28,7 @@ mod session;
 mod sliding_sync;
 mod spaces;
 mod sync;
+mod thirdparty;
 mod threepid;
 
 /// A stored millisecond timestamp as ruma's type (negative values cannot occur; dropped).
@@ -45,6 +46,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = profile::routes(router);
     let router = account_data::routes(router);
     let router = threepid::routes(router);
+    let router = thirdparty::routes(router);
     let router = rooms::routes(router);
     let router = events::routes(router);
     let router = directory::routes(router);

@@ -6,15 +6,17 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    body::Bytes,
-    extract::{Query, State},
+    extract::State,
     response::{IntoResponse, Response},
     routing::post,
 };
 
 use crate::{
     error::Error,
-    http::{error::ApiError, extract::Authed},
+    http::{
+        error::ApiError,
+        extract::{Authed, AuthedBody, MatrixQuery},
+    },
     server::Homeserver,
     sync::sliding::{self, SlidingRequest},
 };
@@ -29,14 +31,12 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
 async fn sliding_sync(
     State(hs): State<Arc<Homeserver>>,
     Authed(requester): Authed,
-    Query(query): Query<HashMap<String, String>>,
-    body: Bytes,
+    MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
+    AuthedBody(body): AuthedBody,
 ) -> Result<Response, ApiError> {
-    let req: SlidingRequest = if body.is_empty() {
-        SlidingRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| Error::BadJson(e.to_string()))?
-    };
+    // An empty body has been read as `{}`.
+    let req: SlidingRequest =
+        serde_json::from_slice(&body).map_err(|e| Error::BadJson(e.to_string()))?;
     let timeout = match query.get("timeout") {
         Some(t) => Duration::from_millis(
             t.parse()
