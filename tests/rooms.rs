@@ -1486,12 +1486,12 @@ async fn receipts_read_markers_and_typing() {
         403,
         "M_FORBIDDEN",
     );
+    // Without a timeout, typing lasts Synapse's default 30 s.
     assert_eq!(
         s.put(&typing, Some(&alice), json!({"typing": true}))
             .await
             .0,
-        400,
-        "timeout is required when typing"
+        200
     );
 }
 

@@ -46,7 +46,9 @@ fn algorithm_parts(algorithm: &JsonValue) -> Result<(&str, &JsonValue)> {
         .filter(|a| !a.is_empty())
         .ok_or_else(|| Error::BadJson("`algorithm` is required".into()))?;
     let auth_data = &algorithm["auth_data"];
-    if !auth_data.is_object() {
+    // An object per the spec; older clients (and sytest) send an opaque string, which
+    // Synapse keeps as it is.
+    if !(auth_data.is_object() || auth_data.is_string()) {
         return Err(Error::BadJson("`auth_data` must be an object".into()));
     }
     Ok((name, auth_data))
@@ -151,7 +153,8 @@ fn backup_row(k: &KeyToBackUp) -> Result<BackupKeyRow> {
     let is_verified = k.data["is_verified"]
         .as_bool()
         .ok_or_else(|| Error::BadJson("is_verified must be a boolean".into()))?;
-    if !k.data["session_data"].is_object() {
+    // An object per the spec; a string in older clients, kept as it is (as in Synapse).
+    if !(k.data["session_data"].is_object() || k.data["session_data"].is_string()) {
         return Err(Error::BadJson("session_data must be an object".into()));
     }
     Ok(BackupKeyRow {

@@ -210,9 +210,11 @@ pub async fn query_keys(
             continue;
         }
         merge_signatures(&mut json, user.as_str(), &device_id, &signatures);
-        if let Some(name) = name {
-            json["unsigned"] = json!({ "device_display_name": name });
-        }
+        // Always there, as Synapse serves it; the display name when the device has one.
+        json["unsigned"] = match name {
+            Some(name) => json!({ "device_display_name": name }),
+            None => json!({}),
+        };
         if let Some(found) = out.device_keys.get_mut(&user) {
             found.insert(OwnedDeviceId::from(device_id), json);
         }

@@ -25,6 +25,10 @@ impl IntoResponse for ApiError {
         let (status, body): (StatusCode, JsonValue) = match self.0 {
             Error::Uia { info, error } => {
                 let mut body = serde_json::to_value(&*info).unwrap_or_else(|_| json!({}));
+                // ruma leaves out an empty `completed`; clients read it (as Synapse sends it).
+                if let Some(obj) = body.as_object_mut() {
+                    obj.entry("completed").or_insert_with(|| json!([]));
+                }
                 if let (Some((errcode, msg)), Some(obj)) = (error, body.as_object_mut()) {
                     obj.insert("errcode".into(), errcode.into());
                     obj.insert("error".into(), msg.into());

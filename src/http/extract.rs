@@ -415,7 +415,14 @@ where
                 .check(Action::Request, requester.user_id.as_str())?;
         }
 
-        let bytes = read_checked_body(hs, &parts, body, requester.is_some()).await?;
+        let mut bytes = read_checked_body(hs, &parts, body, requester.is_some()).await?;
+        if let Some(RequestPatch(edit)) = parts.extensions.get::<RequestPatch>().copied() {
+            let mut json: serde_json::Value = serde_json::from_slice(&bytes).map_err(json_error)?;
+            edit(&mut json);
+            bytes = serde_json::to_vec(&json)
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .into();
+        }
 
         let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let http_req = http::Request::from_parts(parts, bytes.as_ref());
@@ -474,6 +481,33 @@ pub fn routed_endpoints() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Encodes a ruma response, then edits its JSON with `patch`.
+fn respond_patched<R: OutgoingResponseExt>(
+    response: R,
+    patch: fn(&mut serde_json::Value),
+) -> Response {
+    let encoded = match response.try_into_http_response::<Vec<u8>>() {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError(Error::Internal(format!("encoding response: {e}"))).into_response();
+        }
+    };
+    let (mut parts, body) = encoded.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let body = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(mut json) => {
+            patch(&mut json);
+            serde_json::to_vec(&json).unwrap_or(body)
+        }
+        Err(_) => body,
+    };
+    http::Response::from_parts(parts, axum::body::Body::from(body)).into_response()
+}
+
+/// A route's request patch (`Patches::request`).
+#[derive(Clone, Copy)]
+struct RequestPatch(fn(&mut serde_json::Value));
+
 /// Marks routes registered without the last path argument, which then is empty.
 #[derive(Debug, Clone, Copy)]
 struct EmptyLastArg;
@@ -486,7 +520,33 @@ where
     F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
 {
-    register(router, handler, false)
+    register(router, handler, false, Patches::default())
+}
+
+/// Edits of the JSON on the way in and out of one endpoint, where Synapse and ruma differ
+/// and clients rely on Synapse: a request field Synapse defaults but ruma requires (a
+/// typing notice's `timeout`), a response field ruma leaves out when it holds its default
+/// but clients and test suites read (`limited: false` in /sync).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Patches {
+    pub request: Option<fn(&mut serde_json::Value)>,
+    pub response: Option<fn(&mut serde_json::Value)>,
+}
+
+/// As `route`, with `patch` applied to the request body before ruma decodes it and to the
+/// JSON of every successful response.
+pub fn route_patched<T, F, Fut>(
+    router: Router<Arc<Homeserver>>,
+    handler: F,
+    patch: Patches,
+) -> Router<Arc<Homeserver>>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: AuthRequirement,
+    F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
+{
+    register(router, handler, false, patch)
 }
 
 /// As `route`, and also for the paths with the last argument left empty (`.../state/{type}`
@@ -501,14 +561,15 @@ where
     F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
 {
-    let router = register(router, handler.clone(), false);
-    register(router, handler, true)
+    let router = register(router, handler.clone(), false, Patches::default());
+    register(router, handler, true, Patches::default())
 }
 
 fn register<T, F, Fut>(
     router: Router<Arc<Homeserver>>,
     handler: F,
     empty_last: bool,
+    patch: Patches,
 ) -> Router<Arc<Homeserver>>
 where
     T: IncomingRequest + Send + 'static,
@@ -526,16 +587,23 @@ where
     let service = move |State(hs): State<Arc<Homeserver>>, req: Ruma<T>| {
         let handler = handler.clone();
         async move {
-            match handler(hs, req).await {
-                Ok(response) => respond(response),
-                Err(e) => ApiError(e).into_response(),
+            match (handler(hs, req).await, patch.response) {
+                (Ok(response), None) => respond(response),
+                (Ok(response), Some(patch)) => respond_patched(response, patch),
+                (Err(e), _) => ApiError(e).into_response(),
             }
         }
     };
     let mut router = router;
     for path in T::PATH_BUILDER.all_paths() {
         if !empty_last {
-            router = router.route(path, on(method, service.clone()));
+            let method_router = on(method, service.clone());
+            // The extractor finds the request patch in the route's extensions.
+            let method_router = match patch.request {
+                Some(edit) => method_router.layer(axum::Extension(RequestPatch(edit))),
+                None => method_router,
+            };
+            router = router.route(path, method_router);
             continue;
         }
         let Some((prefix, last)) = path.rsplit_once('/') else {

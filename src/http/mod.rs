@@ -14,6 +14,7 @@ use tracing::Span;
 
 use crate::server::Homeserver;
 
+pub mod compat;
 pub mod error;
 pub mod extract;
 pub mod serve;

@@ -60,21 +60,77 @@ pub async fn resolve(hs: &Homeserver, alias: &RoomAliasId) -> Result<OwnedRoomId
     RoomId::parse(room_id).map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// `DELETE /directory/room/{alias}`: its creator or a server admin.
+/// `DELETE /directory/room/{alias}`: its creator, a server admin, or (as in Synapse) a
+/// member who may change the room's canonical alias. An alias the room names as canonical
+/// (or alternative) is taken out of its `m.room.canonical_alias` event too.
 pub async fn delete(hs: &Homeserver, requester: &Requester, alias: &RoomAliasId) -> Result<()> {
     check_local(hs, alias)?;
-    let (_, creator) = hs
+    let (room_id, creator) = hs
         .storage
         .alias(alias.as_str())
         .await?
         .ok_or_else(|| Error::NotFound("room alias not found".into()))?;
-    if creator != requester.user_id.as_str() && !requester.is_admin {
+    let room_id = RoomId::parse(room_id).map_err(|e| Error::Internal(e.to_string()))?;
+    let allowed = creator == requester.user_id.as_str()
+        || requester.is_admin
+        || may_set_canonical_alias(hs, &room_id, requester).await?;
+    if !allowed {
         return Err(Error::Forbidden(
-            "only the alias's creator or a server admin may delete it".into(),
+            "only the alias's creator, a server admin, or a room moderator may delete it".into(),
         ));
     }
     hs.storage.delete_alias(alias.as_str()).await?;
+    let current =
+        super::persist::current_state_content(hs, &room_id, "m.room.canonical_alias", "").await?;
+    if let Some(mut content) = current {
+        let mut changed = false;
+        if content["alias"] == alias.as_str() {
+            content.as_object_mut().map(|c| c.remove("alias"));
+            changed = true;
+        }
+        if let Some(alt) = content["alt_aliases"].as_array_mut() {
+            let before = alt.len();
+            alt.retain(|a| a != alias.as_str());
+            changed |= alt.len() != before;
+        }
+        if changed {
+            // As the deleting user, when they may; an alias that is gone from the
+            // directory but still named in the event is harmless otherwise.
+            let sent = super::persist::send_state(
+                hs,
+                &room_id,
+                &requester.user_id,
+                "m.room.canonical_alias",
+                "",
+                content,
+            )
+            .await;
+            if let Err(e) = sent {
+                tracing::info!(%alias, "canonical alias event left as it was: {e}");
+            }
+        }
+    }
     Ok(())
+}
+
+/// Whether the requester is in the room with the power to send `m.room.canonical_alias`.
+async fn may_set_canonical_alias(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    requester: &Requester,
+) -> Result<bool> {
+    let joined = hs
+        .storage
+        .membership(room_id.as_str(), requester.user_id.as_str())
+        .await?
+        .is_some_and(|m| m == "join");
+    if !joined {
+        return Ok(false);
+    }
+    let ctx = super::persist::room_context(hs, room_id).await?;
+    let mine = super::power::user_power(hs, &ctx, &requester.user_id).await?;
+    let needed = super::power::required_for_state(hs, &ctx, "m.room.canonical_alias").await?;
+    Ok(super::power::at_least(mine, needed))
 }
 
 /// `GET /rooms/{roomId}/aliases`: for members.

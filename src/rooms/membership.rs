@@ -33,12 +33,11 @@ async fn send_own(
     room_id: &RoomId,
     content: JsonValue,
 ) -> Result<()> {
-    persist::send(
+    persist::send_state_once(
         hs,
         room_id,
         &requester.user_id,
         member_event(&requester.user_id, content),
-        None,
     )
     .await?;
     Ok(())
@@ -159,8 +158,9 @@ pub async fn change_other(
         .storage
         .membership(room_id.as_str(), target.as_str())
         .await?;
-    // The auth rules would allow a "kick" of someone not in the room; Synapse refuses.
-    if membership == "leave" && current.is_none() {
+    // The auth rules would allow a "kick" of someone not in the room (never there, gone,
+    // or banned); Synapse refuses.
+    if membership == "leave" && matches!(current.as_deref(), None | Some("leave" | "ban")) {
         return Err(Error::Forbidden("the user is not in the room".into()));
     }
     if membership == "unban" && current.as_deref() != Some("ban") {

@@ -549,7 +549,46 @@ pub async fn send_state(
         state_key: Some(state_key.to_owned()),
         redacts: None,
     };
+    send_state_once(hs, room_id, sender, new).await
+}
+
+/// Sends a state event unless the same sender already set the same content for its type
+/// and key: then the current event's ID is the answer and no event is made, as Synapse
+/// does (setting state twice, joining twice).
+pub async fn send_state_once(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    sender: &UserId,
+    new: NewEvent,
+) -> Result<OwnedEventId> {
+    if let Some(key) = &new.state_key
+        && let Some(current) = current_state_event(hs, room_id, &new.event_type, key).await?
+        && current.pdu["sender"].as_str() == Some(sender.as_str())
+        && current.pdu["content"] == new.content
+        && current.redacted_by.is_none()
+    {
+        return OwnedEventId::try_from(current.event_id)
+            .map_err(|e| Error::Internal(e.to_string()));
+    }
     send(hs, room_id, sender, new, None).await
+}
+
+/// A state event of the room's current state.
+async fn current_state_event(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    event_type: &str,
+    state_key: &str,
+) -> Result<Option<crate::storage::events::StoredEvent>> {
+    let key = (event_type.to_owned(), state_key.to_owned());
+    let state = hs
+        .storage
+        .current_state_keys(room_id.as_str(), std::slice::from_ref(&key))
+        .await?;
+    let Some(nid) = state.get(&key) else {
+        return Ok(None);
+    };
+    Ok(hs.storage.events_by_nid(&[*nid]).await?.into_iter().next())
 }
 
 /// A state event's content as JSON, from the room's current state.
@@ -559,16 +598,9 @@ pub async fn current_state_content(
     event_type: &str,
     state_key: &str,
 ) -> Result<Option<JsonValue>> {
-    let key = (event_type.to_owned(), state_key.to_owned());
-    let state = hs
-        .storage
-        .current_state_keys(room_id.as_str(), std::slice::from_ref(&key))
-        .await?;
-    let Some(nid) = state.get(&key) else {
-        return Ok(None);
-    };
-    let events = hs.storage.events_by_nid(&[*nid]).await?;
-    Ok(events.first().map(|e| e.pdu["content"].clone()))
+    Ok(current_state_event(hs, room_id, event_type, state_key)
+        .await?
+        .map(|e| e.pdu["content"].clone()))
 }
 
 #[cfg(test)]

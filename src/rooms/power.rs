@@ -50,6 +50,23 @@ pub async fn required(
     Ok(levels.and_then(|pl| level(&pl[field])).unwrap_or(default))
 }
 
+/// The level a state event of `event_type` requires: its entry in `events`, else
+/// `state_default` (50 with a power levels event, 0 without, as the auth rules say).
+pub async fn required_for_state(
+    hs: &Homeserver,
+    ctx: &RoomContext,
+    event_type: &str,
+) -> Result<i64> {
+    let levels =
+        persist::current_state_content(hs, &ctx.room_id, "m.room.power_levels", "").await?;
+    Ok(match levels {
+        None => 0,
+        Some(pl) => level(&pl["events"][event_type])
+            .or_else(|| level(&pl["state_default"]))
+            .unwrap_or(50),
+    })
+}
+
 /// Power levels are integers, or (before room v10) strings holding integers.
 fn level(v: &JsonValue) -> Option<i64> {
     v.as_i64()

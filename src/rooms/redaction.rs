@@ -33,8 +33,10 @@ pub async fn redact(
         .storage
         .event(target.as_str())
         .await?
-        .filter(|e| e.room_id == room_id.as_str())
         .ok_or_else(|| Error::NotFound("event not found".into()))?;
+    if event.room_id != room_id.as_str() {
+        return Err(Error::InvalidParam("the event is in another room".into()));
+    }
     if event.pdu["sender"].as_str() != Some(sender) {
         let mine = power::user_power(hs, &ctx, &requester.user_id).await?;
         let needed = power::required(hs, &ctx, "redact", 50).await?;

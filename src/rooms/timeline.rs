@@ -325,6 +325,10 @@ pub async fn messages(
     };
     let (kept, end) =
         page_events(hs, requester, room_id, start, to, backwards, limit, filter).await?;
+    // A page that has events always says where it ends, as Synapse's do (the spec lets the
+    // last page leave `end` out; clients and sytest expect it): the next request from
+    // there then comes back empty, without `end`.
+    let end = end.or_else(|| kept.last().and_then(|e| e.stream_pos));
     let state = if filter.lazy_load_members {
         sender_members(hs, room_id, &kept).await?
     } else {
@@ -627,12 +631,15 @@ pub async fn state(
 }
 
 /// `GET /rooms/{roomId}/state/{type}/{key}`: the content.
+/// `GET /rooms/{roomId}/state/{type}/{key}`: the content, or with `whole_event`
+/// (`?format=event`) the event in the client format.
 pub async fn state_event(
     hs: &Homeserver,
     requester: &Requester,
     room_id: &RoomId,
     event_type: &str,
     state_key: &str,
+    whole_event: bool,
 ) -> Result<JsonValue> {
     let state = readable_state(hs, requester, room_id).await?;
     let not_found = || Error::NotFound("state event not found".into());
@@ -640,10 +647,12 @@ pub async fn state_event(
         .get(&(event_type.to_owned(), state_key.to_owned()))
         .ok_or_else(not_found)?;
     let events = hs.storage.events_by_nid(&[*nid]).await?;
-    events
-        .first()
-        .map(|e| e.pdu["content"].clone())
-        .ok_or_else(not_found)
+    let event = events.first().ok_or_else(not_found)?;
+    Ok(if whole_event {
+        client_event(event, room_id.as_str())
+    } else {
+        event.pdu["content"].clone()
+    })
 }
 
 /// `GET /rooms/{roomId}/members`; with `at`, the membership as of that stream position

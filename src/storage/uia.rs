@@ -74,6 +74,17 @@ impl Storage {
         Ok(())
     }
 
+    /// Replaces what a session remembers of its request (registration keeps its first
+    /// request's parameters and, once done, the account it made).
+    pub async fn set_uia_params(&self, session_id: &str, params: &JsonValue) -> Result<()> {
+        sqlx::query("UPDATE uia_sessions SET params = $2 WHERE session_id = $1")
+            .bind(session_id)
+            .bind(Json(params))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub async fn delete_uia_session(&self, session_id: &str) -> Result<()> {
         sqlx::query("DELETE FROM uia_sessions WHERE session_id = $1")
             .bind(session_id)

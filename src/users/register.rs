@@ -84,6 +84,18 @@ fn flows(hs: &Homeserver) -> Vec<Vec<AuthType>> {
     }
 }
 
+/// What a registration session remembers of its first request (the password only as
+/// its hash), and the account once made.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Remembered {
+    username: Option<String>,
+    password_hash: Option<String>,
+    device_id: Option<String>,
+    initial_device_display_name: Option<String>,
+    inhibit_login: bool,
+    registered_user_id: Option<String>,
+}
+
 pub async fn register(
     hs: &Homeserver,
     req: RegisterRequest<'_>,
@@ -93,16 +105,38 @@ pub async fn register(
         if !hs.config.registration.allow_guests {
             return Err(Error::GuestAccessForbidden);
         }
-    } else if hs.config.registration.mode == RegistrationMode::Closed {
+        return register_now(hs, &req, None, None, client).await;
+    }
+    if hs.config.registration.mode == RegistrationMode::Closed {
         return Err(Error::Forbidden(
             "registration is disabled on this server".into(),
         ));
     }
+    // A session keeps the parameters of its first request: later rounds may carry only
+    // `auth` (as sytest and Synapse's clients do).
+    let session_id = req.auth.and_then(|a| a.session()).map(str::to_owned);
+    let remembered: Option<Remembered> = match &session_id {
+        Some(id) => uia::remembered(hs, UiaAction::Register, id)
+            .await?
+            .and_then(|p| serde_json::from_value(p).ok()),
+        None => None,
+    };
+    let remembered = remembered.unwrap_or_default();
+    let username = remembered.username.as_deref().or(req.username);
+    let device_id = remembered.device_id.as_deref().or(req.device_id);
+    let display_name = remembered
+        .initial_device_display_name
+        .as_deref()
+        .or(req.initial_device_display_name);
+    let inhibit_login = remembered.inhibit_login || req.inhibit_login;
+
     // Username problems are reported before any UIA round, as Synapse does, so the client
-    // can fix them without starting over.
-    let requested = match (req.guest, req.username) {
-        (false, Some(name)) => {
-            let user_id = check_localpart(hs, name)?;
+    // can fix them without starting over; a repeated request of a completed registration
+    // is not a problem.
+    let requested = match username {
+        Some(name) if remembered.registered_user_id.is_none() => {
+            // User IDs are lower case; Synapse lowercases the requested name.
+            let user_id = check_localpart(hs, &name.to_lowercase())?;
             if hs.storage.localpart_exists(user_id.localpart()).await? {
                 return Err(Error::UserInUse);
             }
@@ -110,41 +144,119 @@ pub async fn register(
         }
         _ => None,
     };
-    if !req.guest {
-        if let Some(password) = req.password {
-            secrets::check_password_length(password)?;
-        }
-        // The password is needed only once authentication is complete: clients first
-        // send `{}` to learn the flows.
-        uia::check(hs, UiaAction::Register, None, flows(hs), req.auth).await?;
-        if req.password.is_none() {
-            return Err(Error::MissingParam("password is required".into()));
-        }
+    if let Some(password) = req.password {
+        secrets::check_password_length(password)?;
     }
-    hs.rate_limiter
-        .check(Action::Registration, client.rate_key())?;
+    // The password is needed only once authentication is complete: clients first send
+    // `{}` to learn the flows.
+    if let Err(e) = uia::check(hs, UiaAction::Register, None, flows(hs), req.auth).await {
+        if let Error::Uia { info, .. } = &e
+            && let Some(session) = &info.session
+            && session_id.as_deref() != Some(session.as_str())
+        {
+            // A new session: remember this request for the rounds to come.
+            let password_hash = match req.password {
+                Some(p) => {
+                    hs.rate_limiter
+                        .check(Action::Registration, client.rate_key())?;
+                    Some(secrets::hash_password(p).await?)
+                }
+                None => None,
+            };
+            let first = Remembered {
+                username: req.username.map(str::to_owned),
+                password_hash,
+                device_id: req.device_id.map(str::to_owned),
+                initial_device_display_name: req.initial_device_display_name.map(str::to_owned),
+                inhibit_login: req.inhibit_login,
+                registered_user_id: None,
+            };
+            let params =
+                serde_json::to_value(&first).map_err(|e| Error::Internal(e.to_string()))?;
+            uia::remember(hs, session, &params).await?;
+        }
+        return Err(e);
+    }
+    // Done before: the same account again, with a new login unless inhibited.
+    if let Some(user_id) = &remembered.registered_user_id {
+        let user_id = super::parse_user_id(user_id)?;
+        let request = RegisterRequest {
+            device_id,
+            initial_device_display_name: display_name,
+            inhibit_login,
+            ..req
+        };
+        let session = login_unless_inhibited(hs, &user_id, &request, client).await?;
+        return Ok(Registered { user_id, session });
+    }
+    let password_hash = match (req.password, remembered.password_hash) {
+        (Some(p), _) => {
+            hs.rate_limiter
+                .check(Action::Registration, client.rate_key())?;
+            Some(secrets::hash_password(p).await?)
+        }
+        (None, Some(hash)) => Some(hash),
+        (None, None) => return Err(Error::MissingParam("password is required".into())),
+    };
+    let request = RegisterRequest {
+        device_id,
+        initial_device_display_name: display_name,
+        inhibit_login,
+        ..req
+    };
+    let registered = register_now(hs, &request, requested, password_hash, client).await?;
+    if let Some(id) = &session_id {
+        let done = Remembered {
+            registered_user_id: Some(registered.user_id.to_string()),
+            device_id: device_id.map(str::to_owned),
+            initial_device_display_name: display_name.map(str::to_owned),
+            inhibit_login,
+            ..Default::default()
+        };
+        let params = serde_json::to_value(&done).map_err(|e| Error::Internal(e.to_string()))?;
+        uia::remember(hs, id, &params).await?;
+    }
+    Ok(registered)
+}
 
-    let password_hash = match req.password.filter(|_| !req.guest) {
-        Some(p) => Some(secrets::hash_password(p).await?),
-        None => None,
-    };
+/// Creates the account (a guest's, or one whose authentication is done) and logs it in
+/// unless asked not to.
+async fn register_now(
+    hs: &Homeserver,
+    req: &RegisterRequest<'_>,
+    requested: Option<OwnedUserId>,
+    password_hash: Option<String>,
+    client: &ClientInfo,
+) -> Result<Registered> {
+    if req.guest {
+        hs.rate_limiter
+            .check(Action::Registration, client.rate_key())?;
+    }
     let user_id = create_account(hs, requested, password_hash.as_deref(), false, req.guest).await?;
-    let session = if req.inhibit_login {
-        None
-    } else {
-        Some(
-            start_session(
-                hs,
-                &user_id,
-                req.device_id,
-                req.initial_device_display_name,
-                req.refresh_token,
-                client,
-            )
-            .await?,
-        )
-    };
+    let session = login_unless_inhibited(hs, &user_id, req, client).await?;
     Ok(Registered { user_id, session })
+}
+
+/// The new account's first login, unless the request inhibits it.
+async fn login_unless_inhibited(
+    hs: &Homeserver,
+    user_id: &UserId,
+    req: &RegisterRequest<'_>,
+    client: &ClientInfo,
+) -> Result<Option<(OwnedDeviceId, IssuedTokens)>> {
+    if req.inhibit_login {
+        return Ok(None);
+    }
+    let session = start_session(
+        hs,
+        user_id,
+        req.device_id,
+        req.initial_device_display_name,
+        req.refresh_token,
+        client,
+    )
+    .await?;
+    Ok(Some(session))
 }
 
 /// Creates the account row and its default display name (the localpart, as Synapse does).

@@ -95,7 +95,15 @@ pub async fn check(
             .all(|s| completed.iter().any(|c| c == s.as_str()))
     });
     if done {
-        hs.storage.delete_uia_session(&session_id).await?;
+        // A registration's session outlives it (until it expires), so that a repeated
+        // final request answers with the same account instead of "user in use".
+        if action == UiaAction::Register {
+            hs.storage
+                .set_uia_completed(&session_id, &completed)
+                .await?;
+        } else {
+            hs.storage.delete_uia_session(&session_id).await?;
+        }
         Ok(())
     } else {
         hs.storage
@@ -151,6 +159,27 @@ async fn check_stage(
         }
         _ => Err(("M_UNRECOGNIZED", "authentication type not supported".into())),
     })
+}
+
+/// What a registration session remembers (`params`), if the session exists for that
+/// action and has not expired.
+pub async fn remembered(
+    hs: &Homeserver,
+    action: UiaAction,
+    session_id: &str,
+) -> Result<Option<JsonValue>> {
+    Ok(hs
+        .storage
+        .uia_session(session_id)
+        .await?
+        .filter(|row| row.action == action.as_str() && row.expires_ts > now_ms())
+        .map(|row| row.params))
+}
+
+/// Stores what a session should remember.
+pub async fn remember(hs: &Homeserver, session_id: &str, params: &JsonValue) -> Result<()> {
+    hs.storage.set_uia_params(session_id, params).await?;
+    Ok(())
 }
 
 pub fn registration_token_valid(hs: &Homeserver, token: &str) -> bool {

@@ -10,7 +10,7 @@ use ruma::api::client::account::{
 
 use crate::{
     error::Result,
-    http::{Ruma, route},
+    http::{Ruma, compat, extract::route_patched, route},
     server::Homeserver,
     users::{account, register as reg, uia},
 };
@@ -20,8 +20,8 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, username_available);
     let router = route(router, registration_token_validity);
     let router = route(router, whoami);
-    let router = route(router, change_password);
-    route(router, deactivate)
+    let router = route_patched(router, change_password, compat::LEGACY_AUTH);
+    route_patched(router, deactivate, compat::LEGACY_AUTH)
 }
 
 async fn register(

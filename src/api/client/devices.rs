@@ -9,7 +9,7 @@ use ruma::api::client::device::{
 
 use crate::{
     error::Result,
-    http::{Ruma, route},
+    http::{Ruma, compat, extract::route_patched, route},
     server::Homeserver,
     storage::devices::DeviceRow,
     users::devices as domain,
@@ -19,8 +19,8 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, list);
     let router = route(router, get);
     let router = route(router, rename);
-    let router = route(router, delete_one);
-    route(router, delete_many)
+    let router = route_patched(router, delete_one, compat::LEGACY_AUTH);
+    route_patched(router, delete_many, compat::LEGACY_AUTH)
 }
 
 fn to_device(row: DeviceRow) -> device::Device {

@@ -21,7 +21,11 @@ use serde_json::{Value as JsonValue, json};
 
 use crate::{
     error::Result,
-    http::{Ruma, route},
+    http::{
+        Ruma,
+        extract::{Patches, route_patched},
+        route,
+    },
     server::Homeserver,
 };
 
@@ -35,7 +39,11 @@ const SUPPORTED_VERSIONS: &[&str] = &[
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, versions);
     let router = route(router, well_known_client);
-    let router = route(router, capabilities);
+    let patches = Patches {
+        request: None,
+        response: Some(explicit_capabilities),
+    };
+    let router = route_patched(router, capabilities, patches);
     router.route("/.well-known/matrix/server", get(well_known_server))
 }
 
@@ -79,6 +87,28 @@ async fn well_known_server(State(hs): State<Arc<Homeserver>>) -> Json<JsonValue>
                 None => format!("{}:443", hs.config.server_name),
             });
     Json(json!({ "m.server": server }))
+}
+
+/// ruma leaves out capabilities that hold their default (enabled); clients and sytest
+/// expect each to be listed, as Synapse lists them.
+fn explicit_capabilities(response: &mut serde_json::Value) {
+    let Some(caps) = response
+        .get_mut("capabilities")
+        .and_then(|c| c.as_object_mut())
+    else {
+        return;
+    };
+    // (capability, the value ruma omits)
+    for (name, omitted) in [
+        ("m.change_password", true),
+        ("m.set_displayname", true),
+        ("m.set_avatar_url", true),
+        ("m.3pid_changes", true),
+        ("m.get_login_token", false),
+    ] {
+        caps.entry(name)
+            .or_insert_with(|| serde_json::json!({ "enabled": omitted }));
+    }
 }
 
 async fn capabilities(

@@ -21,7 +21,11 @@ use serde_json::Value as JsonValue;
 
 use crate::{
     error::{Error, Result},
-    http::{Ruma, extract::route_optional_last, route},
+    http::{
+        Ruma,
+        extract::{Patches, route_optional_last, route_patched},
+        route,
+    },
     rooms::{pdu::NewEvent, persist, redaction, timeline},
     server::Homeserver,
 };
@@ -33,7 +37,11 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, state);
     let router = route(router, event);
     let router = route(router, members);
-    let router = route(router, joined_members);
+    let patches = Patches {
+        request: None,
+        response: Some(joined_members_fields),
+    };
+    let router = route_patched(router, joined_members, patches);
     let router = route(router, redact);
     let router = route(router, context);
     route(router, messages)
@@ -116,6 +124,7 @@ async fn state_event(
         &b.room_id,
         &b.event_type.to_string(),
         &b.state_key,
+        b.format == get_state_event_for_key::v3::StateEventFormat::Event,
     )
     .await?;
     let raw =
@@ -168,6 +177,19 @@ async fn members(
             .map(to_raw)
             .collect::<Result<_>>()?,
     ))
+}
+
+/// Each joined member has `display_name` and `avatar_url`, null when unset, as Synapse
+/// answers (ruma leaves unset ones out; clients and sytest read the keys).
+fn joined_members_fields(response: &mut JsonValue) {
+    let Some(joined) = response.get_mut("joined").and_then(|j| j.as_object_mut()) else {
+        return;
+    };
+    for member in joined.values_mut().filter_map(|m| m.as_object_mut()) {
+        for key in ["display_name", "avatar_url"] {
+            member.entry(key).or_insert(JsonValue::Null);
+        }
+    }
 }
 
 async fn joined_members(

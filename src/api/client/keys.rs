@@ -25,7 +25,7 @@ use crate::{
         to_device,
     },
     error::{Error, Result},
-    http::{Ruma, route},
+    http::{Ruma, compat, extract::route_patched, route},
     server::Homeserver,
 };
 
@@ -34,7 +34,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, query);
     let router = route(router, claim);
     let router = route(router, changes);
-    let router = route(router, signing_keys);
+    let router = route_patched(router, signing_keys, compat::LEGACY_AUTH);
     let router = route(router, signatures);
     route(router, send_to_device)
 }

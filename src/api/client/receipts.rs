@@ -14,7 +14,11 @@ use ruma::{
 
 use crate::{
     error::{Error, Result},
-    http::{Ruma, route},
+    http::{
+        Ruma,
+        extract::{Patches, route_patched},
+        route,
+    },
     rooms::receipts::{self as domain, ReceiptKind},
     server::Homeserver,
 };
@@ -22,7 +26,22 @@ use crate::{
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, receipt);
     let router = route(router, read_markers);
-    route(router, typing)
+    let patches = Patches {
+        request: Some(typing_timeout_default),
+        response: None,
+    };
+    route_patched(router, typing, patches)
+}
+
+/// `{"typing": true}` without a `timeout` is 30 seconds, as in Synapse (ruma requires it).
+fn typing_timeout_default(body: &mut serde_json::Value) {
+    if body["typing"] == true
+        && let Some(fields) = body.as_object_mut()
+    {
+        fields
+            .entry("timeout")
+            .or_insert(serde_json::Value::from(30_000));
+    }
 }
 
 async fn receipt(

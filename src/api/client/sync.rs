@@ -7,13 +7,41 @@ use ruma::api::client::sync::sync_events::v3;
 
 use crate::{
     error::Result,
-    http::{Ruma, route},
+    http::{
+        Ruma,
+        extract::{Patches, route_patched},
+    },
     server::Homeserver,
     sync::{self as domain, SyncRequest},
 };
 
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
-    route(router, sync)
+    let patches = Patches {
+        request: None,
+        response: Some(always_limited),
+    };
+    route_patched(router, sync, patches)
+}
+
+/// Every timeline says whether it is `limited`, as Synapse's do (ruma leaves out `false`;
+/// clients and sytest read the field).
+fn always_limited(response: &mut serde_json::Value) {
+    for section in ["join", "leave"] {
+        let rooms = response
+            .get_mut("rooms")
+            .and_then(|r| r.get_mut(section))
+            .and_then(|r| r.as_object_mut());
+        let Some(rooms) = rooms else {
+            continue;
+        };
+        for room in rooms.values_mut() {
+            if let Some(timeline) = room.get_mut("timeline").and_then(|t| t.as_object_mut()) {
+                timeline
+                    .entry("limited")
+                    .or_insert(serde_json::Value::Bool(false));
+            }
+        }
+    }
 }
 
 async fn sync(hs: Arc<Homeserver>, req: Ruma<v3::Request>) -> Result<v3::Response> {
