@@ -458,3 +458,19 @@ async fn redacting_an_event_of_another_room_is_a_bad_request() {
         .await;
     assert_error(&r, 400, "M_INVALID_PARAM");
 }
+
+#[tokio::test]
+async fn deleting_a_device_with_no_body_asks_for_authentication() {
+    let s = TestServer::start().await;
+    let (alice, device) = s.register("alice", "password-alice").await;
+    let res = s
+        .http
+        .delete(format!("{}/_matrix/client/v3/devices/{device}", s.base))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["flows"].is_array(), "{body}");
+}

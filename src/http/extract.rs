@@ -416,7 +416,9 @@ where
         }
 
         let mut bytes = read_checked_body(hs, &parts, body, requester.is_some()).await?;
-        if let Some(RequestPatch(edit)) = parts.extensions.get::<RequestPatch>().copied() {
+        if let Some(RequestPatch(edit)) = parts.extensions.get::<RequestPatch>().copied()
+            && !bytes.is_empty()
+        {
             let mut json: serde_json::Value = serde_json::from_slice(&bytes).map_err(json_error)?;
             edit(&mut json);
             bytes = serde_json::to_vec(&json)
