@@ -474,3 +474,35 @@ async fn deleting_a_device_with_no_body_asks_for_authentication() {
     let body: Value = res.json().await.unwrap();
     assert!(body["flows"].is_array(), "{body}");
 }
+
+#[tokio::test]
+async fn a_new_display_name_reaches_the_rooms() {
+    let s = TestServer::start().await;
+    let (alice, bob, room) = s.alice_and_bob_in_a_room().await;
+    let r = s
+        .put(
+            "/_matrix/client/v3/profile/@bob:localhost/displayname",
+            Some(&bob),
+            json!({ "displayname": "Robert" }),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let (status, member) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/@bob:localhost"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(member["displayname"], "Robert");
+    assert_eq!(member["membership"], "join");
+    // Setting the same name again changes nothing in the room.
+    let before = member_events(&s, &room, &alice).await;
+    s.put(
+        "/_matrix/client/v3/profile/@bob:localhost/displayname",
+        Some(&bob),
+        json!({ "displayname": "Robert" }),
+    )
+    .await;
+    assert_eq!(member_events(&s, &room, &alice).await, before);
+}

@@ -205,6 +205,14 @@ async fn invite_join_and_leave_sections() {
         .expect("the invite itself");
     assert_eq!(own["content"]["membership"], "invite");
     assert_eq!(own["sender"], "@alice:localhost");
+    // The inviter's membership too (matrix-sdk reads the inviter from it).
+    let inviter = invite
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == "@alice:localhost")
+        .expect("the inviter's membership");
+    assert_eq!(inviter["content"]["membership"], "join");
     assert!(res["rooms"]["join"].get(&room).is_none());
     let bob_since = next(&res);
 

@@ -188,6 +188,75 @@ pub async fn change_other(
     Ok(())
 }
 
+/// A change to the user's profile; a display name or avatar change also goes into a new
+/// membership event in every room they have joined, as Synapse does (other members see
+/// names from those events).
+pub async fn set_profile_field(
+    hs: &Homeserver,
+    requester: &Requester,
+    user_id: &UserId,
+    field: &str,
+    value: &JsonValue,
+) -> Result<()> {
+    crate::users::profile::set_field(hs, requester, user_id, field, value).await?;
+    if matches!(field, "displayname" | "avatar_url") {
+        refresh_member_events(hs, user_id).await?;
+    }
+    Ok(())
+}
+
+/// As `set_profile_field`, removing the field.
+pub async fn delete_profile_field(
+    hs: &Homeserver,
+    requester: &Requester,
+    user_id: &UserId,
+    field: &str,
+) -> Result<()> {
+    crate::users::profile::delete_field(hs, requester, user_id, field).await?;
+    if matches!(field, "displayname" | "avatar_url") {
+        refresh_member_events(hs, user_id).await?;
+    }
+    Ok(())
+}
+
+/// Sends the user's current display name and avatar into each joined room whose
+/// membership event has others. A room that refuses (a ban in the meantime, say) is
+/// skipped: the profile change itself stands.
+async fn refresh_member_events(hs: &Homeserver, user_id: &UserId) -> Result<()> {
+    let profile = super::create::member_content(hs, user_id, "join").await?;
+    for room in hs
+        .storage
+        .rooms_with_membership(user_id.as_str(), "join")
+        .await?
+    {
+        let Ok(room_id) = RoomId::parse(&room) else {
+            continue;
+        };
+        let current =
+            persist::current_state_content(hs, &room_id, "m.room.member", user_id.as_str()).await?;
+        let Some(mut content) = current.filter(|c| c["membership"] == "join") else {
+            continue;
+        };
+        if let Some(fields) = content.as_object_mut() {
+            for key in ["displayname", "avatar_url"] {
+                match profile.get(key) {
+                    Some(v) => fields.insert(key.to_owned(), v.clone()),
+                    None => fields.remove(key),
+                };
+            }
+            // Those belonged to the join itself.
+            fields.remove("reason");
+            fields.remove("join_authorised_via_users_server");
+        }
+        let sent =
+            persist::send_state_once(hs, &room_id, user_id, member_event(user_id, content)).await;
+        if let Err(e) = sent {
+            tracing::info!(%room_id, "profile change not sent into the room: {e}");
+        }
+    }
+    Ok(())
+}
+
 pub async fn joined_rooms(hs: &Homeserver, requester: &Requester) -> Result<Vec<OwnedRoomId>> {
     hs.storage
         .rooms_with_membership(requester.user_id.as_str(), "join")

@@ -253,7 +253,7 @@ pub(super) async fn left_room(
 }
 
 /// State shown to someone invited or knocking: enough to name and recognise the room
-/// (what Synapse shares by default), and their own membership event.
+/// (what Synapse shares by default), the inviter's membership and their own.
 const STRIPPED_STATE: &[&str] = &[
     "m.room.create",
     "m.room.join_rules",
@@ -270,10 +270,17 @@ pub(super) async fn stripped_state(hs: &Homeserver, event_nid: i64) -> Result<Ve
     };
     let mut events = Vec::new();
     if let Some(group) = own.state_after {
-        let keys: Vec<(String, String)> = STRIPPED_STATE
+        let mut keys: Vec<(String, String)> = STRIPPED_STATE
             .iter()
             .map(|t| ((*t).to_owned(), String::new()))
             .collect();
+        // The inviter's own membership: clients (matrix-sdk) read who invited them, with
+        // their display name, from it.
+        if let Some(sender) = own.pdu["sender"].as_str()
+            && own.pdu["state_key"].as_str() != Some(sender)
+        {
+            keys.push(("m.room.member".to_owned(), sender.to_owned()));
+        }
         let nids: Vec<i64> = hs
             .storage
             .state_keys_at_group(group, &keys)

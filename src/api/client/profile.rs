@@ -11,6 +11,7 @@ use ruma::profile::ProfileFieldValue;
 use crate::{
     error::{Error, Result},
     http::{Ruma, route},
+    rooms::membership,
     server::Homeserver,
     users::profile as domain,
 };
@@ -51,7 +52,7 @@ async fn set_field(
 ) -> Result<set_profile_field::v3::Response> {
     let requester = req.requester()?;
     let value = &req.body.value;
-    domain::set_field(
+    membership::set_profile_field(
         &hs,
         requester,
         &req.body.user_id,
@@ -66,7 +67,7 @@ async fn delete_field(
     hs: Arc<Homeserver>,
     req: Ruma<delete_profile_field::v3::Request>,
 ) -> Result<delete_profile_field::v3::Response> {
-    domain::delete_field(
+    membership::delete_profile_field(
         &hs,
         req.requester()?,
         &req.body.user_id,
