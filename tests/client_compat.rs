@@ -506,3 +506,91 @@ async fn a_new_display_name_reaches_the_rooms() {
     .await;
     assert_eq!(member_events(&s, &room, &alice).await, before);
 }
+
+#[tokio::test]
+async fn events_say_the_readers_membership_at_them() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let (_, res) = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "preset": "public_chat", "initial_state": [{
+                "type": "m.room.history_visibility", "state_key": "",
+                "content": { "history_visibility": "world_readable" } }] }),
+        )
+        .await;
+    let room = res["room_id"].as_str().unwrap().to_owned();
+    let before = s
+        .send_message(
+            &alice,
+            &room,
+            "b1",
+            json!({"msgtype": "m.text", "body": "before"}),
+        )
+        .await;
+    let r = s
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let after = s
+        .send_message(
+            &alice,
+            &room,
+            "a1",
+            json!({"msgtype": "m.text", "body": "after"}),
+        )
+        .await;
+    let (_, page) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"),
+            Some(&bob),
+        )
+        .await;
+    let membership_at = |id: &str| {
+        page["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event_id"] == id)
+            .map(|e| e["unsigned"]["membership"].clone())
+            .unwrap_or_else(|| panic!("{id} not in {page}"))
+    };
+    assert_eq!(membership_at(&before), "leave");
+    assert_eq!(membership_at(&after), "join");
+}
+
+#[tokio::test]
+async fn a_json_filter_with_timeline_limit_zero() {
+    let s = TestServer::start().await;
+    let (alice, _bob, room) = s.alice_and_bob_in_a_room().await;
+    let filter =
+        json!({ "room": { "state": { "types": ["m.room.member"] }, "timeline": { "limit": 0 } } });
+    let url = format!(
+        "/_matrix/client/v3/sync?filter={}",
+        url_escape(&filter.to_string())
+    );
+    let (status, res) = s.get(&url, Some(&alice)).await;
+    assert_eq!(status, 200, "{res}");
+    let joined = &res["rooms"]["join"][&room];
+    assert_eq!(joined["timeline"]["events"], json!([]), "{res}");
+    let state = joined["state"]["events"].as_array().unwrap();
+    assert!(
+        !state.is_empty() && state.iter().all(|e| e["type"] == "m.room.member"),
+        "{res}"
+    );
+}
+
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -81,10 +81,16 @@ pub async fn client_events(
             .map(|r| (r.event_id.clone(), client_event(r, room_id)))
             .collect()
     };
+    let memberships = viewer_memberships(hs, events, room_id, viewer).await?;
     Ok(events
         .iter()
         .map(|e| {
             let mut out = client_event(e, room_id);
+            // MSC4115: the reader's membership at the event, so clients can tell "sent
+            // before you joined" from a key they should have.
+            if let Some(membership) = memberships.get(&e.event_id) {
+                out["unsigned"]["membership"] = json!(membership);
+            }
             // The sending device learns which of its sends this is (clients match local
             // echoes by it).
             if let Some((device, txn)) = &e.txn
@@ -117,6 +123,34 @@ pub async fn client_events(
                 }
             }
             out
+        })
+        .collect())
+}
+
+/// The viewer's membership at each of `events` (by event ID; after the event, so their
+/// own join counts as joined), from one read of their membership changes in the room.
+async fn viewer_memberships(
+    hs: &Homeserver,
+    events: &[StoredEvent],
+    room_id: &str,
+    viewer: &Requester,
+) -> Result<HashMap<String, String>> {
+    let Some(latest) = events.iter().filter_map(|e| e.stream_pos).max() else {
+        return Ok(HashMap::new());
+    };
+    let history = hs
+        .storage
+        .membership_history(room_id, viewer.user_id.as_str(), latest)
+        .await?;
+    Ok(events
+        .iter()
+        .filter_map(|e| {
+            let pos = e.stream_pos?;
+            let changes_so_far = history.partition_point(|(p, _)| *p <= pos);
+            let membership = changes_so_far
+                .checked_sub(1)
+                .map_or("leave", |i| history[i].1.as_str());
+            Some((e.event_id.clone(), membership.to_owned()))
         })
         .collect())
 }

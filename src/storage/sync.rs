@@ -66,6 +66,31 @@ impl Storage {
         .flatten())
     }
 
+    /// The user's membership changes in a room up to `until`, oldest first, as (stream
+    /// position, membership): enough to tell their membership at any event.
+    pub async fn membership_history(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        until: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT stream_pos, pdu->'content'->>'membership' FROM events
+             WHERE room_id = $1 AND state_key = $2 AND event_type = 'm.room.member'
+               AND stream_pos IS NOT NULL AND stream_pos <= $3
+             ORDER BY stream_pos",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .bind(until)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(pos, m)| Some((pos, m?)))
+            .collect())
+    }
+
     /// Which of `rooms` have timeline events in (since, until].
     pub async fn rooms_with_events_between(
         &self,

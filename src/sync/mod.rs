@@ -119,7 +119,7 @@ pub async fn sync(
         .map_or(DEFAULT_TIMELINE_LIMIT, |l| {
             u32::try_from(l).unwrap_or(u32::MAX)
         })
-        .clamp(1, MAX_TIMELINE_LIMIT);
+        .clamp(0, MAX_TIMELINE_LIMIT);
     let filter = SyncFilter {
         def: &req.filter,
         timeline: EventFilter::from_ruma(&req.filter.room.timeline),
