@@ -594,3 +594,33 @@ fn url_escape(text: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn availability_agrees_with_registration_and_sliding_sync_takes_no_body() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    // Registration lowercases names, so "Alice" is taken and "Newname" is free.
+    let r = s
+        .get("/_matrix/client/v3/register/available?username=Alice", None)
+        .await;
+    assert_error(&r, 400, "M_USER_IN_USE");
+    let (status, res) = s
+        .get(
+            "/_matrix/client/v3/register/available?username=Newname",
+            None,
+        )
+        .await;
+    assert_eq!((status.as_u16(), &res["available"]), (200, &json!(true)));
+    // Sliding sync with no body at all: an empty request, not M_NOT_JSON.
+    let res = s
+        .http
+        .post(format!(
+            "{}/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+            s.base
+        ))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}

@@ -652,3 +652,52 @@ async fn metrics_count_requests_events_and_the_database() {
     assert!(text.contains("axon_push_queue_depth "), "{text}");
     assert!(text.contains("axon_db_pool_max_connections "), "{text}");
 }
+
+#[tokio::test]
+async fn racing_refreshes_of_a_session_never_fail_with_500() {
+    let s = TestServer::start().await;
+    s.register("alice", "password-alice").await;
+    let (status, body) = s
+        .post(
+            "/_matrix/client/v3/login",
+            None,
+            json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+                   "password": "password-alice", "refresh_token": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let old = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, next) = s
+        .post(
+            "/_matrix/client/v3/refresh",
+            None,
+            json!({ "refresh_token": old }),
+        )
+        .await;
+    assert_eq!(status, 200, "{next}");
+    let new = next["refresh_token"].as_str().unwrap().to_owned();
+    // Two processes of one app refresh with the old token and its successor at once.
+    let refreshes = (0..8).map(|i| {
+        let token = if i % 2 == 0 { old.clone() } else { new.clone() };
+        let s = &s;
+        async move {
+            s.post(
+                "/_matrix/client/v3/refresh",
+                None,
+                json!({ "refresh_token": token }),
+            )
+            .await
+        }
+    });
+    let results = futures_util::future::join_all(refreshes).await;
+    assert!(
+        results.iter().any(|r| r.0 == 200),
+        "none succeeded: {results:?}"
+    );
+    for r in &results {
+        assert!(
+            r.0 == 200 || (r.0 == 401 && r.1["errcode"] == "M_UNKNOWN_TOKEN"),
+            "{r:?}"
+        );
+    }
+}

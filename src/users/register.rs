@@ -70,7 +70,8 @@ pub async fn username_available(
 ) -> Result<bool> {
     hs.rate_limiter
         .check(Action::Registration, client.rate_key())?;
-    let user_id = check_localpart(hs, username)?;
+    // Lowercased, as registration lowercases it.
+    let user_id = check_localpart(hs, &username.to_lowercase())?;
     if hs.storage.localpart_exists(user_id.localpart()).await? {
         return Err(Error::UserInUse);
     }
