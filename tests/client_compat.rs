@@ -431,6 +431,39 @@ async fn moderators_delete_aliases_and_the_canonical_alias_follows() {
         .await;
     assert!(content.get("alias").is_none(), "{content}");
     assert_eq!(content["alt_aliases"], json!([]), "{content}");
+
+    // A canonical alias event with no alternatives loses its alias too.
+    let r = s
+        .put(
+            "/_matrix/client/v3/directory/room/%23solo:localhost",
+            Some(&alice),
+            json!({ "room_id": room }),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let r = s
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.canonical_alias/"),
+            Some(&alice),
+            json!({ "alias": "#solo:localhost" }),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let r = s
+        .delete(
+            "/_matrix/client/v3/directory/room/%23solo:localhost",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let (_, content) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.canonical_alias/"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(content, json!({}), "{content}");
 }
 
 #[tokio::test]
@@ -623,4 +656,29 @@ async fn availability_agrees_with_registration_and_sliding_sync_takes_no_body() 
         .await
         .unwrap();
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn inhibit_login_from_the_first_request_alone() {
+    let s = TestServer::start().await;
+    let (status, first) = s
+        .post(
+            "/_matrix/client/v3/register",
+            None,
+            json!({ "username": "ina", "password": "sUp3rs3kr1t", "inhibit_login": true }),
+        )
+        .await;
+    assert_eq!(status, 401, "{first}");
+    let (status, done) = s
+        .post(
+            "/_matrix/client/v3/register",
+            None,
+            json!({ "auth": { "type": "m.login.dummy", "session": first["session"] } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert!(
+        done.get("device_id").is_none() && done.get("access_token").is_none(),
+        "{done}"
+    );
 }

@@ -88,7 +88,11 @@ pub async fn delete(hs: &Homeserver, requester: &Requester, alias: &RoomAliasId)
             content.as_object_mut().map(|c| c.remove("alias"));
             changed = true;
         }
-        if let Some(alt) = content["alt_aliases"].as_array_mut() {
+        // (`get_mut`, not indexing: indexing would add `alt_aliases: null`.)
+        if let Some(alt) = content
+            .get_mut("alt_aliases")
+            .and_then(|a| a.as_array_mut())
+        {
             let before = alt.len();
             alt.retain(|a| a != alias.as_str());
             changed |= alt.len() != before;

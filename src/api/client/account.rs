@@ -10,18 +10,38 @@ use ruma::api::client::account::{
 
 use crate::{
     error::Result,
-    http::{Ruma, compat, extract::route_patched, route},
+    http::{
+        Ruma, compat,
+        extract::{Patches, route_patched},
+        route,
+    },
     server::Homeserver,
     users::{account, register as reg, uia},
 };
 
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
-    let router = route(router, register);
+    let patches = Patches {
+        request: None,
+        response: Some(no_null_device),
+    };
+    let router = route_patched(router, register, patches);
     let router = route(router, username_available);
     let router = route(router, registration_token_validity);
     let router = route(router, whoami);
     let router = route_patched(router, change_password, compat::LEGACY_AUTH);
     route_patched(router, deactivate, compat::LEGACY_AUTH)
+}
+
+/// With `inhibit_login` there is no device: Synapse leaves `device_id` out, where ruma
+/// writes `null` (and clients test for the key).
+fn no_null_device(response: &mut serde_json::Value) {
+    if let Some(fields) = response.as_object_mut()
+        && fields
+            .get("device_id")
+            .is_some_and(serde_json::Value::is_null)
+    {
+        fields.remove("device_id");
+    }
 }
 
 async fn register(
