@@ -26,6 +26,8 @@ pub struct Homeserver {
     /// Bytes of unauthenticated request bodies being read (limits.max_unauthenticated_*).
     pub unauthenticated_body_budget: tokio::sync::Semaphore,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Member events each device was sent (lazy-loading syncs skip them).
+    pub sent_members: crate::sync::sent_members::SentMembers,
 }
 
 /// Decides when a device's last-seen time is worth writing: at most once a minute per
@@ -82,6 +84,7 @@ impl Homeserver {
             media,
             unauthenticated_body_budget,
             metrics: Default::default(),
+            sent_members: Default::default(),
         }))
     }
 }

@@ -590,7 +590,14 @@ async fn devices() {
                                  "password": "pw", "session": session}})),
         )
         .await;
-    assert_error(&r, 401, "M_FORBIDDEN");
+    // Refused outright, as Synapse does (a stolen token plus one's own password).
+    assert_error(&r, 403, "M_FORBIDDEN");
+    // The session is bound to the device it was started for: completing it for another
+    // device is refused, and that device stays.
+    let own = format!("/_matrix/client/v3/devices/{d1}");
+    let r = s.delete(&own, Some(&t1), Some(auth("pw-jack"))).await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+    assert_eq!(s.get(WHOAMI, Some(&t1)).await.0, 200);
     let (status, body) = s.delete(&path, Some(&t1), Some(auth("pw-jack"))).await;
     assert_eq!(status, 200, "{body}");
     assert_error(&s.get(WHOAMI, Some(&t2)).await, 401, "M_UNKNOWN_TOKEN");

@@ -682,3 +682,181 @@ async fn inhibit_login_from_the_first_request_alone() {
         "{done}"
     );
 }
+
+#[tokio::test]
+async fn ignored_users_events_and_invites_stay_out_of_sync_and_messages() {
+    let s = TestServer::start().await;
+    let (alice, bob, room) = s.alice_and_bob_in_a_room().await;
+    let (carol, _) = s.register("carol", "password-carol").await;
+    s.send_message(
+        &bob,
+        &room,
+        "b1",
+        json!({"msgtype": "m.text", "body": "from bob"}),
+    )
+    .await;
+    s.send_message(
+        &alice,
+        &room,
+        "a1",
+        json!({"msgtype": "m.text", "body": "from alice"}),
+    )
+    .await;
+    let (status, _) = s
+        .put(
+            "/_matrix/client/v3/user/@alice:localhost/account_data/m.ignored_user_list",
+            Some(&alice),
+            json!({ "ignored_users": { "@bob:localhost": {}, "@carol:localhost": {} } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, res) = s
+        .post("/_matrix/client/v3/createRoom", Some(&carol), json!({}))
+        .await;
+    let carols_room = res["room_id"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{carols_room}/invite"),
+            Some(&carol),
+            json!({ "user_id": "@alice:localhost" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, res) = s
+        .get("/_matrix/client/v3/sync?timeout=0", Some(&alice))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let events = res["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap();
+    let bodies: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    assert_eq!(bodies, ["from alice"], "{events:?}");
+    // Bob's membership is state: it stays.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["state_key"] == "@bob:localhost"),
+        "{events:?}"
+    );
+    assert!(
+        res["rooms"]["invite"].get(&carols_room).is_none(),
+        "an ignored user's invite: {res}"
+    );
+    let (status, page) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        !page["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["content"]["body"] == "from bob"),
+        "{page}"
+    );
+    // Bob still sees his own message.
+    let (_, page) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"),
+            Some(&bob),
+        )
+        .await;
+    assert!(
+        page["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["content"]["body"] == "from bob")
+    );
+}
+
+#[tokio::test]
+async fn a_message_posted_without_a_transaction_id_is_sent() {
+    let s = TestServer::start().await;
+    let (alice, _bob, room) = s.alice_and_bob_in_a_room().await;
+    let (status, res) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message"),
+            Some(&alice),
+            json!({ "msgtype": "m.text", "body": "posted" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let event_id = res["event_id"].as_str().unwrap();
+    let (status, event) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["content"]["body"], "posted");
+    // Content must be an object.
+    let res = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message"),
+            Some(&alice),
+            json!(["not", "an", "object"]),
+        )
+        .await;
+    assert_error(&res, 400, "M_BAD_JSON");
+    let res = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message"),
+            None,
+            json!({}),
+        )
+        .await;
+    assert_error(&res, 401, "M_MISSING_TOKEN");
+}
+
+#[tokio::test]
+async fn unset_display_name_and_avatar_answer_empty_and_any_avatar_string_is_kept() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (status, res) = s
+        .get(
+            "/_matrix/client/v3/profile/@alice:localhost/avatar_url",
+            Some(&alice),
+        )
+        .await;
+    assert_eq!((status.as_u16(), &res), (200, &json!({})));
+    let (status, _) = s
+        .put(
+            "/_matrix/client/v3/profile/@alice:localhost/avatar_url",
+            Some(&alice),
+            json!({ "avatar_url": "LemurLover" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, res) = s
+        .get(
+            "/_matrix/client/v3/profile/@alice:localhost/avatar_url",
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(res["avatar_url"], "LemurLover");
+    let res = s
+        .put(
+            "/_matrix/client/v3/profile/@alice:localhost/avatar_url",
+            Some(&alice),
+            json!({ "avatar_url": "x".repeat(1001) }),
+        )
+        .await;
+    assert_error(&res, 400, "M_INVALID_PARAM");
+    // Other fields that were never set are not found.
+    let res = s
+        .get(
+            "/_matrix/client/v3/profile/@alice:localhost/m.tz",
+            Some(&alice),
+        )
+        .await;
+    assert_error(&res, 404, "M_NOT_FOUND");
+}

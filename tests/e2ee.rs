@@ -626,3 +626,39 @@ async fn cross_signing_keys_and_signatures() {
         "{res}"
     );
 }
+
+#[tokio::test]
+async fn a_new_device_and_a_renamed_one_change_the_device_list() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    shared_room(&s, &alice, &bob).await;
+    let res = sync(&s, &bob, "timeout=0").await;
+    let since = res["next_batch"].as_str().unwrap().to_owned();
+
+    // A login makes a device (no keys uploaded yet): others must query again.
+    let (_, device) = s.login_ok("alice", "password-alice").await;
+    let res = sync(&s, &bob, &format!("since={since}&timeout=0")).await;
+    assert_eq!(res["device_lists"]["changed"], json!([ALICE]), "{res}");
+    let since = res["next_batch"].as_str().unwrap().to_owned();
+
+    // Nothing changed since: not listed again.
+    let res = sync(&s, &bob, &format!("since={since}&timeout=0")).await;
+    assert!(
+        res["device_lists"]["changed"]
+            .as_array()
+            .is_none_or(|c| c.is_empty()),
+        "{res}"
+    );
+
+    let (status, _) = s
+        .put(
+            &format!("/_matrix/client/v3/devices/{device}"),
+            Some(&alice),
+            json!({ "display_name": "laptop" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let res = sync(&s, &bob, &format!("since={since}&timeout=0")).await;
+    assert_eq!(res["device_lists"]["changed"], json!([ALICE]), "{res}");
+}

@@ -497,6 +497,15 @@ async fn notifications_list_pages_and_read_flags() {
     let n = "/_matrix/client/v3/notifications";
     let (status, res) = s.get(n, Some(&bob)).await;
     assert_eq!(status, 200, "{res}");
+    // Each names its profile tag, null here (Synapse's shape; sytest reads the key).
+    assert_eq!(res["notifications"][0]["profile_tag"], Value::Null, "{res}");
+    assert!(
+        res["notifications"][0]
+            .as_object()
+            .unwrap()
+            .contains_key("profile_tag"),
+        "{res}"
+    );
     let bodies: Vec<&str> = res["notifications"]
         .as_array()
         .unwrap()
@@ -698,4 +707,123 @@ async fn pruning_drops_old_read_push_actions_and_keeps_unread_ones() {
     assert_eq!(bodies, ["three"], "{res}");
     let ((notifications, _), _) = counts(&s, &bob, &room, "s0_0_0_0_0_0_0", "").await;
     assert_eq!(notifications, 1, "the badge is unchanged");
+}
+
+/// Messages from bridges, bots and older clients carry no `m.mentions`: the legacy default
+/// rules (display name, user name, `@room`) still make them highlight, as on Synapse, and
+/// do not apply to messages that do carry `m.mentions`.
+#[tokio::test]
+async fn plain_text_mentions_highlight_through_the_legacy_default_rules() {
+    let s = TestServer::start().await;
+    let (alice, bob, room) = s.alice_and_bob_in_a_room().await;
+    let (status, _) = s
+        .put(
+            "/_matrix/client/v3/profile/@bob:localhost/displayname",
+            Some(&bob),
+            json!({ "displayname": "Bobby Tables" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, rules) = s.get("/_matrix/client/v3/pushrules/", Some(&bob)).await;
+    let overrides = rule_ids(&rules["global"], "override");
+    for id in [".m.rule.contains_display_name", ".m.rule.roomnotif"] {
+        assert!(overrides.contains(&id.to_owned()), "{id} in {overrides:?}");
+    }
+    assert!(
+        rule_ids(&rules["global"], "content").contains(&".m.rule.contains_user_name".to_owned())
+    );
+    let (_, first) = s
+        .get(
+            "/_matrix/client/v3/sync?timeout=0&set_presence=offline",
+            Some(&bob),
+        )
+        .await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    let mut expected = (0, 0);
+    for (txn, content, highlights) in [
+        (
+            "plain",
+            json!({ "msgtype": "m.text", "body": "nothing to see" }),
+            false,
+        ),
+        (
+            "name",
+            json!({ "msgtype": "m.text", "body": "ask Bobby Tables" }),
+            true,
+        ),
+        (
+            "user",
+            json!({ "msgtype": "m.text", "body": "ping bob please" }),
+            true,
+        ),
+        (
+            "room",
+            json!({ "msgtype": "m.text", "body": "@room meeting" }),
+            true,
+        ),
+        // With m.mentions the legacy rules stand aside: naming bob is not a mention.
+        (
+            "intentional",
+            json!({ "msgtype": "m.text", "body": "Bobby Tables", "m.mentions": {} }),
+            false,
+        ),
+    ] {
+        s.send_message(&alice, &room, txn, content).await;
+        expected.0 += 1;
+        expected.1 += i64::from(highlights);
+        let (c, _) = counts(&s, &bob, &room, &since, "").await;
+        assert_eq!(c, expected, "after {txn}");
+    }
+}
+
+#[tokio::test]
+async fn rule_lists_by_kind_and_malformed_rule_paths() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (status, list) = s
+        .get(
+            "/_matrix/client/v3/pushrules/global/override/",
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["rule_id"] == ".m.rule.master"),
+        "{list}"
+    );
+    for (method, path) in [
+        ("GET", "/pushrules/global"),
+        ("GET", "/pushrules/global/room"),
+        ("GET", "/pushrules/not_a_scope/"),
+        ("GET", "/pushrules/global/not_a_kind/"),
+        (
+            "GET",
+            "/pushrules/global/override/.m.rule.master/not_an_attr",
+        ),
+        ("PUT", "/pushrules/"),
+        ("PUT", "/pushrules/global"),
+        ("PUT", "/pushrules/global/room"),
+        ("PUT", "/pushrules/global/room/"),
+        ("PUT", "/pushrules/not_a_scope/room/x"),
+        (
+            "PUT",
+            "/pushrules/global/override/.m.rule.master/not_an_attr",
+        ),
+    ] {
+        let url = format!("/_matrix/client/v3{path}");
+        let res = match method {
+            "GET" => s.get(&url, Some(&alice)).await,
+            _ => {
+                s.put(&url, Some(&alice), json!({ "actions": ["notify"] }))
+                    .await
+            }
+        };
+        assert_error(&res, 400, "M_UNRECOGNIZED");
+    }
+    // Without a token, the token is what is missing.
+    let res = s.get("/_matrix/client/v3/pushrules/global", None).await;
+    assert_error(&res, 401, "M_MISSING_TOKEN");
 }

@@ -138,6 +138,8 @@ async fn a_message_sends_one_notification_with_counts_and_tweaks() {
     let got = wait_for(&g, 1, Duration::from_secs(10)).await;
     let n = &got[0]["notification"];
     assert_eq!(n["event_id"], event_id.as_str(), "{n}");
+    // The older name of the event ID, which Synapse still sends and gateways may read.
+    assert_eq!(n["id"], event_id.as_str(), "{n}");
     assert_eq!(n["room_id"], room.as_str());
     assert_eq!(n["type"], "m.room.message");
     assert_eq!(n["sender"], "@alice:localhost");
@@ -444,4 +446,50 @@ async fn pushers_set_list_replace_and_removal() {
         json!([]),
         "the password change removes it: {res}"
     );
+}
+
+#[tokio::test]
+async fn an_invite_notification_names_the_membership_and_an_unnamed_room_by_its_alias() {
+    let (g, url) = gateway().await;
+    let s = server(true).await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (carol, _) = s.register("carol", "password-carol").await;
+    let (status, res) = s
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            Some(&carol),
+            json!({
+                "kind": "http", "app_id": "org.example.app", "pushkey": "carol-key",
+                "app_display_name": "Example", "device_display_name": "Phone", "lang": "en",
+                // Not a format the spec names: taken as the full format, as Synapse does.
+                "data": { "url": url, "format": "id_event_only" },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let (status, res) = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "room_alias_name": "hideout" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let room = res["room_id"].as_str().unwrap().to_owned();
+    let (status, res) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            Some(&alice),
+            json!({ "user_id": "@carol:localhost" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let got = wait_for(&g, 1, Duration::from_secs(10)).await;
+    let n = &got[0]["notification"];
+    assert_eq!(n["type"], "m.room.member", "{n}");
+    assert_eq!(n["membership"], "invite", "{n}");
+    assert_eq!(n["user_is_target"], true, "{n}");
+    assert_eq!(n["room_alias"], "#hideout:localhost", "{n}");
+    assert_eq!(n["room_name"], "#hideout:localhost", "{n}");
+    assert!(n["id"].is_string(), "{n}");
 }

@@ -113,7 +113,8 @@ async fn profile_fields() {
         &s.put(
             &format!("{base}/avatar_url"),
             Some(&t),
-            json!({"avatar_url": "https://x"}),
+            // Any string is kept (as Synapse); not a string is bad JSON.
+            json!({"avatar_url": 5}),
         )
         .await,
         400,

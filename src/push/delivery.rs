@@ -177,6 +177,8 @@ async fn notification(
         "m.room.message" | "m.room.encrypted" | "m.call.invite"
     );
     let mut n = json!({
+        // `id` is the older name of `event_id`, which Synapse still sends.
+        "id": event.event_id,
         "event_id": event.event_id,
         "room_id": event.room_id,
         "prio": if highlight || important { "high" } else { "low" },
@@ -203,9 +205,23 @@ async fn notification(
             if let Some(name) = room_name.as_ref().and_then(|m| m["name"].as_str()) {
                 n["room_name"] = json!(name);
             }
+            let alias =
+                persist::current_state_content(hs, &room_id, "m.room.canonical_alias", "").await?;
+            if let Some(alias) = alias.as_ref().and_then(|m| m["alias"].as_str()) {
+                n["room_alias"] = json!(alias);
+                // A room without a name is called by its alias (as Synapse names it).
+                if n.get("room_name").is_none() {
+                    n["room_name"] = json!(alias);
+                }
+            }
         }
         if let Some(target) = pdu.get("state_key").and_then(|k| k.as_str()) {
             n["user_is_target"] = json!(target == item.user_id);
+        }
+        if event_type == "m.room.member"
+            && let Some(membership) = pdu["content"]["membership"].as_str()
+        {
+            n["membership"] = json!(membership);
         }
     }
     Ok(Some(json!({ "notification": n })))

@@ -36,10 +36,11 @@ fn check_http_data(data: &JsonValue) -> Result<String> {
             "data.url must be a host with the path {NOTIFY_PATH}"
         )));
     }
+    // `event_id_only` is the one format the spec names; any other string means the full
+    // notification (as Synapse, which keeps what the client sent).
     match data.get("format") {
-        None | Some(JsonValue::Null) => {}
-        Some(f) if f == "event_id_only" => {}
-        Some(_) => return Err(bad("data.format can only be event_id_only")),
+        None | Some(JsonValue::Null) | Some(JsonValue::String(_)) => {}
+        Some(_) => return Err(bad("data.format must be a string")),
     }
     Ok(url.to_owned())
 }
@@ -133,6 +134,7 @@ mod tests {
         assert!(check_http_data(&json!({})).is_err());
         let url = "https://p.example/_matrix/push/v1/notify";
         assert!(check_http_data(&json!({ "url": url, "format": "event_id_only" })).is_ok());
-        assert!(check_http_data(&json!({ "url": url, "format": "full" })).is_err());
+        assert!(check_http_data(&json!({ "url": url, "format": "full" })).is_ok());
+        assert!(check_http_data(&json!({ "url": url, "format": 1 })).is_err());
     }
 }

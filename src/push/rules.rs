@@ -1,6 +1,6 @@
 //! Push rules (`/pushrules`). A user's rules are kept as the `m.push_rules` account data
 //! (so clients get changes through /sync), and are always read merged over the current
-//! server-default ruleset (ruma's), so that new default rules reach existing users while
+//! server-default ruleset (ruma's and the legacy mention rules), so that new default rules reach existing users while
 //! their own rules and their changes to default rules (enabled, actions) stay.
 
 use ruma::{
@@ -19,9 +19,66 @@ use crate::{
 
 pub const ACCOUNT_DATA_TYPE: &str = "m.push_rules";
 
+/// The server-default rules: the spec's (ruma's), plus the mention rules by display name,
+/// user name and `@room` that Synapse still serves. Messages from bridges, bots and older
+/// clients carry no `m.mentions`; without these rules they would never highlight (the
+/// evaluator skips them for events that do carry `m.mentions`).
+fn server_default(user_id: &UserId) -> Ruleset {
+    let (display_name, room_notif, user_name) = &*LEGACY_MENTION_RULES;
+    let mut rules = Ruleset::server_default(user_id);
+    let mut overrides: Vec<_> = std::mem::take(&mut rules.override_).into_iter().collect();
+    for (after, legacy) in [
+        (".m.rule.is_user_mention", display_name),
+        (".m.rule.is_room_mention", room_notif),
+    ] {
+        let at = overrides
+            .iter()
+            .position(|r| r.rule_id == after)
+            .map_or(overrides.len(), |i| i + 1);
+        overrides.insert(at, legacy.clone());
+    }
+    rules.override_ = overrides.into_iter().collect();
+    let mut user_name = user_name.clone();
+    user_name.pattern = user_id.localpart().to_owned();
+    rules.content.insert(user_name);
+    rules
+}
+
+/// `.m.rule.contains_display_name`, `.m.rule.roomnotif` and `.m.rule.contains_user_name`
+/// (its pattern set per user), as Synapse defines them.
+static LEGACY_MENTION_RULES: std::sync::LazyLock<(
+    ruma::push::ConditionalPushRule,
+    ruma::push::ConditionalPushRule,
+    ruma::push::PatternedPushRule,
+)> = std::sync::LazyLock::new(|| {
+    let highlight_with_sound = json!(["notify", { "set_tweak": "sound", "value": "default" },
+                                      { "set_tweak": "highlight" }]);
+    let parse = |json: JsonValue| serde_json::from_value(json).expect("a well-formed rule");
+    (
+        parse(json!({
+            "rule_id": ".m.rule.contains_display_name", "default": true, "enabled": true,
+            "conditions": [{ "kind": "contains_display_name" }],
+            "actions": highlight_with_sound,
+        })),
+        parse(json!({
+            "rule_id": ".m.rule.roomnotif", "default": true, "enabled": true,
+            "conditions": [
+                { "kind": "event_match", "key": "content.body", "pattern": "@room" },
+                { "kind": "sender_notification_permission", "key": "room" },
+            ],
+            "actions": ["notify", { "set_tweak": "highlight" }],
+        })),
+        serde_json::from_value(json!({
+            "rule_id": ".m.rule.contains_user_name", "default": true, "enabled": true,
+            "pattern": "", "actions": highlight_with_sound,
+        }))
+        .expect("a well-formed rule"),
+    )
+});
+
 /// The effective ruleset from stored `m.push_rules` content (None: never changed).
 pub(crate) fn effective(user_id: &UserId, stored: Option<&JsonValue>) -> Ruleset {
-    let default = Ruleset::server_default(user_id);
+    let default = server_default(user_id);
     match stored.and_then(|c| serde_json::from_value::<Ruleset>(c["global"].clone()).ok()) {
         Some(mut rules) => {
             rules.update_with_server_default(default);

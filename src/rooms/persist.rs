@@ -357,6 +357,15 @@ pub(super) async fn store_pdu(
     let pdu_json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
     let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
     let event_type = pdu.event_type.to_string();
+    // The state event this one replaces (clients' `unsigned.prev_content`).
+    let replaces_nid = match (&pdu.state_key, before) {
+        (Some(key), Some(group)) => w
+            .state_keys_at_group(group, &[(event_type.clone(), key.clone())])
+            .await?
+            .into_values()
+            .next(),
+        _ => None,
+    };
     let nid = w
         .insert_event(&NewEventRow {
             event_id: pdu.event_id.as_str(),
@@ -376,6 +385,7 @@ pub(super) async fn store_pdu(
             } else {
                 None
             },
+            replaces_nid,
         })
         .await?;
     let after = match &pdu.state_key {

@@ -81,6 +81,17 @@ pub async fn client_events(
             .map(|r| (r.event_id.clone(), client_event(r, room_id)))
             .collect()
     };
+    let replaced_nids: Vec<i64> = events.iter().filter_map(|e| e.replaces_nid).collect();
+    let replaced: HashMap<i64, StoredEvent> = if replaced_nids.is_empty() {
+        Default::default()
+    } else {
+        hs.storage
+            .events_by_nid(&replaced_nids)
+            .await?
+            .into_iter()
+            .map(|r| (r.event_nid, r))
+            .collect()
+    };
     let memberships = viewer_memberships(hs, events, room_id, viewer).await?;
     Ok(events
         .iter()
@@ -98,6 +109,12 @@ pub async fn client_events(
                 && device.as_str() == viewer.device_id.as_str()
             {
                 out["unsigned"]["transaction_id"] = json!(txn);
+            }
+            // What the state event replaced: clients tell a rename from a join by it.
+            if let Some(prev) = e.replaces_nid.and_then(|nid| replaced.get(&nid)) {
+                out["unsigned"]["replaces_state"] = json!(prev.event_id);
+                out["unsigned"]["prev_content"] = prev.pdu["content"].clone();
+                out["unsigned"]["prev_sender"] = prev.pdu["sender"].clone();
             }
             if let Some(r) = e.redacted_by.as_ref().and_then(|id| embedded.get(id)) {
                 out["unsigned"]["redacted_because"] = r.clone();
@@ -291,6 +308,14 @@ pub struct EventFilter {
     pub not_senders: Vec<String>,
     pub contains_url: Option<bool>,
     pub lazy_load_members: bool,
+    /// With lazy loading: send member events the client already has again.
+    pub include_redundant_members: bool,
+    /// State events that are the room's current state pass whatever the history
+    /// visibility (sync's timelines, as Synapse: a client must learn the state it has).
+    pub always_current_state: bool,
+    /// Users the reader ignores (`m.ignored_user_list`): their non-state events are left
+    /// out (state still applies to the room, so it stays).
+    pub ignored_senders: std::collections::HashSet<String>,
 }
 
 /// Event type patterns may end in `*`.
@@ -317,6 +342,14 @@ impl EventFilter {
                 .as_ref()
                 .map(|u| *u == ruma::api::client::filter::UrlFilter::EventsWithUrl),
             lazy_load_members: !f.lazy_load_options.is_disabled(),
+            always_current_state: false,
+            ignored_senders: Default::default(),
+            include_redundant_members: matches!(
+                f.lazy_load_options,
+                ruma::api::client::filter::LazyLoadOptions::Enabled {
+                    include_redundant_members: true
+                }
+            ),
         }
     }
 
@@ -335,7 +368,24 @@ impl EventFilter {
             && self
                 .contains_url
                 .is_none_or(|want| e.pdu["content"]["url"].is_string() == want)
+            && (e.pdu.get("state_key").is_some() || !self.ignored_senders.contains(sender))
     }
+}
+
+/// The users `user` ignores, from their `m.ignored_user_list` account data.
+pub async fn ignored_users(
+    hs: &Homeserver,
+    user: &str,
+) -> Result<std::collections::HashSet<String>> {
+    let list = hs
+        .storage
+        .account_data(user, "", "m.ignored_user_list")
+        .await?;
+    Ok(list
+        .as_ref()
+        .and_then(|l| l["ignored_users"].as_object())
+        .map(|users| users.keys().cloned().collect())
+        .unwrap_or_default())
 }
 
 /// `GET /messages`: tokens are stream positions; `from` is exclusive. Filtered-out events
@@ -352,6 +402,10 @@ pub async fn messages(
     filter: &EventFilter,
 ) -> Result<Page> {
     require_room(hs, room_id).await?;
+    let filter = &EventFilter {
+        ignored_senders: ignored_users(hs, requester.user_id.as_str()).await?,
+        ..filter.clone()
+    };
     let start = match from {
         Some(f) => f,
         None if backwards => hs.storage.events_stream_position().await? + 1,
@@ -391,6 +445,9 @@ pub async fn page_events(
     filter: &EventFilter,
 ) -> Result<(Vec<StoredEvent>, Option<i64>)> {
     let limit = i64::from(limit.clamp(1, 1000));
+    // Batches of at least 10, so that a small limit with a filter still looks past a run
+    // of other events (as Synapse does).
+    let batch = limit.max(10);
     let mut kept = Vec::new();
     let mut cursor = start;
     let mut end = None;
@@ -398,9 +455,9 @@ pub async fn page_events(
     for _ in 0..5 {
         let rows = hs
             .storage
-            .room_timeline(room_id.as_str(), Some(cursor), to, backwards, limit)
+            .room_timeline(room_id.as_str(), Some(cursor), to, backwards, batch)
             .await?;
-        let exhausted = (rows.len() as i64) < limit;
+        let exhausted = (rows.len() as i64) < batch;
         end = if exhausted {
             None
         } else {
@@ -411,7 +468,11 @@ pub async fn page_events(
         };
         cursor = last;
         let rows: Vec<StoredEvent> = rows.into_iter().filter(|e| filter.accepts(e)).collect();
-        kept.extend(visible(hs, requester, room_id, rows).await?);
+        if filter.always_current_state {
+            kept.extend(visible_or_current_state(hs, requester, room_id, rows).await?);
+        } else {
+            kept.extend(visible(hs, requester, room_id, rows).await?);
+        }
         if exhausted || kept.len() as i64 >= limit {
             break;
         }
@@ -421,6 +482,44 @@ pub async fn page_events(
         end = kept.last().and_then(|e| e.stream_pos);
     }
     Ok((kept, end))
+}
+
+/// The events `visible` lets through, and the state events among the others that are the
+/// room's current state; in their order.
+async fn visible_or_current_state(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    events: Vec<StoredEvent>,
+) -> Result<Vec<StoredEvent>> {
+    let seen: std::collections::HashSet<i64> = visible(hs, requester, room_id, events.clone())
+        .await?
+        .iter()
+        .map(|e| e.event_nid)
+        .collect();
+    let hidden_state: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| !seen.contains(&e.event_nid))
+        .filter_map(|e| {
+            Some((
+                e.pdu["type"].as_str()?.to_owned(),
+                e.pdu["state_key"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let current: std::collections::HashSet<i64> = if hidden_state.is_empty() {
+        Default::default()
+    } else {
+        hs.storage
+            .current_state_keys(room_id.as_str(), &hidden_state)
+            .await?
+            .into_values()
+            .collect()
+    };
+    Ok(events
+        .into_iter()
+        .filter(|e| seen.contains(&e.event_nid) || current.contains(&e.event_nid))
+        .collect())
 }
 
 pub(crate) async fn sender_members(

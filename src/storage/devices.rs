@@ -58,15 +58,22 @@ impl Storage {
         device_id: &str,
         display_name: Option<&str>,
     ) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
         let res = sqlx::query(
             "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
         )
         .bind(user_id)
         .bind(device_id)
         .bind(display_name)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(res.rows_affected() == 1)
+        let found = res.rows_affected() == 1;
+        if found {
+            // Others show device names (in verification): their lists are stale now.
+            super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
     }
 
     /// Deletes the listed devices with their tokens and keys; unknown IDs are ignored.

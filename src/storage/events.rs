@@ -25,11 +25,13 @@ pub struct StoredEvent {
     pub redacted_by: Option<String>,
     /// (device, transaction ID) of a local client's send, for `unsigned.transaction_id`.
     pub txn: Option<(String, String)>,
+    /// The state event this one replaced, if it is a state event with a predecessor.
+    pub replaces_nid: Option<i64>,
 }
 
-const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id";
+const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid";
 /// EVENT_COLUMNS of a table aliased `e`.
-const E_EVENT_COLUMNS: &str = "e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id";
+const E_EVENT_COLUMNS: &str = "e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id, e.replaces_nid";
 
 pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
     StoredEvent {
@@ -45,6 +47,7 @@ pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
             (Some(device), Some(txn)) => Some((device, txn)),
             _ => None,
         },
+        replaces_nid: r.get(10),
     }
 }
 
@@ -71,6 +74,7 @@ pub struct NewEventRow<'a> {
     pub soft_failed: bool,
     pub state_before: Option<i64>,
     pub state_after: Option<i64>,
+    pub replaces_nid: Option<i64>,
 }
 
 impl Storage {
@@ -274,12 +278,12 @@ impl Storage {
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
         let sql = if backwards {
-            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id FROM events
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid FROM events
              WHERE room_id = $1 AND stream_pos IS NOT NULL
                AND ($2::bigint IS NULL OR stream_pos < $2) AND ($3::bigint IS NULL OR stream_pos >= $3)
              ORDER BY stream_pos DESC LIMIT $4"
         } else {
-            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id FROM events
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid FROM events
              WHERE room_id = $1 AND stream_pos IS NOT NULL
                AND ($2::bigint IS NULL OR stream_pos > $2) AND ($3::bigint IS NULL OR stream_pos <= $3)
              ORDER BY stream_pos ASC LIMIT $4"
@@ -438,8 +442,8 @@ impl RoomWrite {
             "WITH ev AS (
                  INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth,
                                      origin_server_ts, pdu, txn_device, txn_id, soft_failed,
-                                     state_before, state_after)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14)
+                                     state_before, state_after, replaces_nid)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15)
                  RETURNING event_nid),
              edges AS (
                  INSERT INTO event_edges (event_nid, prev_event_id)
@@ -465,6 +469,7 @@ impl RoomWrite {
         .bind(e.prev_events)
         .bind(e.state_before)
         .bind(e.state_after)
+        .bind(e.replaces_nid)
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(nid)
@@ -574,7 +579,7 @@ impl RoomWrite {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let key = (r.get(10), r.get(11));
+                let key = (r.get(11), r.get(12));
                 (key, stored_event(r))
             })
             .collect())

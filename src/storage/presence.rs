@@ -193,8 +193,13 @@ impl Storage {
                        WHERE mine.user_id = $1 AND mine.membership = 'join'
                          AND theirs.user_id = p.user_id AND theirs.membership = 'join'))
                  UNION
-                 SELECT {COLUMNS}, p.stream_pos FROM presence p
-                 WHERE p.stream_pos <= $4 AND p.user_id IN (
+                 -- Whoever came to share a room: their presence, or offline when they
+                 -- have none yet (incremental syncs only, as Synapse: an initial sync
+                 -- leaves offline users out).
+                 SELECT u.user_id, coalesce(p.state, 'offline'), p.status_msg,
+                        coalesce(p.last_active_ts, 0), coalesce(p.currently_active, false),
+                        coalesce(p.stream_pos, 0)
+                 FROM (
                      SELECT theirs.user_id FROM memberships mine
                      JOIN memberships theirs
                        ON theirs.room_id = mine.room_id AND theirs.stream_pos > $3
@@ -204,7 +209,9 @@ impl Storage {
                      SELECT theirs.user_id FROM memberships mine
                      JOIN memberships theirs ON theirs.room_id = mine.room_id
                      WHERE mine.user_id = $1 AND mine.membership = 'join'
-                       AND mine.stream_pos > $3 AND theirs.membership = 'join')
+                       AND mine.stream_pos > $3 AND theirs.membership = 'join'
+                 ) u LEFT JOIN presence p USING (user_id)
+                 WHERE CASE WHEN p.user_id IS NULL THEN $3 >= 0 ELSE p.stream_pos <= $4 END
              ) x ORDER BY x.stream_pos"
         )))
         .bind(user_id)

@@ -33,19 +33,24 @@ impl Storage {
     /// when a client logs in with an existing device ID), then stores the new tokens.
     pub async fn create_session(&self, s: &NewSession<'_>) -> Result<()> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
+        let created: bool = sqlx::query_scalar(
             "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
              VALUES ($1, $2, $3, $4, $5, $5)
              ON CONFLICT (user_id, device_id) DO UPDATE
-               SET display_name = COALESCE(devices.display_name, EXCLUDED.display_name)",
+               SET display_name = COALESCE(devices.display_name, EXCLUDED.display_name)
+             RETURNING xmax = 0",
         )
         .bind(s.user_id)
         .bind(s.device_id)
         .bind(s.initial_display_name)
         .bind(s.ip)
         .bind(s.now_ms)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
+        if created {
+            // A new device is a change of the user's device list (clients re-query keys).
+            super::e2ee::mark_device_lists_changed(&mut tx, &[s.user_id.to_owned()]).await?;
+        }
         // Access tokens issued with a refresh token go with it (cascade).
         for sql in [
             "DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2",

@@ -9,6 +9,7 @@
 
 pub mod notifier;
 mod rooms;
+pub mod sent_members;
 pub mod sliding;
 pub mod token;
 
@@ -62,6 +63,8 @@ pub(crate) struct SyncFilter<'a> {
     pub state: EventFilter,
     pub limit: u32,
     pub full_state: bool,
+    /// `event_format: federation`: events as PDUs.
+    pub federation_format: bool,
 }
 
 pub(crate) fn raw<T>(value: &JsonValue) -> Result<Raw<T>> {
@@ -122,10 +125,16 @@ pub async fn sync(
         .clamp(0, MAX_TIMELINE_LIMIT);
     let filter = SyncFilter {
         def: &req.filter,
-        timeline: EventFilter::from_ruma(&req.filter.room.timeline),
+        timeline: EventFilter {
+            always_current_state: true,
+            ignored_senders: timeline::ignored_users(hs, requester.user_id.as_str()).await?,
+            ..EventFilter::from_ruma(&req.filter.room.timeline)
+        },
         state: EventFilter::from_ruma(&req.filter.room.state),
         limit,
         full_state: req.full_state,
+        federation_format: req.filter.event_format
+            == ruma::api::client::filter::EventFormat::Federation,
     };
     let ack = async {
         if let Some(since) = since {
@@ -219,7 +228,8 @@ async fn build(
     let mut response = v3::Response::new(SyncToken(now).to_string());
     let memberships = hs.storage.user_memberships(user).await?;
     let interest = interest_keys(user, &memberships);
-    let mut joined: Vec<(OwnedRoomId, bool)> = Vec::new();
+    // (room, whether its whole state is sent, whether the user joined since the token)
+    let mut joined: Vec<(OwnedRoomId, bool, bool)> = Vec::new();
     for m in memberships {
         let pos = m.stream_pos.unwrap_or(0);
         if pos > now.events || !wanted(&m.room_id) {
@@ -231,20 +241,23 @@ async fn build(
         let changed = since.is_none() || pos > from.events;
         match m.membership.as_str() {
             "join" => {
-                let newly = since.is_none()
-                    || f.full_state
-                    || (changed
-                        && hs
-                            .storage
-                            .membership_at(&m.room_id, user, from.events)
-                            .await?
-                            .as_deref()
-                            != Some("join"));
-                joined.push((room_id, newly));
+                let newly_joined = since.is_some()
+                    && changed
+                    && hs
+                        .storage
+                        .membership_at(&m.room_id, user, from.events)
+                        .await?
+                        .as_deref()
+                        != Some("join");
+                let full = since.is_none() || f.full_state || newly_joined;
+                joined.push((room_id, full, newly_joined));
             }
             "invite" if changed => {
                 let invite = rooms::invited_room(hs, m.event_nid).await?;
-                response.rooms.invite.insert(room_id, invite);
+                let inviter = invite.1.as_deref().unwrap_or_default();
+                if !f.timeline.ignored_senders.contains(inviter) {
+                    response.rooms.invite.insert(room_id, invite.0);
+                }
             }
             "knock" if changed => {
                 let knock = rooms::knocked_room(hs, m.event_nid).await?;
@@ -254,7 +267,21 @@ async fn build(
                 if (since.is_some() && changed)
                     || (since.is_none() && room_filter.include_leave) =>
             {
-                let since_events = since.map(|s| s.0.events);
+                let mut since_events = since.map(|s| s.0.events);
+                if let Some(from_events) = since_events {
+                    // Joined and left since the token: the client never had this room's
+                    // state, so it gets all of it (as Synapse), up to the leave.
+                    let history = hs.storage.membership_history(&m.room_id, user, pos).await?;
+                    let joined_at_since = history
+                        .iter()
+                        .rev()
+                        .find(|(p, _)| *p <= from_events)
+                        .is_some_and(|(_, m)| m == "join");
+                    let joined_since = history.iter().any(|(p, m)| *p > from_events && m == "join");
+                    if !joined_at_since && joined_since {
+                        since_events = None;
+                    }
+                }
                 let left = rooms::left_room(hs, requester, &room_id, since_events, pos, f).await?;
                 response.rooms.leave.insert(room_id, left);
             }
@@ -264,27 +291,26 @@ async fn build(
 
     let settled: Vec<String> = joined
         .iter()
-        .filter(|(_, newly)| !newly)
-        .map(|(r, _)| r.to_string())
+        .filter(|(_, full, _)| !full)
+        .map(|(r, _, _)| r.to_string())
         .collect();
     let fresh: Vec<String> = joined
         .iter()
-        .filter(|(_, newly)| *newly)
-        .map(|(r, _)| r.to_string())
+        .filter(|(_, full, _)| *full)
+        .map(|(r, _, _)| r.to_string())
         .collect();
     // What follows is independent reads: run at once, the sync waits for the slowest
     // rather than for their sum (each is a round trip to PostgreSQL).
     let typing_now = async {
-        let mut rooms: HashSet<String> = hs
+        // Rooms whose typing changed say so even when nobody types any more; rooms new
+        // to the client only when someone types (as Synapse: no empty m.typing).
+        let changed = hs
             .storage
             .typing_rooms_between(&settled, from.typing, now.typing)
-            .await?
-            .into_iter()
-            .collect();
-        rooms.extend(fresh.iter().cloned());
-        let list: Vec<String> = rooms.into_iter().collect();
+            .await?;
         let mut typing: HashMap<String, Vec<String>> =
-            list.iter().map(|r| (r.clone(), Vec::new())).collect();
+            changed.iter().map(|r| (r.clone(), Vec::new())).collect();
+        let list: Vec<String> = changed.into_iter().chain(fresh.iter().cloned()).collect();
         for (room, who) in hs.storage.typing_in_rooms(&list, now_ms()).await? {
             typing.entry(room).or_default().push(who);
         }
@@ -397,11 +423,11 @@ async fn build(
         )
     };
 
-    let touched: Vec<&(OwnedRoomId, bool)> = joined
+    let touched: Vec<&(OwnedRoomId, bool, bool)> = joined
         .iter()
-        .filter(|(room_id, newly)| {
+        .filter(|(room_id, full, _)| {
             let key = room_id.as_str();
-            *newly
+            *full
                 || active.contains(key)
                 || receipts_by_room.contains_key(key)
                 || typing.contains_key(key)
@@ -410,21 +436,25 @@ async fn build(
         .collect();
     // Rooms are built a few at a time: each is a handful of queries, and an initial sync
     // of a hundred rooms would otherwise wait for them one after another.
-    let owned: Vec<(OwnedRoomId, bool)> = touched.iter().map(|&r| r.clone()).collect();
+    let owned: Vec<(OwnedRoomId, bool, bool)> = touched.iter().map(|&r| r.clone()).collect();
     let built: Vec<Result<v3::JoinedRoom>> = futures_util::stream::iter(owned)
-        .map(|(room_id, newly)| async move {
-            let since_events = (!newly || since.is_some()).then_some(from.events);
+        .map(|(room_id, full, newly_joined)| async move {
+            // A room joined since the token shows its recent history, not only what
+            // happened since (as Synapse), and is always `limited` so that clients
+            // paginate back rather than take it for the whole room.
+            let since_events = (since.is_some() && !newly_joined).then_some(from.events);
             let (mut room, counts) = tokio::try_join!(
-                rooms::joined_room(hs, requester, &room_id, newly, since_events, now.events, f),
+                rooms::joined_room(hs, requester, &room_id, full, since_events, now.events, f),
                 hs.storage.unread_counts(user, room_id.as_str()).err_into()
             )?;
+            room.timeline.limited |= newly_joined;
             add_unread_counts(counts, f, &mut room);
             Ok(room)
         })
         .buffered(ROOMS_IN_PARALLEL)
         .collect()
         .await;
-    for ((room_id, newly), room) in touched.into_iter().zip(built) {
+    for ((room_id, full, _), room) in touched.into_iter().zip(built) {
         let key = room_id.as_str();
         let mut room = room?;
         if let Some(users) = typing.get(key)
@@ -445,7 +475,7 @@ async fn build(
         let empty = room.timeline.events.is_empty()
             && room.ephemeral.events.is_empty()
             && room.account_data.events.is_empty()
-            && !*newly;
+            && !*full;
         if !empty {
             response.rooms.join.insert(room_id.clone(), room);
         }

@@ -8,7 +8,7 @@ use serde_json::{Value as JsonValue, json};
 use super::{SyncFilter, raw};
 use crate::{
     error::Result,
-    rooms::timeline::{self, EventFilter},
+    rooms::timeline,
     server::Homeserver,
     storage::{events::StoredEvent, state::StateNids},
     users::Requester,
@@ -65,21 +65,30 @@ pub(super) async fn timeline_part(
     })
 }
 
-/// Whether a state event passes the state filter and lazy loading (`members`: the member
-/// events wanted when lazy loading).
-fn state_wanted(e: &StoredEvent, filter: &EventFilter, members: &HashSet<String>) -> bool {
-    let t = e.pdu["type"].as_str().unwrap_or_default();
-    if filter.lazy_load_members && t == "m.room.member" {
-        let key = e.pdu["state_key"].as_str().unwrap_or_default();
-        if !members.contains(key) {
-            return false;
+/// Senders whose membership a lazy-loading client needs for the timeline: those without a
+/// member event of their own earlier in it (as Synapse).
+fn timeline_senders(part: &TimelinePart) -> HashSet<String> {
+    let mut members = HashSet::new();
+    let mut member_events_seen: HashSet<&str> = HashSet::new();
+    for e in &part.events {
+        if let Some(sender) = e.pdu["sender"].as_str()
+            && !member_events_seen.contains(sender)
+        {
+            members.insert(sender.to_owned());
+        }
+        if e.pdu["type"] == "m.room.member"
+            && let Some(key) = e.pdu["state_key"].as_str()
+        {
+            member_events_seen.insert(key);
         }
     }
-    filter.accepts(e)
+    members
 }
 
-/// State at the start of the timeline: all of it (`delta_since` None) or the keys that
-/// changed since a position; plus, when lazy loading, the timeline senders' members.
+/// State at the start of the timeline: all of it (`delta_since` None) or, incrementally,
+/// the keys that changed in a gap since a position. When lazy loading, member events only
+/// for the timeline's senders (and, in full state, the user), for members that changed in
+/// the gap, and not those this device already has unless the filter wants them again.
 async fn state_part(
     hs: &Homeserver,
     requester: &Requester,
@@ -97,18 +106,20 @@ async fn state_part(
                 .await?
         }
     };
-    let Some(group) = group else {
-        return Ok(Vec::new());
+    let lazy = f.state.lazy_load_members;
+    let mut members = if lazy {
+        timeline_senders(part)
+    } else {
+        HashSet::new()
     };
-    let mut members: HashSet<String> = part
-        .events
-        .iter()
-        .filter_map(|e| e.pdu["sender"].as_str().map(str::to_owned))
-        .collect();
-    members.insert(requester.user_id.to_string());
-    let state: StateNids = match delta_since {
-        None => hs.storage.state_at_group(group).await?,
-        Some(since) => {
+    if delta_since.is_none() {
+        members.insert(requester.user_id.to_string());
+    }
+    let mut changed: HashSet<(String, String)> = HashSet::new();
+    let state: StateNids = match (group, delta_since) {
+        (None, _) => StateNids::new(),
+        (Some(group), None) => hs.storage.state_at_group(group).await?,
+        (Some(group), Some(since)) => {
             let first = part
                 .events
                 .first()
@@ -121,30 +132,61 @@ async fn state_part(
             } else {
                 Vec::new()
             };
-            if f.state.lazy_load_members {
-                keys.extend(
-                    members
-                        .iter()
-                        .map(|m| ("m.room.member".to_owned(), m.clone())),
-                );
-            }
+            changed.extend(keys.iter().cloned());
+            keys.extend(
+                members
+                    .iter()
+                    .map(|m| ("m.room.member".to_owned(), m.clone())),
+            );
             if keys.is_empty() {
-                return Ok(Vec::new());
+                StateNids::new()
+            } else {
+                hs.storage.state_keys_at_group(group, &keys).await?
             }
-            hs.storage.state_keys_at_group(group, &keys).await?
         }
     };
     let in_timeline: HashSet<&str> = part.events.iter().map(|e| e.event_id.as_str()).collect();
+    let device = (requester.user_id.as_str(), requester.device_id.as_str());
     let nids: Vec<i64> = state.into_values().collect();
     let mut events: Vec<StoredEvent> = hs
         .storage
         .events_by_nid(&nids)
         .await?
         .into_iter()
-        .filter(|e| !in_timeline.contains(e.event_id.as_str()))
-        .filter(|e| state_wanted(e, &f.state, &members))
+        .filter(|e| !in_timeline.contains(e.event_id.as_str()) && f.state.accepts(e))
+        .filter(|e| {
+            if !lazy || e.pdu["type"] != "m.room.member" {
+                return true;
+            }
+            let key = e.pdu["state_key"].as_str().unwrap_or_default();
+            if changed.contains(&("m.room.member".to_owned(), key.to_owned())) {
+                return true;
+            }
+            members.contains(key)
+                && (f.state.include_redundant_members
+                    || delta_since.is_none_or(|since| {
+                        !hs.sent_members.known(
+                            device,
+                            room_id.as_str(),
+                            key,
+                            e.event_id.as_str(),
+                            since,
+                        )
+                    }))
+        })
         .collect();
     events.sort_by_key(|e| e.stream_pos);
+    if lazy {
+        let sent = events
+            .iter()
+            .chain(&part.events)
+            .filter(|e| e.pdu["type"] == "m.room.member")
+            .filter_map(|e| Some((e.pdu["state_key"].as_str()?, e.event_id.as_str())));
+        hs.sent_members.mark(device, room_id.as_str(), sent, upper);
+    }
+    if f.federation_format {
+        return Ok(events.iter().map(federation_format).collect());
+    }
     Ok(sync_format(
         events
             .iter()
@@ -153,17 +195,31 @@ async fn state_part(
     ))
 }
 
+/// An event as the filter's `event_format: federation` asks: the PDU as servers exchange
+/// it, with its event ID.
+fn federation_format(e: &StoredEvent) -> JsonValue {
+    let mut pdu = e.pdu.clone();
+    pdu["event_id"] = json!(e.event_id);
+    pdu
+}
+
 async fn timeline_events(
     hs: &Homeserver,
     requester: &Requester,
     room_id: &RoomId,
     part: &TimelinePart,
+    f: &SyncFilter<'_>,
 ) -> Result<v3::Timeline> {
-    let events = timeline::client_events(hs, &part.events, room_id.as_str(), requester).await?;
+    let events = if f.federation_format {
+        part.events.iter().map(federation_format).collect()
+    } else {
+        let events = timeline::client_events(hs, &part.events, room_id.as_str(), requester).await?;
+        sync_format(events)
+    };
     let mut timeline = v3::Timeline::new();
     timeline.limited = part.limited;
     timeline.prev_batch = Some(part.prev_batch.clone());
-    timeline.events = sync_format(events).iter().map(raw).collect::<Result<_>>()?;
+    timeline.events = events.iter().map(raw).collect::<Result<_>>()?;
     Ok(timeline)
 }
 
@@ -217,7 +273,7 @@ pub(super) async fn joined_room(
     let delta_since = if newly { None } else { since };
     let (state, timeline) = tokio::try_join!(
         state_part(hs, requester, room_id, &part, upper, delta_since, f),
-        timeline_events(hs, requester, room_id, &part)
+        timeline_events(hs, requester, room_id, &part, f)
     )?;
     let mut room = v3::JoinedRoom::new();
     room.timeline = timeline;
@@ -245,7 +301,7 @@ pub(super) async fn left_room(
     let part = timeline_part(hs, requester, room_id, since, left_at, f).await?;
     let state = state_part(hs, requester, room_id, &part, left_at, since, f).await?;
     let mut room = v3::LeftRoom::new();
-    room.timeline = timeline_events(hs, requester, room_id, &part).await?;
+    room.timeline = timeline_events(hs, requester, room_id, &part, f).await?;
     room.state = v3::State::Before(v3::StateEvents::with_events(
         state.iter().map(raw).collect::<Result<_>>()?,
     ));
@@ -301,11 +357,20 @@ pub(super) async fn stripped_state(hs: &Homeserver, event_nid: i64) -> Result<Ve
         .collect())
 }
 
-pub(super) async fn invited_room(hs: &Homeserver, event_nid: i64) -> Result<v3::InvitedRoom> {
+/// An invite, and who sent it.
+pub(super) async fn invited_room(
+    hs: &Homeserver,
+    event_nid: i64,
+) -> Result<(v3::InvitedRoom, Option<String>)> {
     let events = stripped_state(hs, event_nid).await?;
+    // The invite itself comes last.
+    let inviter = events
+        .last()
+        .and_then(|e| e["sender"].as_str())
+        .map(str::to_owned);
     let mut room = v3::InvitedRoom::new();
     room.invite_state.events = events.iter().map(raw).collect::<Result<_>>()?;
-    Ok(room)
+    Ok((room, inviter))
 }
 
 pub(super) async fn knocked_room(hs: &Homeserver, event_nid: i64) -> Result<v3::KnockedRoom> {

@@ -62,12 +62,16 @@ impl SyncToken {
     }
 }
 
-/// The timeline boundary a pagination token stands for (pages never include it): a
-/// /messages token `s<pos>` is that position; a sync token, the one after its last event.
-pub fn pagination_position(token: &str) -> Result<i64> {
+/// The timeline boundary a pagination token stands for in a direction (pages never include
+/// it): a /messages token `s<pos>` is that position; a sync token its last event (forwards)
+/// or the position after it (backwards).
+pub fn pagination_position(token: &str, backwards: bool) -> Result<i64> {
     match parts(token) {
         Some(p) if p.len() == 1 => Ok(p[0]),
-        Some(p) if p.len() > 1 => Ok(p[0] + 1),
+        // A sync token has seen its events position: paging back starts there (the
+        // boundary is just after it), paging forward just after it.
+        Some(p) if p.len() > 1 && backwards => Ok(p[0] + 1),
+        Some(p) if p.len() > 1 => Ok(p[0]),
         // Bare numbers, as earlier axon versions accepted.
         _ => token
             .parse::<i64>()
@@ -100,9 +104,10 @@ mod tests {
         for bad in ["", "s", "x5", "s5_x", "s-1", "s1__2"] {
             assert!(SyncToken::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(pagination_position("s12").unwrap(), 12);
-        assert_eq!(pagination_position(&t.to_string()).unwrap(), 6);
-        assert_eq!(pagination_position("12").unwrap(), 12);
-        assert!(pagination_position("abc").is_err());
+        assert_eq!(pagination_position("s12", true).unwrap(), 12);
+        assert_eq!(pagination_position(&t.to_string(), true).unwrap(), 6);
+        assert_eq!(pagination_position(&t.to_string(), false).unwrap(), 5);
+        assert_eq!(pagination_position("12", false).unwrap(), 12);
+        assert!(pagination_position("abc", true).is_err());
     }
 }

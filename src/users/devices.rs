@@ -63,12 +63,15 @@ pub async fn delete(
     device_ids: &[String],
     auth: Option<&AuthData>,
 ) -> Result<()> {
-    uia::check(
+    let mut sorted = device_ids.to_vec();
+    sorted.sort();
+    uia::check_operation(
         hs,
         UiaAction::DeleteDevices,
         Some(&requester.user_id),
         uia::password_flows(),
         auth,
+        &serde_json::json!({ "delete_devices": sorted }),
     )
     .await?;
     hs.storage

@@ -13,6 +13,7 @@ use crate::{
 const MAX_PROFILE_BYTES: i64 = 64 * 1024;
 const MAX_FIELD_NAME_BYTES: usize = 255;
 const MAX_DISPLAYNAME_CHARS: usize = 256;
+const MAX_AVATAR_URL_BYTES: usize = 1000;
 
 async fn existing_user(hs: &Homeserver, user_id: &UserId) -> Result<()> {
     match hs.storage.user(user_id.as_str()).await? {
@@ -26,12 +27,15 @@ pub async fn profile(hs: &Homeserver, user_id: &UserId) -> Result<Vec<(String, J
     Ok(hs.storage.profile(user_id.as_str()).await?)
 }
 
-pub async fn field(hs: &Homeserver, user_id: &UserId, field: &str) -> Result<JsonValue> {
+/// One field of a profile. An unset `displayname` or `avatar_url` is `None` (answered as
+/// `200 {}`, as Synapse does); any other unset field is not found.
+pub async fn field(hs: &Homeserver, user_id: &UserId, field: &str) -> Result<Option<JsonValue>> {
     existing_user(hs, user_id).await?;
-    hs.storage
-        .profile_field(user_id.as_str(), field)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("profile has no field {field:?}")))
+    match hs.storage.profile_field(user_id.as_str(), field).await? {
+        Some(value) => Ok(Some(value)),
+        None if matches!(field, "displayname" | "avatar_url") => Ok(None),
+        None => Err(Error::NotFound(format!("profile has no field {field:?}"))),
+    }
 }
 
 fn check_may_edit(requester: &Requester, user_id: &UserId) -> Result<()> {
@@ -66,9 +70,15 @@ pub async fn set_field(
             }
             _ => return Err(Error::BadJson("displayname must be a string".into())),
         },
+        // Any string, as Synapse takes it (clients only load mxc:// ones).
         "avatar_url" => match value {
-            JsonValue::String(s) if s.starts_with("mxc://") || s.is_empty() => {}
-            _ => return Err(Error::BadJson("avatar_url must be an mxc:// URI".into())),
+            JsonValue::String(s) if s.len() <= MAX_AVATAR_URL_BYTES => {}
+            JsonValue::String(_) => {
+                return Err(Error::InvalidParam(format!(
+                    "avatar_url is longer than {MAX_AVATAR_URL_BYTES} bytes"
+                )));
+            }
+            _ => return Err(Error::BadJson("avatar_url must be a string".into())),
         },
         "m.tz" if !value.is_string() => return Err(Error::BadJson("m.tz must be a string".into())),
         _ => {}

@@ -52,8 +52,21 @@ pub async fn check(
     flows: Vec<Vec<AuthType>>,
     auth: Option<&AuthData>,
 ) -> Result<()> {
+    check_operation(hs, action, user, flows, auth, &JsonValue::Null).await
+}
+
+/// `check` for an operation with a subject (`operation`, e.g. the devices to delete): a
+/// session started for one subject cannot complete another (403, as Synapse).
+pub async fn check_operation(
+    hs: &Homeserver,
+    action: UiaAction,
+    user: Option<&UserId>,
+    flows: Vec<Vec<AuthType>>,
+    auth: Option<&AuthData>,
+    operation: &JsonValue,
+) -> Result<()> {
     let Some(auth) = auth else {
-        let session = new_session(hs, action, user, &flows).await?;
+        let session = new_session(hs, action, user, &flows, operation).await?;
         return Err(challenge(&flows, session, Vec::new(), None));
     };
     let (session_id, mut completed) = match auth.session() {
@@ -65,13 +78,22 @@ pub async fn check(
                         && row.user_id.as_deref() == user.map(|u| u.as_str())
                         && row.expires_ts > now_ms() =>
                 {
+                    if !operation.is_null() && row.params.get("operation") != Some(operation) {
+                        return Err(Error::Forbidden(
+                            "the requested operation changed during the authentication session"
+                                .into(),
+                        ));
+                    }
                     (id.to_owned(), row.completed)
                 }
                 _ => return Err(Error::Unrecognized("unknown or expired UIA session".into())),
             }
         }
         // A client may authenticate on its first request without a session.
-        None => (new_session(hs, action, user, &flows).await?, Vec::new()),
+        None => (
+            new_session(hs, action, user, &flows, operation).await?,
+            Vec::new(),
+        ),
     };
 
     let stage = auth.auth_type();
@@ -113,8 +135,9 @@ pub async fn check(
     }
 }
 
-/// Checks one stage's credentials. The outer error is a server failure; the inner one a
-/// failed stage, reported inside the 401.
+/// Checks one stage's credentials. The outer error ends the request (a server failure, or
+/// credentials of the wrong account); the inner one is a failed stage, reported inside the
+/// 401.
 async fn check_stage(
     hs: &Homeserver,
     user: Option<&UserId>,
@@ -139,10 +162,11 @@ async fn check_stage(
                 _ => None,
             };
             if claimed.as_deref() != Some(user) {
-                return Ok(Err((
-                    "M_FORBIDDEN",
+                // Another account's credentials: refused outright (403, as Synapse),
+                // not a stage to retry.
+                return Err(Error::Forbidden(
                     "identifier does not match the logged-in user".into(),
-                )));
+                ));
             }
             let hash = hs
                 .storage
@@ -199,6 +223,7 @@ async fn new_session(
     action: UiaAction,
     user: Option<&UserId>,
     flows: &[Vec<AuthType>],
+    operation: &JsonValue,
 ) -> Result<String> {
     let session_id = secrets::random_id(24);
     let now = now_ms();
@@ -213,7 +238,11 @@ async fn new_session(
             action: action.as_str(),
             user_id: user.map(|u| u.as_str()),
             flows: &flows_json,
-            params: &json!({}),
+            params: &if operation.is_null() {
+                json!({})
+            } else {
+                json!({ "operation": operation })
+            },
             now_ms: now,
             expires_ts: now + hs.config.auth.uia_session_lifetime_secs as i64 * 1000,
         })

@@ -23,7 +23,8 @@ use crate::{
     error::{Error, Result},
     http::{
         Ruma,
-        extract::{Patches, route_optional_last, route_patched},
+        error::ApiError,
+        extract::{Authed, AuthedBody, MatrixPath, Patches, route_optional_last, route_patched},
         route,
     },
     rooms::{pdu::NewEvent, persist, redaction, timeline},
@@ -44,7 +45,41 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route_patched(router, joined_members, patches);
     let router = route(router, redact);
     let router = route(router, context);
-    route(router, messages)
+    let router = route(router, messages);
+    // The older form without a transaction ID, which Synapse still serves.
+    router
+        .route(
+            "/_matrix/client/v3/rooms/{room_id}/send/{event_type}",
+            axum::routing::post(send_message_without_txn),
+        )
+        .route(
+            "/_matrix/client/r0/rooms/{room_id}/send/{event_type}",
+            axum::routing::post(send_message_without_txn),
+        )
+}
+
+/// `POST /rooms/{roomId}/send/{eventType}`: a send the server gives a transaction ID of
+/// its own (so a retry sends again: clients wanting idempotency use the PUT form).
+async fn send_message_without_txn(
+    axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>,
+    Authed(requester): Authed,
+    MatrixPath((room_id, event_type)): MatrixPath<(ruma::OwnedRoomId, String)>,
+    AuthedBody(body): AuthedBody,
+) -> std::result::Result<axum::Json<JsonValue>, ApiError> {
+    let content: JsonValue =
+        serde_json::from_slice(&body).map_err(|e| Error::NotJson(e.to_string()))?;
+    if !content.is_object() {
+        return Err(Error::BadJson("event content must be a JSON object".into()).into());
+    }
+    let new = NewEvent {
+        event_type,
+        content,
+        state_key: None,
+        redacts: None,
+    };
+    let txn = format!("post-{}", crate::users::secrets::random_id(24));
+    let event_id = persist::send_message(&hs, &requester, &room_id, new, &txn).await?;
+    Ok(axum::Json(serde_json::json!({ "event_id": event_id })))
 }
 
 async fn redact(
@@ -161,7 +196,7 @@ async fn members(
     req: Ruma<get_member_events::v3::Request>,
 ) -> Result<get_member_events::v3::Response> {
     let b = &req.body;
-    let at = parse_token(b.at.as_deref())?;
+    let at = parse_token(b.at.as_deref(), true)?;
     let events = timeline::members(&hs, req.requester()?, &b.room_id, at).await?;
     let keep = |e: &JsonValue| {
         let m = e["content"]["membership"].as_str().unwrap_or_default();
@@ -218,9 +253,9 @@ async fn joined_members(
 
 /// Pagination tokens: `s<pos>` from /messages and /context, or a /sync token, whose
 /// events part is the last position it has seen (so the boundary is just after it).
-fn parse_token(token: Option<&str>) -> Result<Option<i64>> {
+fn parse_token(token: Option<&str>, backwards: bool) -> Result<Option<i64>> {
     token
-        .map(crate::sync::token::pagination_position)
+        .map(|t| crate::sync::token::pagination_position(t, backwards))
         .transpose()
         .map_err(|_| Error::InvalidParam("invalid pagination token".into()))
 }
@@ -237,8 +272,8 @@ async fn messages(
         &hs,
         req.requester()?,
         &b.room_id,
-        parse_token(b.from.as_deref())?,
-        parse_token(b.to.as_deref())?,
+        parse_token(b.from.as_deref(), backwards)?,
+        parse_token(b.to.as_deref(), backwards)?,
         backwards,
         limit,
         &filter,

@@ -40,7 +40,12 @@ async fn field(
     req: Ruma<get_profile_field::v3::Request>,
 ) -> Result<get_profile_field::v3::Response> {
     let name = req.body.field.as_str();
-    let value = domain::field(&hs, &req.body.user_id, name).await?;
+    let Some(value) = domain::field(&hs, &req.body.user_id, name).await? else {
+        let mut unset =
+            get_profile_field::v3::Response::new(ProfileFieldValue::DisplayName(String::new()));
+        unset.value = None;
+        return Ok(unset);
+    };
     let value = ProfileFieldValue::new(name, value)
         .map_err(|e| Error::Internal(format!("stored profile field {name}: {e}")))?;
     Ok(get_profile_field::v3::Response::new(value))

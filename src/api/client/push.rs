@@ -10,8 +10,13 @@ use ruma::api::client::push::{
 };
 
 use crate::{
-    error::Result,
-    http::{Ruma, route},
+    error::{Error, Result},
+    http::{
+        Ruma,
+        error::ApiError,
+        extract::{Authed, Patches, route_patched},
+        route,
+    },
     push::rules as domain,
     server::Homeserver,
 };
@@ -28,7 +33,80 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, set_actions);
     let router = route(router, list_pushers);
     let router = route(router, set_pusher);
-    route(router, notifications)
+    let router = route_patched(
+        router,
+        notifications,
+        Patches {
+            request: None,
+            response: Some(notifications_profile_tag),
+        },
+    );
+    // Paths the typed routes above do not match: a kind's rule list (`.../{kind}/`, as
+    // Synapse serves it) and malformed paths, which answer 400 rather than 404.
+    router
+        .route(
+            "/_matrix/client/v3/pushrules/",
+            axum::routing::put(no_scope).delete(no_scope),
+        )
+        .route(
+            "/_matrix/client/r0/pushrules/",
+            axum::routing::put(no_scope).delete(no_scope),
+        )
+        .route(
+            "/_matrix/client/v3/pushrules/{*rest}",
+            axum::routing::any(other_rule_paths),
+        )
+        .route(
+            "/_matrix/client/r0/pushrules/{*rest}",
+            axum::routing::any(other_rule_paths),
+        )
+}
+
+/// Each notification names its `profile_tag`, null when it has none (as Synapse; ruma
+/// leaves the field out).
+fn notifications_profile_tag(response: &mut serde_json::Value) {
+    let list = response
+        .get_mut("notifications")
+        .and_then(|n| n.as_array_mut());
+    for n in list.into_iter().flatten() {
+        if let Some(n) = n.as_object_mut() {
+            n.entry("profile_tag").or_insert(serde_json::Value::Null);
+        }
+    }
+}
+
+async fn no_scope() -> ApiError {
+    Error::Unrecognized("a push rule path needs a scope, a kind and a rule ID".into()).into()
+}
+
+const RULE_KINDS: &[&str] = &["override", "content", "room", "sender", "underride"];
+
+async fn other_rule_paths(
+    axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>,
+    method: axum::http::Method,
+    Authed(requester): Authed,
+    axum::extract::Path(rest): axum::extract::Path<String>,
+) -> std::result::Result<axum::Json<serde_json::Value>, ApiError> {
+    let unrecognized = |what: &str| -> ApiError {
+        Error::Unrecognized(format!("{what} in push rule path /pushrules/{rest}")).into()
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    match segments.as_slice() {
+        [scope, ..] if *scope != "global" => Err(unrecognized("unknown or missing scope")),
+        ["global"] => Err(unrecognized("missing trailing slash")),
+        ["global", kind, ..] if !RULE_KINDS.contains(kind) => {
+            Err(unrecognized("unknown or missing rule kind"))
+        }
+        ["global", _] => Err(unrecognized("missing trailing slash")),
+        ["global", kind, ""] if method == axum::http::Method::GET => {
+            let rules = domain::ruleset(&hs, &requester.user_id).await?;
+            let json = serde_json::to_value(rules).map_err(|e| Error::Internal(e.to_string()))?;
+            Ok(axum::Json(json[*kind].clone()))
+        }
+        ["global", _, ""] => Err(unrecognized("missing rule ID")),
+        ["global", _, _, attr, ..] => Err(unrecognized(&format!("unknown attribute {attr:?}"))),
+        _ => Err(unrecognized("unsupported method")),
+    }
 }
 
 async fn list_pushers(

@@ -18,14 +18,15 @@ use crate::{
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let patches = Patches {
         request: None,
-        response: Some(always_limited),
+        response: Some(synapse_room_shape),
     };
     route_patched(router, sync, patches)
 }
 
-/// Every timeline says whether it is `limited`, as Synapse's do (ruma leaves out `false`;
-/// clients and sytest read the field).
-fn always_limited(response: &mut serde_json::Value) {
+/// Every timeline says whether it is `limited` and every joined or left room has `state`
+/// (joined ones `ephemeral` and `account_data` too),
+/// as Synapse's do (ruma leaves out `false` and empty state; clients and sytest read them).
+fn synapse_room_shape(response: &mut serde_json::Value) {
     for section in ["join", "leave"] {
         let rooms = response
             .get_mut("rooms")
@@ -35,6 +36,20 @@ fn always_limited(response: &mut serde_json::Value) {
             continue;
         };
         for room in rooms.values_mut() {
+            if let Some(room) = room.as_object_mut()
+                && !room.contains_key("state")
+                && !room.contains_key("state_after")
+            {
+                room.insert("state".into(), serde_json::json!({ "events": [] }));
+            }
+            if section == "join"
+                && let Some(room) = room.as_object_mut()
+            {
+                for part in ["ephemeral", "account_data"] {
+                    room.entry(part)
+                        .or_insert_with(|| serde_json::json!({ "events": [] }));
+                }
+            }
             if let Some(timeline) = room.get_mut("timeline").and_then(|t| t.as_object_mut()) {
                 timeline
                     .entry("limited")

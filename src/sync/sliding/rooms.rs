@@ -277,6 +277,7 @@ pub(super) async fn room_data(
             state: EventFilter::default(),
             limit,
             full_state: false,
+            federation_format: false,
         };
         let part = timeline_part(hs, requester, &room_id, since, upper, &f).await?;
         (part.events, part.limited, Some(part.prev_batch))
