@@ -636,3 +636,54 @@ async fn unread_counts_follow_messages_and_receipts() {
     assert_eq!(r["notification_count"], 0, "{res}");
     assert_eq!(r["timeline"], json!([]));
 }
+
+/// A connection asking only for extensions (as matrix-sdk's encryption sync does) waits
+/// for what they carry and returns as soon as there is some; a logout while it waits
+/// answers 401, not a server error.
+#[tokio::test]
+async fn an_extensions_only_connection_wakes_for_to_device_and_ends_with_its_logout() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let body = json!({ "extensions": { "to_device": { "enabled": true },
+                                       "e2ee": { "enabled": true } } });
+    let first = ok(&s, &alice, None, &body).await;
+    let pos = first["pos"].as_str().unwrap().to_owned();
+
+    let send_later = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (status, _) = s
+            .put(
+                "/_matrix/client/v3/sendToDevice/m.test/t1",
+                Some(&bob),
+                json!({ "messages": { "@alice:localhost": { "*": { "n": 1 } } } }),
+            )
+            .await;
+        assert_eq!(status, 200);
+    };
+    let started = Instant::now();
+    let ((status, res), ()) = tokio::join!(ss(&s, &alice, Some(&pos), 20_000, &body), send_later);
+    assert_eq!(status, 200, "{res}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken by the message, not the timeout"
+    );
+    assert_eq!(
+        res["extensions"]["to_device"]["events"][0]["content"]["n"],
+        1
+    );
+    let pos = res["pos"].as_str().unwrap().to_owned();
+
+    let logout_later = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (status, _) = s
+            .post("/_matrix/client/v3/logout", Some(&alice), json!({}))
+            .await;
+        assert_eq!(status, 200);
+    };
+    let next_batch = res["extensions"]["to_device"]["next_batch"].clone();
+    let body = json!({ "extensions": { "to_device": { "enabled": true, "since": next_batch },
+                                       "e2ee": { "enabled": true } } });
+    let (res, ()) = tokio::join!(ss(&s, &alice, Some(&pos), 5_000, &body), logout_later);
+    assert_error(&res, 401, "M_UNKNOWN_TOKEN");
+}

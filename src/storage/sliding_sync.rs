@@ -78,7 +78,7 @@ impl Storage {
 
     /// Records a new position on a connection. The client has used `used` (if any), so
     /// every other position of the connection (older ones, or newer ones whose response
-    /// was lost) goes.
+    /// was lost) goes. `None`: the connection is gone (its device was logged out meanwhile).
     pub async fn sliding_save_position(
         &self,
         conn_key: i64,
@@ -87,7 +87,7 @@ impl Storage {
         rooms: &JsonValue,
         lists: &JsonValue,
         now_ms: i64,
-    ) -> Result<i64> {
+    ) -> Result<Option<i64>> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "DELETE FROM sliding_sync_positions
@@ -97,24 +97,30 @@ impl Storage {
         .bind(used)
         .execute(&mut *tx)
         .await?;
-        let pos = sqlx::query_scalar(
+        // The connection row is locked so that a logout cannot remove it in between.
+        let pos: Option<i64> = sqlx::query_scalar(
             "INSERT INTO sliding_sync_positions (conn_key, streams, rooms, lists, created_ts)
-             VALUES ($1, $2, $3, $4, $5) RETURNING pos",
+             SELECT conn_key, $2, $3, $4, $5 FROM sliding_sync_connections
+             WHERE conn_key = $1 FOR UPDATE
+             RETURNING pos",
         )
         .bind(conn_key)
         .bind(streams)
         .bind(Json(rooms))
         .bind(Json(lists))
         .bind(now_ms)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(pos) = pos else {
+            return Ok(None);
+        };
         sqlx::query("UPDATE sliding_sync_connections SET last_used_ts = $2 WHERE conn_key = $1")
             .bind(conn_key)
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(pos)
+        Ok(Some(pos))
     }
 
     /// Forgets connections unused since `before_ms`; their clients start over.

@@ -209,7 +209,9 @@ pub async fn sliding_sync(
                     &json!(built.counts),
                     now_ms(),
                 )
-                .await?;
+                .await?
+                // Logged out while the request waited: its token is gone too.
+                .ok_or(Error::UnknownToken { soft_logout: false })?;
             let mut body = built.body;
             body.insert("pos".into(), json!(new_pos.to_string()));
             if let Some(txn) = &req.txn_id {
