@@ -36,6 +36,19 @@ pub struct CreateRoom {
     pub creation_content: Option<JsonValue>,
     pub initial_state: Vec<JsonValue>,
     pub power_level_content_override: Option<JsonValue>,
+    /// A room ID chosen beforehand (an upgrade names it in the old room's tombstone);
+    /// only for versions whose room IDs are not derived from the create event.
+    pub room_id: Option<OwnedRoomId>,
+}
+
+/// A new room ID of the form of versions 1 to 11 (random, with this server's name).
+pub fn new_legacy_room_id(hs: &Homeserver) -> OwnedRoomId {
+    RoomId::parse(format!(
+        "!{}:{}",
+        crate::users::secrets::random_id(18),
+        hs.config.server_name
+    ))
+    .expect("valid room ID")
 }
 
 /// Room versions axon creates and joins.
@@ -111,14 +124,20 @@ pub async fn create_room(
 
     // The create event comes first; in room v12 it also names the room.
     let create = state("m.room.create", "", JsonValue::Object(create_content));
-    let legacy_room_id = (!rules.authorization.room_create_event_id_as_room_id).then(|| {
-        RoomId::parse(format!(
-            "!{}:{}",
-            crate::users::secrets::random_id(18),
-            hs.config.server_name
-        ))
-        .expect("valid room ID")
-    });
+    let legacy_room_id = if rules.authorization.room_create_event_id_as_room_id {
+        if req.room_id.is_some() {
+            return Err(Error::Internal(
+                "a room ID cannot be chosen in this room version".into(),
+            ));
+        }
+        None
+    } else {
+        Some(
+            req.room_id
+                .clone()
+                .unwrap_or_else(|| new_legacy_room_id(hs)),
+        )
+    };
     let create_pdu = pdu::build(
         &hs.keys,
         hs.config.server_name(),

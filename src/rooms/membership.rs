@@ -69,7 +69,23 @@ pub async fn join(
     if let Some(authoriser) = restricted_join_authoriser(hs, &ctx, requester).await? {
         content["join_authorised_via_users_server"] = authoriser.into();
     }
-    send_own(hs, requester, room_id, content).await
+    send_own(hs, requester, room_id, content).await?;
+    // Joining the successor of a room one was in carries one's tags and direct chats over.
+    let create = persist::current_state_content(hs, room_id, "m.room.create", "").await?;
+    if let Some(old) = create
+        .as_ref()
+        .and_then(|c| c["predecessor"]["room_id"].as_str())
+        .and_then(|r| RoomId::parse(r).ok())
+        && hs
+            .storage
+            .membership(old.as_str(), requester.user_id.as_str())
+            .await?
+            .as_deref()
+            == Some("join")
+    {
+        carry_user_state(hs, requester, &old, room_id).await?;
+    }
+    Ok(())
 }
 
 /// For a restricted room (v8+) that the user is not invited to or already in: a local
@@ -317,4 +333,42 @@ pub async fn mutual_rooms(
         .into_iter()
         .map(|r| RoomId::parse(r).map_err(|e| Error::Internal(e.to_string())))
         .collect()
+}
+
+/// What a user keeps of an upgraded room in the new one, as Synapse carries it: its tags,
+/// and its place in their direct chats (`m.direct`).
+pub(super) async fn carry_user_state(
+    hs: &Homeserver,
+    requester: &Requester,
+    old: &RoomId,
+    new: &RoomId,
+) -> Result<()> {
+    use crate::users::account_data;
+    let user = &requester.user_id;
+    let tags = account_data::tags(hs, requester, user, old).await?;
+    if let Some(tags) = tags.as_object() {
+        for (tag, info) in tags {
+            account_data::set_tag(hs, requester, user, new, tag, info.clone()).await?;
+        }
+    }
+    let direct = match account_data::get(hs, requester, user, None, "m.direct").await {
+        Ok(direct) => direct,
+        Err(Error::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut updated = direct.clone();
+    if let Some(by_user) = updated.as_object_mut() {
+        for rooms in by_user.values_mut() {
+            if let Some(list) = rooms.as_array_mut()
+                && list.iter().any(|r| r == old.as_str())
+                && !list.iter().any(|r| r == new.as_str())
+            {
+                list.push(serde_json::json!(new));
+            }
+        }
+    }
+    if updated != direct {
+        account_data::set(hs, requester, user, None, "m.direct", &updated).await?;
+    }
+    Ok(())
 }

@@ -584,7 +584,7 @@ pub async fn send_state_once(
 }
 
 /// A state event of the room's current state.
-async fn current_state_event(
+pub(crate) async fn current_state_event(
     hs: &Homeserver,
     room_id: &RoomId,
     event_type: &str,

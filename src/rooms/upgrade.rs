@@ -6,6 +6,7 @@ use serde_json::{Map, Value as JsonValue, json};
 
 use super::{
     create::{self, CreateRoom},
+    membership,
     pdu::NewEvent,
     persist, power,
 };
@@ -64,8 +65,18 @@ pub async fn upgrade(
     let old_create = persist::current_state_content(hs, old, "m.room.create", "")
         .await?
         .unwrap_or_default();
+    // Where the new room's ID is not derived from its create event (versions 1 to 11), it
+    // is chosen first: the tombstone names it and the new room's `predecessor` names the
+    // tombstone, as Synapse does and clients follow. (In v12 the two would name each
+    // other's hashes, so the predecessor has the room ID only.)
+    let chosen_id = (!new_rules.authorization.room_create_event_id_as_room_id)
+        .then(|| create::new_legacy_room_id(hs));
+    let mut predecessor = json!({ "room_id": old });
+    if let Some(new_id) = &chosen_id {
+        predecessor["event_id"] = json!(send_tombstone(hs, old, requester, new_id).await?);
+    }
     let mut creation = Map::new();
-    creation.insert("predecessor".into(), json!({ "room_id": old }));
+    creation.insert("predecessor".into(), predecessor);
     for key in ["type", "m.federate"] {
         if let Some(v) = old_create.get(key) {
             creation.insert(key.into(), v.clone());
@@ -81,6 +92,26 @@ pub async fn upgrade(
         }
     }
     let mut power_levels = levels.unwrap_or_else(|| json!({}));
+    if ctx.rules.authorization.explicitly_privilege_room_creators
+        && !new_rules.authorization.explicitly_privilege_room_creators
+    {
+        // From v12 down: the old room's creators held unlimited power without a listing;
+        // the new room lists them at 100.
+        let create_event = persist::current_state_event(hs, old, "m.room.create", "").await?;
+        let mut creators: Vec<String> = create_event
+            .and_then(|e| e.pdu["sender"].as_str().map(str::to_owned))
+            .into_iter()
+            .collect();
+        if let Some(more) = old_create["additional_creators"].as_array() {
+            creators.extend(more.iter().filter_map(|c| c.as_str().map(str::to_owned)));
+        }
+        if !power_levels["users"].is_object() {
+            power_levels["users"] = json!({});
+        }
+        for creator in creators {
+            power_levels["users"][creator.as_str()] = json!(100);
+        }
+    }
     if new_rules.authorization.explicitly_privilege_room_creators
         && let Some(users) = power_levels["users"].as_object_mut()
     {
@@ -95,7 +126,9 @@ pub async fn upgrade(
         requester,
         CreateRoom {
             room_version: Some(new_version.clone()),
-            preset: None,
+            // As Synapse: the copied state overrides the preset, which adds guest access
+            // when the old room had none.
+            preset: Some(create::Preset::PrivateChat),
             public: hs.storage.room_is_public(old.as_str()).await?,
             name: None,
             topic: None,
@@ -105,20 +138,39 @@ pub async fn upgrade(
             creation_content: Some(JsonValue::Object(creation)),
             initial_state,
             power_level_content_override: Some(power_levels.clone()),
+            room_id: chosen_id.clone(),
         },
     )
     .await?;
-
-    let tombstone = NewEvent {
-        event_type: "m.room.tombstone".into(),
-        content: json!({ "body": "This room has been replaced", "replacement_room": new_room }),
-        state_key: Some(String::new()),
-        redacts: None,
-    };
-    persist::send(hs, old, &requester.user_id, tombstone, None).await?;
+    if chosen_id.is_none() {
+        send_tombstone(hs, old, requester, &new_room).await?;
+    }
+    // Bans carry over: a banned user must not walk into the new room.
+    for (user, reason) in hs.storage.banned_members(old.as_str()).await? {
+        let Ok(user) = OwnedUserId::try_from(user) else {
+            continue;
+        };
+        membership::change_other(hs, requester, &new_room, &user, "ban", reason.as_deref()).await?;
+    }
     hs.storage
         .move_aliases(old.as_str(), new_room.as_str())
         .await?;
+    // The old room's canonical alias now belongs to the new room (copied above).
+    if persist::current_state_content(hs, old, "m.room.canonical_alias", "")
+        .await?
+        .is_some_and(|c| c.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        let cleared = NewEvent {
+            event_type: "m.room.canonical_alias".into(),
+            content: json!({}),
+            state_key: Some(String::new()),
+            redacts: None,
+        };
+        if let Err(e) = persist::send(hs, old, &requester.user_id, cleared, None).await {
+            tracing::warn!(room = %old, "could not clear the upgraded room's canonical alias: {e}");
+        }
+    }
+    membership::carry_user_state(hs, requester, old, &new_room).await?;
     if hs.storage.room_is_public(old.as_str()).await? {
         hs.storage.set_room_public(old.as_str(), false).await?;
     }
@@ -143,4 +195,19 @@ pub async fn upgrade(
         tracing::warn!(room = %old, "could not restrict the upgraded room's power levels: {e}");
     }
     Ok(new_room)
+}
+
+async fn send_tombstone(
+    hs: &Homeserver,
+    old: &RoomId,
+    requester: &Requester,
+    new_room: &RoomId,
+) -> Result<ruma::OwnedEventId> {
+    let tombstone = NewEvent {
+        event_type: "m.room.tombstone".into(),
+        content: json!({ "body": "This room has been replaced", "replacement_room": new_room }),
+        state_key: Some(String::new()),
+        redacts: None,
+    };
+    persist::send(hs, old, &requester.user_id, tombstone, None).await
 }

@@ -209,4 +209,16 @@ impl Storage {
         .fetch_all(self.pool())
         .await?)
     }
+
+    /// The users banned from a room, with the reason of each ban.
+    pub async fn banned_members(&self, room_id: &str) -> Result<Vec<(String, Option<String>)>> {
+        Ok(sqlx::query_as(
+            "SELECT m.user_id, e.pdu->'content'->>'reason' FROM memberships m
+             JOIN events e ON e.event_nid = m.event_nid
+             WHERE m.room_id = $1 AND m.membership = 'ban' ORDER BY m.user_id",
+        )
+        .bind(room_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
 }

@@ -96,6 +96,7 @@ async fn create_room(
                 .as_ref()
                 .map(raw_json)
                 .transpose()?,
+            room_id: None,
         },
     )
     .await?;
