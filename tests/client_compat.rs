@@ -860,3 +860,36 @@ async fn unset_display_name_and_avatar_answer_empty_and_any_avatar_string_is_kep
         .await;
     assert_error(&res, 404, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn custom_content_of_a_join_is_kept_in_the_member_event() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let (_, res) = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "preset": "public_chat" }),
+        )
+        .await;
+    let room = res["room_id"].as_str().unwrap().to_owned();
+    let (status, res) = s
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob),
+            json!({ "foo": "bar", "membership": "leave", "reason": "hello" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let (_, member) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/@bob:localhost"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(member["foo"], "bar", "{member}");
+    assert_eq!(member["membership"], "join", "{member}");
+    assert_eq!(member["reason"], "hello", "{member}");
+    assert_eq!(member["displayname"], "bob", "{member}");
+}

@@ -71,6 +71,9 @@ pub struct Ruma<T> {
     pub body: T,
     pub requester: Option<Requester>,
     pub client: ClientInfo,
+    /// The JSON body as read (after any patch), for the fields ruma's types leave out
+    /// (custom member content on `/join`).
+    pub raw_body: bytes::Bytes,
 }
 
 impl<T> Ruma<T> {
@@ -442,6 +445,7 @@ where
             body,
             requester,
             client,
+            raw_body: bytes,
         })
     }
 }

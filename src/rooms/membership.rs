@@ -53,11 +53,15 @@ pub async fn resolve_room(hs: &Homeserver, id_or_alias: &str) -> Result<OwnedRoo
     RoomId::parse(id_or_alias).map_err(|e| Error::InvalidParam(format!("invalid room ID: {e}")))
 }
 
+/// Joins the room. `extra`: other fields of the request body, kept in the member event
+/// as Synapse keeps them (a display name given here is a per-room one; the membership and
+/// the restricted-join authoriser are the server's).
 pub async fn join(
     hs: &Homeserver,
     requester: &Requester,
     room_id: &RoomId,
     reason: Option<&str>,
+    extra: &serde_json::Map<String, JsonValue>,
 ) -> Result<()> {
     let ctx = persist::room_context(hs, room_id)
         .await
@@ -66,6 +70,14 @@ pub async fn join(
         member_content(hs, &requester.user_id, "join").await?,
         reason,
     );
+    for (key, value) in extra {
+        if !matches!(
+            key.as_str(),
+            "membership" | "reason" | "third_party_signed" | "join_authorised_via_users_server"
+        ) {
+            content[key.as_str()] = value.clone();
+        }
+    }
     if let Some(authoriser) = restricted_join_authoriser(hs, &ctx, requester).await? {
         content["join_authorised_via_users_server"] = authoriser.into();
     }

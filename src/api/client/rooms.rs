@@ -112,6 +112,14 @@ async fn joined_rooms(
     ))
 }
 
+/// The fields of a join body (an object; ruma's type keeps only the spec's).
+fn extra_fields(raw: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::from_slice(raw) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    }
+}
+
 async fn join_by_id(
     hs: Arc<Homeserver>,
     req: Ruma<join_room_by_id::v3::Request>,
@@ -121,6 +129,7 @@ async fn join_by_id(
         req.requester()?,
         &req.body.room_id,
         req.body.reason.as_deref(),
+        &extra_fields(&req.raw_body),
     )
     .await?;
     Ok(join_room_by_id::v3::Response::new(req.body.room_id.clone()))
@@ -131,7 +140,14 @@ async fn join_by_id_or_alias(
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
     let room_id = membership::resolve_room(&hs, req.body.room_id_or_alias.as_str()).await?;
-    membership::join(&hs, req.requester()?, &room_id, req.body.reason.as_deref()).await?;
+    membership::join(
+        &hs,
+        req.requester()?,
+        &room_id,
+        req.body.reason.as_deref(),
+        &extra_fields(&req.raw_body),
+    )
+    .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 
