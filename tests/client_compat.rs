@@ -893,3 +893,72 @@ async fn custom_content_of_a_join_is_kept_in_the_member_event() {
     assert_eq!(member["reason"], "hello", "{member}");
     assert_eq!(member["displayname"], "bob", "{member}");
 }
+
+#[tokio::test]
+async fn context_applies_its_filter_and_lazy_loads_members() {
+    let s = TestServer::start().await;
+    let (alice, bob, room) = s.alice_and_bob_in_a_room().await;
+    let (carol, _) = s.register("carol", "password-carol").await;
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&carol),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    s.send_message(
+        &alice,
+        &room,
+        "c1",
+        json!({"msgtype": "m.text", "body": "one"}),
+    )
+    .await;
+    let (status, _) = s
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/org.example.other/c2"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let target = s
+        .send_message(
+            &alice,
+            &room,
+            "c3",
+            json!({"msgtype": "m.text", "body": "three"}),
+        )
+        .await;
+    let filter = "%7B%22lazy_load_members%22%3Atrue%2C%22types%22%3A%5B%22m.room.message%22%5D%7D";
+    let (status, res) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/context/{target}?limit=4&filter={filter}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let before: Vec<&str> = res["events_before"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(before, ["m.room.message"], "{res}");
+    let members: Vec<&str> = res["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, ["@alice:localhost"], "{res}");
+    assert!(
+        res["state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.create"),
+        "the rest of the state stays"
+    );
+}

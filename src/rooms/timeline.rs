@@ -558,15 +558,21 @@ pub struct Context {
     pub end: i64,
 }
 
-/// `GET /context/{eventId}`: the event with up to `limit` events around it (split evenly),
-/// and the room's state.
+/// `GET /context/{eventId}`: the event with up to `limit` events around it (split evenly,
+/// through the filter), and the room's state: with lazy loading, only the members of the
+/// events' senders.
 pub async fn context(
     hs: &Homeserver,
     requester: &Requester,
     room_id: &RoomId,
     event_id: &str,
     limit: u32,
+    filter: &EventFilter,
 ) -> Result<Context> {
+    let filter = &EventFilter {
+        ignored_senders: ignored_users(hs, requester.user_id.as_str()).await?,
+        ..filter.clone()
+    };
     let e = visible_event(hs, requester, room_id, event_id)
         .await?
         .ok_or_else(|| Error::Forbidden("you may not see this event".into()))?;
@@ -584,17 +590,32 @@ pub async fn context(
         .storage
         .room_timeline(room_id.as_str(), Some(pos), None, false, after_n)
         .await?;
-    let before = visible(hs, requester, room_id, before).await?;
-    let after = visible(hs, requester, room_id, after).await?;
+    // The tokens cover what was looked at, whatever the filter let through.
     let start = before.last().and_then(|e| e.stream_pos).unwrap_or(pos);
     let end = after.last().and_then(|e| e.stream_pos).unwrap_or(pos);
+    let keep = |events: Vec<StoredEvent>| -> Vec<StoredEvent> {
+        events.into_iter().filter(|e| filter.accepts(e)).collect()
+    };
+    let before = visible(hs, requester, room_id, keep(before)).await?;
+    let after = visible(hs, requester, room_id, keep(after)).await?;
     let mut event =
         client_events(hs, std::slice::from_ref(&e), room_id.as_str(), requester).await?;
+    let mut state = state(hs, requester, room_id).await.unwrap_or_default();
+    if filter.lazy_load_members {
+        state.retain(|s| s["type"] != "m.room.member");
+        let shown: Vec<StoredEvent> = before
+            .iter()
+            .chain(std::iter::once(&e))
+            .chain(&after)
+            .cloned()
+            .collect();
+        state.extend(sender_members(hs, room_id, &shown).await?);
+    }
     Ok(Context {
         before: client_events(hs, &before, room_id.as_str(), requester).await?,
         event: event.remove(0),
         after: client_events(hs, &after, room_id.as_str(), requester).await?,
-        state: state(hs, requester, room_id).await.unwrap_or_default(),
+        state,
         start,
         end,
     })

@@ -299,6 +299,7 @@ async fn context(
         &b.room_id,
         b.event_id.as_str(),
         limit,
+        &timeline::EventFilter::from_ruma(&b.filter),
     )
     .await?;
     let mut response = get_context::v3::Response::new();
