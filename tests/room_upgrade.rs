@@ -171,3 +171,31 @@ async fn an_upgrade_carries_bans_aliases_direct_chats_and_tags() {
         .await;
     assert_eq!(tags["tags"]["m.favourite"]["order"], 0.5, "{tags}");
 }
+
+#[tokio::test]
+async fn a_malformed_room_version_is_an_unsupported_one() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let res = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            json!({ "room_version": "my_bad_version" }),
+        )
+        .await;
+    common::assert_error(&res, 400, "M_UNSUPPORTED_ROOM_VERSION");
+    let (_, created) = s
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({}))
+        .await;
+    let room = created["room_id"].as_str().unwrap();
+    for version in ["my_bad_version", "99"] {
+        let res = s
+            .post(
+                &format!("/_matrix/client/v3/rooms/{room}/upgrade"),
+                Some(&alice),
+                json!({ "new_version": version }),
+            )
+            .await;
+        common::assert_error(&res, 400, "M_UNSUPPORTED_ROOM_VERSION");
+    }
+}

@@ -11,12 +11,12 @@ pub const LEGACY_AUTH: Patches = Patches {
     response: None,
 };
 
-fn legacy_auth_user(body: &mut Value) {
+fn legacy_auth_user(body: &mut Value) -> crate::error::Result<()> {
     let Some(auth) = body.get_mut("auth").and_then(Value::as_object_mut) else {
-        return;
+        return Ok(());
     };
     if auth.contains_key("identifier") {
-        return;
+        return Ok(());
     }
     if let Some(user) = auth.get("user").and_then(Value::as_str).map(str::to_owned) {
         auth.insert(
@@ -24,6 +24,7 @@ fn legacy_auth_user(body: &mut Value) {
             json!({ "type": "m.id.user", "user": user }),
         );
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -34,16 +35,16 @@ mod tests {
     fn legacy_user_becomes_an_identifier() {
         let mut body =
             json!({ "auth": { "type": "m.login.password", "user": "@a:b", "password": "p" } });
-        legacy_auth_user(&mut body);
+        legacy_auth_user(&mut body).unwrap();
         assert_eq!(
             body["auth"]["identifier"],
             json!({ "type": "m.id.user", "user": "@a:b" })
         );
         let mut body = json!({ "auth": { "type": "m.login.password", "identifier": { "type": "m.id.thirdparty" }, "user": "x" } });
-        legacy_auth_user(&mut body);
+        legacy_auth_user(&mut body).unwrap();
         assert_eq!(body["auth"]["identifier"]["type"], "m.id.thirdparty");
         let mut body = json!({ "keys": [] });
-        legacy_auth_user(&mut body);
+        legacy_auth_user(&mut body).unwrap();
         assert_eq!(body, json!({ "keys": [] }));
     }
 }

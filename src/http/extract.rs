@@ -423,7 +423,7 @@ where
             && !bytes.is_empty()
         {
             let mut json: serde_json::Value = serde_json::from_slice(&bytes).map_err(json_error)?;
-            edit(&mut json);
+            edit(&mut json)?;
             bytes = serde_json::to_vec(&json)
                 .map_err(|e| Error::Internal(e.to_string()))?
                 .into();
@@ -512,7 +512,7 @@ fn respond_patched<R: OutgoingResponseExt>(
 
 /// A route's request patch (`Patches::request`).
 #[derive(Clone, Copy)]
-struct RequestPatch(fn(&mut serde_json::Value));
+struct RequestPatch(fn(&mut serde_json::Value) -> Result<()>);
 
 /// Marks routes registered without the last path argument, which then is empty.
 #[derive(Debug, Clone, Copy)]
@@ -532,10 +532,11 @@ where
 /// Edits of the JSON on the way in and out of one endpoint, where Synapse and ruma differ
 /// and clients rely on Synapse: a request field Synapse defaults but ruma requires (a
 /// typing notice's `timeout`), a response field ruma leaves out when it holds its default
-/// but clients and test suites read (`limited: false` in /sync).
+/// but clients and test suites read (`limited: false` in /sync). A request patch may also
+/// refuse the request with a more precise error than ruma's decoding would give.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Patches {
-    pub request: Option<fn(&mut serde_json::Value)>,
+    pub request: Option<fn(&mut serde_json::Value) -> Result<()>>,
     pub response: Option<fn(&mut serde_json::Value)>,
 }
 

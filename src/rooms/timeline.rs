@@ -181,6 +181,16 @@ async fn visible(
     room_id: &RoomId,
     events: Vec<StoredEvent>,
 ) -> Result<Vec<StoredEvent>> {
+    Ok(visible_and_hidden(hs, requester, room_id, events).await?.0)
+}
+
+/// `visible`, and the events it leaves out.
+async fn visible_and_hidden(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    events: Vec<StoredEvent>,
+) -> Result<(Vec<StoredEvent>, Vec<StoredEvent>)> {
     let user = requester.user_id.as_str();
     let current = hs
         .storage
@@ -201,6 +211,7 @@ async fn visible(
     ];
     let mut verdicts: std::collections::HashMap<Option<i64>, bool> = Default::default();
     let mut out = Vec::with_capacity(events.len());
+    let mut hidden = Vec::new();
     for e in events {
         let group = e.state_after;
         let after_join = joined_since.zip(e.stream_pos).is_some_and(|(j, p)| p > j)
@@ -247,9 +258,11 @@ async fn visible(
         let own_membership = e.pdu["type"] == "m.room.member" && e.pdu["state_key"] == user;
         if allowed || own_membership {
             out.push(e);
+        } else {
+            hidden.push(e);
         }
     }
-    Ok(out)
+    Ok((out, hidden))
 }
 
 /// An event of the room: `Err` NotFound when the room or event is unknown, `Ok(None)` when
@@ -492,14 +505,13 @@ async fn visible_or_current_state(
     room_id: &RoomId,
     events: Vec<StoredEvent>,
 ) -> Result<Vec<StoredEvent>> {
-    let seen: std::collections::HashSet<i64> = visible(hs, requester, room_id, events.clone())
-        .await?
+    let descending = events
+        .first()
+        .zip(events.last())
+        .is_some_and(|(a, b)| a.stream_pos > b.stream_pos);
+    let (mut seen, hidden) = visible_and_hidden(hs, requester, room_id, events).await?;
+    let hidden_state: Vec<(String, String)> = hidden
         .iter()
-        .map(|e| e.event_nid)
-        .collect();
-    let hidden_state: Vec<(String, String)> = events
-        .iter()
-        .filter(|e| !seen.contains(&e.event_nid))
         .filter_map(|e| {
             Some((
                 e.pdu["type"].as_str()?.to_owned(),
@@ -507,19 +519,26 @@ async fn visible_or_current_state(
             ))
         })
         .collect();
-    let current: std::collections::HashSet<i64> = if hidden_state.is_empty() {
-        Default::default()
-    } else {
-        hs.storage
-            .current_state_keys(room_id.as_str(), &hidden_state)
-            .await?
-            .into_values()
-            .collect()
-    };
-    Ok(events
-        .into_iter()
-        .filter(|e| seen.contains(&e.event_nid) || current.contains(&e.event_nid))
-        .collect())
+    if hidden_state.is_empty() {
+        return Ok(seen);
+    }
+    let current: std::collections::HashSet<i64> = hs
+        .storage
+        .current_state_keys(room_id.as_str(), &hidden_state)
+        .await?
+        .into_values()
+        .collect();
+    seen.extend(
+        hidden
+            .into_iter()
+            .filter(|e| current.contains(&e.event_nid)),
+    );
+    // Back in the order they came (by position, in the direction they were read).
+    seen.sort_by_key(|e| e.stream_pos);
+    if descending {
+        seen.reverse();
+    }
+    Ok(seen)
 }
 
 pub(crate) async fn sender_members(

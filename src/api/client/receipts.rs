@@ -34,7 +34,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
 }
 
 /// `{"typing": true}` without a `timeout` is 30 seconds, as in Synapse (ruma requires it).
-fn typing_timeout_default(body: &mut serde_json::Value) {
+fn typing_timeout_default(body: &mut serde_json::Value) -> Result<()> {
     if body["typing"] == true
         && let Some(fields) = body.as_object_mut()
     {
@@ -42,6 +42,7 @@ fn typing_timeout_default(body: &mut serde_json::Value) {
             .entry("timeout")
             .or_insert(serde_json::Value::from(30_000));
     }
+    Ok(())
 }
 
 async fn receipt(

@@ -15,7 +15,11 @@ use serde_json::Value as JsonValue;
 
 use crate::{
     error::{Error, Result},
-    http::{Ruma, route},
+    http::{
+        Ruma,
+        extract::{Patches, route_patched},
+        route,
+    },
     rooms::{
         create::{self, CreateRoom, Preset},
         membership, upgrade,
@@ -24,7 +28,14 @@ use crate::{
 };
 
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
-    let router = route(router, create_room);
+    let router = route_patched(
+        router,
+        create_room,
+        Patches {
+            request: Some(|body| room_version_syntax(body, "room_version")),
+            response: None,
+        },
+    );
     let router = route(router, joined_rooms);
     let router = route(router, join_by_id);
     let router = route(router, join_by_id_or_alias);
@@ -33,7 +44,14 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, kick);
     let router = route(router, ban);
     let router = route(router, forget);
-    let router = route(router, upgrade_room);
+    let router = route_patched(
+        router,
+        upgrade_room,
+        Patches {
+            request: Some(|body| room_version_syntax(body, "new_version")),
+            response: None,
+        },
+    );
     route(router, unban)
 }
 
@@ -43,6 +61,19 @@ async fn forget(
 ) -> Result<forget_room::v3::Response> {
     membership::forget(&hs, req.requester()?, &req.body.room_id).await?;
     Ok(forget_room::v3::Response::new())
+}
+
+/// A room version that is not even well-formed is unsupported (400
+/// `M_UNSUPPORTED_ROOM_VERSION`, as Synapse answers), not a body that fails to decode.
+fn room_version_syntax(body: &mut JsonValue, field: &str) -> Result<()> {
+    if let Some(version) = body.get(field).and_then(JsonValue::as_str)
+        && ruma::RoomVersionId::try_from(version).is_err()
+    {
+        return Err(Error::UnsupportedRoomVersion(format!(
+            "room version {version:?} is not supported"
+        )));
+    }
+    Ok(())
 }
 
 fn raw_json<T>(raw: &ruma::serde::Raw<T>) -> Result<JsonValue> {
