@@ -962,3 +962,59 @@ async fn context_applies_its_filter_and_lazy_loads_members() {
         "the rest of the state stays"
     );
 }
+
+#[tokio::test]
+async fn an_erased_users_messages_reach_only_those_who_were_there() {
+    let s = TestServer::start().await;
+    let (alice, bob, room) = s.alice_and_bob_in_a_room().await;
+    let message = s
+        .send_message(
+            &alice,
+            &room,
+            "e1",
+            json!({"msgtype": "m.text", "body": "mine"}),
+        )
+        .await;
+    let (status, res) = s
+        .post(
+            "/_matrix/client/v3/account/deactivate",
+            Some(&alice),
+            json!({ "erase": true, "auth": { "type": "m.login.password",
+                    "identifier": { "type": "m.id.user", "user": "alice" },
+                    "password": "password-alice" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let (carol, _) = s.register("carol", "password-carol").await;
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&carol),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let content_for = |token: String| {
+        let s = &s;
+        let room = room.clone();
+        let message = message.clone();
+        async move {
+            let (status, res) = s
+                .get(
+                    &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(status, 200, "{res}");
+            res["chunk"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["event_id"] == message.as_str())
+                .unwrap_or_else(|| panic!("the message is listed: {res}"))["content"]
+                .clone()
+        }
+    };
+    assert_eq!(content_for(bob).await["body"], "mine", "bob was there");
+    assert_eq!(content_for(carol).await, json!({}), "carol came after");
+}

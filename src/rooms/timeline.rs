@@ -93,10 +93,30 @@ pub async fn client_events(
             .collect()
     };
     let memberships = viewer_memberships(hs, events, room_id, viewer).await?;
+    // Events of erased users reach only those who were in the room when they were sent;
+    // others get them redacted (as Synapse).
+    let erased_for_viewer = |e: &StoredEvent| {
+        e.sender_erased
+            && e.pdu["sender"].as_str() != Some(viewer.user_id.as_str())
+            && memberships.get(&e.event_id).map(String::as_str) != Some("join")
+    };
+    let redaction_rules = if events.iter().any(erased_for_viewer)
+        && let Ok(id) = RoomId::parse(room_id)
+    {
+        Some(super::persist::room_context(hs, &id).await?)
+    } else {
+        None
+    };
     Ok(events
         .iter()
         .map(|e| {
             let mut out = client_event(e, room_id);
+            if let Some(ctx) = &redaction_rules
+                && erased_for_viewer(e)
+                && let Ok(pruned) = super::redaction::redacted_pdu(ctx, &e.pdu)
+            {
+                out["content"] = pruned["content"].clone();
+            }
             // MSC4115: the reader's membership at the event, so clients can tell "sent
             // before you joined" from a key they should have.
             if let Some(membership) = memberships.get(&e.event_id) {

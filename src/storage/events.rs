@@ -27,11 +27,13 @@ pub struct StoredEvent {
     pub txn: Option<(String, String)>,
     /// The state event this one replaced, if it is a state event with a predecessor.
     pub replaces_nid: Option<i64>,
+    /// Its sender has since deactivated with erasure.
+    pub sender_erased: bool,
 }
 
-const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid";
+const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased";
 /// EVENT_COLUMNS of a table aliased `e`.
-const E_EVENT_COLUMNS: &str = "e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id, e.replaces_nid";
+const E_EVENT_COLUMNS: &str = "e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id, e.replaces_nid, e.sender_erased";
 
 pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
     StoredEvent {
@@ -48,6 +50,7 @@ pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
             _ => None,
         },
         replaces_nid: r.get(10),
+        sender_erased: r.get(11),
     }
 }
 
@@ -278,12 +281,12 @@ impl Storage {
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
         let sql = if backwards {
-            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid FROM events
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased FROM events
              WHERE room_id = $1 AND stream_pos IS NOT NULL
                AND ($2::bigint IS NULL OR stream_pos < $2) AND ($3::bigint IS NULL OR stream_pos >= $3)
              ORDER BY stream_pos DESC LIMIT $4"
         } else {
-            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid FROM events
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased FROM events
              WHERE room_id = $1 AND stream_pos IS NOT NULL
                AND ($2::bigint IS NULL OR stream_pos > $2) AND ($3::bigint IS NULL OR stream_pos <= $3)
              ORDER BY stream_pos ASC LIMIT $4"
@@ -579,7 +582,7 @@ impl RoomWrite {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let key = (r.get(11), r.get(12));
+                let key = (r.get(12), r.get(13));
                 (key, stored_event(r))
             })
             .collect())

@@ -89,7 +89,7 @@ impl Storage {
     }
 
     /// Deactivates in one transaction: no password, no devices (and so no tokens), and
-    /// with `erase`, no profile or account data.
+    /// with `erase`, no profile or account data, and their events marked erased.
     pub async fn deactivate_user(&self, user_id: &str, erase: bool) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1")
@@ -112,6 +112,10 @@ impl Storage {
             ] {
                 sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
             }
+            sqlx::query("UPDATE events SET sender_erased = TRUE WHERE sender = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
