@@ -662,3 +662,57 @@ async fn a_new_device_and_a_renamed_one_change_the_device_list() {
     let res = sync(&s, &bob, &format!("since={since}&timeout=0")).await;
     assert_eq!(res["device_lists"]["changed"], json!([ALICE]), "{res}");
 }
+
+/// A user-signing key is the user's own (others never fetch it): replacing it lists the
+/// user in their own device list changes, not in those of the people they share a room with.
+#[tokio::test]
+async fn a_new_user_signing_key_is_news_to_its_owner_only() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    shared_room(&s, &alice, &bob).await;
+    let master = Signer::new(None);
+    let ssk = Signer::new(None);
+    let master_key = cross_key(ALICE, "master", &master);
+    let mut ssk_key = cross_key(ALICE, "self_signing", &ssk);
+    master.sign(ALICE, &mut ssk_key);
+    let (status, res) = s
+        .post(
+            "/_matrix/client/v3/keys/device_signing/upload",
+            Some(&alice),
+            json!({ "master_key": master_key, "self_signing_key": ssk_key }),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let alice_since = sync(&s, &alice, "timeout=0").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob_since = sync(&s, &bob, "timeout=0").await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let usk = Signer::new(None);
+    let mut usk_key = cross_key(ALICE, "user_signing", &usk);
+    master.sign(ALICE, &mut usk_key);
+    let (status, res) = s
+        .post(
+            "/_matrix/client/v3/keys/device_signing/upload",
+            Some(&alice),
+            json!({ "user_signing_key": usk_key,
+                    "auth": { "type": "m.login.password", "password": "password-alice",
+                              "identifier": { "type": "m.id.user", "user": "alice" } } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let res = sync(&s, &alice, &format!("since={alice_since}&timeout=0")).await;
+    assert_eq!(res["device_lists"]["changed"], json!([ALICE]), "{res}");
+    let res = sync(&s, &bob, &format!("since={bob_since}&timeout=0")).await;
+    assert!(
+        res["device_lists"]["changed"]
+            .as_array()
+            .is_none_or(|c| c.is_empty()),
+        "{res}"
+    );
+}

@@ -31,7 +31,9 @@ use matrix_sdk::{
 use sdk::{client, register};
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(20);
+/// How long a step may take: generous, as six tests with their own clients and servers share
+/// two cores while the rest of the suite runs.
+const WAIT: Duration = Duration::from_secs(45);
 const POLL: Duration = Duration::from_secs(1);
 
 async fn user(server: &TestServer, name: &str) -> Client {

@@ -33,22 +33,11 @@ async fn ok(s: &TestServer, token: &str, pos: Option<&str>, body: &Value) -> Val
 }
 
 async fn create_room(s: &TestServer, token: &str, body: Value) -> String {
-    let (status, res) = s
-        .post("/_matrix/client/v3/createRoom", Some(token), body)
-        .await;
-    assert_eq!(status, 200, "{res}");
-    res["room_id"].as_str().unwrap().to_owned()
+    s.create_room(token, body).await
 }
 
 async fn join(s: &TestServer, token: &str, room: &str) {
-    let (status, res) = s
-        .post(
-            &format!("/_matrix/client/v3/join/{room}"),
-            Some(token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{res}");
+    s.join(token, room).await
 }
 
 fn room_list(range_end: u64, timeline_limit: u64) -> Value {

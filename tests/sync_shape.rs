@@ -32,26 +32,12 @@ fn urlencode(s: &str) -> String {
 }
 
 async fn public_room(s: &TestServer, token: &str) -> String {
-    let (status, res) = s
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(token),
-            json!({ "preset": "public_chat" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{res}");
-    res["room_id"].as_str().unwrap().to_owned()
+    s.create_room(token, json!({ "preset": "public_chat" }))
+        .await
 }
 
 async fn join(s: &TestServer, token: &str, room: &str) {
-    let (status, res) = s
-        .post(
-            &format!("/_matrix/client/v3/join/{room}"),
-            Some(token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{res}");
+    s.join(token, room).await
 }
 
 async fn say(s: &TestServer, token: &str, room: &str, n: usize, prefix: &str) {

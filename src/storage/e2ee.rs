@@ -43,14 +43,31 @@ pub(crate) async fn mark_device_lists_changed(
     }
     streams::lock_stream(conn, Stream::DeviceLists).await?;
     sqlx::query(
-        "INSERT INTO device_list_changes (user_id, stream_pos)
-         SELECT u, nextval('device_list_stream') FROM unnest($1::text[]) AS u
-         ON CONFLICT (user_id) DO UPDATE SET stream_pos = EXCLUDED.stream_pos",
+        "INSERT INTO device_list_changes (user_id, stream_pos, shared_pos)
+         SELECT u, p, p FROM (
+             SELECT u, nextval('device_list_stream') AS p FROM unnest($1::text[]) AS u) n
+         ON CONFLICT (user_id) DO UPDATE
+         SET stream_pos = EXCLUDED.stream_pos, shared_pos = EXCLUDED.shared_pos",
     )
     .bind(users)
     .execute(&mut *conn)
     .await?;
     streams::wake_users_and_their_rooms(conn, users).await
+}
+
+/// A change of the user's keys that only they see (their user-signing key): their own
+/// syncs list it, others' do not.
+async fn mark_own_keys_changed(conn: &mut PgConnection, user: &str) -> Result<()> {
+    streams::lock_stream(conn, Stream::DeviceLists).await?;
+    sqlx::query(
+        "INSERT INTO device_list_changes (user_id, stream_pos, shared_pos)
+         VALUES ($1, nextval('device_list_stream'), 0)
+         ON CONFLICT (user_id) DO UPDATE SET stream_pos = EXCLUDED.stream_pos",
+    )
+    .bind(user)
+    .execute(&mut *conn)
+    .await?;
+    streams::notify(conn, &format!("u:{user}")).await
 }
 
 impl Storage {
@@ -342,7 +359,11 @@ impl Storage {
             .execute(&mut *tx)
             .await?;
         }
-        mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+        if keys.iter().all(|(usage, _, _)| *usage == "user_signing") {
+            mark_own_keys_changed(&mut tx, user_id).await?;
+        } else {
+            mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -409,7 +430,7 @@ impl Storage {
     ) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT user_id FROM device_list_changes c
-             WHERE c.stream_pos > $2 AND (c.user_id = $1 OR EXISTS (
+             WHERE (c.user_id = $1 AND c.stream_pos > $2) OR (c.shared_pos > $2 AND EXISTS (
                  SELECT 1 FROM memberships mine JOIN memberships theirs USING (room_id)
                  WHERE mine.user_id = $1 AND mine.membership = 'join'
                    AND theirs.user_id = c.user_id AND theirs.membership = 'join'))

@@ -284,27 +284,35 @@ impl TestServer {
         )
     }
 
-    /// Alice's public room, joined by bob: (alice's token, bob's token, room ID).
-    pub async fn alice_and_bob_in_a_room(&self) -> (String, String, String) {
-        let (alice, _) = self.register("alice", "password-alice").await;
-        let (bob, _) = self.register("bob", "password-bob").await;
+    /// `POST /createRoom` with `body`, which must succeed; the room ID.
+    pub async fn create_room(&self, token: &str, body: Value) -> String {
         let (status, res) = self
-            .post(
-                "/_matrix/client/v3/createRoom",
-                Some(&alice),
-                json!({"preset": "public_chat"}),
-            )
+            .post("/_matrix/client/v3/createRoom", Some(token), body)
             .await;
         assert_eq!(status, 200, "{res}");
-        let room = res["room_id"].as_str().unwrap().to_owned();
+        res["room_id"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /join/{room}`, which must succeed.
+    pub async fn join(&self, token: &str, room: &str) {
         let (status, res) = self
             .post(
                 &format!("/_matrix/client/v3/join/{room}"),
-                Some(&bob),
+                Some(token),
                 json!({}),
             )
             .await;
         assert_eq!(status, 200, "{res}");
+    }
+
+    /// Alice's public room, joined by bob: (alice's token, bob's token, room ID).
+    pub async fn alice_and_bob_in_a_room(&self) -> (String, String, String) {
+        let (alice, _) = self.register("alice", "password-alice").await;
+        let (bob, _) = self.register("bob", "password-bob").await;
+        let room = self
+            .create_room(&alice, json!({"preset": "public_chat"}))
+            .await;
+        self.join(&bob, &room).await;
         (alice, bob, room)
     }
 
