@@ -15,3 +15,4 @@ pub mod spaces;
 pub mod state_res;
 pub mod timeline;
 pub mod upgrade;
+pub mod visibility;
