@@ -716,3 +716,74 @@ async fn a_new_user_signing_key_is_news_to_its_owner_only() {
         "{res}"
     );
 }
+
+/// Alice's signature of bob's master key (made with her user-signing key) is hers: she
+/// sees it in /keys/query, bob and others do not.
+#[tokio::test]
+async fn a_signature_by_another_users_user_signing_key_is_shown_to_its_signer_only() {
+    let s = TestServer::start().await;
+    let (alice, _) = s.register("alice", "password-alice").await;
+    let (bob, _) = s.register("bob", "password-bob").await;
+    let (carol, _) = s.register("carol", "password-carol").await;
+    const BOB: &str = "@bob:localhost";
+    let upload = |token: String, body: serde_json::Value| {
+        let s = &s;
+        async move {
+            let (status, res) = s
+                .post(
+                    "/_matrix/client/v3/keys/device_signing/upload",
+                    Some(&token),
+                    body,
+                )
+                .await;
+            assert_eq!(status, 200, "{res}");
+        }
+    };
+    let alice_master = Signer::new(None);
+    let alice_usk = Signer::new(None);
+    let mut usk_key = cross_key(ALICE, "user_signing", &alice_usk);
+    alice_master.sign(ALICE, &mut usk_key);
+    upload(
+        alice.clone(),
+        json!({ "master_key": cross_key(ALICE, "master", &alice_master),
+                "user_signing_key": usk_key }),
+    )
+    .await;
+    let bob_master = Signer::new(None);
+    let bob_master_key = cross_key(BOB, "master", &bob_master);
+    upload(bob.clone(), json!({ "master_key": bob_master_key })).await;
+
+    let mut signed = bob_master_key.clone();
+    alice_usk.sign(ALICE, &mut signed);
+    let (status, res) = s
+        .post(
+            "/_matrix/client/v3/keys/signatures/upload",
+            Some(&alice),
+            json!({ BOB: { &bob_master.public: signed } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    assert!(
+        res["failures"].as_object().is_none_or(|f| f.is_empty()),
+        "{res}"
+    );
+
+    let alice_signature_on_bob = |token: String| {
+        let s = &s;
+        async move {
+            let (status, res) = s
+                .post(
+                    "/_matrix/client/v3/keys/query",
+                    Some(&token),
+                    json!({ "device_keys": { BOB: [] } }),
+                )
+                .await;
+            assert_eq!(status, 200, "{res}");
+            assert!(res["master_keys"][BOB].is_object(), "{res}");
+            res["master_keys"][BOB]["signatures"].get(ALICE).cloned()
+        }
+    };
+    assert!(alice_signature_on_bob(alice).await.is_some());
+    assert_eq!(alice_signature_on_bob(bob).await, None);
+    assert_eq!(alice_signature_on_bob(carol).await, None);
+}

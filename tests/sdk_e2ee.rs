@@ -470,6 +470,24 @@ async fn a_new_device_gets_history_keys_shared_by_a_verified_own_device() {
         .expect("second login");
     sync_both(&bob, &bob2).await;
     let bob_id = bob.user_id().unwrap().to_owned();
+    // The first device must know the second's keys before a request from it can reach it
+    // (the SDK drops requests from devices it does not know). The login itself already
+    // changes bob's device list, before the second device has uploaded keys, so this may
+    // take another round.
+    let second_id = bob2.device_id().unwrap().to_owned();
+    sync_both_until(
+        &bob,
+        &bob2,
+        "the first device knowing the second",
+        || async {
+            bob.encryption()
+                .get_device(&bob_id, &second_id)
+                .await
+                .ok()
+                .flatten()
+        },
+    )
+    .await;
     let first = bob2
         .encryption()
         .get_device(&bob_id, bob.device_id().unwrap())

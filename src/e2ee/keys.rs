@@ -156,17 +156,21 @@ pub struct QueriedKeys {
     pub failures: BTreeMap<String, JsonValue>,
 }
 
-/// Adds stored signatures of `key` (`target` = device ID or public key) into its JSON.
+/// Adds stored signatures of `key` (`target` = device ID or public key) into its JSON:
+/// the owner's, and the reader's own. Another user's signature (made with their
+/// user-signing key) is that user's business: only they see it, as in Synapse.
 fn merge_signatures(
     json: &mut JsonValue,
     user: &str,
     target: &str,
     signatures: &[crate::storage::e2ee::KeySignature],
+    reader: &str,
 ) {
-    for s in signatures
-        .iter()
-        .filter(|s| s.target_user == user && s.target_key == target)
-    {
+    for s in signatures.iter().filter(|s| {
+        s.target_user == user
+            && s.target_key == target
+            && (s.signer_user == user || s.signer_user == reader)
+    }) {
         if !json["signatures"].is_object() {
             json["signatures"] = json!({});
         }
@@ -209,7 +213,13 @@ pub async fn query_keys(
         if !asked.is_empty() && !asked.iter().any(|d| d.as_str() == device_id) {
             continue;
         }
-        merge_signatures(&mut json, user.as_str(), &device_id, &signatures);
+        merge_signatures(
+            &mut json,
+            user.as_str(),
+            &device_id,
+            &signatures,
+            requester.user_id.as_str(),
+        );
         // Always there, as Synapse serves it; the display name when the device has one.
         json["unsigned"] = match name {
             Some(name) => json!({ "device_display_name": name }),
@@ -223,7 +233,13 @@ pub async fn query_keys(
         let Ok(user) = OwnedUserId::try_from(user) else {
             continue;
         };
-        merge_signatures(&mut json, user.as_str(), &public_key, &signatures);
+        merge_signatures(
+            &mut json,
+            user.as_str(),
+            &public_key,
+            &signatures,
+            requester.user_id.as_str(),
+        );
         let into = match usage.as_str() {
             "master" => &mut out.master_keys,
             "self_signing" => &mut out.self_signing_keys,
