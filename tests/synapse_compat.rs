@@ -139,6 +139,16 @@ async fn a_message_posted_without_a_transaction_id_is_sent() {
         )
         .await;
     assert_error(&res, 401, "M_MISSING_TOKEN");
+    // Someone outside the room may not send.
+    let (carol, _) = s.register("carol", "password-carol").await;
+    let res = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message"),
+            Some(&carol),
+            json!({ "msgtype": "m.text", "body": "intruder" }),
+        )
+        .await;
+    assert_error(&res, 403, "M_FORBIDDEN");
 }
 
 #[tokio::test]

@@ -95,7 +95,11 @@ pub async fn join(
             .as_deref()
             == Some("join")
     {
-        carry_user_state(hs, requester, &old, room_id).await?;
+        // The join has happened; a failure here (say, account data at its quota) must not
+        // turn it into an error for the client.
+        if let Err(e) = carry_user_state(hs, requester, &old, room_id).await {
+            tracing::warn!(room = %room_id, "could not carry tags and direct chats over: {e}");
+        }
     }
     Ok(())
 }

@@ -150,7 +150,14 @@ pub async fn upgrade(
         let Ok(user) = OwnedUserId::try_from(user) else {
             continue;
         };
-        membership::change_other(hs, requester, &new_room, &user, "ban", reason.as_deref()).await?;
+        // The new room exists and the tombstone points to it: a ban that cannot be copied
+        // is logged rather than failing an upgrade that has happened.
+        if let Err(e) =
+            membership::change_other(hs, requester, &new_room, &user, "ban", reason.as_deref())
+                .await
+        {
+            tracing::warn!(room = %new_room, %user, "could not carry a ban over: {e}");
+        }
     }
     hs.storage
         .move_aliases(old.as_str(), new_room.as_str())
@@ -170,7 +177,9 @@ pub async fn upgrade(
             tracing::warn!(room = %old, "could not clear the upgraded room's canonical alias: {e}");
         }
     }
-    membership::carry_user_state(hs, requester, old, &new_room).await?;
+    if let Err(e) = membership::carry_user_state(hs, requester, old, &new_room).await {
+        tracing::warn!(room = %new_room, "could not carry tags and direct chats over: {e}");
+    }
     if hs.storage.room_is_public(old.as_str()).await? {
         hs.storage.set_room_public(old.as_str(), false).await?;
     }
