@@ -6,8 +6,9 @@ use anyhow::Context as _;
 use axon::{
     config::Config,
     run::{self, Database},
+    secrets,
     server::Homeserver,
-    users::{register, secrets},
+    users::register,
 };
 use clap::{Parser, Subcommand};
 
@@ -106,7 +107,7 @@ fn main() -> ExitCode {
             }
             Command::RotateSigningKey => {
                 let db = Database::open(&config).await?;
-                let result = axon::keys::rotate(&db.storage).await;
+                let result = axon::server::keys::rotate(&db.storage).await;
                 db.close().await;
                 let key_id = result.map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("new signing key {key_id}");

@@ -177,7 +177,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding listen.metrics {address}"))?;
             tracing::info!(%address, "serving Prometheus metrics at /metrics");
-            let app = crate::http::metrics_app(hs.clone());
+            let app = crate::api::metrics_app(hs.clone());
             Some(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!("metrics listener: {e}");
@@ -202,7 +202,8 @@ pub async fn serve_on(
     hs: Arc<Homeserver>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    crate::sync::notifier::spawn_background(&hs);
+    crate::server::wake::spawn_listener(&hs);
+    crate::housekeeping::spawn(&hs);
     crate::push::delivery::spawn_worker(&hs);
     let limits = &hs.config.limits;
     let connection_limits = crate::http::serve::ConnectionLimits {
@@ -210,7 +211,7 @@ pub async fn serve_on(
         header_read_timeout: Duration::from_secs(limits.header_read_timeout_secs),
         shutdown_grace: Duration::from_secs(limits.shutdown_grace_secs),
     };
-    let app = crate::http::app(hs.clone());
+    let app = crate::api::app(hs.clone());
     let notifier_hs = hs.clone();
     let shutdown = async move {
         shutdown.await;

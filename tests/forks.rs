@@ -488,3 +488,103 @@ async fn remote_events_fork_and_merge_in_every_state_resolution_version() {
         fork_story(&s, &token, version).await;
     }
 }
+
+/// A room with more forward extremities than an event may name: local events name the 20
+/// deepest, and the next one merges the rest. Remote messages reach local members' unread
+/// counts and notifications (the same tail as local events).
+#[tokio::test]
+async fn wide_forks_merge_within_twenty_prev_events_and_remote_events_notify() {
+    let s = TestServer::start().await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = Remote::new();
+    let (status, res) = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&token),
+            json!({"preset": "public_chat", "room_version": "11"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let r = res["room_id"].as_str().unwrap().to_owned();
+    let room = Room {
+        id: r.clone(),
+        rules: RoomVersionId::V11.rules().unwrap(),
+    };
+    let create = state_id(&s, &token, &r, "m.room.create", "").await;
+    let join_rules = state_id(&s, &token, &r, "m.room.join_rules", "").await;
+    let pl = state_id(&s, &token, &r, "m.room.power_levels", "").await;
+    let (tip, depth) = newest(&s, &token, &r).await;
+    let join = Draft {
+        kind: "m.room.member",
+        state_key: Some(BOB),
+        content: json!({"membership": "join"}),
+        prev: vec![tip],
+        auth: vec![create.clone(), pl.clone(), join_rules],
+        depth: depth + 1,
+        ts: now(),
+    };
+    let (join_id, outcome) = receive(&s, &remote, &room, &join).await.unwrap();
+    assert_eq!(outcome, Received::Accepted);
+
+    // 25 messages from bob, each on bob's join only: 25 forward extremities.
+    let mut sent = Vec::new();
+    for i in 0..25 {
+        let message = Draft {
+            kind: "m.room.message",
+            state_key: None,
+            content: json!({"msgtype": "m.text", "body": format!("wide {i}")}),
+            prev: vec![join_id.clone()],
+            auth: vec![create.clone(), pl.clone(), join_id.clone()],
+            depth: depth + 2,
+            ts: now(),
+        };
+        let (id, outcome) = receive(&s, &remote, &room, &message).await.unwrap();
+        assert_eq!(outcome, Received::Accepted);
+        sent.push(id);
+    }
+    assert_eq!(extremities(&s, &r).await, 25);
+
+    // Every one of bob's messages counts for alice, as a local one would.
+    let (status, sync) = s
+        .get("/_matrix/client/v3/sync?timeout=0", Some(&token))
+        .await;
+    assert_eq!(status, 200, "{sync}");
+    let room_sync = &sync["rooms"]["join"][&r];
+    assert_eq!(
+        room_sync["unread_notifications"]["notification_count"], 25,
+        "{room_sync}"
+    );
+    let (status, notifications) = s
+        .get("/_matrix/client/v3/notifications?limit=50", Some(&token))
+        .await;
+    assert_eq!(status, 200, "{notifications}");
+    assert_eq!(notifications["notifications"].as_array().unwrap().len(), 25);
+
+    // alice's next event names 20 of them; the one after names the other 5 and hers.
+    let first = send_text(&s, &token, &r, "first merge").await;
+    let prevs = prev_events_of(&s, &first).await;
+    assert_eq!(prevs.len(), 20, "{prevs:?}");
+    assert!(prevs.iter().all(|p| sent.contains(p)));
+    assert_eq!(extremities(&s, &r).await, 6);
+    let second = send_text(&s, &token, &r, "second merge").await;
+    let mut rest = prev_events_of(&s, &second).await;
+    rest.sort();
+    let mut expected: Vec<String> = sent
+        .iter()
+        .filter(|id| !prevs.contains(id))
+        .cloned()
+        .chain([first])
+        .collect();
+    expected.sort();
+    assert_eq!(rest, expected);
+    assert_eq!(extremities(&s, &r).await, 1);
+    // The room's state came through whole.
+    let (status, members) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{r}/joined_members"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(members["joined"][BOB].is_object(), "{members}");
+}

@@ -110,7 +110,7 @@ fn segment() -> impl Strategy<Value = String> {
 async fn arbitrary_requests_never_get_a_500() {
     let s = TestServer::start().await;
     let (alice, _) = s.register("alice", "password-alice").await;
-    let app = axon::http::app(s.hs.clone());
+    let app = axon::api::app(s.hs.clone());
     // Real endpoint prefixes, so requests get past routing into the extractor.
     let endpoints: Vec<String> = axon::http::extract::routed_endpoints()
         .into_iter()

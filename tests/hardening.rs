@@ -619,7 +619,7 @@ async fn metrics_count_requests_events_and_the_database() {
         .await
         .unwrap();
     assert_eq!(odd.status(), 405);
-    let response = axon::http::metrics_app(s.hs.clone())
+    let response = axon::api::metrics_app(s.hs.clone())
         .oneshot(
             http::Request::get("/metrics")
                 .body(axum::body::Body::empty())

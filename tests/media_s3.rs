@@ -270,7 +270,7 @@ async fn a_wrong_secret_stops_start_up() {
     let mut env = test_env();
     s3_env(&mut env, &s3, "not-the-secret");
     let config = Config::load_from(None, &env).unwrap();
-    let err = axon::media::MediaStore::open(&config)
+    let err = axon::server::media_store::MediaStore::open(&config)
         .await
         .expect_err("a signature made with the wrong secret is refused");
     let message = err.to_string();
@@ -291,7 +291,7 @@ async fn a_wrong_secret_stops_start_up() {
         format!("http://{closed}"),
     );
     let config = Config::load_from(None, &env).unwrap();
-    let err = axon::media::MediaStore::open(&config)
+    let err = axon::server::media_store::MediaStore::open(&config)
         .await
         .expect_err("nothing listens there");
     assert!(err.to_string().contains("not usable"), "{err}");

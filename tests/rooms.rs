@@ -589,7 +589,7 @@ async fn concurrent_senders_lose_nothing() {
 async fn key_rotation_keeps_old_keys() {
     let s = TestServer::start().await;
     let before = published_keys(&s).await;
-    let new_id = axon::keys::rotate(&s.hs.storage).await.unwrap();
+    let new_id = axon::server::keys::rotate(&s.hs.storage).await.unwrap();
     // a restarted server signs with the new key and still publishes the old one
     let s = s.restart().await;
     let (_, doc) = s.get("/_matrix/key/v2/server", None).await;
@@ -620,7 +620,7 @@ async fn state_storage_grows_linearly() {
             state_key: Some(user.to_string()),
             redacts: None,
         };
-        axon::rooms::persist::send(&s.hs, &room, &user, join, None)
+        axon::rooms::send::send(&s.hs, &room, &user, join, None)
             .await
             .unwrap();
     }

@@ -1,5 +1,50 @@
-//! Thin HTTP handlers: parse (ruma), call one domain function, answer (ruma).
+//! Thin HTTP handlers: parse (ruma), call one domain function, answer (ruma); and the
+//! assembly of every route into the application.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, header};
+
+use crate::server::Homeserver;
 
 pub mod admin;
 pub mod client;
 pub mod federation;
+
+/// The complete application: every API inside the HTTP edge's guards.
+pub fn app(hs: Arc<Homeserver>) -> Router {
+    let router = client::routes(Router::new());
+    let router = admin::routes(router);
+    let router = federation::routes(router);
+    crate::http::guarded(router, hs)
+}
+
+/// The metrics listener's app: `GET /metrics` in Prometheus' text format.
+pub fn metrics_app(hs: Arc<Homeserver>) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(hs)
+}
+
+async fn metrics(axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>) -> Response {
+    let gauges = crate::metrics::Gauges {
+        db_pool_size: hs.storage.pool_size(),
+        db_pool_idle: hs.storage.pool_idle(),
+        db_pool_max: hs.config.database.max_connections,
+        db_up: !hs.storage.health().is_down(),
+        // Unknown while the database is away: reported as -1.
+        push_queue_depth: hs.storage.push_queue_depth().await.unwrap_or(-1),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        hs.metrics.render(&gauges),
+    )
+        .into_response()
+}

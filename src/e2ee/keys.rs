@@ -10,7 +10,7 @@ use crate::{
     error::{Error, Result},
     server::Homeserver,
     storage::e2ee::UploadedKey,
-    sync::token::SyncToken,
+    sync_token::SyncToken,
     users::Requester,
 };
 

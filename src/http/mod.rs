@@ -1,4 +1,6 @@
-//! The HTTP edge: router assembly, middleware (CORS, tracing), and the ruma extractor.
+//! The HTTP edge: the guards around every request (CORS, tracing, metrics, panics, the
+//! database gate, Matrix fallbacks), the ruma extractor, error mapping and the
+//! connection loop. The routes themselves are assembled in `api`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -21,11 +23,9 @@ pub mod serve;
 
 pub use extract::{Ruma, route};
 
-/// The complete application: every API, the fallbacks and the middleware.
-pub fn app(hs: Arc<Homeserver>) -> Router {
-    let router = crate::api::client::routes(Router::new());
-    let router = crate::api::admin::routes(router);
-    let router = crate::api::federation::routes(router);
+/// Wraps the routes in the guards every request passes, with Matrix answers for unknown
+/// paths and methods.
+pub fn guarded(router: Router<Arc<Homeserver>>, hs: Arc<Homeserver>) -> Router {
     router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -90,32 +90,6 @@ async fn record_metrics(
         started.elapsed(),
     );
     response
-}
-
-/// The metrics listener's app: `GET /metrics` in Prometheus' text format.
-pub fn metrics_app(hs: Arc<Homeserver>) -> Router {
-    Router::new()
-        .route("/metrics", axum::routing::get(metrics))
-        .with_state(hs)
-}
-
-async fn metrics(axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>) -> Response {
-    let gauges = crate::metrics::Gauges {
-        db_pool_size: hs.storage.pool_size(),
-        db_pool_idle: hs.storage.pool_idle(),
-        db_pool_max: hs.config.database.max_connections,
-        db_up: !hs.storage.health().is_down(),
-        // Unknown while the database is away: reported as -1.
-        push_queue_depth: hs.storage.push_queue_depth().await.unwrap_or(-1),
-    };
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        hs.metrics.render(&gauges),
-    )
-        .into_response()
 }
 
 /// While the database is known to be down, requests that need it get 503 with

@@ -15,10 +15,8 @@ use serde_json::{Value as JsonValue, json};
 
 use crate::{
     error::Result,
-    rooms::persist,
     server::{Homeserver, now_ms},
     storage::push::{PUSH_WAKE_KEY, QueuedPush},
-    sync::notifier,
 };
 
 /// How long a leased row stays with the process that leased it.
@@ -56,7 +54,7 @@ async fn worker(weak: Weak<Homeserver>) {
             }
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        notifier::wait_for(&mut wake, &interest, deadline).await;
+        crate::server::wake::wait_for(&mut wake, &interest, deadline).await;
     }
 }
 
@@ -195,18 +193,24 @@ async fn notification(
         n["type"] = pdu["type"].clone();
         n["sender"] = pdu["sender"].clone();
         n["content"] = pdu["content"].clone();
-        if let Ok(room_id) = ruma::RoomId::parse(&event.room_id) {
-            let member =
-                persist::current_state_content(hs, &room_id, "m.room.member", sender).await?;
+        {
+            let room_id = event.room_id.as_str();
+            let state = &hs.storage;
+            let member = state
+                .current_state_content(room_id, "m.room.member", sender)
+                .await?;
             if let Some(name) = member.as_ref().and_then(|m| m["displayname"].as_str()) {
                 n["sender_display_name"] = json!(name);
             }
-            let room_name = persist::current_state_content(hs, &room_id, "m.room.name", "").await?;
+            let room_name = state
+                .current_state_content(room_id, "m.room.name", "")
+                .await?;
             if let Some(name) = room_name.as_ref().and_then(|m| m["name"].as_str()) {
                 n["room_name"] = json!(name);
             }
-            let alias =
-                persist::current_state_content(hs, &room_id, "m.room.canonical_alias", "").await?;
+            let alias = state
+                .current_state_content(room_id, "m.room.canonical_alias", "")
+                .await?;
             if let Some(alias) = alias.as_ref().and_then(|m| m["alias"].as_str()) {
                 n["room_alias"] = json!(alias);
                 // A room without a name is called by its alias (as Synapse names it).

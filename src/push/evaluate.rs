@@ -6,19 +6,17 @@
 use std::collections::BTreeMap;
 
 use ruma::{
-    Int, OwnedUserId, UInt, UserId,
+    Int, OwnedUserId, RoomId, UInt, UserId,
     power_levels::NotificationPowerLevels,
     push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx},
-    room_version_rules::RoomPowerLevelsRules,
+    room_version_rules::{AuthorizationRules, RoomPowerLevelsRules},
     serde::Raw,
 };
 use serde_json::Value as JsonValue;
 
 use super::rules;
-use crate::rooms::persist::KnownState;
 use crate::{
     error::Result,
-    rooms::persist::RoomContext,
     server::Homeserver,
     storage::{events::RoomWrite, push::PushActionRow},
 };
@@ -38,40 +36,19 @@ fn level(v: &JsonValue) -> Option<Int> {
         .and_then(|n| Int::try_from(n).ok())
 }
 
-/// A current state event's (content, sender), read in the write's own transaction.
-/// A state event of the room (empty state key) as (content, sender): from `known`, the
-/// state the event was checked against, when that holds the room's create event (then a
-/// missing key is absent from the room); else read in the write's transaction.
-async fn state_event(
-    w: &mut RoomWrite,
-    known: &KnownState,
-    event_type: &str,
-) -> Result<Option<(JsonValue, String)>> {
-    let key = (event_type.to_owned(), String::new());
-    if known.contains_key(&("m.room.create".to_owned(), String::new())) {
-        return Ok(known
-            .get(&key)
-            .map(|p| (p.content_json(), p.sender.to_string())));
-    }
-    let nids: Vec<i64> = w.current_state_for(&[key]).await?.into_values().collect();
-    Ok(w.events_by_nid(&nids).await?.pop().map(|e| {
-        let sender = e.pdu["sender"].as_str().unwrap_or_default().to_owned();
-        (e.pdu["content"].clone(), sender)
-    }))
+/// What evaluation needs of the room, from the state the event was checked against.
+pub struct PushRoom<'a> {
+    pub room_id: &'a RoomId,
+    pub auth_rules: &'a AuthorizationRules,
+    /// `m.room.power_levels` content, if the room has power levels.
+    pub power_levels: Option<JsonValue>,
+    /// `m.room.create` (content, sender).
+    pub create: Option<(JsonValue, OwnedUserId)>,
 }
 
 /// The room's power levels as push conditions use them (`sender_notification_permission`).
-/// Read in the write's transaction: a second pool connection taken while holding one
-/// deadlocks once every connection is held by a write waiting for another.
-async fn power_levels_ctx(
-    w: &mut RoomWrite,
-    ctx: &RoomContext,
-    known: &KnownState,
-) -> Result<PushConditionPowerLevelsCtx> {
-    let pl = state_event(w, known, "m.room.power_levels")
-        .await?
-        .map(|(content, _)| content)
-        .unwrap_or_default();
+fn power_levels_ctx(room: &PushRoom<'_>) -> PushConditionPowerLevelsCtx {
+    let pl = room.power_levels.clone().unwrap_or_default();
     let users: BTreeMap<OwnedUserId, Int> = pl["users"]
         .as_object()
         .into_iter()
@@ -79,20 +56,16 @@ async fn power_levels_ctx(
         .filter_map(|(u, l)| Some((OwnedUserId::try_from(u.as_str()).ok()?, level(l)?)))
         .collect();
     let mut notifications = NotificationPowerLevels::new();
-    if let Some(room) = level(&pl["notifications"]["room"]) {
-        notifications.room = room;
+    if let Some(room_level) = level(&pl["notifications"]["room"]) {
+        notifications.room = room_level;
     }
     let mut creators: Vec<OwnedUserId> = Vec::new();
-    if ctx.rules.authorization.explicitly_privilege_room_creators {
-        let create = state_event(w, known, "m.room.create").await?;
-        if let Some((_, creator)) = &create
-            && let Ok(c) = OwnedUserId::try_from(creator.as_str())
-        {
-            creators.push(c);
-        }
-        for extra in create
-            .as_ref()
-            .and_then(|(c, _)| c["additional_creators"].as_array())
+    if room.auth_rules.explicitly_privilege_room_creators
+        && let Some((content, creator)) = &room.create
+    {
+        creators.push(creator.clone());
+        for extra in content["additional_creators"]
+            .as_array()
             .into_iter()
             .flatten()
         {
@@ -101,12 +74,12 @@ async fn power_levels_ctx(
             }
         }
     }
-    Ok(PushConditionPowerLevelsCtx::new(
+    PushConditionPowerLevelsCtx::new(
         users,
         level(&pl["users_default"]).unwrap_or_default(),
         notifications,
-        RoomPowerLevelsRules::new(&ctx.rules.authorization, creators),
-    ))
+        RoomPowerLevelsRules::new(room.auth_rules, creators),
+    )
 }
 
 /// Evaluates an event being stored (`event`: its JSON, `sender`) for the room's local
@@ -115,11 +88,10 @@ async fn power_levels_ctx(
 pub async fn record_push_actions(
     hs: &Homeserver,
     w: &mut RoomWrite,
-    ctx: &RoomContext,
+    room: &PushRoom<'_>,
     event_nid: i64,
     event: &JsonValue,
     sender: &UserId,
-    known: &KnownState,
 ) -> Result<()> {
     // Membership events notify nobody by the default rules (`.m.rule.member_event`) but the
     // invitee of an invite (`.m.rule.invite_for_me`): only they are evaluated, so that a
@@ -138,7 +110,7 @@ pub async fn record_push_actions(
         return Ok(());
     }
     let member_count = UInt::try_from(member_count).unwrap_or_default();
-    let power_levels = power_levels_ctx(w, ctx, known).await?;
+    let power_levels = power_levels_ctx(room);
     let raw: Raw<JsonValue> =
         Raw::new(event).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
     let thread_id = thread_of(&event["content"]);
@@ -156,7 +128,7 @@ pub async fn record_push_actions(
             .clone()
             .unwrap_or_else(|| user_id.localpart().to_owned());
         let room_ctx = PushConditionRoomCtx::new(
-            ctx.room_id.clone(),
+            room.room_id.to_owned(),
             member_count,
             user_id.clone(),
             display_name,

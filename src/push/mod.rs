@@ -3,6 +3,5 @@
 
 pub mod delivery;
 pub mod evaluate;
-pub mod notifications;
 pub mod pushers;
 pub mod rules;

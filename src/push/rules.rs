@@ -15,6 +15,7 @@ use serde_json::{Value as JsonValue, json};
 use crate::{
     error::{Error, Result},
     server::Homeserver,
+    users::{Requester, account_data},
 };
 
 pub const ACCOUNT_DATA_TYPE: &str = "m.push_rules";
@@ -95,6 +96,21 @@ pub async fn ruleset(hs: &Homeserver, user_id: &UserId) -> Result<Ruleset> {
         .account_data(user_id.as_str(), "", ACCOUNT_DATA_TYPE)
         .await?;
     Ok(effective(user_id, stored.as_ref()))
+}
+
+/// Global account data as clients read it: `m.push_rules` is the user's rules merged over
+/// the server defaults, other types are as stored.
+pub async fn global_account_data(
+    hs: &Homeserver,
+    requester: &Requester,
+    user_id: &UserId,
+    data_type: &str,
+) -> Result<JsonValue> {
+    if data_type != ACCOUNT_DATA_TYPE {
+        return account_data::get(hs, requester, user_id, None, data_type).await;
+    }
+    account_data::check_self(requester, user_id, "account data")?;
+    account_data_content(hs, user_id).await
 }
 
 /// The `m.push_rules` account data content of a user, as clients read it.

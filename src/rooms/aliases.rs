@@ -40,7 +40,7 @@ pub async fn create(
     room_id: &RoomId,
 ) -> Result<()> {
     check_local(hs, alias)?;
-    super::persist::require_joined(hs, requester, room_id).await?;
+    super::context::require_joined(hs, requester, room_id).await?;
     if !hs
         .storage
         .insert_alias(alias.as_str(), room_id.as_str(), requester.user_id.as_str())
@@ -81,7 +81,7 @@ pub async fn delete(hs: &Homeserver, requester: &Requester, alias: &RoomAliasId)
     }
     hs.storage.delete_alias(alias.as_str()).await?;
     let current =
-        super::persist::current_state_content(hs, &room_id, "m.room.canonical_alias", "").await?;
+        super::context::current_state_content(hs, &room_id, "m.room.canonical_alias", "").await?;
     if let Some(mut content) = current {
         let mut changed = false;
         if content["alias"] == alias.as_str() {
@@ -100,7 +100,7 @@ pub async fn delete(hs: &Homeserver, requester: &Requester, alias: &RoomAliasId)
         if changed {
             // As the deleting user, when they may; an alias that is gone from the
             // directory but still named in the event is harmless otherwise.
-            let sent = super::persist::send_state(
+            let sent = super::send::send_state(
                 hs,
                 &room_id,
                 &requester.user_id,
@@ -131,7 +131,7 @@ async fn may_set_canonical_alias(
     if !joined {
         return Ok(false);
     }
-    let ctx = super::persist::room_context(hs, room_id).await?;
+    let ctx = super::context::room_context(hs, room_id).await?;
     let mine = super::power::user_power(hs, &ctx, &requester.user_id).await?;
     let needed = super::power::required_for_state(hs, &ctx, "m.room.canonical_alias").await?;
     Ok(super::power::at_least(mine, needed))
@@ -143,7 +143,7 @@ pub async fn of_room(
     requester: &Requester,
     room_id: &RoomId,
 ) -> Result<Vec<OwnedRoomAliasId>> {
-    super::persist::require_joined(hs, requester, room_id).await?;
+    super::context::require_joined(hs, requester, room_id).await?;
     hs.storage
         .room_aliases(room_id.as_str())
         .await?

@@ -8,8 +8,9 @@ use serde_json::{Map, Value as JsonValue, json};
 
 use super::{
     aliases,
+    context::{self, RoomContext},
     pdu::{self, NewEvent, Placement},
-    persist::{self, RoomContext},
+    persist,
 };
 use crate::{
     error::{Error, Result},
@@ -45,7 +46,7 @@ pub struct CreateRoom {
 pub fn new_legacy_room_id(hs: &Homeserver) -> OwnedRoomId {
     RoomId::parse(format!(
         "!{}:{}",
-        crate::users::secrets::random_id(18),
+        crate::secrets::random_id(18),
         hs.config.server_name
     ))
     .expect("valid room ID")
@@ -80,7 +81,7 @@ pub async fn create_room(
             "room version {version} is not supported"
         )));
     }
-    let rules = persist::rules_for(&version)?;
+    let rules = context::rules_for(&version)?;
     let creator = &requester.user_id;
     let preset = req.preset.unwrap_or(if req.public {
         Preset::PublicChat
@@ -170,6 +171,7 @@ pub async fn create_room(
             pdu: create_pdu,
             state_before: None,
             auth_state: Default::default(),
+            extends_current: true,
         };
         let nid = persist::store(&mut w, &ctx, &checked, None).await?;
         w.commit(&[nid]).await?;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use ruma::RoomId;
 use serde_json::{Value as JsonValue, json};
 
-use super::{persist, power};
+use super::{context, power};
 use crate::{
     error::{Error, Result},
     server::Homeserver,
@@ -123,7 +123,7 @@ pub async fn summaries(hs: &Homeserver, room_ids: &[String]) -> Result<HashMap<S
 }
 
 pub async fn is_listed(hs: &Homeserver, room_id: &RoomId) -> Result<bool> {
-    persist::room_context(hs, room_id).await?;
+    context::room_context(hs, room_id).await?;
     Ok(hs.storage.room_is_public(room_id.as_str()).await?)
 }
 
@@ -135,14 +135,14 @@ pub async fn set_listed(
     room_id: &RoomId,
     listed: bool,
 ) -> Result<()> {
-    let ctx = persist::room_context(hs, room_id).await?;
+    let ctx = context::room_context(hs, room_id).await?;
     if !requester.is_admin {
         let joined = hs
             .storage
             .membership(room_id.as_str(), requester.user_id.as_str())
             .await?;
         let mine = power::user_power(hs, &ctx, &requester.user_id).await?;
-        let levels = persist::current_state_content(hs, room_id, "m.room.power_levels", "").await?;
+        let levels = context::current_state_content(hs, room_id, "m.room.power_levels", "").await?;
         let needed = levels
             .as_ref()
             .and_then(|pl| {

@@ -3,7 +3,7 @@
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::Value as JsonValue;
 
-use super::{create::member_content, pdu::NewEvent, persist};
+use super::{context, create::member_content, pdu::NewEvent, send};
 use crate::{
     error::{Error, Result},
     server::Homeserver,
@@ -33,7 +33,7 @@ async fn send_own(
     room_id: &RoomId,
     content: JsonValue,
 ) -> Result<()> {
-    persist::send_state_once(
+    send::send_state_once(
         hs,
         room_id,
         &requester.user_id,
@@ -63,7 +63,7 @@ pub async fn join(
     reason: Option<&str>,
     extra: &serde_json::Map<String, JsonValue>,
 ) -> Result<()> {
-    let ctx = persist::room_context(hs, room_id)
+    let ctx = context::room_context(hs, room_id)
         .await
         .map_err(|_| Error::NotFound("no known room with that ID or alias".into()))?;
     let mut content = with_reason(
@@ -83,7 +83,7 @@ pub async fn join(
     }
     send_own(hs, requester, room_id, content).await?;
     // Joining the successor of a room one was in carries one's tags and direct chats over.
-    let create = persist::current_state_content(hs, room_id, "m.room.create", "").await?;
+    let create = context::current_state_content(hs, room_id, "m.room.create", "").await?;
     if let Some(old) = create
         .as_ref()
         .and_then(|c| c["predecessor"]["room_id"].as_str())
@@ -109,13 +109,13 @@ pub async fn join(
 /// allowed rooms. `None` when the join needs no authoriser.
 async fn restricted_join_authoriser(
     hs: &Homeserver,
-    ctx: &persist::RoomContext,
+    ctx: &context::RoomContext,
     requester: &Requester,
 ) -> Result<Option<String>> {
     if !ctx.rules.authorization.restricted_join_rule {
         return Ok(None);
     }
-    let rules = persist::current_state_content(hs, &ctx.room_id, "m.room.join_rules", "")
+    let rules = context::current_state_content(hs, &ctx.room_id, "m.room.join_rules", "")
         .await?
         .unwrap_or_default();
     let rule = rules["join_rule"].as_str().unwrap_or("invite");
@@ -185,7 +185,7 @@ pub async fn change_other(
     membership: &str,
     reason: Option<&str>,
 ) -> Result<()> {
-    persist::room_context(hs, room_id).await?;
+    context::room_context(hs, room_id).await?;
     let current = hs
         .storage
         .membership(room_id.as_str(), target.as_str())
@@ -209,7 +209,7 @@ pub async fn change_other(
         serde_json::json!({ "membership": m })
     };
     let content = with_reason(content, reason);
-    persist::send(
+    send::send(
         hs,
         room_id,
         &requester.user_id,
@@ -265,7 +265,7 @@ async fn refresh_member_events(hs: &Homeserver, user_id: &UserId) -> Result<()> 
             continue;
         };
         let current =
-            persist::current_state_content(hs, &room_id, "m.room.member", user_id.as_str()).await?;
+            context::current_state_content(hs, &room_id, "m.room.member", user_id.as_str()).await?;
         let Some(mut content) = current.filter(|c| c["membership"] == "join") else {
             continue;
         };
@@ -281,7 +281,7 @@ async fn refresh_member_events(hs: &Homeserver, user_id: &UserId) -> Result<()> 
             fields.remove("join_authorised_via_users_server");
         }
         let sent =
-            persist::send_state_once(hs, &room_id, user_id, member_event(user_id, content)).await;
+            send::send_state_once(hs, &room_id, user_id, member_event(user_id, content)).await;
         if let Err(e) = sent {
             tracing::info!(%room_id, "profile change not sent into the room: {e}");
         }
@@ -324,7 +324,7 @@ pub async fn knock(
     room_id: &RoomId,
     reason: Option<&str>,
 ) -> Result<()> {
-    let ctx = persist::room_context(hs, room_id).await?;
+    let ctx = context::room_context(hs, room_id).await?;
     if !ctx.rules.authorization.knocking {
         return Err(Error::Forbidden(format!(
             "room version {} does not support knocking",

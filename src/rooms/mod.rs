@@ -1,9 +1,13 @@
-//! Rooms: PDUs, the persistence path, room creation, membership and reading.
+//! Rooms: PDUs, the write path (local and remote events), room creation, membership and
+//! reading.
 
 pub mod aliases;
+pub mod auth;
+pub mod context;
 pub mod create;
 pub mod directory;
 pub mod membership;
+pub mod notifications;
 pub mod pdu;
 pub mod persist;
 pub mod power;
@@ -11,6 +15,7 @@ pub mod receipts;
 pub mod receive;
 pub mod redaction;
 pub mod reports;
+pub mod send;
 pub mod spaces;
 pub mod state_res;
 pub mod timeline;

@@ -11,7 +11,7 @@ use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
 use crate::{
     error::{Error, Result},
-    keys::ServerKeys,
+    server::keys::ServerKeys,
 };
 
 /// Largest whole PDU, signatures included, in bytes: the spec says 65,536; ruma's
@@ -278,7 +278,7 @@ pub fn build(
     // Before room v3 the event ID is chosen by its server and is part of the PDU.
     let legacy_id = match rules.event_id_format {
         EventIdFormatVersion::V1 => {
-            let id = format!("${}:{server_name}", crate::users::secrets::random_id(18));
+            let id = format!("${}:{server_name}", crate::secrets::random_id(18));
             obj.insert("event_id".into(), CanonicalJsonValue::String(id.clone()));
             Some(id)
         }

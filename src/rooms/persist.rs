@@ -1,229 +1,27 @@
-//! The one way an event enters a room (DESIGN.md): build (or receive) a full PDU, check it
-//! against the auth rules, work out the state after it, and persist event, DAG edges,
-//! state, current state, memberships and stream position in one transaction. Writes to a
-//! room are serialized (in process by `RoomLocks`, across processes by an advisory lock).
+//! The write path (DESIGN.md): build a local PDU on the room's extremities and check it,
+//! persist a checked PDU (event, DAG edges, state, current state, memberships, relations,
+//! redactions), and the tail every event takes before its commit, local or from another
+//! server (`finish`). Writes to a room are serialized, in process by
+//! `server::room_locks`, across processes by an advisory lock (`begin_room_write`).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, Weak},
+use std::collections::HashMap;
+
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, UserId, events::TimelineEventType};
+
+use super::{
+    auth::{AuthState, KnownState, auth_keys, check_auth, load_auth_state, membership_of},
+    context::{RoomContext, parse_stored},
+    pdu::{self, NewEvent, Pdu, Placement},
+    state_res,
 };
-
-use ruma::{
-    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UserId,
-    events::{StateEventType, TimelineEventType},
-    room_version_rules::RoomVersionRules,
-};
-use serde_json::Value as JsonValue;
-
-use super::pdu::{self, NewEvent, Pdu, Placement};
 use crate::{
     error::{Error, Result},
     server::Homeserver,
     storage::{
-        events::{NewEventRow, RoomWrite, StoredEvent},
+        events::{NewEventRow, RoomWrite},
         state::StateNids,
     },
 };
-
-/// In-process serialization of writes per room, so that waiting writers do not each hold a
-/// database connection while the advisory lock is busy. Local writes are also bounded:
-/// beyond `max_pending_writes` in the process, or `max_pending_writes_per_room` in one
-/// room, a write is refused at once with 429 `M_LIMIT_EXCEEDED` rather than queued, so an
-/// overloaded server answers quickly and its memory does not grow with the queue.
-#[derive(Debug)]
-pub struct RoomLocks {
-    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
-    pending: Arc<tokio::sync::Semaphore>,
-    per_room: usize,
-}
-
-/// A room's write lock, held; with the write's place in the process's bound.
-pub struct RoomWriteSlot {
-    _guard: tokio::sync::OwnedMutexGuard<()>,
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-/// What an overloaded server asks clients to wait before retrying.
-const BUSY_RETRY_MS: u64 = 1000;
-
-impl RoomLocks {
-    pub fn new(limits: &crate::config::LimitsConfig) -> Self {
-        Self {
-            locks: Mutex::default(),
-            pending: Arc::new(tokio::sync::Semaphore::new(limits.max_pending_writes)),
-            per_room: limits.max_pending_writes_per_room,
-        }
-    }
-
-    fn room_mutex(&self, room_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        if locks.len() > 1024 {
-            locks.retain(|_, weak| weak.strong_count() > 0);
-        }
-        match locks.get(room_id).and_then(Weak::upgrade) {
-            Some(m) => m,
-            None => {
-                let m = Arc::new(tokio::sync::Mutex::new(()));
-                locks.insert(room_id.to_owned(), Arc::downgrade(&m));
-                m
-            }
-        }
-    }
-
-    /// The room's lock for a local write, or `LimitExceeded` when too many wait already.
-    pub async fn lock(&self, room_id: &str) -> Result<RoomWriteSlot> {
-        let busy = || Error::LimitExceeded {
-            retry_after_ms: BUSY_RETRY_MS,
-        };
-        let permit = self
-            .pending
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| busy())?;
-        let mutex = self.room_mutex(room_id);
-        // Every other writer holding or waiting for this room holds a clone of the mutex
-        // (so the count is theirs plus this one).
-        if Arc::strong_count(&mutex) > self.per_room {
-            return Err(busy());
-        }
-        Ok(RoomWriteSlot {
-            _guard: mutex.lock_owned().await,
-            _permit: Some(permit),
-        })
-    }
-
-    /// The room's lock without the bound: for events from other servers, which their
-    /// transactions already pace.
-    pub async fn lock_unbounded(&self, room_id: &str) -> RoomWriteSlot {
-        RoomWriteSlot {
-            _guard: self.room_mutex(room_id).lock_owned().await,
-            _permit: None,
-        }
-    }
-}
-
-/// A room's identity and rules.
-#[derive(Debug, Clone)]
-pub struct RoomContext {
-    pub room_id: OwnedRoomId,
-    pub version: RoomVersionId,
-    pub rules: RoomVersionRules,
-}
-
-pub fn rules_for(version: &RoomVersionId) -> Result<RoomVersionRules> {
-    version
-        .rules()
-        .ok_or_else(|| Error::Internal(format!("no rules for room version {version}")))
-}
-
-pub async fn room_context(hs: &Homeserver, room_id: &RoomId) -> Result<RoomContext> {
-    let (version, _) = hs
-        .storage
-        .room(room_id.as_str())
-        .await?
-        .ok_or_else(|| Error::NotFound("unknown room".into()))?;
-    let version = RoomVersionId::try_from(version.as_str())
-        .map_err(|e| Error::Internal(format!("stored room version: {e}")))?;
-    let rules = rules_for(&version)?;
-    Ok(RoomContext {
-        room_id: room_id.to_owned(),
-        version,
-        rules,
-    })
-}
-
-/// The room must exist here and the requester be joined to it.
-pub async fn require_joined(
-    hs: &Homeserver,
-    requester: &crate::users::Requester,
-    room_id: &RoomId,
-) -> Result<()> {
-    if hs.storage.room(room_id.as_str()).await?.is_none() {
-        return Err(Error::NotFound("unknown room".into()));
-    }
-    match hs
-        .storage
-        .membership(room_id.as_str(), requester.user_id.as_str())
-        .await?
-        .as_deref()
-    {
-        Some("join") => Ok(()),
-        _ => Err(Error::Forbidden("you are not in this room".into())),
-    }
-}
-
-pub fn parse_stored(e: &StoredEvent) -> Result<Pdu> {
-    let event_id =
-        EventId::parse(&e.event_id).map_err(|_| Error::Internal("stored event ID".into()))?;
-    let json = serde_json::from_value(e.pdu.clone())
-        .map_err(|e| Error::Internal(format!("stored PDU: {e}")))?;
-    Pdu::from_json(event_id, json)
-}
-
-/// State keys the auth rules may consult for an event: its auth types, plus the create
-/// event, which room v12 leaves out of auth_events but the rules still read.
-pub(super) fn auth_keys(
-    rules: &RoomVersionRules,
-    sender: &UserId,
-    new: &NewEvent,
-) -> Result<Vec<(String, String)>> {
-    let content =
-        serde_json::value::to_raw_value(&new.content).map_err(|e| Error::BadJson(e.to_string()))?;
-    let event_type = TimelineEventType::from(new.event_type.as_str());
-    let mut keys: Vec<(String, String)> = ruma::state_res::auth_types_for_event(
-        &event_type,
-        sender,
-        new.state_key.as_deref(),
-        &content,
-        &rules.authorization,
-    )
-    .map_err(|e| Error::BadJson(format!("invalid event: {e}")))?
-    .into_iter()
-    .map(|(t, k)| (t.to_string(), k))
-    .collect();
-    let create = (StateEventType::RoomCreate.to_string(), String::new());
-    if !keys.contains(&create) {
-        keys.push(create);
-    }
-    Ok(keys)
-}
-
-/// What the auth checks read: the state before the event, by key, for the keys they use.
-pub(super) struct AuthState {
-    pub by_key: KnownState,
-    pub by_id: HashMap<OwnedEventId, Pdu>,
-}
-
-pub(super) async fn load_auth_state(
-    w: &mut RoomWrite,
-    current: &StateNids,
-    keys: &[(String, String)],
-) -> Result<AuthState> {
-    let wanted: Vec<(i64, (String, String))> = keys
-        .iter()
-        .filter_map(|k| current.get(k).map(|nid| (*nid, k.clone())))
-        .collect();
-    let nids: Vec<i64> = wanted.iter().map(|(n, _)| *n).collect();
-    let events = w.events_by_nid(&nids).await?;
-    let mut by_nid: HashMap<i64, Pdu> = HashMap::new();
-    for e in &events {
-        by_nid.insert(e.event_nid, parse_stored(e)?);
-    }
-    let mut state = AuthState {
-        by_key: HashMap::new(),
-        by_id: HashMap::new(),
-    };
-    for (nid, key) in wanted {
-        if let Some(p) = by_nid.get(&nid) {
-            state.by_id.insert(p.event_id.clone(), p.clone());
-            state.by_key.insert(key, p.clone());
-        }
-    }
-    Ok(state)
-}
-
-/// State events by (type, state key).
-pub type KnownState = HashMap<(String, String), Pdu>;
 
 /// A checked PDU with the state group before it (None only for a room's create event),
 /// and the state it was checked against (what push evaluation reads too).
@@ -231,10 +29,16 @@ pub struct Checked {
     pub pdu: Pdu,
     pub state_before: Option<i64>,
     pub auth_state: KnownState,
+    /// Built on every forward extremity, so its state before is the current state.
+    pub extends_current: bool,
 }
 
-/// Builds the next event of a room on its current forward extremities and checks it
-/// against the auth rules with the state before it.
+/// Most prev_events an event may name: other servers reject more (Synapse, the spec's
+/// "at most 20"). A room with more forward extremities is merged over several events.
+pub const MAX_PREV_EVENTS: usize = 20;
+
+/// Builds the next event of a room on its forward extremities (the newest
+/// `MAX_PREV_EVENTS` of them) and checks it against the auth rules with the state before it.
 pub async fn build_checked(
     hs: &Homeserver,
     w: &mut RoomWrite,
@@ -242,17 +46,40 @@ pub async fn build_checked(
     sender: &UserId,
     new: &NewEvent,
 ) -> Result<Checked> {
-    let extremities = w.extremities().await?;
-    let keys = auth_keys(&ctx.rules, sender, new)?;
-    let mut auth = AuthState {
-        by_key: HashMap::new(),
-        by_id: HashMap::new(),
-    };
-    for (key, event) in w.current_state_events_for(&keys).await? {
-        let pdu = parse_stored(&event)?;
-        auth.by_id.insert(pdu.event_id.clone(), pdu.clone());
-        auth.by_key.insert(key, pdu);
+    let mut extremities = w.extremities().await?;
+    let all = extremities.len();
+    if all > MAX_PREV_EVENTS {
+        // `extremities()` is ordered by depth: keep the deepest.
+        extremities.drain(..all - MAX_PREV_EVENTS);
     }
+    let extends_current = extremities.len() == all;
+    let keys = auth_keys(&ctx.rules, sender, new)?;
+    let groups: Vec<i64> = extremities.iter().filter_map(|e| e.state_after).collect();
+    let (state_before, auth) = if extends_current {
+        // On every extremity: with several (a fork from another server), the state before
+        // is their resolution, kept when the fork arrived; auth reads the current state.
+        let state_before = if extremities.len() > 1 {
+            Some(w.resolved_state_group().await?.ok_or_else(|| {
+                Error::Internal("forked room without a resolved state group".into())
+            })?)
+        } else {
+            extremities.first().and_then(|e| e.state_after)
+        };
+        let mut auth = AuthState {
+            by_key: HashMap::new(),
+            by_id: HashMap::new(),
+        };
+        for (key, event) in w.current_state_events_for(&keys).await? {
+            let pdu = parse_stored(&event)?;
+            auth.by_id.insert(pdu.event_id.clone(), pdu.clone());
+            auth.by_key.insert(key, pdu);
+        }
+        (state_before, auth)
+    } else {
+        let before = resolve_state_before(w, ctx, &groups).await?;
+        let at_before = w.state_keys_at_group(before, &keys).await?;
+        (Some(before), load_auth_state(w, &at_before, &keys).await?)
+    };
     let mut auth_events: Vec<OwnedEventId> = keys
         .iter()
         .filter(|(t, _)| {
@@ -284,34 +111,12 @@ pub async fn build_checked(
         MilliSecondsSinceUnixEpoch::now(),
     )?;
     check_auth(&ctx.rules, &pdu, &auth)?;
-    // Local events build on every extremity; with several (a fork from another server),
-    // the state before is their resolution, kept when the fork arrived.
-    let state_before =
-        if extremities.len() > 1 {
-            Some(w.resolved_state_group().await?.ok_or_else(|| {
-                Error::Internal("forked room without a resolved state group".into())
-            })?)
-        } else {
-            extremities.first().and_then(|e| e.state_after)
-        };
     Ok(Checked {
         pdu,
         state_before,
         auth_state: auth.by_key,
+        extends_current,
     })
-}
-
-pub(super) fn check_auth(rules: &RoomVersionRules, pdu: &Pdu, auth: &AuthState) -> Result<()> {
-    let rules = &rules.authorization;
-    ruma::state_res::check_state_independent_auth_rules(rules, pdu, |id: &EventId| {
-        auth.by_id.get(id)
-    })
-    .map_err(Error::Forbidden)?;
-    ruma::state_res::check_state_dependent_auth_rules(rules, pdu, |t: &StateEventType, k: &str| {
-        auth.by_key.get(&(t.to_string(), k.to_owned()))
-    })
-    .map_err(Error::Forbidden)?;
-    Ok(())
 }
 
 /// How a stored event touches the room beyond the DAG.
@@ -338,12 +143,14 @@ pub async fn store(
     let how = StoreAs {
         txn,
         soft_failed: false,
-        extends_current: true,
+        extends_current: checked.extends_current,
         redaction_allowed: true,
     };
-    Ok(store_pdu(w, ctx, &checked.pdu, checked.state_before, &how)
-        .await?
-        .0)
+    let (nid, _) = store_pdu(w, ctx, &checked.pdu, checked.state_before, &how).await?;
+    if !checked.extends_current {
+        update_current_state(w, ctx).await?;
+    }
+    Ok(nid)
 }
 
 /// Stores a PDU whose state before is `before`; returns its nid and state group after.
@@ -432,239 +239,104 @@ pub(super) async fn store_pdu(
     Ok((nid, after))
 }
 
-/// A member event's membership (`leave` when unreadable, as the auth rules treat it).
-pub(super) fn membership_of(pdu: &Pdu) -> &'static str {
-    match pdu.content_json()["membership"].as_str() {
-        Some("join") => "join",
-        Some("invite") => "invite",
-        Some("ban") => "ban",
-        Some("knock") => "knock",
-        _ => "leave",
-    }
-}
-
-/// Stores a built local event, records what it means to each local member's push rules,
-/// and commits: everything in the one transaction.
+/// Stores a built local event and takes it through the tail (`finish`).
 pub async fn store_and_commit(
     hs: &Homeserver,
-    mut w: crate::storage::events::RoomWrite,
+    mut w: RoomWrite,
     ctx: &RoomContext,
     checked: &Checked,
     txn: Option<(&str, &str)>,
 ) -> Result<i64> {
     let nid = store(&mut w, ctx, checked, txn).await?;
-    let event = serde_json::to_value(&checked.pdu.json)
-        .map_err(|e| Error::Internal(format!("event JSON: {e}")))?;
-    crate::push::evaluate::record_push_actions(
-        hs,
-        &mut w,
-        ctx,
-        nid,
-        &event,
-        &checked.pdu.sender,
-        &checked.auth_state,
-    )
-    .await?;
-    w.commit(&[nid]).await?;
+    finish(hs, w, ctx, nid, &checked.pdu, &checked.auth_state, false).await?;
     Ok(nid)
 }
 
-/// Sends one event from a local user: the whole path, in one transaction.
-pub async fn send(
+/// The tail every stored event takes, local or from another server, in its transaction:
+/// what it means to each local member's push rules (unread counts, notifications, the
+/// push queue), then the commit: stream position, memberships and wake-ups. `known` is
+/// the state it was checked against. Soft-failed events reach no one.
+pub(super) async fn finish(
     hs: &Homeserver,
-    room_id: &RoomId,
-    sender: &UserId,
-    new: NewEvent,
-    txn: Option<(&str, &str)>,
-) -> Result<OwnedEventId> {
-    let started = std::time::Instant::now();
-    let ctx = room_context(hs, room_id).await?;
-    let _slot = hs.room_locks.lock(room_id.as_str()).await?;
-    let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
-    let checked = build_checked(hs, &mut w, &ctx, sender, &new).await?;
-    store_and_commit(hs, w, &ctx, &checked, txn).await?;
-    hs.metrics.observe_event_persist(started.elapsed());
-    Ok(checked.pdu.event_id)
-}
-
-/// `PUT /rooms/{roomId}/send/{type}/{txnId}`: idempotent per device and transaction ID (a
-/// retry answers the first event's ID); counts as the user's activity for presence.
-pub async fn send_message(
-    hs: &Homeserver,
-    requester: &crate::users::Requester,
-    room_id: &RoomId,
-    new: NewEvent,
-    txn_id: &str,
-) -> Result<OwnedEventId> {
-    let (sender, device) = (&requester.user_id, requester.device_id.as_str());
-    if let Some(id) = event_for_txn(hs, sender, device, txn_id).await? {
-        return Ok(id);
+    mut w: RoomWrite,
+    ctx: &RoomContext,
+    nid: i64,
+    pdu: &Pdu,
+    known: &KnownState,
+    soft_failed: bool,
+) -> Result<()> {
+    if soft_failed {
+        w.commit(&[]).await?;
+        return Ok(());
     }
-    let event_id = send_once(hs, room_id, sender, new, device, txn_id).await?;
-    crate::users::presence::note_activity(hs, sender).await;
-    Ok(event_id)
-}
-
-/// The event a device already sent under `txn_id`, if any.
-pub async fn event_for_txn(
-    hs: &Homeserver,
-    sender: &UserId,
-    device: &str,
-    txn_id: &str,
-) -> Result<Option<OwnedEventId>> {
-    crate::limits::check_txn_id(txn_id)?;
-    hs.storage
-        .event_for_txn(sender.as_str(), device, txn_id)
-        .await?
-        .map(|id| OwnedEventId::try_from(id).map_err(|e| Error::Internal(e.to_string())))
-        .transpose()
-}
-
-/// `send` under a device's transaction ID, for callers that checked `event_for_txn`
-/// first. Concurrent retries of one transaction can both pass that check; the second's
-/// insert then meets the first's row (a unique index), and it answers the first's event ID
-/// as a retry should.
-pub async fn send_once(
-    hs: &Homeserver,
-    room_id: &RoomId,
-    sender: &UserId,
-    new: NewEvent,
-    device: &str,
-    txn_id: &str,
-) -> Result<OwnedEventId> {
-    match send(hs, room_id, sender, new, Some((device, txn_id))).await {
-        Ok(id) => Ok(id),
-        Err(e) => match event_for_txn(hs, sender, device, txn_id).await {
-            Ok(Some(first)) => Ok(first),
-            _ => Err(e),
-        },
-    }
-}
-
-/// `PUT /rooms/{roomId}/state/{type}/{key}`: checks what the auth rules do not, then sends.
-pub async fn send_state(
-    hs: &Homeserver,
-    room_id: &RoomId,
-    sender: &UserId,
-    event_type: &str,
-    state_key: &str,
-    content: JsonValue,
-) -> Result<OwnedEventId> {
-    if event_type == "m.room.canonical_alias" {
-        super::aliases::check_canonical_alias(hs, room_id, &content).await?;
-    }
-    let new = NewEvent {
-        event_type: event_type.to_owned(),
-        content,
-        state_key: Some(state_key.to_owned()),
-        redacts: None,
+    let event =
+        serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(format!("event JSON: {e}")))?;
+    let state = |t: &str| known.get(&(t.to_owned(), String::new()));
+    let room = crate::push::evaluate::PushRoom {
+        room_id: &ctx.room_id,
+        auth_rules: &ctx.rules.authorization,
+        power_levels: state("m.room.power_levels").map(Pdu::content_json),
+        create: state("m.room.create").map(|p| (p.content_json(), p.sender.clone())),
     };
-    send_state_once(hs, room_id, sender, new).await
+    crate::push::evaluate::record_push_actions(hs, &mut w, &room, nid, &event, &pdu.sender).await?;
+    w.commit(&[nid]).await?;
+    Ok(())
 }
 
-/// Sends a state event unless the same sender already set the same content for its type
-/// and key: then the current event's ID is the answer and no event is made, as Synapse
-/// does (setting state twice, joining twice).
-pub async fn send_state_once(
-    hs: &Homeserver,
-    room_id: &RoomId,
-    sender: &UserId,
-    new: NewEvent,
-) -> Result<OwnedEventId> {
-    if let Some(key) = &new.state_key
-        && let Some(current) = current_state_event(hs, room_id, &new.event_type, key).await?
-        && current.pdu["sender"].as_str() == Some(sender.as_str())
-        && current.pdu["content"] == new.content
-        && current.redacted_by.is_none()
-    {
-        return OwnedEventId::try_from(current.event_id)
-            .map_err(|e| Error::Internal(e.to_string()));
+/// The state group before an event with these prev_events' state groups: theirs when
+/// they agree, else their resolution (written as a new group).
+pub(super) async fn resolve_state_before(
+    w: &mut RoomWrite,
+    ctx: &RoomContext,
+    groups: &[i64],
+) -> Result<i64> {
+    let first = *groups
+        .first()
+        .ok_or_else(|| Error::BadJson("PDU has no prev_events".into()))?;
+    if groups.iter().all(|g| *g == first) {
+        return Ok(first);
     }
-    send(hs, room_id, sender, new, None).await
+    let resolved = state_res::resolve_groups(w, ctx, groups).await?;
+    Ok(w.write_full_state_group(first, &resolved).await?)
 }
 
-/// A state event of the room's current state.
-pub(crate) async fn current_state_event(
-    hs: &Homeserver,
-    room_id: &RoomId,
-    event_type: &str,
-    state_key: &str,
-) -> Result<Option<crate::storage::events::StoredEvent>> {
-    let key = (event_type.to_owned(), state_key.to_owned());
-    let state = hs
-        .storage
-        .current_state_keys(room_id.as_str(), std::slice::from_ref(&key))
+/// After a fork or a merge: the current state becomes the resolution of the forward
+/// extremities' states; the current state and memberships are brought in line.
+pub(super) async fn update_current_state(w: &mut RoomWrite, ctx: &RoomContext) -> Result<()> {
+    let extremities = w.extremities().await?;
+    let groups: Vec<i64> = extremities.iter().filter_map(|e| e.state_after).collect();
+    let group = resolve_state_before(w, ctx, &groups).await?;
+    w.set_resolved_state_group((extremities.len() > 1).then_some(group))
         .await?;
-    let Some(nid) = state.get(&key) else {
-        return Ok(None);
-    };
-    Ok(hs.storage.events_by_nid(&[*nid]).await?.into_iter().next())
-}
-
-/// A state event's content as JSON, from the room's current state.
-pub async fn current_state_content(
-    hs: &Homeserver,
-    room_id: &RoomId,
-    event_type: &str,
-    state_key: &str,
-) -> Result<Option<JsonValue>> {
-    Ok(current_state_event(hs, room_id, event_type, state_key)
-        .await?
-        .map(|e| e.pdu["content"].clone()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RoomLocks;
-    use crate::{config::LimitsConfig, error::Error};
-
-    fn limits(total: usize, per_room: usize) -> LimitsConfig {
-        LimitsConfig {
-            max_pending_writes: total,
-            max_pending_writes_per_room: per_room,
-            ..Default::default()
+    let resolved = w.state_at_group(group).await?;
+    let current = w.current_state().await?;
+    for ((t, k), nid) in &current {
+        if !resolved.contains_key(&(t.clone(), k.clone())) {
+            w.delete_current_state(t, k).await?;
+            if t == "m.room.member" {
+                w.set_membership(k, "leave", *nid).await?;
+            }
         }
     }
-
-    #[tokio::test]
-    async fn writes_beyond_the_room_bound_are_refused_not_queued() {
-        let locks = std::sync::Arc::new(RoomLocks::new(&limits(100, 2)));
-        let held = locks.lock("!a:x").await.expect("first");
-        // A second writer waits for the lock: within the bound.
-        let waiting = tokio::spawn({
-            let locks = locks.clone();
-            async move { locks.lock("!a:x").await.map(|_| ()) }
-        });
-        // Held (the guard), waiting (its future), and this look: three handles.
-        while std::sync::Arc::strong_count(&locks.room_mutex("!a:x")) < 3 {
-            tokio::task::yield_now().await;
-        }
-        // A third is refused at once, with a retry hint.
-        match locks.lock("!a:x").await {
-            Err(Error::LimitExceeded { retry_after_ms }) => assert!(retry_after_ms > 0),
-            other => panic!("expected LimitExceeded, got {:?}", other.map(|_| ())),
-        }
-        // Another room is not affected; the unbounded lock ignores the bound.
-        drop(locks.lock("!b:x").await.expect("other room"));
-        drop(held);
-        waiting
-            .await
-            .unwrap()
-            .expect("the waiting writer gets the lock");
-        drop(locks.lock("!a:x").await.expect("free again"));
+    let changed: StateNids = resolved
+        .into_iter()
+        .filter(|(k, n)| current.get(k) != Some(n))
+        .collect();
+    let member_nids: Vec<i64> = changed
+        .iter()
+        .filter(|((t, _), _)| t == "m.room.member")
+        .map(|(_, n)| *n)
+        .collect();
+    let members = w.events_by_nid(&member_nids).await?;
+    for ((t, k), nid) in &changed {
+        w.set_current_state(t, k, *nid).await?;
     }
-
-    #[tokio::test]
-    async fn the_process_bound_counts_every_room() {
-        let locks = RoomLocks::new(&limits(2, 10));
-        let a = locks.lock("!a:x").await.expect("a");
-        let b = locks.lock("!b:x").await.expect("b");
-        assert!(matches!(
-            locks.lock("!c:x").await,
-            Err(Error::LimitExceeded { .. })
-        ));
-        let _unbounded = locks.lock_unbounded("!c:x").await;
-        drop((a, b));
-        locks.lock("!d:x").await.expect("slots are given back");
+    for stored in &members {
+        let p = parse_stored(stored)?;
+        if let Some(key) = &p.state_key {
+            w.set_membership(key, membership_of(&p), stored.event_nid)
+                .await?;
+        }
     }
+    Ok(())
 }

@@ -3,13 +3,13 @@
 use ruma::UserId;
 use serde_json::Value as JsonValue;
 
-use super::persist::{self, RoomContext};
+use super::context::{self, RoomContext};
 use crate::{error::Result, server::Homeserver};
 
 /// A user's power in a room; `None` for creators of room v12+, whose power is unlimited.
 pub async fn user_power(hs: &Homeserver, ctx: &RoomContext, user: &UserId) -> Result<Option<i64>> {
     if ctx.rules.authorization.explicitly_privilege_room_creators {
-        let create = persist::current_state_content(hs, &ctx.room_id, "m.room.create", "").await?;
+        let create = context::current_state_content(hs, &ctx.room_id, "m.room.create", "").await?;
         let creator_event_sender = hs.storage.room(ctx.room_id.as_str()).await?.map(|(_, c)| c);
         let additional = create
             .as_ref()
@@ -22,7 +22,7 @@ pub async fn user_power(hs: &Homeserver, ctx: &RoomContext, user: &UserId) -> Re
         }
     }
     let levels =
-        persist::current_state_content(hs, &ctx.room_id, "m.room.power_levels", "").await?;
+        context::current_state_content(hs, &ctx.room_id, "m.room.power_levels", "").await?;
     Ok(Some(match levels {
         Some(pl) => level(&pl["users"][user.as_str()])
             .unwrap_or_else(|| level(&pl["users_default"]).unwrap_or(0)),
@@ -46,7 +46,7 @@ pub async fn required(
     default: i64,
 ) -> Result<i64> {
     let levels =
-        persist::current_state_content(hs, &ctx.room_id, "m.room.power_levels", "").await?;
+        context::current_state_content(hs, &ctx.room_id, "m.room.power_levels", "").await?;
     Ok(levels.and_then(|pl| level(&pl[field])).unwrap_or(default))
 }
 
@@ -58,7 +58,7 @@ pub async fn required_for_state(
     event_type: &str,
 ) -> Result<i64> {
     let levels =
-        persist::current_state_content(hs, &ctx.room_id, "m.room.power_levels", "").await?;
+        context::current_state_content(hs, &ctx.room_id, "m.room.power_levels", "").await?;
     Ok(match levels {
         None => 0,
         Some(pl) => level(&pl["events"][event_type])

@@ -44,7 +44,7 @@ pub async fn send_receipt(
             "thread_id must be \"main\" or an event ID".into(),
         ));
     }
-    super::persist::require_joined(hs, requester, room_id).await?;
+    super::context::require_joined(hs, requester, room_id).await?;
     require_event(hs, room_id, event_id).await?;
     let user = requester.user_id.as_str();
     match kind {
@@ -120,7 +120,7 @@ pub async fn set_typing(
             "you may only set your own typing state".into(),
         ));
     }
-    super::persist::require_joined(hs, requester, room_id).await?;
+    super::context::require_joined(hs, requester, room_id).await?;
     let expires = timeout.map(|t| now_ms() + t.min(MAX_TYPING).as_millis() as i64);
     hs.storage
         .set_typing(room_id.as_str(), user_id.as_str(), expires)

@@ -1,7 +1,7 @@
 //! The second way an event enters a room (DESIGN.md): a PDU made by another server.
 //! Federation calls `receive_pdu` once it holds the signing keys of the PDU's servers and
 //! every event the PDU references. The checks are the spec's "checks performed on receipt
-//! of a PDU"; storage is the local path's (`persist::store_pdu`). This is the only place
+//! of a PDU"; storage and the tail are the local path's (`persist::store_pdu`, `persist::finish`). This is the only place
 //! where a room forks, and so where forks are resolved.
 
 use std::collections::HashSet;
@@ -15,17 +15,15 @@ use ruma::{
 };
 
 use super::{
+    auth::{AuthState, auth_keys, check_auth, load_auth_state},
+    context::{self, RoomContext, parse_stored},
     pdu::{NewEvent, Pdu},
-    persist::{
-        self, AuthState, RoomContext, StoreAs, auth_keys, check_auth, load_auth_state,
-        membership_of, parse_stored,
-    },
-    state_res,
+    persist::{self, StoreAs, resolve_state_before, update_current_state},
 };
 use crate::{
     error::{Error, Result},
     server::Homeserver,
-    storage::{events::RoomWrite, state::StateNids},
+    storage::events::RoomWrite,
 };
 
 /// What became of a received PDU.
@@ -113,7 +111,7 @@ pub async fn receive_pdu(
     json: CanonicalJsonObject,
     keys: &PublicKeyMap,
 ) -> Result<(OwnedEventId, Received)> {
-    let ctx = persist::room_context(hs, room_id).await?;
+    let ctx = context::room_context(hs, room_id).await?;
     let pdu = verify_remote_pdu(&ctx, json, keys)?;
     let _slot = hs.room_locks.lock_unbounded(room_id.as_str()).await;
     let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
@@ -129,7 +127,7 @@ pub async fn receive_pdu(
     // 2. Against the state before it: the resolution of the states after its prev_events.
     let prevs = load_known(&mut w, &pdu.prev_events).await?;
     let groups: Vec<i64> = prevs.iter().filter_map(|e| e.state_after).collect();
-    let before = state_before(&mut w, &ctx, &groups).await?;
+    let before = resolve_state_before(&mut w, &ctx, &groups).await?;
     let new = NewEvent {
         event_type: pdu.event_type.to_string(),
         content: pdu.content_json(),
@@ -169,8 +167,7 @@ pub async fn receive_pdu(
     if !soft_failed && !extends_current {
         update_current_state(&mut w, &ctx).await?;
     }
-    let timeline: &[i64] = if soft_failed { &[] } else { &[nid] };
-    w.commit(timeline).await?;
+    persist::finish(hs, w, &ctx, nid, &pdu, &before_auth.by_key, soft_failed).await?;
     let outcome = if soft_failed {
         Received::SoftFailed
     } else {
@@ -228,59 +225,6 @@ async fn load_own_auth_events(
         state.by_id.insert(p.event_id.clone(), p);
     }
     Ok(state)
-}
-
-/// The state group before an event with these prev_events' state groups.
-async fn state_before(w: &mut RoomWrite, ctx: &RoomContext, groups: &[i64]) -> Result<i64> {
-    let first = *groups
-        .first()
-        .ok_or_else(|| Error::BadJson("PDU has no prev_events".into()))?;
-    if groups.iter().all(|g| *g == first) {
-        return Ok(first);
-    }
-    let resolved = state_res::resolve_groups(w, ctx, groups).await?;
-    Ok(w.write_full_state_group(first, &resolved).await?)
-}
-
-/// After a fork or a merge: the current state becomes the resolution of the forward
-/// extremities' states; the current state and memberships are brought in line.
-async fn update_current_state(w: &mut RoomWrite, ctx: &RoomContext) -> Result<()> {
-    let extremities = w.extremities().await?;
-    let groups: Vec<i64> = extremities.iter().filter_map(|e| e.state_after).collect();
-    let group = state_before(w, ctx, &groups).await?;
-    w.set_resolved_state_group((extremities.len() > 1).then_some(group))
-        .await?;
-    let resolved = w.state_at_group(group).await?;
-    let current = w.current_state().await?;
-    for ((t, k), nid) in &current {
-        if !resolved.contains_key(&(t.clone(), k.clone())) {
-            w.delete_current_state(t, k).await?;
-            if t == "m.room.member" {
-                w.set_membership(k, "leave", *nid).await?;
-            }
-        }
-    }
-    let changed: StateNids = resolved
-        .into_iter()
-        .filter(|(k, n)| current.get(k) != Some(n))
-        .collect();
-    let member_nids: Vec<i64> = changed
-        .iter()
-        .filter(|((t, _), _)| t == "m.room.member")
-        .map(|(_, n)| *n)
-        .collect();
-    let members = w.events_by_nid(&member_nids).await?;
-    for ((t, k), nid) in &changed {
-        w.set_current_state(t, k, *nid).await?;
-    }
-    for stored in &members {
-        let p = parse_stored(stored)?;
-        if let Some(key) = &p.state_key {
-            w.set_membership(key, membership_of(&p), stored.event_nid)
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 /// A remote redaction applies to events of its own server, or when its sender has the

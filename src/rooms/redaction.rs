@@ -4,9 +4,9 @@ use ruma::{CanonicalJsonObject, EventId, OwnedEventId, RoomId};
 use serde_json::{Value as JsonValue, json};
 
 use super::{
+    context::{self, RoomContext},
     pdu::NewEvent,
-    persist::{self, RoomContext},
-    power,
+    power, send,
 };
 use crate::{
     error::{Error, Result},
@@ -25,10 +25,10 @@ pub async fn redact(
     txn_id: &str,
 ) -> Result<OwnedEventId> {
     let (sender, device) = (requester.user_id.as_str(), requester.device_id.as_str());
-    if let Some(id) = persist::event_for_txn(hs, &requester.user_id, device, txn_id).await? {
+    if let Some(id) = send::event_for_txn(hs, &requester.user_id, device, txn_id).await? {
         return Ok(id);
     }
-    let ctx = persist::room_context(hs, room_id).await?;
+    let ctx = context::room_context(hs, room_id).await?;
     let event = hs
         .storage
         .event(target.as_str())
@@ -56,7 +56,7 @@ pub async fn redact(
         state_key: None,
         redacts: Some(target.to_owned()),
     };
-    persist::send_once(hs, room_id, &requester.user_id, new, device, txn_id).await
+    send::send_once(hs, room_id, &requester.user_id, new, device, txn_id).await
 }
 
 /// The redacted form of a stored PDU under the room version's rules.

@@ -7,7 +7,7 @@ use ruma::RoomId;
 use serde_json::{Value as JsonValue, json};
 
 use super::{
-    persist,
+    context,
     visibility::{viewer_memberships, visible, visible_or_current_state},
 };
 use crate::{
@@ -106,7 +106,7 @@ pub async fn client_events(
     let redaction_rules = if events.iter().any(erased_for_viewer)
         && let Ok(id) = RoomId::parse(room_id)
     {
-        Some(super::persist::room_context(hs, &id).await?)
+        Some(super::context::room_context(hs, &id).await?)
     } else {
         None
     };
@@ -188,7 +188,7 @@ async fn visible_event(
 
 /// Reading the timeline needs the room to exist; what is seen is filtered per event.
 async fn require_room(hs: &Homeserver, room_id: &RoomId) -> Result<()> {
-    persist::room_context(hs, room_id).await.map(|_| ())
+    context::room_context(hs, room_id).await.map(|_| ())
 }
 
 pub async fn event(
@@ -606,11 +606,11 @@ async fn readable_state_group(
     requester: &Requester,
     room_id: &RoomId,
 ) -> Result<Option<i64>> {
-    persist::room_context(hs, room_id).await?;
+    context::room_context(hs, room_id).await?;
     let user = requester.user_id.as_str();
     let membership = hs.storage.membership(room_id.as_str(), user).await?;
     let world_readable =
-        persist::current_state_content(hs, room_id, "m.room.history_visibility", "")
+        context::current_state_content(hs, room_id, "m.room.history_visibility", "")
             .await?
             .is_some_and(|v| v["history_visibility"] == "world_readable");
     if membership.as_deref() == Some("join") || world_readable {

@@ -5,10 +5,11 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId};
 use serde_json::{Map, Value as JsonValue, json};
 
 use super::{
+    context,
     create::{self, CreateRoom},
     membership,
     pdu::NewEvent,
-    persist, power,
+    power, send,
 };
 use crate::{
     error::{Error, Result},
@@ -36,9 +37,9 @@ pub async fn upgrade(
     new_version: &RoomVersionId,
     additional_creators: &[OwnedUserId],
 ) -> Result<OwnedRoomId> {
-    let ctx = persist::room_context(hs, old).await?;
+    let ctx = context::room_context(hs, old).await?;
     // Upgrading takes the power to send the tombstone.
-    let levels = persist::current_state_content(hs, old, "m.room.power_levels", "").await?;
+    let levels = context::current_state_content(hs, old, "m.room.power_levels", "").await?;
     let needed = levels
         .as_ref()
         .and_then(|pl| {
@@ -60,9 +61,9 @@ pub async fn upgrade(
             "room version {new_version} is not supported"
         )));
     }
-    let new_rules = persist::rules_for(new_version)?;
+    let new_rules = context::rules_for(new_version)?;
 
-    let old_create = persist::current_state_content(hs, old, "m.room.create", "")
+    let old_create = context::current_state_content(hs, old, "m.room.create", "")
         .await?
         .unwrap_or_default();
     // Where the new room's ID is not derived from its create event (versions 1 to 11), it
@@ -87,7 +88,7 @@ pub async fn upgrade(
     }
     let mut initial_state = Vec::new();
     for event_type in CARRIED_STATE {
-        if let Some(content) = persist::current_state_content(hs, old, event_type, "").await? {
+        if let Some(content) = context::current_state_content(hs, old, event_type, "").await? {
             initial_state.push(json!({ "type": event_type, "state_key": "", "content": content }));
         }
     }
@@ -97,7 +98,7 @@ pub async fn upgrade(
     {
         // From v12 down: the old room's creators held unlimited power without a listing;
         // the new room lists them at 100.
-        let create_event = persist::current_state_event(hs, old, "m.room.create", "").await?;
+        let create_event = context::current_state_event(hs, old, "m.room.create", "").await?;
         let mut creators: Vec<String> = create_event
             .and_then(|e| e.pdu["sender"].as_str().map(str::to_owned))
             .into_iter()
@@ -163,7 +164,7 @@ pub async fn upgrade(
         .move_aliases(old.as_str(), new_room.as_str())
         .await?;
     // The old room's canonical alias now belongs to the new room (copied above).
-    if persist::current_state_content(hs, old, "m.room.canonical_alias", "")
+    if context::current_state_content(hs, old, "m.room.canonical_alias", "")
         .await?
         .is_some_and(|c| c.as_object().is_some_and(|o| !o.is_empty()))
     {
@@ -173,7 +174,7 @@ pub async fn upgrade(
             state_key: Some(String::new()),
             redacts: None,
         };
-        if let Err(e) = persist::send(hs, old, &requester.user_id, cleared, None).await {
+        if let Err(e) = send::send(hs, old, &requester.user_id, cleared, None).await {
             tracing::warn!(room = %old, "could not clear the upgraded room's canonical alias: {e}");
         }
     }
@@ -200,7 +201,7 @@ pub async fn upgrade(
     };
     // The old power levels may not allow this (e.g. no power levels event); the upgrade
     // itself has happened, so a refusal here is logged rather than failing it.
-    if let Err(e) = persist::send(hs, old, &requester.user_id, quiet_event, None).await {
+    if let Err(e) = send::send(hs, old, &requester.user_id, quiet_event, None).await {
         tracing::warn!(room = %old, "could not restrict the upgraded room's power levels: {e}");
     }
     Ok(new_room)
@@ -218,5 +219,5 @@ async fn send_tombstone(
         state_key: Some(String::new()),
         redacts: None,
     };
-    persist::send(hs, old, &requester.user_id, tombstone, None).await
+    send::send(hs, old, &requester.user_id, tombstone, None).await
 }

@@ -162,6 +162,26 @@ impl Storage {
         current_state_keys(&mut conn, room_id, keys).await
     }
 
+    /// The content of one current state event, if the room has it.
+    pub async fn current_state_content(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<JsonValue>> {
+        let content: Option<Option<Json<JsonValue>>> = sqlx::query_scalar(
+            "SELECT e.pdu->'content' FROM current_state c
+             JOIN events e ON e.event_nid = c.event_nid
+             WHERE c.room_id = $1 AND c.event_type = $2 AND c.state_key = $3",
+        )
+        .bind(room_id)
+        .bind(event_type)
+        .bind(state_key)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(content.map(|c| c.map_or(JsonValue::Null, |j| j.0)))
+    }
+
     /// The event a client already sent with this transaction ID, if any.
     pub async fn event_for_txn(
         &self,
@@ -169,14 +189,8 @@ impl Storage {
         device: &str,
         txn_id: &str,
     ) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT event_id FROM events WHERE sender = $1 AND txn_device = $2 AND txn_id = $3",
-        )
-        .bind(sender)
-        .bind(device)
-        .bind(txn_id)
-        .fetch_optional(self.pool())
-        .await?)
+        let mut conn = self.pool().acquire().await?;
+        event_for_txn(&mut conn, sender, device, txn_id).await
     }
 
     /// The user's current membership in a room.
@@ -353,6 +367,16 @@ pub struct RoomWrite {
 impl RoomWrite {
     pub fn room_id(&self) -> &str {
         &self.room_id
+    }
+
+    /// `Storage::event_for_txn` inside the write (under the room's lock).
+    pub async fn event_for_txn(
+        &mut self,
+        sender: &str,
+        device: &str,
+        txn_id: &str,
+    ) -> Result<Option<String>> {
+        event_for_txn(&mut self.tx, sender, device, txn_id).await
     }
 
     pub(crate) fn conn(&mut self) -> &mut sqlx::PgConnection {
@@ -681,6 +705,22 @@ impl RoomWrite {
         }
         Ok(last)
     }
+}
+
+async fn event_for_txn(
+    conn: &mut sqlx::PgConnection,
+    sender: &str,
+    device: &str,
+    txn_id: &str,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT event_id FROM events WHERE sender = $1 AND txn_device = $2 AND txn_id = $3",
+    )
+    .bind(sender)
+    .bind(device)
+    .bind(txn_id)
+    .fetch_optional(conn)
+    .await?)
 }
 
 #[cfg(test)]

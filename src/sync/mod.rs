@@ -7,11 +7,8 @@
 //! before anything else and every position up to it is already visible (positions commit
 //! in order). Memberships that changed after `now` are left to the next sync.
 
-pub mod notifier;
 mod rooms;
-pub mod sent_members;
 pub mod sliding;
-pub mod token;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -26,7 +23,7 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, json};
 
-use self::token::SyncToken;
+use crate::sync_token::SyncToken;
 use crate::{
     e2ee::{keys, to_device},
     error::{Error, Result},

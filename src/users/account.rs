@@ -3,9 +3,10 @@
 use ruma::{UserId, api::client::uiaa::AuthData};
 
 use super::{
-    Requester, secrets,
+    Requester,
     uia::{self, UiaAction},
 };
+use crate::secrets;
 use crate::{
     error::{Error, Result},
     server::Homeserver,

@@ -15,7 +15,7 @@ const MAX_TYPE_BYTES: usize = 255;
 /// A filter names event types, rooms and senders; 64 KiB holds thousands.
 const MAX_FILTER_BYTES: usize = 64 * 1024;
 
-fn check_self(requester: &Requester, user_id: &UserId, what: &str) -> Result<()> {
+pub(crate) fn check_self(requester: &Requester, user_id: &UserId, what: &str) -> Result<()> {
     if requester.user_id != user_id {
         return Err(Error::Forbidden(format!(
             "cannot access another user's {what}"
@@ -28,6 +28,7 @@ fn room_key(room_id: Option<&RoomId>) -> &str {
     room_id.map(|r| r.as_str()).unwrap_or("")
 }
 
+/// Stored account data (`m.push_rules` is push's: `push::rules::global_account_data`).
 pub async fn get(
     hs: &Homeserver,
     requester: &Requester,
@@ -36,9 +37,6 @@ pub async fn get(
     data_type: &str,
 ) -> Result<JsonValue> {
     check_self(requester, user_id, "account data")?;
-    if room_id.is_none() && data_type == crate::push::rules::ACCOUNT_DATA_TYPE {
-        return crate::push::rules::account_data_content(hs, user_id).await;
-    }
     hs.storage
         .account_data(user_id.as_str(), room_key(room_id), data_type)
         .await?

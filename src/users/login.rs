@@ -3,10 +3,10 @@
 use ruma::{OwnedDeviceId, OwnedUserId, UserId, api::client::uiaa::UserIdentifier};
 
 use super::{
-    ACCESS_TOKEN_PREFIX, ClientInfo, IssuedTokens, REFRESH_TOKEN_PREFIX, Requester, secrets,
-    start_session,
+    ACCESS_TOKEN_PREFIX, ClientInfo, IssuedTokens, REFRESH_TOKEN_PREFIX, Requester, start_session,
     uia::{self, UiaAction},
 };
+use crate::secrets;
 use crate::{
     error::{Error, Result},
     ratelimit::Action,

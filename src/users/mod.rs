@@ -3,6 +3,7 @@
 
 use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 
+use crate::secrets;
 use crate::{
     error::{Error, Result},
     server::{Homeserver, now_ms},
@@ -16,7 +17,6 @@ pub mod login;
 pub mod presence;
 pub mod profile;
 pub mod register;
-pub mod secrets;
 pub mod shared_secret;
 pub mod uia;
 

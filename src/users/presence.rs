@@ -4,11 +4,7 @@
 //! activity, offline `offline_after_secs` after the last sync ended. Shared with everyone
 //! who shares a room, through /sync.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use ruma::{UserId, presence::PresenceState};
 use serde_json::{Value as JsonValue, json};
@@ -25,61 +21,6 @@ use crate::{
 const ACTIVE_GRANULARITY_MS: i64 = 60_000;
 /// Status messages go to everyone sharing a room on every change: keep them short.
 const MAX_STATUS_MSG_BYTES: usize = 4096;
-
-/// Per-process memory of recent presence writes, so syncs and activity do not each cost a
-/// database write.
-#[derive(Debug, Default)]
-pub struct PresenceTracker {
-    /// User -> when activity was last written.
-    bumped: Mutex<HashMap<String, Instant>>,
-    /// User -> (state a sync set, time it promised to sync until).
-    syncing: Mutex<HashMap<String, (&'static str, i64)>>,
-}
-
-impl PresenceTracker {
-    fn bump_due(&self, user: &str, every: Duration) -> bool {
-        let now = Instant::now();
-        let mut bumped = self.bumped.lock().unwrap_or_else(|e| e.into_inner());
-        if bumped.len() > 100_000 {
-            bumped.retain(|_, at| now.duration_since(*at) < every);
-        }
-        match bumped.get(user) {
-            Some(at) if now.duration_since(*at) < every => false,
-            _ => {
-                bumped.insert(user.to_owned(), now);
-                true
-            }
-        }
-    }
-
-    /// Whether a sync setting `state` until `until` needs a write: not when this process
-    /// already wrote the same state with a promise at most `slack` shorter.
-    fn sync_due(&self, user: &str, state: &'static str, until: i64, slack: i64) -> bool {
-        let mut syncing = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
-        if syncing.len() > 100_000 {
-            let now = now_ms();
-            syncing.retain(|_, (_, u)| *u > now);
-        }
-        match syncing.get(user) {
-            Some((s, u)) if *s == state && *u >= until - slack => false,
-            _ => {
-                syncing.insert(user.to_owned(), (state, until));
-                true
-            }
-        }
-    }
-
-    fn forget(&self, user: &str) {
-        self.syncing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(user);
-        self.bumped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(user);
-    }
-}
 
 fn ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)

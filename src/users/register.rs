@@ -6,9 +6,10 @@ use ruma::{
 };
 
 use super::{
-    ClientInfo, IssuedTokens, secrets, start_session,
+    ClientInfo, IssuedTokens, start_session,
     uia::{self, UiaAction},
 };
+use crate::secrets;
 use crate::{
     config::RegistrationMode,
     error::{Error, Result},

@@ -6,7 +6,8 @@ use hmac::{Hmac, Mac};
 use ruma::{OwnedDeviceId, OwnedUserId};
 use sha1::Sha1;
 
-use super::{ClientInfo, IssuedTokens, register, secrets, start_session};
+use super::{ClientInfo, IssuedTokens, register, start_session};
+use crate::secrets;
 use crate::{
     error::{Error, Result},
     ratelimit::Action,

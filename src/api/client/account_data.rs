@@ -80,11 +80,10 @@ async fn get_global(
     req: Ruma<get_global_account_data::v3::Request>,
 ) -> Result<get_global_account_data::v3::Response> {
     let b = &req.body;
-    let content = domain::get(
+    let content = crate::push::rules::global_account_data(
         &hs,
         req.requester()?,
         &b.user_id,
-        None,
         &b.event_type.to_string(),
     )
     .await?;

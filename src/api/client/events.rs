@@ -27,7 +27,7 @@ use crate::{
         extract::{Authed, AuthedBody, MatrixPath, Patches, route_optional_last, route_patched},
         route,
     },
-    rooms::{pdu::NewEvent, persist, redaction, timeline},
+    rooms::{pdu::NewEvent, redaction, send, timeline},
     server::Homeserver,
 };
 
@@ -77,8 +77,8 @@ async fn send_message_without_txn(
         state_key: None,
         redacts: None,
     };
-    let txn = format!("post-{}", crate::users::secrets::random_id(24));
-    let event_id = persist::send_message(&hs, &requester, &room_id, new, &txn).await?;
+    let txn = format!("post-{}", crate::secrets::random_id(24));
+    let event_id = send::send_message(&hs, &requester, &room_id, new, &txn).await?;
     Ok(axum::Json(serde_json::json!({ "event_id": event_id })))
 }
 
@@ -126,7 +126,7 @@ async fn send_message(
         redacts: None,
     };
     let event_id =
-        persist::send_message(&hs, req.requester()?, &b.room_id, new, b.txn_id.as_str()).await?;
+        send::send_message(&hs, req.requester()?, &b.room_id, new, b.txn_id.as_str()).await?;
     Ok(send_message_event::v3::Response::new(event_id))
 }
 
@@ -136,7 +136,7 @@ async fn send_state(
 ) -> Result<send_state_event::v3::Response> {
     let b = &req.body;
     let sender = &req.requester()?.user_id;
-    let event_id = persist::send_state(
+    let event_id = send::send_state(
         &hs,
         &b.room_id,
         sender,
@@ -255,7 +255,7 @@ async fn joined_members(
 /// events part is the last position it has seen (so the boundary is just after it).
 fn parse_token(token: Option<&str>, backwards: bool) -> Result<Option<i64>> {
     token
-        .map(|t| crate::sync::token::pagination_position(t, backwards))
+        .map(|t| crate::sync_token::pagination_position(t, backwards))
         .transpose()
         .map_err(|_| Error::InvalidParam("invalid pagination token".into()))
 }

@@ -154,7 +154,7 @@ async fn notifications(
 ) -> Result<get_notifications::v3::Response> {
     use crate::api::client::keys::raw_of;
     let b = &req.body;
-    let (page, next) = crate::push::notifications::notifications(
+    let (page, next) = crate::rooms::notifications::notifications(
         &hs,
         req.requester()?,
         b.from.as_deref(),

@@ -16,8 +16,8 @@ use ruma::{
 };
 
 use super::{
+    context::{RoomContext, parse_stored},
     pdu::Pdu,
-    persist::{RoomContext, parse_stored},
 };
 use crate::{
     error::{Error, Result},

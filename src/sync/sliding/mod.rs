@@ -20,7 +20,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as JsonValue, json};
 
-use super::{interest_keys, token::SyncToken};
+use super::interest_keys;
+use crate::sync_token::SyncToken;
 use crate::{
     error::{Error, Result},
     server::{Homeserver, now_ms},

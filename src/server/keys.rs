@@ -39,7 +39,7 @@ fn unpadded(bytes: &[u8]) -> String {
 /// Makes and stores a new key, which becomes the current one. Returns its key ID.
 pub async fn rotate(storage: &Storage) -> Result<String> {
     let document = Ed25519KeyPair::generate();
-    let version = format!("a_{}", crate::users::secrets::random_id(4).to_lowercase());
+    let version = format!("a_{}", crate::secrets::random_id(4).to_lowercase());
     let pair = Ed25519KeyPair::from_der(&document, version.clone())
         .map_err(|e| Error::Internal(format!("generated key does not parse: {e}")))?;
     let key_id = format!("ed25519:{version}");
