@@ -94,6 +94,13 @@ pub enum Error {
     /// fetches them and tries again.
     #[error("unknown events: {}", .0.join(", "))]
     UnknownEvents(Vec<String>),
+    /// A request from another server whose X-Matrix signature, key or destination does
+    /// not check out.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Another server could not be reached or gave no usable answer.
+    #[error("{0}")]
+    RemoteUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -4,6 +4,7 @@ pub mod api;
 pub mod config;
 pub mod e2ee;
 pub mod error;
+pub mod federation;
 pub mod housekeeping;
 pub mod http;
 pub mod json_guard;

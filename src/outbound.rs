@@ -198,12 +198,21 @@ impl OutboundPolicy {
 
     /// An HTTP client that only connects to permitted addresses and follows no redirects.
     pub fn client(&self, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+        self.client_builder().timeout(timeout).build()
+    }
+
+    /// The builder of `client`, for callers that add their own TLS or timeouts.
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .dns_resolver(Arc::new(CheckedResolver(self.clone())))
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .build()
     }
+}
+
+/// The rustls provider of every TLS connection axon makes or accepts itself (aws-lc-rs,
+/// which sqlx and reqwest link already).
+pub fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Resolves names with the system resolver and drops the addresses the policy refuses.

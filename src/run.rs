@@ -157,6 +157,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen.client)
         .await
         .with_context(|| format!("binding listen.client {}", config.listen.client))?;
+    let federation = match config.listen.federation {
+        Some(address) if config.federation_enabled() => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding listen.federation {address}"))?,
+        ),
+        Some(address) => {
+            tracing::warn!(%address, "listen.federation is set but federation is off");
+            None
+        }
+        None => None,
+    };
     let db = Database::open(&config).await?;
     let hs = match Homeserver::new(config, db.storage.clone()).await {
         Ok(hs) => hs,
@@ -186,7 +198,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let result = serve_on(listener, hs, shutdown_signal()).await;
+    let listeners = Listeners {
+        client: listener,
+        federation,
+    };
+    let result = serve_on(listeners, hs, shutdown_signal()).await;
     if let Some(server) = metrics_server {
         server.abort();
     }
@@ -195,13 +211,44 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     result
 }
 
-/// Serves the app on `listener` until `shutdown` completes, then answers long polls at
-/// once and gives requests in flight `limits.shutdown_grace_secs` to finish.
+/// The sockets axon serves on.
+pub struct Listeners {
+    pub client: TcpListener,
+    /// The Server-Server API's own listener (`listen.federation`).
+    pub federation: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(client: TcpListener) -> Self {
+        Self {
+            client,
+            federation: None,
+        }
+    }
+}
+
+/// Serves the apps on their listeners until `shutdown` completes, then answers long polls
+/// at once and gives requests in flight `limits.shutdown_grace_secs` to finish.
 pub async fn serve_on(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     hs: Arc<Homeserver>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Listeners {
+        client: listener,
+        federation,
+    } = listeners.into();
+    crate::federation::start(&hs).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tls = match (
+        &hs.config.federation.tls_cert,
+        &hs.config.federation.tls_key,
+    ) {
+        (Some(cert), Some(key)) if federation.is_some() => Some(
+            crate::http::tls::TlsFiles::open(cert, key)
+                .map_err(|e| anyhow::anyhow!("federation TLS: {e}"))?,
+        ),
+        _ => None,
+    };
     crate::server::wake::spawn_listener(&hs);
     crate::housekeeping::spawn(&hs);
     crate::push::delivery::spawn_worker(&hs);
@@ -212,20 +259,52 @@ pub async fn serve_on(
         shutdown_grace: Duration::from_secs(limits.shutdown_grace_secs),
     };
     let app = crate::api::app(hs.clone());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let federation_server = federation.map(|listener| {
+        let address = listener.local_addr().ok();
+        tracing::info!(
+            ?address,
+            tls = tls.is_some(),
+            "axon is serving the Server-Server API"
+        );
+        let app = crate::api::federation_app(hs.clone());
+        let metrics = hs.metrics.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(crate::http::serve::serve(
+            listener,
+            app,
+            tls,
+            connection_limits,
+            metrics,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
+    });
     let notifier_hs = hs.clone();
     let shutdown = async move {
         shutdown.await;
         notifier_hs.notifier.shut_down();
+        stop_tx.send_replace(true);
     };
-    crate::http::serve::serve(
+    let served = crate::http::serve::serve(
         listener,
         app,
+        None,
         connection_limits,
         hs.metrics.clone(),
         shutdown,
     )
     .await
-    .context("serving HTTP")
+    .context("serving HTTP");
+    if let Some(server) = federation_server {
+        match server.await {
+            Ok(result) => result.context("serving the federation API")?,
+            Err(e) => tracing::warn!("federation listener: {e}"),
+        }
+    }
+    drop(stop);
+    served
 }
 
 async fn shutdown_signal() {

@@ -15,10 +15,25 @@ pub mod admin;
 pub mod client;
 pub mod federation;
 
-/// The complete application: every API inside the HTTP edge's guards.
+/// The client listener's application: the Client-Server and admin APIs, our signing
+/// keys, and the federation API when it has no listener of its own.
 pub fn app(hs: Arc<Homeserver>) -> Router {
+    let federating = hs.config.federation_enabled();
     let router = client::routes(Router::new());
     let router = admin::routes(router);
+    let shared = federating && hs.config.listen.federation.is_none();
+    let router = federation::key_routes(router, shared);
+    let router = if shared {
+        federation::routes(router)
+    } else {
+        router
+    };
+    crate::http::guarded(router, hs)
+}
+
+/// The federation listener's application: the Server-Server and key APIs.
+pub fn federation_app(hs: Arc<Homeserver>) -> Router {
+    let router = federation::key_routes(Router::new(), true);
     let router = federation::routes(router);
     crate::http::guarded(router, hs)
 }

@@ -7,8 +7,10 @@ use ruma::{OwnedServerName, ServerName};
 use serde::Deserialize;
 
 mod env;
+mod federation;
 mod limits;
 
+pub use federation::{FederationConfig, TrustedKeyServer};
 pub use limits::LimitsConfig;
 
 /// A configuration problem, always naming the offending key.
@@ -62,6 +64,8 @@ pub struct Config {
     pub outbound: crate::outbound::OutboundConfig,
     #[serde(default)]
     pub media: MediaConfig,
+    #[serde(default)]
+    pub federation: FederationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -281,6 +285,11 @@ pub struct ListenConfig {
     /// Address of the Prometheus metrics listener (`GET /metrics`); none by default.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// Address of the Server-Server API listener (e.g. `0.0.0.0:8448`), with TLS when
+    /// `federation.tls_cert` is set. Unset: the federation API is served on `client` (for
+    /// a reverse proxy that sends both there).
+    #[serde(default)]
+    pub federation: Option<SocketAddr>,
 }
 
 impl Default for ListenConfig {
@@ -288,6 +297,7 @@ impl Default for ListenConfig {
         Self {
             client: default_client_listen(),
             metrics: None,
+            federation: None,
         }
     }
 }
@@ -551,6 +561,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.federation.validate()?;
         if self.limits.max_request_size < 1024 {
             return Err(ConfigError::new(
                 "limits.max_request_size",
@@ -724,6 +735,11 @@ impl Config {
 
     pub fn server_name(&self) -> &ServerName {
         &self.server_name
+    }
+
+    /// Whether this server serves and uses the Server-Server API.
+    pub fn federation_enabled(&self) -> bool {
+        self.federation.is_enabled(&self.server_name)
     }
 }
 

@@ -120,6 +120,8 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "M_UNKNOWN"),
         Error::RequestTimeout => (S::REQUEST_TIMEOUT, "M_UNKNOWN"),
         Error::Uia { .. } => (S::UNAUTHORIZED, "M_FORBIDDEN"),
+        Error::Unauthorized(_) => (S::UNAUTHORIZED, "M_UNAUTHORIZED"),
+        Error::RemoteUnavailable(_) => (S::BAD_GATEWAY, "M_UNKNOWN"),
         Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
     }
 }

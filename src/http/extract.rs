@@ -21,6 +21,7 @@ use ruma::api::{
         NoAuthentication,
     },
     error::{DeserializationError, FromHttpRequestError},
+    federation::authentication::{ServerSignatures, XMatrix},
     path_builder::PathBuilder,
 };
 
@@ -38,6 +39,8 @@ pub enum TokenUse {
     Ignored,
     Optional,
     Required,
+    /// Another server's X-Matrix signature, not an access token.
+    Server,
 }
 
 /// Maps ruma's auth scheme of an endpoint to how axon treats the access token.
@@ -65,11 +68,16 @@ impl AuthRequirement for AppserviceToken {
 impl AuthRequirement for AppserviceTokenOptional {
     const TOKEN: TokenUse = TokenUse::Ignored;
 }
+impl AuthRequirement for ServerSignatures {
+    const TOKEN: TokenUse = TokenUse::Server;
+}
 
 /// A decoded request with the caller behind it.
 pub struct Ruma<T> {
     pub body: T,
     pub requester: Option<Requester>,
+    /// The server that signed the request (X-Matrix endpoints only), verified.
+    pub origin: Option<ruma::OwnedServerName>,
     pub client: ClientInfo,
     /// The JSON body as read (after any patch), for the fields ruma's types leave out
     /// (custom member content on `/join`).
@@ -403,9 +411,19 @@ where
         check_no_nul(&parts, &path_args)?;
         let client = client_info(&parts);
 
+        let token_use = <T::Authentication as AuthRequirement>::TOKEN;
+        // The signature covers the body, so it is checked once the body is read.
+        let xmatrix = if token_use == TokenUse::Server {
+            Some(
+                XMatrix::extract_from_http_headers(&parts.headers)
+                    .map_err(|e| Error::Unauthorized(format!("X-Matrix authorization: {e}")))?,
+            )
+        } else {
+            None
+        };
         let token = access_token(&parts);
-        let requester = match (<T::Authentication as AuthRequirement>::TOKEN, token) {
-            (TokenUse::Ignored, _) | (TokenUse::Optional, None) => None,
+        let requester = match (token_use, token) {
+            (TokenUse::Ignored | TokenUse::Server, _) | (TokenUse::Optional, None) => None,
             (TokenUse::Required, None) => return Err(Error::MissingToken.into()),
             (_, Some(token)) => Some(users::authenticate(hs, &token, &client).await?),
         };
@@ -418,7 +436,8 @@ where
                 .check(Action::Request, requester.user_id.as_str())?;
         }
 
-        let mut bytes = read_checked_body(hs, &parts, body, requester.is_some()).await?;
+        let vouched = requester.is_some() || xmatrix.is_some();
+        let mut bytes = read_checked_body(hs, &parts, body, vouched).await?;
         if let Some(RequestPatch(edit)) = parts.extensions.get::<RequestPatch>().copied()
             && !bytes.is_empty()
         {
@@ -431,6 +450,12 @@ where
 
         let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let http_req = http::Request::from_parts(parts, bytes.as_ref());
+        let origin = match &xmatrix {
+            Some(xmatrix) => {
+                Some(crate::federation::auth::verify_request(hs, xmatrix, &http_req).await?)
+            }
+            None => None,
+        };
         // ruma's decoders are not all total (a login body without `type` panicked); a
         // request they cannot decode is the client's error, not a dropped connection.
         DECODING.set(true);
@@ -444,6 +469,7 @@ where
         Ok(Ruma {
             body,
             requester,
+            origin,
             client,
             raw_body: bytes,
         })

@@ -20,6 +20,7 @@ pub mod compat;
 pub mod error;
 pub mod extract;
 pub mod serve;
+pub mod tls;
 
 pub use extract::{Ruma, route};
 

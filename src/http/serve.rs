@@ -36,6 +36,7 @@ const RESERVED_FDS: u64 = 256;
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<Arc<super::tls::TlsFiles>>,
     limits: ConnectionLimits,
     open_gauge: Arc<crate::metrics::Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -83,29 +84,30 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 req
             });
-        let mut closing = closing.clone();
+        let closing = closing.clone();
         let gauge = open_gauge.clone();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         connections.spawn(async move {
             let _permit = permit;
             gauge.connections_open.fetch_add(1, Ordering::Relaxed);
             let _open = scopeguard(move || {
                 gauge.connections_open.fetch_sub(1, Ordering::Relaxed);
             });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => {
-                    // Finish the request in flight, if any, then close.
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            match acceptor {
+                None => serve_connection(tcp, service, limits, closing, peer).await,
+                Some(acceptor) => {
+                    // The handshake gets the headers' deadline: a peer that stalls in it
+                    // holds a connection slot no longer than one that stalls in headers.
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, service, limits, closing, peer).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, "connection: {e}");
             }
         });
     }
@@ -123,6 +125,41 @@ pub async fn serve(
         connections.shutdown().await;
     }
     Ok(())
+}
+
+/// One HTTP/1.1 connection until it closes, or until shutdown lets its request in flight
+/// finish.
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    limits: ConnectionLimits,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<http::Request<Incoming>, Response = axum::response::Response>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => {
+            // Finish the request in flight, if any, then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, "connection: {e}");
+    }
 }
 
 /// Runs `f` when dropped (a connection task ends, or is aborted at shutdown).

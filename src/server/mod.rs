@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 pub mod caches;
+pub mod extensions;
 pub mod keys;
 pub mod media_store;
 pub mod room_locks;
@@ -38,6 +39,8 @@ pub struct Homeserver {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Member events each device was sent (lazy-loading syncs skip them).
     pub sent_members: SentMembers,
+    /// Domain state by type (federation's clients and caches).
+    pub extensions: extensions::Extensions,
 }
 
 impl Homeserver {
@@ -65,6 +68,7 @@ impl Homeserver {
             unauthenticated_body_budget,
             metrics: Default::default(),
             sent_members: Default::default(),
+            extensions: Default::default(),
         }))
     }
 }

@@ -25,6 +25,7 @@ pub mod pushers;
 pub mod receipts;
 pub mod relations;
 pub mod rooms;
+pub mod server_keys;
 pub mod sliding_sync;
 pub mod state;
 pub mod streams;

@@ -90,6 +90,17 @@ pub async fn fresh_database() -> PgConnectOptions {
     options.database(&name)
 }
 
+/// Binds `addr` again after a restart, waiting briefly while the old socket closes.
+async fn rebind(addr: &str) -> tokio::net::TcpListener {
+    for _ in 0..100 {
+        if let Ok(listener) = tokio::net::TcpListener::bind(addr).await {
+            return listener;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("cannot bind {addr} again");
+}
+
 /// Settings a test may change from the defaults (open registration, no rate limits).
 pub fn test_env() -> BTreeMap<String, String> {
     [
@@ -117,6 +128,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub db: PgConnectOptions,
     pub addr: SocketAddr,
+    /// The federation listener's address (federated test servers only).
+    pub federation_addr: Option<SocketAddr>,
     env: BTreeMap<String, String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -139,12 +152,14 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut BTreeMap<String, String>)) -> Self {
         let mut env = test_env();
         tweak(&mut env);
-        Self::start_on(env, fresh_database().await).await
+        Self::start_on(env, fresh_database().await, None).await
     }
 
     /// A second axon process on this server's database (as behind a load balancer).
     pub async fn another_process(&self) -> Self {
-        Self::start_on(self.env.clone(), self.db.clone()).await
+        let mut env = self.env.clone();
+        env.remove("AXON_LISTEN__FEDERATION");
+        Self::start_on(env, self.db.clone(), None).await
     }
 
     /// Stops this server and starts a new one on the same database, as a restart would.
@@ -155,18 +170,32 @@ impl TestServer {
         }
         self.hs.storage.close().await;
         let env = std::mem::take(&mut self.env);
-        Self::start_on(env, db).await
+        // A federated server keeps its port: it is part of its name.
+        let federation = match env.get("AXON_LISTEN__FEDERATION") {
+            Some(addr) => Some(rebind(addr).await),
+            None => None,
+        };
+        Self::start_on(env, db, federation).await
     }
 
-    async fn start_on(env: BTreeMap<String, String>, db: PgConnectOptions) -> Self {
+    pub(crate) async fn start_on(
+        env: BTreeMap<String, String>,
+        db: PgConnectOptions,
+        federation: Option<tokio::net::TcpListener>,
+    ) -> Self {
         let config = Config::load_from(None, &env).expect("test config");
         let kept_env = env.clone();
         let storage = Storage::connect(db.clone(), 4).await.unwrap();
         let hs = Homeserver::new(config, storage).await.expect("homeserver");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
+        let federation_addr = federation.as_ref().map(|l| l.local_addr().unwrap());
+        let listeners = axon::run::Listeners {
+            client: listener,
+            federation,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(axon::run::serve_on(listener, hs.clone(), async move {
+        let served = tokio::spawn(axon::run::serve_on(listeners, hs.clone(), async move {
             let _ = rx.await;
         }));
         Self {
@@ -175,6 +204,7 @@ impl TestServer {
             http: reqwest::Client::new(),
             db,
             addr,
+            federation_addr,
             env: kept_env,
             shutdown: Some(tx),
             served: Some(served),

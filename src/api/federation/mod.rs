@@ -1,26 +1,26 @@
-//! Server-Server API handlers.
+//! Server-Server API handlers, one file per area of the spec.
 
 use std::sync::Arc;
 
 use axum::Router;
-use ruma::{api::federation::discovery::get_server_keys, serde::Raw};
 
-use crate::{
-    error::{Error, Result},
-    http::{Ruma, route},
-    server::Homeserver,
-};
+use crate::{http::route, server::Homeserver};
 
-pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
-    route(router, server_keys)
+pub mod keys;
+pub mod version;
+
+/// The key endpoints: our keys wherever they are asked for (the client listener too);
+/// the notary's only with federation on, since they make us fetch from other servers.
+pub fn key_routes(router: Router<Arc<Homeserver>>, notary: bool) -> Router<Arc<Homeserver>> {
+    let router = route(router, keys::server_keys);
+    if !notary {
+        return router;
+    }
+    let router = route(router, keys::query_one);
+    route(router, keys::query_batch)
 }
 
-/// `GET /_matrix/key/v2/server`: our verify keys, signed, with valid_until_ts.
-async fn server_keys(
-    hs: Arc<Homeserver>,
-    _req: Ruma<get_server_keys::v2::Request>,
-) -> Result<get_server_keys::v2::Response> {
-    let doc = hs.keys.server_key_document(hs.config.server_name())?;
-    let raw = serde_json::value::to_raw_value(&doc).map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(get_server_keys::v2::Response::new(Raw::from_json(raw)))
+/// The federation endpoints proper (`/_matrix/federation/...`).
+pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
+    route(router, version::version)
 }

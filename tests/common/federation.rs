@@ -1,0 +1,147 @@
+//! The federation bench: axon servers on loopback, each named `localhost:<port>` after
+//! its federation listener, with its own database and TLS from a test CA made here
+//! (rcgen), trusting that CA, and with loopback opened in the outbound policy.
+//! Include with `#[path = "common/federation.rs"] mod federation;` beside `mod common;`.
+#![allow(dead_code)]
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::OnceLock,
+};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+use super::common::{TestServer, fresh_database, test_env};
+
+/// The test CA and a certificate it signed for `localhost`, `127.0.0.1` and `::1`, as
+/// PEM files in a directory of this test process.
+pub struct TestCa {
+    pub dir: PathBuf,
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+    pub ca_pem: String,
+}
+
+static CA: OnceLock<TestCa> = OnceLock::new();
+
+impl TestCa {
+    pub fn get() -> &'static TestCa {
+        CA.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("axon-test-ca-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut params = CertificateParams::new(Vec::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "axon test CA");
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+            ];
+            let key = KeyPair::generate().unwrap();
+            let ca = params.self_signed(&key).unwrap();
+            let issuer = Issuer::new(params, key);
+            let ca_pem = ca.pem();
+            let ca_file = dir.join("ca.pem");
+            std::fs::write(&ca_file, &ca_pem).unwrap();
+            let this = TestCa {
+                cert_file: dir.join("cert.pem"),
+                key_file: dir.join("key.pem"),
+                dir,
+                ca_file,
+                issuer,
+                ca_pem,
+            };
+            let (cert, key) = this.leaf(&["localhost", "127.0.0.1", "::1"]);
+            // (`this` is not mutated: the files are written beside it.)
+            std::fs::write(&this.cert_file, cert).unwrap();
+            std::fs::write(&this.key_file, key).unwrap();
+            this
+        })
+    }
+
+    /// A certificate (PEM) and its key (PEM) for these names, signed by the CA.
+    pub fn leaf(&self, names: &[&str]) -> (String, String) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages.push(KeyUsagePurpose::DigitalSignature);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A reqwest client that trusts the test CA.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap())
+            .build()
+            .unwrap()
+    }
+}
+
+/// The settings of a federated test server named after `port`.
+pub fn federation_env(port: u16) -> BTreeMap<String, String> {
+    let ca = TestCa::get();
+    let mut env = test_env();
+    let set: HashMap<&str, String> = HashMap::from([
+        ("AXON_SERVER_NAME", format!("localhost:{port}")),
+        ("AXON_LISTEN__FEDERATION", format!("127.0.0.1:{port}")),
+        ("AXON_FEDERATION__ENABLED", "true".into()),
+        (
+            "AXON_FEDERATION__TLS_CERT",
+            ca.cert_file.display().to_string(),
+        ),
+        (
+            "AXON_FEDERATION__TLS_KEY",
+            ca.key_file.display().to_string(),
+        ),
+        (
+            "AXON_FEDERATION__TLS_CA_FILE",
+            ca.ca_file.display().to_string(),
+        ),
+        ("AXON_FEDERATION__TRUSTED_KEY_SERVERS", "[]".into()),
+        ("AXON_FEDERATION__REQUEST_TIMEOUT_SECS", "10".into()),
+        ("AXON_OUTBOUND__ALLOW_RANGES", "127.0.0.0/8,::1".into()),
+    ]);
+    for (k, v) in set {
+        env.insert(k.to_owned(), v);
+    }
+    env
+}
+
+/// Starts a federated server on a fresh database; `tweak` edits its settings.
+pub async fn start_federated(tweak: impl FnOnce(&mut BTreeMap<String, String>)) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut env = federation_env(port);
+    tweak(&mut env);
+    TestServer::start_on(env, fresh_database().await, Some(listener)).await
+}
+
+impl TestServer {
+    /// This server's name.
+    pub fn name(&self) -> String {
+        self.hs.config.server_name().to_string()
+    }
+
+    /// `https://localhost:<port>`: the federation listener.
+    pub fn federation_url(&self) -> String {
+        format!(
+            "https://localhost:{}",
+            self.federation_addr.expect("a federated server").port()
+        )
+    }
+}
