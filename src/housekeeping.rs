@@ -56,6 +56,12 @@ async fn expiry_loop(hs: Weak<Homeserver>) {
         {
             tracing::warn!("pruning sliding sync connections: {e}");
         }
+        // Hourly: IDs of transactions other servers sent, after a day.
+        if round % 3600 == 2700
+            && let Err(e) = hs.storage.prune_received_txns(now_ms() - 86_400_000).await
+        {
+            tracing::warn!("pruning received federation transactions: {e}");
+        }
         // Hourly: push actions read and older than PUSH_ACTIONS_KEPT_MS.
         if round % 3600 == 900 {
             prune_push_actions(&hs).await;

@@ -198,14 +198,11 @@ impl OutboundPolicy {
 
     /// An HTTP client that only connects to permitted addresses and follows no redirects.
     pub fn client(&self, timeout: Duration) -> reqwest::Result<reqwest::Client> {
-        self.client_builder().timeout(timeout).build()
-    }
-
-    /// The builder of `client`, for callers that add their own TLS or timeouts.
-    pub fn client_builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .dns_resolver(Arc::new(CheckedResolver(self.clone())))
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .build()
     }
 }
 

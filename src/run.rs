@@ -304,6 +304,7 @@ pub async fn serve_on(
         }
     }
     drop(stop);
+    crate::federation::stop(&hs).await;
     served
 }
 

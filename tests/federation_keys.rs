@@ -218,8 +218,13 @@ async fn a_rotated_key_stays_usable_for_what_it_signed_before() {
         "{keys:?}"
     );
     // After its expiry the old key verifies nothing.
-    let keys = verify_keys_for(&hs1.hs, &hs2_name, std::slice::from_ref(&old_key), now() + 60_000)
-        .await
-        .unwrap();
+    let keys = verify_keys_for(
+        &hs1.hs,
+        &hs2_name,
+        std::slice::from_ref(&old_key),
+        now() + 60_000,
+    )
+    .await
+    .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
 }

@@ -52,5 +52,9 @@ pub async fn verify_request(
             }
             other => Error::Unauthorized(format!("bad request signature: {other}")),
         })?;
+    // It is reachable again: anything queued for it goes now.
+    hs.storage
+        .destination_is_back(xmatrix.origin.as_str())
+        .await?;
     Ok(xmatrix.origin.clone())
 }

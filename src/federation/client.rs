@@ -140,17 +140,12 @@ impl FederationClient {
     ) -> Result<Self, String> {
         let tls = tls_config(config)?;
         let timeout = Duration::from_secs(config.request_timeout_secs);
-        let well_known_client = policy
-            .client_builder()
-            .tls_backend_preconfigured((*tls).clone())
-            .timeout(timeout.min(Duration::from_secs(30)))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+        let discovery = Discovery::new(config, policy, &tls, timeout.min(Duration::from_secs(30)))?;
         Ok(Self {
             origin: origin.to_owned(),
             tls,
             timeout,
-            discovery: Discovery::new(config, policy, well_known_client)?,
+            discovery,
             pools: Mutex::default(),
         })
     }

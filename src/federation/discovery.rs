@@ -56,7 +56,7 @@ impl Route {
 }
 
 pub struct Discovery {
-    dns: TokioResolver,
+    dns: std::sync::Arc<TokioResolver>,
     policy: OutboundPolicy,
     well_known_client: reqwest::Client,
     well_known_port: u16,
@@ -106,7 +106,8 @@ impl Discovery {
     pub fn new(
         config: &FederationConfig,
         policy: OutboundPolicy,
-        well_known_client: reqwest::Client,
+        tls: &rustls::ClientConfig,
+        timeout: Duration,
     ) -> Result<Self, String> {
         let builder = if config.resolver_nameservers.is_empty() {
             TokioResolver::builder_tokio().map_err(|e| format!("DNS resolver: {e}"))?
@@ -127,7 +128,18 @@ impl Discovery {
                 TokioRuntimeProvider::default(),
             )
         };
-        let dns = builder.build().map_err(|e| format!("DNS resolver: {e}"))?;
+        let dns = std::sync::Arc::new(builder.build().map_err(|e| format!("DNS resolver: {e}"))?);
+        // `.well-known` is fetched with the same resolver and the same policy.
+        let well_known_client = reqwest::Client::builder()
+            .dns_resolver(std::sync::Arc::new(PolicyResolver {
+                dns: dns.clone(),
+                policy: policy.clone(),
+            }))
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_backend_preconfigured(tls.clone())
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self {
             dns,
             policy,
@@ -327,6 +339,66 @@ impl Discovery {
             return Ok((server.to_owned(), keep));
         }
         Err("too many redirects".into())
+    }
+}
+
+/// A name's addresses the policy permits, with `port`.
+async fn permitted_addresses(
+    dns: &TokioResolver,
+    policy: &OutboundPolicy,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return if policy.permits(ip) {
+            Ok(vec![SocketAddr::new(ip, port)])
+        } else {
+            Err(format!("{ip} is not a public address"))
+        };
+    }
+    // RFC 6761: `localhost` is the loopback interface, never asked of DNS.
+    let all: Vec<IpAddr> = if host.eq_ignore_ascii_case("localhost") {
+        vec![
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ]
+    } else {
+        dns.lookup_ip(format!("{}.", host.trim_end_matches('.')))
+            .await
+            .map_err(|e| format!("{host}: {e}"))?
+            .iter()
+            .collect()
+    };
+    let permitted: Vec<SocketAddr> = all
+        .iter()
+        .filter(|ip| policy.permits(**ip))
+        .map(|ip| SocketAddr::new(*ip, port))
+        .collect();
+    if permitted.is_empty() {
+        return Err(if all.is_empty() {
+            format!("{host} has no address")
+        } else {
+            format!("{host} resolves to no public address")
+        });
+    }
+    Ok(permitted)
+}
+
+/// reqwest's resolver for `.well-known` requests: discovery's DNS, the outbound policy.
+struct PolicyResolver {
+    dns: std::sync::Arc<TokioResolver>,
+    policy: OutboundPolicy,
+}
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let (dns, policy) = (self.dns.clone(), self.policy.clone());
+        Box::pin(async move {
+            let addrs = permitted_addresses(&dns, &policy, name.as_str(), 0)
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 

@@ -1,8 +1,9 @@
 //! Federation: the Server-Server API's logic. `discovery` finds where a server is,
 //! `client` sends it signed requests, `keys` fetches, checks and caches other servers'
 //! signing keys (and answers as a notary), `auth` verifies the X-Matrix signature of
-//! requests from other servers. Handlers are in `api::federation`; tables in
-//! `storage::server_keys`.
+//! requests from other servers, `sender` delivers the outbound queue, `inbound` takes
+//! transactions in. Handlers are in `api::federation`; tables in `storage::server_keys`
+//! and `storage::federation`.
 
 use std::sync::Arc;
 
@@ -14,12 +15,17 @@ use crate::{
 pub mod auth;
 pub mod client;
 pub mod discovery;
+pub mod inbound;
 pub mod keys;
+pub mod sender;
 
 /// What federation keeps for the life of the server.
 pub struct Federation {
     pub client: client::FederationClient,
     pub key_fetches: keys::KeyFetches,
+    pub origin_locks: inbound::OriginLocks,
+    /// Destinations this process holds the lease of (given back at shutdown).
+    pub leased: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Federation's state, made the first time it is needed (`start` makes it at start-up,
@@ -34,15 +40,39 @@ pub fn state(hs: &Homeserver) -> Result<Arc<Federation>> {
                     hs.outbound.clone(),
                 )?,
                 key_fetches: Default::default(),
+                origin_locks: Default::default(),
+                leased: Default::default(),
             })
         })
         .map_err(|e| Error::Internal(format!("federation: {e}")))
 }
 
-/// Prepares federation when it is enabled: its HTTP client, TLS roots and resolver.
-pub fn start(hs: &Homeserver) -> Result<()> {
+/// Prepares federation when it is enabled (its HTTP client, TLS roots and resolver) and
+/// starts the sender.
+pub fn start(hs: &Arc<Homeserver>) -> Result<()> {
     if hs.config.federation_enabled() {
         state(hs)?;
+        sender::spawn(hs);
     }
     Ok(())
+}
+
+/// At shutdown: gives back the leases of destinations this process was sending to, so
+/// another process (or this one restarted) takes them at once.
+pub async fn stop(hs: &Homeserver) {
+    if !hs.config.federation_enabled() {
+        return;
+    }
+    let Ok(federation) = state(hs) else { return };
+    let leased: Vec<String> = federation
+        .leased
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .collect();
+    for destination in leased {
+        if let Err(e) = hs.storage.release_destination(&destination).await {
+            tracing::debug!(%destination, "lease not given back: {e}");
+        }
+    }
 }

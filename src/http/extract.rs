@@ -450,6 +450,13 @@ where
 
         let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let http_req = http::Request::from_parts(parts, bytes.as_ref());
+        // A body that is not JSON cannot have been signed: say so, not "bad signature".
+        if xmatrix.is_some()
+            && !http_req.body().is_empty()
+            && serde_json::from_slice::<serde::de::IgnoredAny>(http_req.body()).is_err()
+        {
+            return Err(Error::NotJson("the request body is not JSON".into()).into());
+        }
         let origin = match &xmatrix {
             Some(xmatrix) => {
                 Some(crate::federation::auth::verify_request(hs, xmatrix, &http_req).await?)

@@ -279,6 +279,24 @@ pub(super) async fn finish(
         create: state("m.room.create").map(|p| (p.content_json(), p.sender.clone())),
     };
     crate::push::evaluate::record_push_actions(hs, &mut w, &room, nid, &event, &pdu.sender).await?;
+    // A local event goes to every other server in the room (federation's sender reads
+    // the queue; rooms knows nothing more of federation).
+    let ours = hs.config.server_name();
+    if hs.config.federation_enabled() && pdu.sender.server_name() == ours {
+        let member_server = match (&pdu.event_type, &pdu.state_key) {
+            (TimelineEventType::RoomMember, Some(key)) => ruma::UserId::parse(key.as_str())
+                .ok()
+                .map(|u| u.server_name().to_string()),
+            _ => None,
+        };
+        w.queue_for_servers(
+            nid,
+            ours.as_str(),
+            member_server.as_deref(),
+            crate::server::now_ms(),
+        )
+        .await?;
+    }
     w.commit(&[nid]).await?;
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod devices;
 pub mod e2ee;
 pub mod embedded;
 pub mod events;
+pub mod federation;
 pub mod filters;
 pub mod keys;
 pub mod media;

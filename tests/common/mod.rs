@@ -165,9 +165,8 @@ impl TestServer {
     /// Stops this server and starts a new one on the same database, as a restart would.
     pub async fn restart(mut self) -> Self {
         let db = self.db.clone();
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        // As a process stopping: it finishes serving (and gives back what it holds) first.
+        self.shut_down().await;
         self.hs.storage.close().await;
         let env = std::mem::take(&mut self.env);
         // A federated server keeps its port: it is part of its name.

@@ -6,7 +6,9 @@ use axum::Router;
 
 use crate::{http::route, server::Homeserver};
 
+pub mod events;
 pub mod keys;
+pub mod transactions;
 pub mod version;
 
 /// The key endpoints: our keys wherever they are asked for (the client listener too);
@@ -22,5 +24,11 @@ pub fn key_routes(router: Router<Arc<Homeserver>>, notary: bool) -> Router<Arc<H
 
 /// The federation endpoints proper (`/_matrix/federation/...`).
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
-    route(router, version::version)
+    let router = route(router, version::version);
+    let router = route(router, events::event);
+    let router = route(router, events::state);
+    let router = route(router, events::state_ids);
+    let router = route(router, events::event_auth);
+    let router = route(router, events::missing_events);
+    route(router, transactions::send)
 }

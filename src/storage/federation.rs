@@ -1,0 +1,327 @@
+//! Federation's tables: received transaction IDs, the outbox and its destinations; and
+//! which servers are in a room.
+
+use serde_json::Value as JsonValue;
+use sqlx::types::Json;
+
+use super::{Result, Storage, events::RoomWrite, streams};
+
+/// A member's server, from their user ID (`@local:server`, the server possibly with a port).
+pub(crate) const SERVER_OF_USER: &str = "substr(user_id, strpos(user_id, ':') + 1)";
+
+impl Storage {
+    /// Whether any user of `server` is joined to the room.
+    pub async fn server_joined(&self, room_id: &str, server: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT EXISTS (SELECT 1 FROM memberships
+             WHERE room_id = $1 AND membership = 'join' AND {SERVER_OF_USER} = $2)"
+        )))
+        .bind(room_id)
+        .bind(server)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// The room's forward extremities (event IDs).
+    pub async fn forward_extremities(&self, room_id: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT event_id FROM forward_extremities WHERE room_id = $1")
+                .bind(room_id)
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
+    /// The servers with a joined member in the room.
+    pub async fn room_servers(&self, room_id: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT {SERVER_OF_USER} FROM memberships
+             WHERE room_id = $1 AND membership = 'join'"
+        )))
+        .bind(room_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+/// The wake-up key of the federation sender.
+pub const FEDERATION_WAKE_KEY: &str = "federation";
+
+/// A destination leased for sending.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LeasedDestination {
+    pub destination: String,
+    pub failures: i32,
+    pub failing_since_ts: Option<i64>,
+}
+
+/// A batch of what a destination is owed, oldest first.
+#[derive(Debug, Default)]
+pub struct OutboxBatch {
+    /// (row id, PDU)
+    pub pdus: Vec<(i64, JsonValue)>,
+    /// (row id, EDU)
+    pub edus: Vec<(i64, JsonValue)>,
+}
+
+impl OutboxBatch {
+    pub fn is_empty(&self) -> bool {
+        self.pdus.is_empty() && self.edus.is_empty()
+    }
+
+    pub fn ids(&self) -> Vec<i64> {
+        self.pdus
+            .iter()
+            .chain(&self.edus)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+impl RoomWrite {
+    /// Queues a local event for every other server with a member joined to the room (and,
+    /// for a membership event, the member's server: a kicked or banned server must hear
+    /// of it), in the event's transaction.
+    pub async fn queue_for_servers(
+        &mut self,
+        event_nid: i64,
+        our_server: &str,
+        member_server: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        let room_id = self.room_id().to_owned();
+        let queued: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "WITH servers AS (
+                 SELECT {SERVER_OF_USER} AS d FROM memberships
+                 WHERE room_id = $1 AND membership = 'join'
+                 UNION SELECT $4::text WHERE $4::text IS NOT NULL),
+             others AS (SELECT DISTINCT d FROM servers WHERE d <> $3),
+             known AS (
+                 INSERT INTO federation_destinations (destination)
+                 SELECT d FROM others ON CONFLICT DO NOTHING),
+             queued AS (
+                 INSERT INTO federation_outbox (destination, event_nid, queued_ts)
+                 SELECT d, $2, $5 FROM others RETURNING 1)
+             SELECT count(*) FROM queued"
+        )))
+        .bind(&room_id)
+        .bind(event_nid)
+        .bind(our_server)
+        .bind(member_server)
+        .bind(now_ms)
+        .fetch_one(self.conn())
+        .await?;
+        if queued > 0 {
+            streams::notify(self.conn(), FEDERATION_WAKE_KEY).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Storage {
+    /// Takes the due destination that waited longest and has something to send, for
+    /// `lease_until`; no other process takes it meanwhile.
+    pub async fn lease_destination(
+        &self,
+        now_ms: i64,
+        lease_until: i64,
+    ) -> Result<Option<LeasedDestination>> {
+        Ok(sqlx::query_as(
+            "UPDATE federation_destinations SET lease_until_ts = $2
+             WHERE destination = (
+                 SELECT d.destination FROM federation_destinations d
+                 WHERE d.next_attempt_ts <= $1 AND d.lease_until_ts <= $1
+                   AND EXISTS (SELECT 1 FROM federation_outbox o
+                               WHERE o.destination = d.destination)
+                 ORDER BY d.next_attempt_ts LIMIT 1
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING destination, failures, failing_since_ts",
+        )
+        .bind(now_ms)
+        .bind(lease_until)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Keeps a lease while a send is under way.
+    pub async fn renew_lease(&self, destination: &str, lease_until: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE federation_destinations SET lease_until_ts = $2 WHERE destination = $1",
+        )
+        .bind(destination)
+        .bind(lease_until)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The oldest PDUs and EDUs a destination is owed.
+    pub async fn outbox_batch(
+        &self,
+        destination: &str,
+        max_pdus: i64,
+        max_edus: i64,
+    ) -> Result<OutboxBatch> {
+        let pdus: Vec<(i64, Json<JsonValue>)> = sqlx::query_as(
+            "SELECT o.id, e.pdu FROM federation_outbox o
+             JOIN events e ON e.event_nid = o.event_nid
+             WHERE o.destination = $1 AND o.event_nid IS NOT NULL
+             ORDER BY o.id LIMIT $2",
+        )
+        .bind(destination)
+        .bind(max_pdus)
+        .fetch_all(self.pool())
+        .await?;
+        let edus: Vec<(i64, Json<JsonValue>)> = sqlx::query_as(
+            "SELECT id, edu FROM federation_outbox
+             WHERE destination = $1 AND edu IS NOT NULL ORDER BY id LIMIT $2",
+        )
+        .bind(destination)
+        .bind(max_edus)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(OutboxBatch {
+            pdus: pdus.into_iter().map(|(id, j)| (id, j.0)).collect(),
+            edus: edus.into_iter().map(|(id, j)| (id, j.0)).collect(),
+        })
+    }
+
+    /// A batch arrived: its rows go, the destination is healthy again.
+    pub async fn outbox_sent(&self, destination: &str, ids: &[i64], now_ms: i64) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM federation_outbox WHERE destination = $1 AND id = ANY($2)")
+            .bind(destination)
+            .bind(ids)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE federation_destinations SET failures = 0, failing_since_ts = NULL,
+                 next_attempt_ts = 0, last_success_ts = $2
+             WHERE destination = $1",
+        )
+        .bind(destination)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A send failed: try again at `next_attempt_ts`; the lease is given back.
+    pub async fn destination_failed(
+        &self,
+        destination: &str,
+        next_attempt_ts: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE federation_destinations SET failures = failures + 1,
+                 failing_since_ts = COALESCE(failing_since_ts, $3),
+                 next_attempt_ts = $2, lease_until_ts = 0
+             WHERE destination = $1",
+        )
+        .bind(destination)
+        .bind(next_attempt_ts)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Gives a lease back without changing the retry state.
+    pub async fn release_destination(&self, destination: &str) -> Result<()> {
+        sqlx::query("UPDATE federation_destinations SET lease_until_ts = 0 WHERE destination = $1")
+            .bind(destination)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The destination contacted us: a backed-off one is tried again at once. Returns
+    /// whether it was backing off.
+    pub async fn destination_is_back(&self, destination: &str) -> Result<bool> {
+        let changed = sqlx::query(
+            "UPDATE federation_destinations SET next_attempt_ts = 0
+             WHERE destination = $1 AND next_attempt_ts > 0",
+        )
+        .bind(destination)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        if changed > 0 {
+            let mut conn = self.pool().acquire().await?;
+            streams::notify(&mut conn, FEDERATION_WAKE_KEY).await?;
+        }
+        Ok(changed > 0)
+    }
+
+    /// After a long outage: of the PDUs owed to a destination, only each room's newest
+    /// stays (the destination fetches what it misses before them). Returns how many went.
+    pub async fn compact_outbox(&self, destination: &str) -> Result<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM federation_outbox o
+             WHERE o.destination = $1 AND o.event_nid IS NOT NULL
+               AND o.id NOT IN (
+                   SELECT max(o2.id) FROM federation_outbox o2
+                   JOIN events e ON e.event_nid = o2.event_nid
+                   WHERE o2.destination = $1 GROUP BY e.room_id)",
+        )
+        .bind(destination)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
+    /// PDUs and EDUs queued for a destination.
+    pub async fn outbox_len(&self, destination: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM federation_outbox WHERE destination = $1")
+                .bind(destination)
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// The answer already given to a transaction from `origin`, if any.
+    pub async fn received_txn(&self, origin: &str, txn_id: &str) -> Result<Option<JsonValue>> {
+        let row: Option<Json<JsonValue>> = sqlx::query_scalar(
+            "SELECT response FROM federation_received_txns WHERE origin = $1 AND txn_id = $2",
+        )
+        .bind(origin)
+        .bind(txn_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|j| j.0))
+    }
+
+    pub async fn record_received_txn(
+        &self,
+        origin: &str,
+        txn_id: &str,
+        response: &JsonValue,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO federation_received_txns (origin, txn_id, response, received_ts)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(origin)
+        .bind(txn_id)
+        .bind(Json(response))
+        .bind(now_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Received transaction IDs older than `before`.
+    pub async fn prune_received_txns(&self, before: i64) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM federation_received_txns WHERE received_ts < $1")
+                .bind(before)
+                .execute(self.pool())
+                .await?
+                .rows_affected(),
+        )
+    }
+}

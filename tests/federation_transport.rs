@@ -1,0 +1,609 @@
+//! Federation I's transport against a stand-in server (tests/common/fake_remote.rs) that
+//! sends what a real server would not: request signatures (forged, for another server,
+//! with an expired key, malformed), transactions (replayed, oversized, with bad hashes,
+//! with prev events axon lacks), and the outbound queue (a destination that was down,
+//! across a restart).
+
+mod common;
+#[path = "common/fake_remote.rs"]
+mod fake_remote;
+#[path = "common/federation.rs"]
+mod federation;
+
+use std::time::Duration;
+
+use common::TestServer;
+use fake_remote::{Draft, FakeRemote, new_key};
+use federation::start_federated;
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, RoomVersionId, room_version_rules::RoomVersionRules,
+};
+use serde_json::{Value, json};
+
+fn rules() -> RoomVersionRules {
+    RoomVersionId::V11.rules().unwrap()
+}
+
+async fn state_id(s: &TestServer, token: &str, room: &str, kind: &str, key: &str) -> String {
+    let (status, state) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, 200, "{state}");
+    state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == kind && e["state_key"] == key)
+        .unwrap_or_else(|| panic!("no {kind}/{key}"))["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The room's newest event and its depth.
+async fn newest(s: &TestServer, token: &str, room: &str) -> (String, i64) {
+    let (_, page) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1"),
+            Some(token),
+        )
+        .await;
+    let id = page["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+    let stored = s.hs.storage.event(&id).await.unwrap().unwrap();
+    (id, stored.pdu["depth"].as_i64().unwrap())
+}
+
+/// A public room of alice's that `remote`'s bob has joined by a transaction.
+struct SharedRoom {
+    id: String,
+    bob: String,
+    create: String,
+    power_levels: String,
+    bob_join: String,
+    depth: i64,
+}
+
+async fn shared_room(s: &TestServer, token: &str, remote: &FakeRemote) -> SharedRoom {
+    let (status, res) = s
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(token),
+            json!({"preset": "public_chat", "room_version": "11"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let room = res["room_id"].as_str().unwrap().to_owned();
+    let bob = format!("@bob:{}", remote.name);
+    let create = state_id(s, token, &room, "m.room.create", "").await;
+    let power_levels = state_id(s, token, &room, "m.room.power_levels", "").await;
+    let join_rules = state_id(s, token, &room, "m.room.join_rules", "").await;
+    let (tip, depth) = newest(s, token, &room).await;
+    let join = remote.pdu(
+        &room,
+        &rules(),
+        Draft {
+            sender: &bob,
+            kind: "m.room.member",
+            state_key: Some(&bob),
+            content: json!({"membership": "join"}),
+            prev: vec![tip],
+            auth: vec![create.clone(), power_levels.clone(), join_rules],
+            depth: depth + 1,
+        },
+    );
+    let bob_join = FakeRemote::event_id(&join, &rules());
+    let (status, answer) = send_txn(s, remote, "join", vec![join]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["pdus"][&bob_join], json!({}), "{answer}");
+    SharedRoom {
+        id: room,
+        bob,
+        create,
+        power_levels,
+        bob_join,
+        depth: depth + 1,
+    }
+}
+
+async fn send_txn(
+    s: &TestServer,
+    remote: &FakeRemote,
+    txn: &str,
+    pdus: Vec<CanonicalJsonObject>,
+) -> (reqwest::StatusCode, Value) {
+    let body = json!({
+        "origin": remote.name,
+        "origin_server_ts": axon::server::now_ms(),
+        "pdus": pdus,
+    });
+    remote
+        .request(
+            s,
+            "PUT",
+            &format!("/_matrix/federation/v1/send/{txn}"),
+            Some(body),
+        )
+        .await
+}
+
+fn message(
+    remote: &FakeRemote,
+    room: &SharedRoom,
+    body: &str,
+    prev: Vec<String>,
+    depth: i64,
+) -> CanonicalJsonObject {
+    remote.pdu(
+        &room.id,
+        &rules(),
+        Draft {
+            sender: &room.bob,
+            kind: "m.room.message",
+            state_key: None,
+            content: json!({"msgtype": "m.text", "body": body}),
+            prev,
+            auth: vec![
+                room.create.clone(),
+                room.power_levels.clone(),
+                room.bob_join.clone(),
+            ],
+            depth,
+        },
+    )
+}
+
+async fn bodies(s: &TestServer, token: &str, room: &str) -> Vec<String> {
+    let (_, page) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100"),
+            Some(token),
+        )
+        .await;
+    page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn requests_from_other_servers_must_carry_a_valid_signature() {
+    let s = start_federated(|_| {}).await;
+    let remote = FakeRemote::start().await;
+    let path = "/_matrix/federation/v1/event/$nothing";
+    let unauthorized = |(status, body): (reqwest::StatusCode, Value), why: &str| {
+        assert_eq!(status, 401, "{why}: {body}");
+        assert_eq!(body["errcode"], "M_UNAUTHORIZED", "{why}: {body}");
+    };
+
+    // Signed properly: the request is served (the event does not exist).
+    let (status, body) = remote.request(&s, "GET", path, None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["errcode"], "M_NOT_FOUND");
+
+    unauthorized(
+        remote.request_with(&s, "GET", path, None, None).await,
+        "no Authorization",
+    );
+    unauthorized(
+        remote
+            .request_with(&s, "GET", path, None, Some("X-Matrix origin=\"".into()))
+            .await,
+        "malformed",
+    );
+    unauthorized(
+        remote
+            .request_with(&s, "GET", path, None, Some("Bearer abc".into()))
+            .await,
+        "another scheme",
+    );
+    // Another key under the same key ID: a forgery.
+    let forger = new_key("fake");
+    let forged = remote.authorization(&forger, "GET", path, &s.name(), None);
+    unauthorized(
+        remote
+            .request_with(&s, "GET", path, None, Some(forged))
+            .await,
+        "forged",
+    );
+    // Signed for another server.
+    let elsewhere = remote.authorization(&remote.pair, "GET", path, "localhost:1", None);
+    unauthorized(
+        remote
+            .request_with(&s, "GET", path, None, Some(elsewhere))
+            .await,
+        "wrong destination",
+    );
+    // Signed for another path (a replay on a different endpoint).
+    let other_path = remote.authorization(
+        &remote.pair,
+        "GET",
+        "/_matrix/federation/v1/event/$x",
+        &s.name(),
+        None,
+    );
+    unauthorized(
+        remote
+            .request_with(&s, "GET", path, None, Some(other_path))
+            .await,
+        "another path",
+    );
+
+    // A server whose key expired is not believed.
+    let (listener, _) = FakeRemote::reserve().await;
+    let expired =
+        FakeRemote::start_on(listener, new_key("old"), axon::server::now_ms() - 60_000).await;
+    unauthorized(expired.request(&s, "GET", path, None).await, "expired key");
+}
+
+#[tokio::test]
+async fn transactions_are_taken_once_bounded_and_checked() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = FakeRemote::start().await;
+    let room = shared_room(&s, &token, &remote).await;
+    let (status, members) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{}/joined_members", room.id),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(members["joined"][&room.bob].is_object(), "{members}");
+
+    // A message, and the same transaction again: one event, the same answer.
+    let hello = message(
+        &remote,
+        &room,
+        "hello",
+        vec![room.bob_join.clone()],
+        room.depth + 1,
+    );
+    let hello_id = FakeRemote::event_id(&hello, &rules());
+    let first = send_txn(&s, &remote, "t1", vec![hello.clone()]).await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(first.1["pdus"][&hello_id], json!({}));
+    // A retry under the same ID is answered from memory, even if its body differs.
+    let other = message(
+        &remote,
+        &room,
+        "not processed",
+        vec![hello_id.clone()],
+        room.depth + 2,
+    );
+    let again = send_txn(&s, &remote, "t1", vec![hello.clone(), other]).await;
+    assert_eq!(again, first);
+    assert_eq!(bodies(&s, &token, &room.id).await, vec!["hello"]);
+
+    // More than 50 PDUs or 100 EDUs: refused whole.
+    let many: Vec<CanonicalJsonObject> = (0..51)
+        .map(|i| {
+            message(
+                &remote,
+                &room,
+                &format!("m{i}"),
+                vec![hello_id.clone()],
+                room.depth + 2,
+            )
+        })
+        .collect();
+    let (status, body) = send_txn(&s, &remote, "t2", many).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["errcode"], "M_TOO_LARGE");
+    let edus: Vec<Value> = (0..101)
+        .map(|_| json!({"edu_type": "m.typing", "content": {}}))
+        .collect();
+    let (status, _) = remote
+        .request(
+            &s,
+            "PUT",
+            "/_matrix/federation/v1/send/t3",
+            Some(json!({"origin": remote.name, "origin_server_ts": 1, "pdus": [], "edus": edus})),
+        )
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(bodies(&s, &token, &room.id).await, vec!["hello"]);
+
+    // Not JSON at all.
+    let path = "/_matrix/federation/v1/send/t4";
+    let auth = remote.authorization(&remote.pair, "PUT", path, &s.name(), Some(&json!({})));
+    let (status, body) = remote.request_raw(&s, "PUT", path, "{not json", auth).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errcode"], "M_NOT_JSON", "{body}");
+
+    // A PDU whose content does not match its hash is kept redacted.
+    let mut tampered = message(
+        &remote,
+        &room,
+        "original",
+        vec![hello_id.clone()],
+        room.depth + 2,
+    );
+    let tampered_id = FakeRemote::event_id(&tampered, &rules());
+    if let Some(CanonicalJsonValue::Object(content)) = tampered.get_mut("content") {
+        content.insert("body".into(), CanonicalJsonValue::String("changed".into()));
+    }
+    let (status, answer) = send_txn(&s, &remote, "t5", vec![tampered]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["pdus"][&tampered_id], json!({}), "{answer}");
+    let stored = s.hs.storage.event(&tampered_id).await.unwrap().unwrap();
+    assert_eq!(stored.pdu["content"], json!({}), "redacted: {}", stored.pdu);
+
+    // Forged PDU signatures, too many prev events, another server's user: refused.
+    let mut forged = message(
+        &remote,
+        &room,
+        "forged",
+        vec![hello_id.clone()],
+        room.depth + 2,
+    );
+    let forged_id = FakeRemote::event_id(&forged, &rules());
+    ruma::signatures::hash_and_sign_event(
+        &remote.name,
+        &*new_key("fake"),
+        &mut forged,
+        &rules().redaction,
+    )
+    .unwrap();
+    let wide_prev: Vec<String> = (0..21).map(|_| hello_id.clone()).collect();
+    let wide = message(&remote, &room, "wide", wide_prev, room.depth + 2);
+    let wide_id = FakeRemote::event_id(&wide, &rules());
+    let impostor = remote.pdu(
+        &room.id,
+        &rules(),
+        Draft {
+            sender: "@alice:elsewhere.test",
+            kind: "m.room.message",
+            state_key: None,
+            content: json!({"body": "impostor"}),
+            prev: vec![hello_id.clone()],
+            auth: vec![room.create.clone(), room.power_levels.clone()],
+            depth: room.depth + 2,
+        },
+    );
+    let impostor_id = FakeRemote::event_id(&impostor, &rules());
+    let (status, answer) = send_txn(&s, &remote, "t6", vec![forged, wide, impostor]).await;
+    assert_eq!(status, 200, "{answer}");
+    for id in [&forged_id, &wide_id, &impostor_id] {
+        assert!(
+            answer["pdus"][id]["error"].is_string() || answer["pdus"][id].is_string(),
+            "{id}: {answer}"
+        );
+    }
+    assert_eq!(bodies(&s, &token, &room.id).await, vec!["hello"]);
+
+    // A room this server does not know: nothing taken.
+    let unknown = remote.pdu(
+        "!unknown:elsewhere.test",
+        &rules(),
+        Draft {
+            sender: &room.bob,
+            kind: "m.room.message",
+            state_key: None,
+            content: json!({"body": "x"}),
+            prev: vec![hello_id.clone()],
+            auth: vec![],
+            depth: 5,
+        },
+    );
+    let (status, answer) = send_txn(&s, &remote, "t7", vec![unknown]).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["pdus"], json!({}), "{answer}");
+}
+
+#[tokio::test]
+async fn missing_prev_events_are_fetched_from_the_sender() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = FakeRemote::start().await;
+    let room = shared_room(&s, &token, &remote).await;
+    let first = message(
+        &remote,
+        &room,
+        "first",
+        vec![room.bob_join.clone()],
+        room.depth + 1,
+    );
+    let first_id = FakeRemote::event_id(&first, &rules());
+    let second = message(
+        &remote,
+        &room,
+        "second",
+        vec![first_id.clone()],
+        room.depth + 2,
+    );
+    let second_id = FakeRemote::event_id(&second, &rules());
+    remote
+        .missing
+        .lock()
+        .unwrap()
+        .push(serde_json::to_value(&first).unwrap());
+    let (status, answer) = send_txn(&s, &remote, "m1", vec![second]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["pdus"][&second_id], json!({}), "{answer}");
+    assert_eq!(bodies(&s, &token, &room.id).await, vec!["second", "first"]);
+}
+
+/// Waits until the remote has received a transaction holding `event_id`; returns how many
+/// times it came.
+async fn deliveries_of(remote: &FakeRemote, event_id: &str, wait: Duration) -> usize {
+    let count = || {
+        remote
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["pdus"].as_array().cloned().unwrap_or_default())
+            .filter(|p| {
+                FakeRemote::event_id(&serde_json::from_value(p.clone()).unwrap(), &rules())
+                    == event_id
+            })
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    while count() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    count()
+}
+
+#[tokio::test]
+async fn local_events_reach_the_other_server_once_even_after_it_was_down() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let mut remote = FakeRemote::start().await;
+    let room = shared_room(&s, &token, &remote).await;
+
+    // Up: alice's message arrives, signed by her server (the stand-in checks it).
+    let up = s
+        .send_message(
+            &token,
+            &room.id,
+            "u1",
+            json!({"msgtype": "m.text", "body": "while up"}),
+        )
+        .await;
+    assert_eq!(
+        deliveries_of(&remote, &up, Duration::from_secs(10)).await,
+        1
+    );
+
+    // Down: the message waits in the queue.
+    let (pair, port) = (remote.pair.clone(), remote.port);
+    remote.stop();
+    drop(remote);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let down = s
+        .send_message(
+            &token,
+            &room.id,
+            "u2",
+            json!({"msgtype": "m.text", "body": "while down"}),
+        )
+        .await;
+    let destination = format!("localhost:{port}");
+    for _ in 0..100 {
+        if s.hs.storage.outbox_len(&destination).await.unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give the sender time to fail once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(s.hs.storage.outbox_len(&destination).await.unwrap(), 1);
+
+    // Back, on the same port with the same key; it contacts us, which ends the backoff.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let remote = FakeRemote::start_on(listener, pair, axon::server::now_ms() + 3_600_000).await;
+    let (status, _) = remote
+        .request(&s, "GET", "/_matrix/federation/v1/version", None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = remote
+        .request(
+            &s,
+            "GET",
+            &format!("/_matrix/federation/v1/event/{}", room.bob_join),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        deliveries_of(&remote, &down, Duration::from_secs(10)).await,
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        deliveries_of(&remote, &down, Duration::ZERO).await,
+        1,
+        "exactly once"
+    );
+    assert_eq!(
+        deliveries_of(&remote, &up, Duration::ZERO).await,
+        0,
+        "the first message is not sent again"
+    );
+    assert_eq!(s.hs.storage.outbox_len(&destination).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_queue_survives_a_restart() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let mut remote = FakeRemote::start().await;
+    let room = shared_room(&s, &token, &remote).await;
+    let (pair, port) = (remote.pair.clone(), remote.port);
+    remote.stop();
+    drop(remote);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let queued = s
+        .send_message(
+            &token,
+            &room.id,
+            "r1",
+            json!({"msgtype": "m.text", "body": "queued"}),
+        )
+        .await;
+    let s = s.restart().await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let remote = FakeRemote::start_on(listener, pair, axon::server::now_ms() + 3_600_000).await;
+    let (status, _) = remote
+        .request(
+            &s,
+            "GET",
+            &format!("/_matrix/federation/v1/event/{}", room.bob_join),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        deliveries_of(&remote, &queued, Duration::from_secs(15)).await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn two_processes_on_one_database_send_each_event_once() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = FakeRemote::start().await;
+    let room = shared_room(&s, &token, &remote).await;
+    let other = s.another_process().await;
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        // Alternate processes, as a load balancer would.
+        let via = if i % 2 == 0 { &s } else { &other };
+        sent.push(
+            via.send_message(
+                &token,
+                &room.id,
+                &format!("p{i}"),
+                json!({"msgtype": "m.text", "body": format!("{i}")}),
+            )
+            .await,
+        );
+    }
+    for id in &sent {
+        assert_eq!(
+            deliveries_of(&remote, id, Duration::from_secs(15)).await,
+            1,
+            "{id}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in &sent {
+        assert_eq!(
+            deliveries_of(&remote, id, Duration::ZERO).await,
+            1,
+            "{id} exactly once"
+        );
+    }
+}
