@@ -12,11 +12,14 @@ CREATE TABLE server_keys (
     PRIMARY KEY (server_name, key_id)
 );
 
--- The newest key document each server signed, as it sent it: what axon serves as a
--- notary (/_matrix/key/v2/query).
+-- For each key of each server, the newest document (as that server signed it) that
+-- listed it as a current key: what axon serves as a notary (/_matrix/key/v2/query). Per
+-- key, so that a server that stops listing a key cannot make the notary forget it.
 CREATE TABLE server_key_documents (
-    server_name     TEXT PRIMARY KEY,
+    server_name     TEXT NOT NULL,
+    key_id          TEXT NOT NULL,
     document        JSONB NOT NULL,
     valid_until_ts  BIGINT NOT NULL,
-    fetched_ts      BIGINT NOT NULL
+    fetched_ts      BIGINT NOT NULL,
+    PRIMARY KEY (server_name, key_id)
 );

@@ -98,6 +98,12 @@ pub enum Error {
     /// not check out.
     #[error("{0}")]
     Unauthorized(String),
+    /// An X-Matrix Authorization header that cannot be read (400, as Synapse answers).
+    #[error("{0}")]
+    BadAuthorization(String),
+    /// Another server cannot join a room of this version (make_join's `ver`).
+    #[error("the room's version {0} is not one the joining server supports")]
+    IncompatibleRoomVersion(String),
     /// Another server could not be reached or gave no usable answer.
     #[error("{0}")]
     RemoteUnavailable(String),

@@ -12,7 +12,6 @@ use ruma::{
     ServerName, UInt,
     api::federation::{event::get_missing_events, transactions::edu::Edu},
     serde::Raw,
-    signatures::PublicKeyMap,
 };
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -142,7 +141,7 @@ async fn receive_room_pdus(
     results
 }
 
-fn event_id_of(ctx: &RoomContext, object: &CanonicalJsonObject) -> Result<OwnedEventId> {
+pub(super) fn event_id_of(ctx: &RoomContext, object: &CanonicalJsonObject) -> Result<OwnedEventId> {
     match ctx.rules.event_id_format {
         ruma::room_version_rules::EventIdFormatVersion::V1 => match object.get("event_id") {
             Some(CanonicalJsonValue::String(id)) => {
@@ -158,36 +157,6 @@ fn event_id_of(ctx: &RoomContext, object: &CanonicalJsonObject) -> Result<OwnedE
     }
 }
 
-/// The verify keys of every server whose signature the PDU needs, valid when it was sent
-/// (room v5+) or at all (earlier versions).
-async fn keys_for(
-    hs: &Homeserver,
-    ctx: &RoomContext,
-    object: &CanonicalJsonObject,
-) -> Result<PublicKeyMap> {
-    let servers =
-        ruma::signatures::required_server_signatures_to_verify_event(object, &ctx.rules.signatures)
-            .map_err(|e| Error::BadJson(format!("PDU: {e}")))?;
-    let valid_at = match object.get("origin_server_ts") {
-        Some(CanonicalJsonValue::Integer(ts)) if ctx.rules.enforce_key_validity => i64::from(*ts),
-        _ => 0,
-    };
-    let signatures = match object.get("signatures") {
-        Some(CanonicalJsonValue::Object(s)) => s,
-        _ => return Err(Error::BadJson("PDU is not signed".into())),
-    };
-    let mut map = PublicKeyMap::new();
-    for server in servers {
-        let key_ids: Vec<String> = match signatures.get(server.as_str()) {
-            Some(CanonicalJsonValue::Object(keys)) => keys.keys().cloned().collect(),
-            _ => return Err(Error::Forbidden(format!("PDU is not signed by {server}"))),
-        };
-        let keys = super::keys::verify_keys_for(hs, &server, &key_ids, valid_at).await?;
-        map.insert(server.to_string(), keys);
-    }
-    Ok(map)
-}
-
 /// `receive_pdu`, after fetching the prev events this server lacks from the origin.
 async fn receive_with_missing(
     hs: &Homeserver,
@@ -195,7 +164,7 @@ async fn receive_with_missing(
     ctx: &RoomContext,
     object: CanonicalJsonObject,
 ) -> Result<Received> {
-    let keys = keys_for(hs, ctx, &object).await?;
+    let keys = super::keys::pdu_keys(hs, ctx, &object).await?;
     match receive_pdu(hs, &ctx.room_id, object.clone(), &keys).await {
         Err(Error::UnknownEvents(missing)) => {
             fetch_missing(hs, origin, ctx, &object, &missing).await?;
@@ -239,7 +208,7 @@ async fn fetch_missing(
         {
             continue;
         }
-        let keys = keys_for(hs, ctx, &fetched).await?;
+        let keys = super::keys::pdu_keys(hs, ctx, &fetched).await?;
         match receive_pdu(hs, &ctx.room_id, fetched, &keys).await {
             Ok(_) => {}
             Err(e) => tracing::debug!(%origin, "a fetched missing event was refused: {e}"),

@@ -11,6 +11,7 @@ use std::{
 };
 
 use super::Federation;
+use crate::rooms::context::RoomContext;
 use crate::{
     error::{Error, Result},
     server::{Homeserver, now_ms},
@@ -327,12 +328,15 @@ async fn notary_keys(
         .collect())
 }
 
-/// What axon answers as a notary for one server: the documents it holds (fetching them
-/// when it has none valid until `minimum_valid_until_ts`), countersigned. Its own
-/// document for its own name.
+/// What axon answers as a notary for one server: the documents it holds for the keys
+/// asked (all of them when none are named), fetched again from the server when a key is
+/// unknown or no document is valid until `minimum_valid_until_ts`; countersigned. When
+/// the server cannot be reached, what is held is the answer (an expired key is better
+/// than none). Its own document for its own name.
 pub async fn notary_documents(
     hs: &Homeserver,
     server: &ServerName,
+    key_ids: &[String],
     minimum_valid_until_ts: Option<i64>,
 ) -> Result<Vec<CanonicalJsonObject>> {
     let our_name = hs.config.server_name();
@@ -340,34 +344,41 @@ pub async fn notary_documents(
         return Ok(vec![hs.keys.server_key_document(our_name)?]);
     }
     let wanted = minimum_valid_until_ts.unwrap_or_else(now_ms);
-    let stored = hs.storage.server_key_document(server.as_str()).await?;
-    let document = match stored {
-        Some((document, valid_until)) if valid_until >= wanted => Some(document),
-        stale => {
-            let federation = super::state(hs)?;
-            match fetch_direct(hs, &federation, server).await {
-                Ok(verified) => {
-                    store(hs, &verified).await?;
-                    Some(
-                        serde_json::to_value(&verified.document)
-                            .map_err(|e| Error::Internal(format!("key document: {e}")))?,
-                    )
-                }
-                // An older document is better than none (it has the old keys).
-                Err(e) => {
-                    tracing::debug!(%server, "notary fetch failed: {e}");
-                    stale.map(|(document, _)| document)
-                }
+    let mut held = hs
+        .storage
+        .server_key_documents(server.as_str(), key_ids)
+        .await?;
+    let stale = held.is_empty()
+        || key_ids
+            .iter()
+            .any(|k| !held.iter().any(|(id, _, _)| id == k))
+        || held.iter().any(|(_, _, valid_until)| *valid_until < wanted);
+    if stale {
+        let federation = super::state(hs)?;
+        match fetch_direct(hs, &federation, server).await {
+            Ok(verified) => {
+                store(hs, &verified).await?;
+                held = hs
+                    .storage
+                    .server_key_documents(server.as_str(), key_ids)
+                    .await?;
             }
+            Err(e) => tracing::debug!(%server, "notary fetch failed: {e}"),
         }
-    };
-    let Some(document) = document else {
-        return Ok(Vec::new());
-    };
-    let mut object: CanonicalJsonObject = serde_json::from_value(document)
-        .map_err(|e| Error::Internal(format!("stored key document: {e}")))?;
-    hs.keys.sign_json(our_name, &mut object)?;
-    Ok(vec![object])
+    }
+    let mut documents: Vec<CanonicalJsonObject> = Vec::new();
+    for (_, document, _) in held {
+        let object: CanonicalJsonObject = serde_json::from_value(document)
+            .map_err(|e| Error::Internal(format!("stored key document: {e}")))?;
+        if documents.contains(&object) {
+            continue;
+        }
+        documents.push(object);
+    }
+    for object in &mut documents {
+        hs.keys.sign_json(our_name, object)?;
+    }
+    Ok(documents)
 }
 
 /// The PublicKeyMap for verifying a signature of `server` made at `valid_at`.
@@ -379,4 +390,34 @@ pub async fn key_map(
 ) -> Result<PublicKeyMap> {
     let keys = verify_keys_for(hs, server, key_ids, valid_at).await?;
     Ok(BTreeMap::from([(server.to_string(), keys)]))
+}
+
+/// The verify keys of every server whose signature the PDU needs, valid when it was sent
+/// (room v5+) or at all (earlier versions).
+pub async fn pdu_keys(
+    hs: &Homeserver,
+    ctx: &RoomContext,
+    object: &CanonicalJsonObject,
+) -> Result<PublicKeyMap> {
+    let servers =
+        ruma::signatures::required_server_signatures_to_verify_event(object, &ctx.rules.signatures)
+            .map_err(|e| Error::BadJson(format!("PDU: {e}")))?;
+    let valid_at = match object.get("origin_server_ts") {
+        Some(CanonicalJsonValue::Integer(ts)) if ctx.rules.enforce_key_validity => i64::from(*ts),
+        _ => 0,
+    };
+    let signatures = match object.get("signatures") {
+        Some(CanonicalJsonValue::Object(s)) => s,
+        _ => return Err(Error::BadJson("PDU is not signed".into())),
+    };
+    let mut map = PublicKeyMap::new();
+    for server in servers {
+        let key_ids: Vec<String> = match signatures.get(server.as_str()) {
+            Some(CanonicalJsonValue::Object(keys)) => keys.keys().cloned().collect(),
+            _ => return Err(Error::Forbidden(format!("PDU is not signed by {server}"))),
+        };
+        let keys = verify_keys_for(hs, &server, &key_ids, valid_at).await?;
+        map.insert(server.to_string(), keys);
+    }
+    Ok(map)
 }

@@ -17,6 +17,7 @@ pub mod client;
 pub mod discovery;
 pub mod inbound;
 pub mod keys;
+pub mod membership;
 pub mod sender;
 
 /// What federation keeps for the life of the server.

@@ -45,6 +45,14 @@ impl IntoResponse for ApiError {
                     "current_version": current_version,
                 }),
             ),
+            Error::IncompatibleRoomVersion(version) => (
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "errcode": "M_INCOMPATIBLE_ROOM_VERSION",
+                    "error": message,
+                    "room_version": version,
+                }),
+            ),
             Error::UnknownToken { soft_logout } => (
                 StatusCode::UNAUTHORIZED,
                 json!({ "errcode": "M_UNKNOWN_TOKEN", "error": message, "soft_logout": soft_logout }),
@@ -121,6 +129,8 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::RequestTimeout => (S::REQUEST_TIMEOUT, "M_UNKNOWN"),
         Error::Uia { .. } => (S::UNAUTHORIZED, "M_FORBIDDEN"),
         Error::Unauthorized(_) => (S::UNAUTHORIZED, "M_UNAUTHORIZED"),
+        Error::BadAuthorization(_) => (S::BAD_REQUEST, "M_UNAUTHORIZED"),
+        Error::IncompatibleRoomVersion(_) => (S::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"),
         Error::RemoteUnavailable(_) => (S::BAD_GATEWAY, "M_UNKNOWN"),
         Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
     }

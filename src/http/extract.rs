@@ -21,7 +21,7 @@ use ruma::api::{
         NoAuthentication,
     },
     error::{DeserializationError, FromHttpRequestError},
-    federation::authentication::{ServerSignatures, XMatrix},
+    federation::authentication::{ServerSignatures, XMatrix, XMatrixExtractError},
     path_builder::PathBuilder,
 };
 
@@ -415,8 +415,12 @@ where
         // The signature covers the body, so it is checked once the body is read.
         let xmatrix = if token_use == TokenUse::Server {
             Some(
-                XMatrix::extract_from_http_headers(&parts.headers)
-                    .map_err(|e| Error::Unauthorized(format!("X-Matrix authorization: {e}")))?,
+                XMatrix::extract_from_http_headers(&parts.headers).map_err(|e| match e {
+                    XMatrixExtractError::MissingAuthorizationHeader => {
+                        Error::Unauthorized("an X-Matrix Authorization header is required".into())
+                    }
+                    other => Error::BadAuthorization(format!("malformed X-Matrix header: {other}")),
+                })?,
             )
         } else {
             None

@@ -78,7 +78,7 @@ pub async fn join(
             content[key.as_str()] = value.clone();
         }
     }
-    if let Some(authoriser) = restricted_join_authoriser(hs, &ctx, requester).await? {
+    if let Some(authoriser) = restricted_join_authoriser(hs, &ctx, &requester.user_id).await? {
         content["join_authorised_via_users_server"] = authoriser.into();
     }
     send_own(hs, requester, room_id, content).await?;
@@ -107,10 +107,10 @@ pub async fn join(
 /// For a restricted room (v8+) that the user is not invited to or already in: a local
 /// member who may invite, to vouch for the join, once the user is shown to be in one of the
 /// allowed rooms. `None` when the join needs no authoriser.
-async fn restricted_join_authoriser(
+pub(super) async fn restricted_join_authoriser(
     hs: &Homeserver,
     ctx: &context::RoomContext,
-    requester: &Requester,
+    user_id: &UserId,
 ) -> Result<Option<String>> {
     if !ctx.rules.authorization.restricted_join_rule {
         return Ok(None);
@@ -124,7 +124,7 @@ async fn restricted_join_authoriser(
     {
         return Ok(None);
     }
-    let user = requester.user_id.as_str();
+    let user = user_id.as_str();
     if matches!(
         hs.storage
             .membership(ctx.room_id.as_str(), user)

@@ -40,9 +40,9 @@ impl Storage {
         .await?)
     }
 
-    /// Records a verified key document: its keys, and the document itself when it is the
-    /// newest seen for the server. A key's validity only grows, unless the server now
-    /// lists it as expired.
+    /// Records a verified key document: its keys, and the document itself for each of its
+    /// current keys where it is the newest seen for that key. A key's validity only
+    /// grows, unless the server now lists it as expired.
     pub async fn store_server_keys(
         &self,
         server_name: &str,
@@ -73,33 +73,44 @@ impl Storage {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "INSERT INTO server_key_documents (server_name, document, valid_until_ts, fetched_ts)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (server_name) DO UPDATE SET
-                 document = EXCLUDED.document,
-                 valid_until_ts = EXCLUDED.valid_until_ts,
-                 fetched_ts = EXCLUDED.fetched_ts
-             WHERE server_key_documents.valid_until_ts <= EXCLUDED.valid_until_ts",
-        )
-        .bind(server_name)
-        .bind(Json(document))
-        .bind(document_valid_until_ts)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        for key in keys.iter().filter(|k| !k.expired) {
+            sqlx::query(
+                "INSERT INTO server_key_documents
+                     (server_name, key_id, document, valid_until_ts, fetched_ts)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (server_name, key_id) DO UPDATE SET
+                     document = EXCLUDED.document,
+                     valid_until_ts = EXCLUDED.valid_until_ts,
+                     fetched_ts = EXCLUDED.fetched_ts
+                 WHERE server_key_documents.valid_until_ts <= EXCLUDED.valid_until_ts",
+            )
+            .bind(server_name)
+            .bind(&key.key_id)
+            .bind(Json(document))
+            .bind(document_valid_until_ts)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
-    /// The newest key document of a server, with its valid_until_ts.
-    pub async fn server_key_document(&self, server_name: &str) -> Result<Option<(JsonValue, i64)>> {
-        let row: Option<(Json<JsonValue>, i64)> = sqlx::query_as(
-            "SELECT document, valid_until_ts FROM server_key_documents WHERE server_name = $1",
+    /// The documents held for a server's keys (all its keys when `key_ids` is empty):
+    /// (key ID, document, valid_until_ts).
+    pub async fn server_key_documents(
+        &self,
+        server_name: &str,
+        key_ids: &[String],
+    ) -> Result<Vec<(String, JsonValue, i64)>> {
+        let rows: Vec<(String, Json<JsonValue>, i64)> = sqlx::query_as(
+            "SELECT key_id, document, valid_until_ts FROM server_key_documents
+             WHERE server_name = $1 AND (cardinality($2::text[]) = 0 OR key_id = ANY($2))",
         )
         .bind(server_name)
-        .fetch_optional(self.pool())
+        .bind(key_ids)
+        .fetch_all(self.pool())
         .await?;
-        Ok(row.map(|(d, v)| (d.0, v)))
+        Ok(rows.into_iter().map(|(k, d, v)| (k, d.0, v)).collect())
     }
 }

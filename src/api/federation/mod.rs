@@ -8,17 +8,25 @@ use crate::{http::route, server::Homeserver};
 
 pub mod events;
 pub mod keys;
+pub mod membership;
+pub mod query;
 pub mod transactions;
 pub mod version;
 
 /// The key endpoints: our keys wherever they are asked for (the client listener too);
 /// the notary's only with federation on, since they make us fetch from other servers.
 pub fn key_routes(router: Router<Arc<Homeserver>>, notary: bool) -> Router<Arc<Homeserver>> {
-    let router = route(router, keys::server_keys);
+    let router = route(router, keys::server_keys).route(
+        "/_matrix/key/v2/server/{key_id}",
+        axum::routing::get(keys::server_keys_by_id),
+    );
     if !notary {
         return router;
     }
-    let router = route(router, keys::query_one);
+    let router = route(router, keys::query_one).route(
+        "/_matrix/key/v2/query/{server_name}/{key_id}",
+        axum::routing::get(keys::query_one_by_id),
+    );
     route(router, keys::query_batch)
 }
 
@@ -30,5 +38,9 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, events::state_ids);
     let router = route(router, events::event_auth);
     let router = route(router, events::missing_events);
+    let router = route(router, membership::make_join);
+    let router = route(router, membership::send_join);
+    let router = route(router, query::profile);
+    let router = route(router, query::directory);
     route(router, transactions::send)
 }

@@ -1,0 +1,70 @@
+//! Queries: `/query/profile` and `/query/directory`.
+
+use std::sync::Arc;
+
+use ruma::{
+    OwnedServerName,
+    api::federation::query::{get_profile_information, get_room_information},
+    profile::UserProfile,
+};
+
+use super::events::origin;
+use crate::{
+    error::{Error, Result},
+    http::Ruma,
+    server::Homeserver,
+};
+
+pub async fn profile(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_profile_information::v1::Request>,
+) -> Result<get_profile_information::v1::Response> {
+    origin(&req)?;
+    let b = &req.body;
+    if b.user_id.server_name() != hs.config.server_name() {
+        return Err(Error::InvalidParam(
+            "the user is not one of this server's".into(),
+        ));
+    }
+    let fields: serde_json::Map<String, serde_json::Value> = match &b.field {
+        Some(field) => crate::users::profile::field(&hs, &b.user_id, field.as_str())
+            .await?
+            .map(|v| (field.as_str().to_owned(), v))
+            .into_iter()
+            .collect(),
+        None => crate::users::profile::profile(&hs, &b.user_id)
+            .await?
+            .into_iter()
+            .collect(),
+    };
+    let data: UserProfile = serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| Error::Internal(format!("profile: {e}")))?;
+    let mut response = get_profile_information::v1::Response::new();
+    response.data = data;
+    Ok(response)
+}
+
+pub async fn directory(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_room_information::v1::Request>,
+) -> Result<get_room_information::v1::Response> {
+    origin(&req)?;
+    let alias = &req.body.room_alias;
+    if alias.server_name() != hs.config.server_name() {
+        return Err(Error::InvalidParam(
+            "the alias is not one of this server's".into(),
+        ));
+    }
+    let room_id = crate::rooms::aliases::resolve(&hs, alias).await?;
+    // This server first: it certainly can help the asker join.
+    let ours = hs.config.server_name().to_owned();
+    let mut servers: Vec<OwnedServerName> = vec![ours.clone()];
+    for server in hs.storage.room_servers(room_id.as_str()).await? {
+        if let Ok(name) = OwnedServerName::try_from(server)
+            && name != ours
+        {
+            servers.push(name);
+        }
+    }
+    Ok(get_room_information::v1::Response::new(room_id, servers))
+}

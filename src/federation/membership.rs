@@ -1,0 +1,104 @@
+//! The resident side of other servers' joins: `make_join` and `send_join` (v2, with
+//! `omit_members`). The join event takes the path every remote PDU takes
+//! (`rooms::receive`), after the checks particular to a join and this server's signature
+//! when one of its users authorised a restricted join.
+
+use ruma::{CanonicalJsonObject, CanonicalJsonValue, EventId, RoomId, ServerName, UserId};
+use serde_json::value::RawValue as RawJsonValue;
+
+use crate::{
+    error::{Error, Result},
+    rooms::{
+        context::room_context,
+        receive::{Received, receive_pdu},
+        remote_membership::{JoinedState, state_for_new_member},
+        remote_reads::check_server_acl,
+    },
+    server::Homeserver,
+    storage::events::StoredEvent,
+};
+
+/// A join stored, with what the joining server needs.
+pub struct Joined {
+    pub event: StoredEvent,
+    pub state: JoinedState,
+}
+
+fn string<'a>(object: &'a CanonicalJsonObject, field: &str) -> Option<&'a str> {
+    match object.get(field) {
+        Some(CanonicalJsonValue::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// `PUT /send_join/{roomId}/{eventId}`.
+pub async fn send_join(
+    hs: &Homeserver,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+    pdu: &RawJsonValue,
+    omit_members: bool,
+) -> Result<Joined> {
+    let ctx = room_context(hs, room_id).await?;
+    check_server_acl(hs, room_id, origin).await?;
+    let mut object: CanonicalJsonObject =
+        serde_json::from_str(pdu.get()).map_err(|e| Error::BadJson(format!("join event: {e}")))?;
+    let bad = |why: &str| Error::BadJson(format!("not a join of this server's user: {why}"));
+    if string(&object, "type") != Some("m.room.member") {
+        return Err(bad("not a member event"));
+    }
+    let sender = string(&object, "sender").ok_or_else(|| bad("no sender"))?;
+    if string(&object, "state_key") != Some(sender) {
+        return Err(bad("state_key is not the sender"));
+    }
+    let sender = UserId::parse(sender).map_err(|_| bad("sender"))?;
+    if sender.server_name() != origin {
+        return Err(Error::Forbidden(format!(
+            "{origin} cannot send a join for a user of another server"
+        )));
+    }
+    if string(&object, "room_id") != Some(room_id.as_str()) {
+        return Err(bad("another room"));
+    }
+    let content = match object.get("content") {
+        Some(CanonicalJsonValue::Object(c)) => c.clone(),
+        _ => return Err(bad("no content")),
+    };
+    if !matches!(content.get("membership"), Some(CanonicalJsonValue::String(m)) if m == "join") {
+        return Err(bad("membership is not join"));
+    }
+    if super::inbound::event_id_of(&ctx, &object)? != event_id {
+        return Err(Error::BadJson(
+            "the event ID does not match the event".into(),
+        ));
+    }
+    // A restricted join one of our users vouches for carries our signature too.
+    if let Some(CanonicalJsonValue::String(authoriser)) =
+        content.get("join_authorised_via_users_server")
+        && UserId::parse(authoriser.as_str())
+            .is_ok_and(|u| u.server_name() == hs.config.server_name())
+    {
+        ruma::signatures::hash_and_sign_event(
+            hs.config.server_name().as_str(),
+            hs.keys.pair(),
+            &mut object,
+            &ctx.rules.redaction,
+        )
+        .map_err(|e| Error::BadJson(format!("join event: {e}")))?;
+    }
+    let keys = super::keys::pdu_keys(hs, &ctx, &object).await?;
+    let (event_id, outcome) = receive_pdu(hs, room_id, object, &keys).await?;
+    if outcome == Received::SoftFailed {
+        return Err(Error::Forbidden(
+            "the room's current state does not allow this join".into(),
+        ));
+    }
+    let event = hs
+        .storage
+        .event(event_id.as_str())
+        .await?
+        .ok_or_else(|| Error::Internal("the join was stored but is not found".into()))?;
+    let state = state_for_new_member(hs, &event, omit_members).await?;
+    Ok(Joined { event, state })
+}

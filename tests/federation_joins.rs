@@ -1,0 +1,228 @@
+//! The resident side of remote joins (`make_join`, `send_join` v2) against the stand-in
+//! server: a template checked against the room, the signed join taken through the remote
+//! PDU path, the state and auth chain in the answer (also with `omit_members`), and the
+//! refusals: another server's user, an unsupported room version, a mismatched event ID,
+//! a room the user may not join.
+
+mod common;
+#[path = "common/fake_remote.rs"]
+mod fake_remote;
+#[path = "common/federation.rs"]
+mod federation;
+
+use common::TestServer;
+use fake_remote::FakeRemote;
+use federation::start_federated;
+use ruma::{CanonicalJsonObject, RoomVersionId};
+use serde_json::{Value, json};
+
+async fn make_join(
+    s: &TestServer,
+    remote: &FakeRemote,
+    room: &str,
+    user: &str,
+    versions: &str,
+) -> (reqwest::StatusCode, Value) {
+    remote
+        .request(
+            s,
+            "GET",
+            &format!("/_matrix/federation/v1/make_join/{room}/{user}?{versions}"),
+            None,
+        )
+        .await
+}
+
+fn sign(
+    remote: &FakeRemote,
+    template: &Value,
+    version: &RoomVersionId,
+) -> (CanonicalJsonObject, String) {
+    let rules = version.rules().unwrap();
+    let mut event = template.clone();
+    event["origin_server_ts"] = json!(axon::server::now_ms());
+    let mut object: CanonicalJsonObject = serde_json::from_value(event).unwrap();
+    ruma::signatures::hash_and_sign_event(
+        &remote.name,
+        &*remote.pair,
+        &mut object,
+        &rules.redaction,
+    )
+    .unwrap();
+    let id = FakeRemote::event_id(&object, &rules);
+    (object, id)
+}
+
+#[tokio::test]
+async fn a_user_of_another_server_joins_through_make_join_and_send_join() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = FakeRemote::start().await;
+    let room = s
+        .create_room(
+            &token,
+            json!({"preset": "public_chat", "room_version": "11", "name": "Lobby"}),
+        )
+        .await;
+    let bob = format!("@bob:{}", remote.name);
+
+    let (status, answer) = make_join(&s, &remote, &room, &bob, "ver=10&ver=11").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["room_version"], "11");
+    let template = &answer["event"];
+    assert_eq!(template["type"], "m.room.member");
+    assert_eq!(template["state_key"], bob.as_str());
+    assert_eq!(template["content"]["membership"], "join");
+    assert!(template.get("signatures").is_none() && template.get("hashes").is_none());
+
+    let (join, join_id) = sign(&remote, template, &RoomVersionId::V11);
+    let (status, joined) = remote
+        .request(
+            &s,
+            "PUT",
+            &format!("/_matrix/federation/v2/send_join/{room}/{join_id}"),
+            Some(serde_json::to_value(&join).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    let types: Vec<&str> = joined["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for needed in [
+        "m.room.create",
+        "m.room.power_levels",
+        "m.room.join_rules",
+        "m.room.name",
+    ] {
+        assert!(types.contains(&needed), "{needed} in {types:?}");
+    }
+    assert!(
+        !joined["state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["state_key"] == bob.as_str()),
+        "the state is the one before the join"
+    );
+    assert!(!joined["auth_chain"].as_array().unwrap().is_empty());
+    assert_eq!(joined["event"]["state_key"], bob.as_str());
+    let (status, members) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/joined_members"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(members["joined"][&bob].is_object(), "{members}");
+
+    // Sending the same join again is answered the same way (a retried request).
+    let (status, _) = remote
+        .request(
+            &s,
+            "PUT",
+            &format!("/_matrix/federation/v2/send_join/{room}/{join_id}"),
+            Some(serde_json::to_value(&join).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // omit_members: member events left out, except those the join's auth needs; the
+    // servers in the room listed.
+    let carol = format!("@carol:{}", remote.name);
+    let (_, answer) = make_join(&s, &remote, &room, &carol, "ver=11").await;
+    let (join, join_id) = sign(&remote, &answer["event"], &RoomVersionId::V11);
+    let (status, joined) = remote
+        .request(
+            &s,
+            "PUT",
+            &format!("/_matrix/federation/v2/send_join/{room}/{join_id}?omit_members=true"),
+            Some(serde_json::to_value(&join).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    assert_eq!(joined["members_omitted"], true);
+    assert!(
+        !joined["state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["state_key"] == bob.as_str()),
+        "bob's membership is omitted"
+    );
+    let servers = joined["servers_in_room"].as_array().unwrap();
+    assert!(
+        servers.contains(&json!(s.name())) && servers.contains(&json!(remote.name)),
+        "{servers:?}"
+    );
+}
+
+#[tokio::test]
+async fn joins_this_server_must_refuse() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = FakeRemote::start().await;
+    let public = s
+        .create_room(
+            &token,
+            json!({"preset": "public_chat", "room_version": "11"}),
+        )
+        .await;
+    let private = s
+        .create_room(
+            &token,
+            json!({"preset": "private_chat", "room_version": "11"}),
+        )
+        .await;
+    let bob = format!("@bob:{}", remote.name);
+
+    // A user of another server.
+    let (status, body) = make_join(&s, &remote, &public, "@alice:elsewhere.test", "ver=11").await;
+    assert_eq!(status, 403, "{body}");
+    // A room version the joining server does not speak.
+    let (status, body) = make_join(&s, &remote, &public, &bob, "ver=1&ver=2").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errcode"], "M_INCOMPATIBLE_ROOM_VERSION");
+    assert_eq!(body["room_version"], "11");
+    // An unknown room.
+    let (status, body) = make_join(&s, &remote, "!nope:localhost", &bob, "ver=11").await;
+    assert_eq!(status, 404, "{body}");
+    // An invite-only room.
+    let (status, body) = make_join(&s, &remote, &private, &bob, "ver=11").await;
+    assert_eq!(status, 403, "{body}");
+
+    // send_join: a mismatched event ID, and a join that is not the sender's own.
+    let (_, answer) = make_join(&s, &remote, &public, &bob, "ver=11").await;
+    let (join, _) = sign(&remote, &answer["event"], &RoomVersionId::V11);
+    let (status, body) = remote
+        .request(
+            &s,
+            "PUT",
+            &format!("/_matrix/federation/v2/send_join/{public}/$wrong"),
+            Some(serde_json::to_value(&join).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let mut kick = answer["event"].clone();
+    kick["content"]["membership"] = json!("leave");
+    let (kick, kick_id) = sign(&remote, &kick, &RoomVersionId::V11);
+    let (status, body) = remote
+        .request(
+            &s,
+            "PUT",
+            &format!("/_matrix/federation/v2/send_join/{public}/{kick_id}"),
+            Some(serde_json::to_value(&kick).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, members) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{public}/joined_members"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(members["joined"].get(&bob).is_none(), "{members}");
+}
