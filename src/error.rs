@@ -7,6 +7,10 @@ use ruma::api::client::uiaa::UiaaInfo;
 pub enum Error {
     #[error("{0}")]
     Forbidden(String),
+    /// An event the room's auth rules do not allow (403 like Forbidden; over federation
+    /// the PDU counts as handled, as Synapse answers).
+    #[error("{0}")]
+    Rejected(String),
     #[error("missing access token")]
     MissingToken,
     #[error("unknown or expired access token")]

@@ -411,7 +411,7 @@ async fn fork_story(s: &TestServer, token: &str, version: &str) {
         ts: now(),
     };
     let err = receive(s, &remote, &room, &unauthorised).await.unwrap_err();
-    assert!(matches!(err, Error::Forbidden(_)), "v{version}: {err:?}");
+    assert!(matches!(err, Error::Rejected(_)), "v{version}: {err:?}");
     let impostor = Remote::new();
     let signed_by_other = remote_pdu(&impostor, &room, &unauthorised);
     let err = receive_pdu(&s.hs, &room_ref, signed_by_other, &remote.keys)

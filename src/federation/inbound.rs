@@ -46,7 +46,9 @@ pub async fn receive_transaction(
     edus: &[Raw<Edu>],
 ) -> Result<PduResults> {
     if pdus.len() > MAX_PDUS || edus.len() > MAX_EDUS {
-        return Err(Error::TooLarge);
+        return Err(Error::BadJson(format!(
+            "a transaction holds at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs"
+        )));
     }
     let federation = super::state(hs)?;
     let lock = {
@@ -131,10 +133,15 @@ async fn receive_room_pdus(
             Err(e) => Err(e.to_string()),
             // Soft-failed and already known PDUs are taken, as far as the sender is
             // concerned.
-            Ok(()) => receive_with_missing(hs, origin, &ctx, object)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Ok(()) => match receive_with_missing(hs, origin, &ctx, object).await {
+                Ok(_) => Ok(()),
+                // Handled: the auth rules refuse it, and it is not stored.
+                Err(Error::Rejected(why)) => {
+                    tracing::debug!(%origin, %event_id, "PDU rejected: {why}");
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
         };
         results.insert(event_id, outcome);
     }

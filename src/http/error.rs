@@ -93,7 +93,9 @@ impl IntoResponse for ApiError {
 fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
     use StatusCode as S;
     match e {
-        Error::Forbidden(_) | Error::QuotaExceeded(_) => (S::FORBIDDEN, "M_FORBIDDEN"),
+        Error::Forbidden(_) | Error::Rejected(_) | Error::QuotaExceeded(_) => {
+            (S::FORBIDDEN, "M_FORBIDDEN")
+        }
         Error::MissingToken => (S::UNAUTHORIZED, "M_MISSING_TOKEN"),
         Error::NotFound(_) => (S::NOT_FOUND, "M_NOT_FOUND"),
         Error::InvalidUsername(_) => (S::BAD_REQUEST, "M_INVALID_USERNAME"),

@@ -455,11 +455,14 @@ where
         let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
         let http_req = http::Request::from_parts(parts, bytes.as_ref());
         // A body that is not JSON cannot have been signed: say so, not "bad signature".
-        if xmatrix.is_some()
-            && !http_req.body().is_empty()
-            && serde_json::from_slice::<serde::de::IgnoredAny>(http_req.body()).is_err()
-        {
-            return Err(Error::NotJson("the request body is not JSON".into()).into());
+        if xmatrix.is_some() && !http_req.body().is_empty() {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(http_req.body()).is_err() {
+                return Err(Error::NotJson("the request body is not JSON".into()).into());
+            }
+            // Signed bodies are canonical JSON: no floats, integers within 2^53.
+            if serde_json::from_slice::<ruma::CanonicalJsonValue>(http_req.body()).is_err() {
+                return Err(Error::BadJson("the request body is not canonical JSON".into()).into());
+            }
         }
         let origin = match &xmatrix {
             Some(xmatrix) => {

@@ -88,11 +88,11 @@ pub(super) fn check_auth(rules: &RoomVersionRules, pdu: &Pdu, auth: &AuthState) 
     ruma::state_res::check_state_independent_auth_rules(rules, pdu, |id: &EventId| {
         auth.by_id.get(id)
     })
-    .map_err(Error::Forbidden)?;
+    .map_err(Error::Rejected)?;
     ruma::state_res::check_state_dependent_auth_rules(rules, pdu, |t: &StateEventType, k: &str| {
         auth.by_key.get(&(t.to_string(), k.to_owned()))
     })
-    .map_err(Error::Forbidden)?;
+    .map_err(Error::Rejected)?;
     Ok(())
 }
 
