@@ -31,3 +31,8 @@ CREATE TABLE federation_destinations (
     last_success_ts  BIGINT
 );
 CREATE INDEX federation_destinations_due ON federation_destinations (next_attempt_ts);
+
+-- Events another server sent for the state around one of its events (from /state or
+-- /event): kept for lookups (auth events, state resolution) but never in the timeline,
+-- the forward extremities or the current state.
+ALTER TABLE events ADD COLUMN outlier BOOLEAN NOT NULL DEFAULT FALSE;

@@ -429,6 +429,113 @@ async fn missing_prev_events_are_fetched_from_the_sender() {
     assert_eq!(bodies(&s, &token, &room.id).await, vec!["second", "first"]);
 }
 
+#[tokio::test]
+async fn a_gap_get_missing_events_cannot_fill_is_recovered_from_the_state_at_it() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = FakeRemote::start().await;
+    let room = shared_room(&s, &token, &remote).await;
+    // The room's state as it stands (bob's join included): the state before `unseen`.
+    let (_, state) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{}/state", room.id),
+            Some(&token),
+        )
+        .await;
+    let state_ids: Vec<String> = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    // `unseen` never reaches axon, and get_missing_events yields nothing (an empty answer).
+    let unseen = message(
+        &remote,
+        &room,
+        "unseen",
+        vec![room.bob_join.clone()],
+        room.depth + 1,
+    );
+    let unseen_id = FakeRemote::event_id(&unseen, &rules());
+    let after = message(
+        &remote,
+        &room,
+        "after the gap",
+        vec![unseen_id.clone()],
+        room.depth + 2,
+    );
+    let after_id = FakeRemote::event_id(&after, &rules());
+    remote
+        .events
+        .lock()
+        .unwrap()
+        .insert(unseen_id.clone(), serde_json::to_value(&unseen).unwrap());
+    remote
+        .state_ids
+        .lock()
+        .unwrap()
+        .insert(unseen_id.clone(), (state_ids, Vec::new()));
+
+    let (status, answer) = send_txn(&s, &remote, "gap", vec![after]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["pdus"][&after_id], json!({}), "{answer}");
+    // The event after the gap is in the timeline; the one in the gap is kept for lookups
+    // only (an outlier), and its state is not served.
+    assert_eq!(bodies(&s, &token, &room.id).await, vec!["after the gap"]);
+    let outlier = s.hs.storage.event(&unseen_id).await.unwrap().unwrap();
+    assert_eq!(outlier.stream_pos, None);
+    let (status, _) = remote
+        .request(
+            &s,
+            "GET",
+            &format!(
+                "/_matrix/federation/v1/state_ids/{}?event_id={unseen_id}",
+                room.id
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    // The room goes on: alice's next message builds on the event after the gap.
+    let next = s
+        .send_message(
+            &token,
+            &room.id,
+            "n1",
+            json!({"msgtype": "m.text", "body": "next"}),
+        )
+        .await;
+    let stored = s.hs.storage.event(&next).await.unwrap().unwrap();
+    let prevs: Vec<String> = stored.pdu["prev_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    assert!(prevs.contains(&after_id), "{prevs:?}");
+
+    // A prev event the sender cannot give at all: the PDU is refused, with a reason.
+    let orphan_prev = message(
+        &remote,
+        &room,
+        "nowhere",
+        vec![room.bob_join.clone()],
+        room.depth + 1,
+    );
+    let orphan_prev_id = FakeRemote::event_id(&orphan_prev, &rules());
+    let orphan = message(
+        &remote,
+        &room,
+        "orphan",
+        vec![orphan_prev_id],
+        room.depth + 2,
+    );
+    let orphan_id = FakeRemote::event_id(&orphan, &rules());
+    let (status, answer) = send_txn(&s, &remote, "orphan", vec![orphan]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["pdus"][&orphan_id]["error"].is_string(), "{answer}");
+}
+
 /// Waits until the remote has received a transaction holding `event_id`; returns how many
 /// times it came.
 async fn deliveries_of(remote: &FakeRemote, event_id: &str, wait: Duration) -> usize {

@@ -10,7 +10,10 @@ use futures_util::future::join_all;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedRoomId, RoomId,
     ServerName, UInt,
-    api::federation::{event::get_missing_events, transactions::edu::Edu},
+    api::federation::{
+        event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+        transactions::edu::Edu,
+    },
     serde::Raw,
 };
 use serde_json::value::RawValue as RawJsonValue;
@@ -19,10 +22,11 @@ use crate::{
     error::{Error, Result},
     rooms::{
         context::{RoomContext, room_context},
-        receive::{Received, receive_pdu},
+        receive::{Received, receive_pdu, receive_pdu_with_prev_states, store_outliers},
         remote_reads::check_server_acl,
     },
     server::{Homeserver, now_ms},
+    storage::state::StateNids,
 };
 
 pub const MAX_PDUS: usize = 50;
@@ -172,13 +176,223 @@ async fn receive_with_missing(
     object: CanonicalJsonObject,
 ) -> Result<Received> {
     let keys = super::keys::pdu_keys(hs, ctx, &object).await?;
-    match receive_pdu(hs, &ctx.room_id, object.clone(), &keys).await {
-        Err(Error::UnknownEvents(missing)) => {
-            fetch_missing(hs, origin, ctx, &object, &missing).await?;
-            Ok(receive_pdu(hs, &ctx.room_id, object, &keys).await?.1)
+    let missing = match receive_pdu(hs, &ctx.room_id, object.clone(), &keys).await {
+        Err(Error::UnknownEvents(missing)) => missing,
+        other => return other.map(|(_, r)| r),
+    };
+    // First the events in between, from the sender.
+    fetch_missing(hs, origin, ctx, &object, &missing).await?;
+    let missing = match receive_pdu(hs, &ctx.room_id, object.clone(), &keys).await {
+        Err(Error::UnknownEvents(missing)) => missing,
+        other => return other.map(|(_, r)| r),
+    };
+    // Still a gap: the state after each missing prev event, as the sender has it.
+    let prev_states = recover_prev_states(hs, origin, ctx, &object, &missing).await?;
+    Ok(
+        receive_pdu_with_prev_states(hs, &ctx.room_id, object, &keys, &prev_states)
+            .await?
+            .1,
+    )
+}
+
+/// Most prev events of one PDU whose state is asked of the sender.
+const MAX_RECOVERED_PREVS: usize = 5;
+/// Beyond this many unknown events, the whole state is asked for at once (`/state`)
+/// rather than event by event.
+const FETCH_ONE_BY_ONE: usize = 20;
+/// Most events one recovery takes in (state plus auth chain).
+const MAX_RECOVERED_EVENTS: usize = 20_000;
+
+/// For prev events this server lacks after `get_missing_events`: the state after each as
+/// the sender has it (`/state_ids`, then the events not here by `/event` or `/state`,
+/// stored as outliers after their checks). Missing auth events are fetched the same way.
+async fn recover_prev_states(
+    hs: &Homeserver,
+    origin: &ServerName,
+    ctx: &RoomContext,
+    object: &CanonicalJsonObject,
+    missing: &[String],
+) -> Result<HashMap<String, StateNids>> {
+    let federation = super::state(hs)?;
+    let refs = |field: &str| -> Vec<String> {
+        match object.get(field) {
+            Some(CanonicalJsonValue::Array(items)) => items
+                .iter()
+                .filter_map(|r| match r {
+                    CanonicalJsonValue::String(s) => Some(s.clone()),
+                    CanonicalJsonValue::Array(pair) => match pair.first() {
+                        Some(CanonicalJsonValue::String(s)) => Some(s.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
         }
-        other => other.map(|(_, r)| r),
+    };
+    let prevs: Vec<String> = refs("prev_events")
+        .into_iter()
+        .filter(|p| missing.contains(p))
+        .collect();
+    let auths: Vec<String> = refs("auth_events")
+        .into_iter()
+        .filter(|a| missing.contains(a))
+        .collect();
+    if prevs.len() > MAX_RECOVERED_PREVS {
+        return Err(Error::BadJson(format!(
+            "{} prev events are missing; at most {MAX_RECOVERED_PREVS} are recovered",
+            prevs.len()
+        )));
     }
+    if !auths.is_empty() {
+        let fetched = fetch_events(hs, origin, &federation, &auths).await;
+        store_fetched(hs, ctx, fetched).await?;
+    }
+    let mut states = HashMap::new();
+    for prev in prevs {
+        let prev_id = OwnedEventId::try_from(prev.as_str())
+            .map_err(|e| Error::BadJson(format!("prev event: {e}")))?;
+        let ids = federation
+            .client
+            .send(
+                hs.keys.pair(),
+                origin,
+                get_room_state_ids::v1::Request::new(prev_id.clone(), ctx.room_id.clone()),
+            )
+            .await
+            .map_err(|e| Error::RemoteUnavailable(format!("state at {prev}: {e}")))?;
+        let state_ids: Vec<String> = ids.pdu_ids.iter().map(|e| e.to_string()).collect();
+        let mut wanted: Vec<String> = state_ids.clone();
+        wanted.extend(ids.auth_chain_ids.iter().map(|e| e.to_string()));
+        wanted.push(prev.clone());
+        wanted.sort();
+        wanted.dedup();
+        if wanted.len() > MAX_RECOVERED_EVENTS {
+            return Err(Error::BadJson(
+                "the state to recover is beyond its bound".into(),
+            ));
+        }
+        let known: std::collections::HashSet<String> = hs
+            .storage
+            .events_by_id(&wanted)
+            .await?
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        let unknown: Vec<String> = wanted
+            .into_iter()
+            .filter(|id| !known.contains(id))
+            .collect();
+        let mut fetched = Vec::new();
+        if unknown.len() > FETCH_ONE_BY_ONE {
+            let whole = federation
+                .client
+                .send(
+                    hs.keys.pair(),
+                    origin,
+                    get_room_state::v1::Request::new(prev_id.clone(), ctx.room_id.clone()),
+                )
+                .await
+                .map_err(|e| Error::RemoteUnavailable(format!("state at {prev}: {e}")))?;
+            for raw in whole.auth_chain.iter().chain(&whole.pdus) {
+                if let Ok(event) = serde_json::from_str::<CanonicalJsonObject>(raw.get()) {
+                    fetched.push(event);
+                }
+            }
+            fetched
+                .extend(fetch_events(hs, origin, &federation, std::slice::from_ref(&prev)).await);
+        } else {
+            fetched = fetch_events(hs, origin, &federation, &unknown).await;
+        }
+        store_fetched(hs, ctx, fetched).await?;
+        // The state after the prev event: the state before it, plus itself if it is state.
+        let mut with_prev = state_ids.clone();
+        with_prev.push(prev.clone());
+        let stored = hs.storage.events_by_id(&with_prev).await?;
+        let mut state = StateNids::new();
+        for event in stored.iter().filter(|e| e.event_id != prev) {
+            if let (Some(kind), Some(key)) =
+                (event.pdu["type"].as_str(), event.pdu["state_key"].as_str())
+            {
+                state.insert((kind.to_owned(), key.to_owned()), event.event_nid);
+            }
+        }
+        match stored.iter().find(|e| e.event_id == prev) {
+            Some(event) => {
+                if let (Some(kind), Some(key)) =
+                    (event.pdu["type"].as_str(), event.pdu["state_key"].as_str())
+                {
+                    state.insert((kind.to_owned(), key.to_owned()), event.event_nid);
+                }
+            }
+            None => {
+                return Err(Error::BadJson(format!(
+                    "the prev event {prev} could not be fetched or did not check out"
+                )));
+            }
+        }
+        states.insert(prev, state);
+    }
+    Ok(states)
+}
+
+/// Events by ID from `origin`, one request each; those it does not give are left out.
+async fn fetch_events(
+    hs: &Homeserver,
+    origin: &ServerName,
+    federation: &super::Federation,
+    ids: &[String],
+) -> Vec<CanonicalJsonObject> {
+    let mut out = Vec::new();
+    for id in ids {
+        let Ok(event_id) = OwnedEventId::try_from(id.as_str()) else {
+            continue;
+        };
+        match federation
+            .client
+            .send(
+                hs.keys.pair(),
+                origin,
+                get_event::v1::Request::new(event_id),
+            )
+            .await
+        {
+            Ok(response) => {
+                if let Ok(event) = serde_json::from_str::<CanonicalJsonObject>(response.pdu.get()) {
+                    out.push(event);
+                }
+            }
+            Err(e) => tracing::debug!(%origin, event_id = %id, "event not fetched: {e}"),
+        }
+    }
+    out
+}
+
+/// Stores fetched events of the room as outliers, with their servers' keys.
+async fn store_fetched(
+    hs: &Homeserver,
+    ctx: &RoomContext,
+    events: Vec<CanonicalJsonObject>,
+) -> Result<()> {
+    let mut keys = ruma::signatures::PublicKeyMap::new();
+    let mut of_room = Vec::new();
+    for event in events {
+        if !matches!(event.get("room_id"), Some(CanonicalJsonValue::String(r)) if r == ctx.room_id.as_str())
+        {
+            continue;
+        }
+        match super::keys::pdu_keys(hs, ctx, &event).await {
+            Ok(found) => {
+                for (server, set) in found {
+                    keys.entry(server).or_default().extend(set);
+                }
+                of_room.push(event);
+            }
+            Err(e) => tracing::debug!("fetched event without usable keys: {e}"),
+        }
+    }
+    store_outliers(hs, &ctx.room_id, of_room, &keys).await?;
+    Ok(())
 }
 
 /// Asks the origin for the events between our forward extremities and the PDU, and takes

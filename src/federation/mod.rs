@@ -27,6 +27,8 @@ pub struct Federation {
     pub origin_locks: inbound::OriginLocks,
     /// Destinations this process holds the lease of (given back at shutdown).
     pub leased: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// One permit per destination being leased or sent to (`sender::MAX_CONCURRENT`).
+    pub sending: Arc<tokio::sync::Semaphore>,
 }
 
 /// Federation's state, made the first time it is needed (`start` makes it at start-up,
@@ -43,6 +45,7 @@ pub fn state(hs: &Homeserver) -> Result<Arc<Federation>> {
                 key_fetches: Default::default(),
                 origin_locks: Default::default(),
                 leased: Default::default(),
+                sending: Arc::new(tokio::sync::Semaphore::new(sender::MAX_CONCURRENT)),
             })
         })
         .map_err(|e| Error::Internal(format!("federation: {e}")))
@@ -65,6 +68,12 @@ pub async fn stop(hs: &Homeserver) {
         return;
     }
     let Ok(federation) = state(hs) else { return };
+    // Sends in flight see the shutdown before their next batch; wait for them a little
+    // (a request in flight may take up to its timeout: its lease is given back anyway,
+    // and a batch sent twice keeps its transaction ID).
+    let grace = std::time::Duration::from_secs(hs.config.limits.shutdown_grace_secs);
+    let all = u32::try_from(sender::MAX_CONCURRENT).unwrap_or(u32::MAX);
+    let _quiet = tokio::time::timeout(grace, federation.sending.acquire_many(all)).await;
     let leased: Vec<String> = federation
         .leased
         .lock()

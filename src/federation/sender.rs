@@ -29,7 +29,7 @@ use crate::{
 const MAX_PDUS: i64 = 50;
 const MAX_EDUS: i64 = 100;
 /// Destinations sent to at once by one process.
-const MAX_CONCURRENT: usize = 32;
+pub const MAX_CONCURRENT: usize = 32;
 const FIRST_BACKOFF_MS: i64 = 5_000;
 const MAX_BACKOFF_MS: i64 = 24 * 3_600_000;
 /// Failing this long is a long outage: the queue is compacted to each room's newest event.
@@ -58,12 +58,18 @@ pub fn backoff_ms(failures: i32) -> i64 {
 }
 
 async fn worker(weak: Weak<Homeserver>) {
-    let mut wake = match weak.upgrade() {
-        Some(hs) => hs.notifier.subscribe(),
+    let (mut wake, federation) = match weak.upgrade() {
+        Some(hs) => match super::state(&hs) {
+            Ok(federation) => (hs.notifier.subscribe(), federation),
+            Err(e) => {
+                tracing::error!("federation sender not started: {e}");
+                return;
+            }
+        },
         None => return,
     };
     let interest: HashSet<String> = [FEDERATION_WAKE_KEY.to_owned()].into();
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
+    let permits = federation.sending.clone();
     loop {
         {
             let Some(hs) = weak.upgrade() else { return };
@@ -71,23 +77,27 @@ async fn worker(weak: Weak<Homeserver>) {
                 return;
             }
             if !hs.storage.health().is_down() {
-                // Lease as many due destinations as there are free slots.
+                // Lease as many due destinations as there are free slots. A permit is held
+                // from before the lease until the sending ends, so that shutdown
+                // (`federation::stop`) can wait for both.
                 while let Ok(permit) = permits.clone().try_acquire_owned() {
                     let now = now_ms();
                     match hs.storage.lease_destination(now, now + lease_ms(&hs)).await {
+                        // Shutdown began while leasing: give it straight back.
+                        Ok(Some(leased)) if hs.notifier.is_closing() => {
+                            let _ = hs.storage.release_destination(&leased.destination).await;
+                            return;
+                        }
                         Ok(Some(leased)) => {
+                            let destination = leased.destination.clone();
+                            federation
+                                .leased
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(destination.clone());
                             let hs = hs.clone();
+                            let federation = federation.clone();
                             tokio::spawn(async move {
-                                let _permit = permit;
-                                let destination = leased.destination.clone();
-                                let Ok(federation) = super::state(&hs) else {
-                                    return;
-                                };
-                                federation
-                                    .leased
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .insert(destination.clone());
                                 if let Err(e) = send_all(&hs, leased).await {
                                     tracing::warn!(%destination, "federation sender: {e}");
                                     let _ = hs.storage.release_destination(&destination).await;
@@ -97,6 +107,7 @@ async fn worker(weak: Weak<Homeserver>) {
                                     .lock()
                                     .unwrap_or_else(|e| e.into_inner())
                                     .remove(&destination);
+                                drop(permit);
                             });
                         }
                         Ok(None) => break,
@@ -137,6 +148,10 @@ async fn send_all(hs: &Homeserver, leased: LeasedDestination) -> Result<()> {
     }
     let federation = super::state(hs)?;
     loop {
+        if hs.notifier.is_closing() {
+            hs.storage.release_destination(destination).await?;
+            return Ok(());
+        }
         let batch = hs
             .storage
             .outbox_batch(destination, MAX_PDUS, MAX_EDUS)

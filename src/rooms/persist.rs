@@ -185,6 +185,7 @@ pub(super) async fn store_pdu(
             prev_events: &prev,
             txn: how.txn,
             soft_failed: how.soft_failed,
+            outlier: false,
             state_before: before,
             // A state event's group after it needs its nid: set below.
             state_after: if pdu.state_key.is_none() {

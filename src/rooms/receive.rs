@@ -4,7 +4,7 @@
 //! of a PDU"; storage and the tail are the local path's (`persist::store_pdu`, `persist::finish`). This is the only place
 //! where a room forks, and so where forks are resolved.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, UserId,
@@ -23,7 +23,10 @@ use super::{
 use crate::{
     error::{Error, Result},
     server::Homeserver,
-    storage::events::RoomWrite,
+    storage::{
+        events::{NewEventRow, RoomWrite},
+        state::StateNids,
+    },
 };
 
 /// What became of a received PDU.
@@ -111,6 +114,19 @@ pub async fn receive_pdu(
     json: CanonicalJsonObject,
     keys: &PublicKeyMap,
 ) -> Result<(OwnedEventId, Received)> {
+    receive_pdu_with_prev_states(hs, room_id, json, keys, &HashMap::new()).await
+}
+
+/// `receive_pdu` for a PDU some of whose prev events this server lacks (or holds only as
+/// outliers), with the state after each of those as the sending server gave it (by
+/// event nid, those events stored as outliers first).
+pub async fn receive_pdu_with_prev_states(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    json: CanonicalJsonObject,
+    keys: &PublicKeyMap,
+    prev_states: &HashMap<String, StateNids>,
+) -> Result<(OwnedEventId, Received)> {
     let ctx = context::room_context(hs, room_id).await?;
     let pdu = verify_remote_pdu(&ctx, json, keys)?;
     let _slot = hs.room_locks.lock_unbounded(room_id.as_str()).await;
@@ -124,9 +140,28 @@ pub async fn receive_pdu(
     let auth = load_own_auth_events(&mut w, rules, &pdu).await?;
     check_auth(rules, &pdu, &auth)?;
 
-    // 2. Against the state before it: the resolution of the states after its prev_events.
-    let prevs = load_known(&mut w, &pdu.prev_events).await?;
-    let groups: Vec<i64> = prevs.iter().filter_map(|e| e.state_after).collect();
+    // 2. Against the state before it: the resolution of the states after its prev_events
+    //    (for those this server lacks, the states the sender gave).
+    let wanted: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+    let found = w.events_by_ids(&wanted).await?;
+    let mut groups: Vec<i64> = Vec::new();
+    let mut missing = Vec::new();
+    for id in &wanted {
+        match found
+            .iter()
+            .find(|e| &e.event_id == id)
+            .and_then(|e| e.state_after)
+        {
+            Some(group) => groups.push(group),
+            None => match prev_states.get(id) {
+                Some(state) => groups.push(w.write_root_state_group(state).await?),
+                None => missing.push(id.clone()),
+            },
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::UnknownEvents(missing));
+    }
     let before = resolve_state_before(&mut w, &ctx, &groups).await?;
     let new = NewEvent {
         event_type: pdu.event_type.to_string(),
@@ -262,4 +297,70 @@ async fn may_redact(
     let mine = levels.user_power_level(&pdu.sender, rules);
     let needed = levels.get_as_int_or_default(RoomPowerLevelsIntField::Redact, rules);
     Ok(matches!((mine, needed), (Ok(m), Ok(n)) if m >= n))
+}
+
+/// Events another server sent for the state around one of its events (from `/state` or
+/// `/event`), stored as outliers: kept for lookups (auth events, state resolution), never
+/// in the timeline, the forward extremities or the current state. Each is verified
+/// (format, hashes, signatures with `keys`) and checked against its own auth events,
+/// oldest first; those that fail are left out. Returns the IDs now here.
+pub async fn store_outliers(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    events: Vec<CanonicalJsonObject>,
+    keys: &PublicKeyMap,
+) -> Result<HashSet<String>> {
+    let ctx = context::room_context(hs, room_id).await?;
+    let rules = &ctx.rules;
+    let _slot = hs.room_locks.lock_unbounded(room_id.as_str()).await;
+    let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
+    let mut here = HashSet::new();
+    let mut pdus = Vec::new();
+    for json in events {
+        let Ok(id) = event_id_of(&json, rules) else {
+            continue;
+        };
+        if w.event_by_id(id.as_str()).await?.is_some() {
+            here.insert(id.to_string());
+            continue;
+        }
+        match verify_remote_pdu(&ctx, json, keys) {
+            Ok(pdu) => pdus.push(pdu),
+            Err(e) => tracing::debug!(event_id = %id, "outlier refused: {e}"),
+        }
+    }
+    pdus.sort_by_key(|p| p.depth);
+    for pdu in pdus {
+        let checked = match load_own_auth_events(&mut w, rules, &pdu).await {
+            Ok(auth) => check_auth(rules, &pdu, &auth),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            tracing::debug!(event_id = %pdu.event_id, "outlier refused: {e}");
+            continue;
+        }
+        let json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
+        let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+        let event_type = pdu.event_type.to_string();
+        w.insert_event(&NewEventRow {
+            event_id: pdu.event_id.as_str(),
+            sender: pdu.sender.as_str(),
+            event_type: &event_type,
+            state_key: pdu.state_key.as_deref(),
+            depth: pdu.depth,
+            origin_server_ts: i64::from(pdu.origin_server_ts.0),
+            pdu: &json,
+            prev_events: &prev,
+            txn: None,
+            soft_failed: false,
+            outlier: true,
+            state_before: None,
+            state_after: None,
+            replaces_nid: None,
+        })
+        .await?;
+        here.insert(pdu.event_id.to_string());
+    }
+    w.commit(&[]).await?;
+    Ok(here)
 }

@@ -162,6 +162,8 @@ pub async fn event_for_server(
         .ok_or_else(not_found)
 }
 
+/// An event of the room in its timeline: outliers (stored only for lookups) and
+/// soft-failed events have no state of their own to serve.
 async fn event_in_room(
     hs: &Homeserver,
     room_id: &RoomId,
@@ -170,7 +172,7 @@ async fn event_in_room(
     hs.storage
         .event(event_id.as_str())
         .await?
-        .filter(|e| e.room_id == room_id.as_str())
+        .filter(|e| e.room_id == room_id.as_str() && e.stream_pos.is_some())
         .ok_or_else(|| Error::NotFound("no such event in the room".into()))
 }
 

@@ -75,6 +75,8 @@ pub struct NewEventRow<'a> {
     pub txn: Option<(&'a str, &'a str)>,
     /// Kept out of the forward extremities and the timeline (see migrations/0007).
     pub soft_failed: bool,
+    /// Stored only for lookups (migrations/0026): out of the extremities and timeline too.
+    pub outlier: bool,
     pub state_before: Option<i64>,
     pub state_after: Option<i64>,
     pub replaces_nid: Option<i64>,
@@ -469,17 +471,18 @@ impl RoomWrite {
             "WITH ev AS (
                  INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth,
                                      origin_server_ts, pdu, txn_device, txn_id, soft_failed,
-                                     state_before, state_after, replaces_nid)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15)
+                                     state_before, state_after, replaces_nid, outlier)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15, $16)
                  RETURNING event_nid),
              edges AS (
                  INSERT INTO event_edges (event_nid, prev_event_id)
                  SELECT ev.event_nid, p FROM ev, unnest($12::text[]) AS p),
              replaced AS (
                  DELETE FROM forward_extremities
-                 WHERE NOT $11 AND room_id = $2 AND event_id = ANY($12)),
+                 WHERE NOT ($11 OR $16) AND room_id = $2 AND event_id = ANY($12)),
              tip AS (
-                 INSERT INTO forward_extremities (room_id, event_id) SELECT $2, $1 WHERE NOT $11)
+                 INSERT INTO forward_extremities (room_id, event_id)
+                 SELECT $2, $1 WHERE NOT ($11 OR $16))
              SELECT event_nid FROM ev",
         )
         .bind(e.event_id)
@@ -497,6 +500,7 @@ impl RoomWrite {
         .bind(e.state_before)
         .bind(e.state_after)
         .bind(e.replaces_nid)
+        .bind(e.outlier)
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(nid)
@@ -523,6 +527,12 @@ impl RoomWrite {
 
     /// New state group holding `full`, written as a delta on `parent` when `full` only adds
     /// or replaces entries, else as a snapshot (resolution may drop a key).
+    /// A new state group holding `full` and nothing else, with no parent (state another
+    /// server sent).
+    pub async fn write_root_state_group(&mut self, full: &StateNids) -> Result<i64> {
+        state::write_group(&mut self.tx, &self.room_id, None, full, full.len()).await
+    }
+
     pub async fn write_full_state_group(&mut self, parent: i64, full: &StateNids) -> Result<i64> {
         let base = state::load_group(&mut self.tx, parent).await?;
         if base.keys().all(|k| full.contains_key(k)) {

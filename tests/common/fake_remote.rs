@@ -31,6 +31,9 @@ use serde_json::{Value, json};
 
 use super::federation::TestCa;
 
+/// Event ID -> (state IDs before it, auth chain IDs), as `/state_ids` answers.
+pub type StateIdsTable = Arc<Mutex<BTreeMap<String, (Vec<String>, Vec<String>)>>>;
+
 pub struct FakeRemote {
     pub name: String,
     pub port: u16,
@@ -41,6 +44,10 @@ pub struct FakeRemote {
     pub received: Arc<Mutex<Vec<Value>>>,
     /// What `get_missing_events` answers.
     pub missing: Arc<Mutex<Vec<Value>>>,
+    /// Events `/event/{id}` answers, by ID.
+    pub events: Arc<Mutex<BTreeMap<String, Value>>>,
+    /// What `/state_ids?event_id=` answers, by event: (state IDs, auth chain IDs).
+    pub state_ids: StateIdsTable,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -51,6 +58,8 @@ struct Shared {
     valid_until_ts: i64,
     received: Arc<Mutex<Vec<Value>>>,
     missing: Arc<Mutex<Vec<Value>>>,
+    events: Arc<Mutex<BTreeMap<String, Value>>>,
+    state_ids: StateIdsTable,
 }
 
 fn now() -> i64 {
@@ -89,6 +98,8 @@ impl FakeRemote {
             valid_until_ts,
             received: Arc::default(),
             missing: Arc::default(),
+            events: Arc::default(),
+            state_ids: Arc::default(),
         };
         let app = Router::new()
             .route("/_matrix/key/v2/server", get(key_document))
@@ -97,6 +108,8 @@ impl FakeRemote {
                 "/_matrix/federation/v1/get_missing_events/{room}",
                 post(missing_events),
             )
+            .route("/_matrix/federation/v1/event/{id}", get(event))
+            .route("/_matrix/federation/v1/state_ids/{room}", get(state_ids))
             .with_state(shared.clone());
         let ca = TestCa::get();
         let tls = axon::http::tls::TlsFiles::open(&ca.cert_file, &ca.key_file).unwrap();
@@ -123,6 +136,8 @@ impl FakeRemote {
             pair,
             received: shared.received,
             missing: shared.missing,
+            events: shared.events,
+            state_ids: shared.state_ids,
             shutdown: Some(tx),
         }
     }
@@ -375,4 +390,37 @@ async fn missing_events(State(s): State<Shared>, request: Request) -> (StatusCod
     }
     let events = s.missing.lock().unwrap().clone();
     (StatusCode::OK, Json(json!({ "events": events })))
+}
+
+async fn event(
+    State(s): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> (StatusCode, Json<Value>) {
+    match s.events.lock().unwrap().get(&id) {
+        Some(pdu) => (
+            StatusCode::OK,
+            Json(json!({"origin": s.name, "origin_server_ts": now(), "pdus": [pdu]})),
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errcode": "M_NOT_FOUND", "error": "unknown event"})),
+        ),
+    }
+}
+
+async fn state_ids(
+    State(s): State<Shared>,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    let at = query.get("event_id").cloned().unwrap_or_default();
+    match s.state_ids.lock().unwrap().get(&at) {
+        Some((pdu_ids, auth_chain_ids)) => (
+            StatusCode::OK,
+            Json(json!({"pdu_ids": pdu_ids, "auth_chain_ids": auth_chain_ids})),
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errcode": "M_NOT_FOUND", "error": "unknown event"})),
+        ),
+    }
 }

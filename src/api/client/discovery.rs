@@ -75,17 +75,19 @@ async fn well_known_client(
 }
 
 /// Federation delegation. Not a client endpoint, so no ruma client type: the answer is
-/// `m.server` from config, or the server name on port 443 behind a TLS proxy.
+/// `m.server` from config; else the federation listener's port when axon has one (so the
+/// name on 443 behind a proxy sends other servers to it), else port 443 behind a proxy.
 async fn well_known_server(State(hs): State<Arc<Homeserver>>) -> Json<JsonValue> {
-    let server =
-        hs.config
-            .well_known
-            .server
-            .clone()
-            .unwrap_or_else(|| match hs.config.server_name.port() {
-                Some(_) => hs.config.server_name.to_string(),
-                None => format!("{}:443", hs.config.server_name),
-            });
+    let config = &hs.config;
+    let server = config.well_known.server.clone().unwrap_or_else(|| {
+        match (config.server_name.port(), config.listen.federation) {
+            (Some(_), _) => config.server_name.to_string(),
+            (None, Some(federation)) => {
+                format!("{}:{}", config.server_name, federation.port())
+            }
+            (None, None) => format!("{}:443", config.server_name),
+        }
+    });
     Json(json!({ "m.server": server }))
 }
 
