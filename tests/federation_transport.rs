@@ -715,3 +715,73 @@ async fn two_processes_on_one_database_send_each_event_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn after_a_long_outage_only_each_rooms_newest_event_is_sent() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let mut remote = FakeRemote::start().await;
+    let room = shared_room(&s, &token, &remote).await;
+    let (pair, port) = (remote.pair.clone(), remote.port);
+    remote.stop();
+    drop(remote);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(
+            s.send_message(
+                &token,
+                &room.id,
+                &format!("o{i}"),
+                json!({"msgtype": "m.text", "body": format!("during the outage {i}")}),
+            )
+            .await,
+        );
+    }
+    let destination = format!("localhost:{port}");
+    // Wait for a failed attempt, then let the outage have lasted two hours.
+    for _ in 0..100 {
+        let failing: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM federation_destinations WHERE destination = $1 AND failures > 0",
+        )
+        .bind(&destination)
+        .fetch_one(&mut sqlx::ConnectOptions::connect(&s.db).await.unwrap())
+        .await
+        .unwrap();
+        if failing > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.sql(&format!(
+        "UPDATE federation_destinations SET failing_since_ts = failing_since_ts - 7200000 \
+         WHERE destination = '{destination}'"
+    ))
+    .await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let remote = FakeRemote::start_on(listener, pair, axon::server::now_ms() + 3_600_000).await;
+    let (status, _) = remote
+        .request(
+            &s,
+            "GET",
+            &format!("/_matrix/federation/v1/event/{}", room.bob_join),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let newest = sent.last().unwrap();
+    assert_eq!(
+        deliveries_of(&remote, newest, Duration::from_secs(15)).await,
+        1
+    );
+    for older in &sent[..4] {
+        assert_eq!(
+            deliveries_of(&remote, older, Duration::ZERO).await,
+            0,
+            "{older} is not replayed"
+        );
+    }
+    assert_eq!(s.hs.storage.outbox_len(&destination).await.unwrap(), 0);
+}
