@@ -36,3 +36,9 @@ CREATE INDEX federation_destinations_due ON federation_destinations (next_attemp
 -- /event): kept for lookups (auth events, state resolution) but never in the timeline,
 -- the forward extremities or the current state.
 ALTER TABLE events ADD COLUMN outlier BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- The servers in a room, without reading all its members: an index on each joined
+-- member's server, walked one distinct server at a time (storage::federation).
+CREATE INDEX memberships_joined_server
+    ON memberships (room_id, (substr(user_id, strpos(user_id, ':') + 1)))
+    WHERE membership = 'join';

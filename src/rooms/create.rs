@@ -173,7 +173,7 @@ pub async fn create_room(
             auth_state: Default::default(),
             extends_current: true,
         };
-        let nid = persist::store(&mut w, &ctx, &checked, None).await?;
+        let nid = persist::store(&mut w, &ctx, &checked, None, None).await?;
         w.commit(&[nid]).await?;
     }
 

@@ -130,6 +130,10 @@ pub(super) struct StoreAs<'a> {
     pub extends_current: bool,
     /// Whether a redaction may be applied to its target (local ones are checked before).
     pub redaction_allowed: bool,
+    /// A local event with federation on: this server's name. The event is queued for every
+    /// other server in the room in the statement that stores it (federation's sender
+    /// reads the queue; rooms knows nothing more of federation).
+    pub federate_from: Option<&'a str>,
 }
 
 /// Persists a checked PDU as the room's newest event: event, edges, extremities, state
@@ -139,12 +143,14 @@ pub async fn store(
     ctx: &RoomContext,
     checked: &Checked,
     txn: Option<(&str, &str)>,
+    federate_from: Option<&str>,
 ) -> Result<i64> {
     let how = StoreAs {
         txn,
         soft_failed: false,
         extends_current: checked.extends_current,
         redaction_allowed: true,
+        federate_from,
     };
     let (nid, _) = store_pdu(w, ctx, &checked.pdu, checked.state_before, &how).await?;
     if !checked.extends_current {
@@ -173,6 +179,13 @@ pub(super) async fn store_pdu(
             .next(),
         _ => None,
     };
+    // A kicked or banned member's server must hear of it, though no longer in the room.
+    let member_server = match (&pdu.event_type, &pdu.state_key) {
+        (TimelineEventType::RoomMember, Some(key)) => ruma::UserId::parse(key.as_str())
+            .ok()
+            .map(|u| u.server_name().to_string()),
+        _ => None,
+    };
     let nid = w
         .insert_event(&NewEventRow {
             event_id: pdu.event_id.as_str(),
@@ -186,6 +199,8 @@ pub(super) async fn store_pdu(
             txn: how.txn,
             soft_failed: how.soft_failed,
             outlier: false,
+            federate_from: how.federate_from,
+            member_server: member_server.as_deref(),
             state_before: before,
             // A state event's group after it needs its nid: set below.
             state_after: if pdu.state_key.is_none() {
@@ -248,7 +263,11 @@ pub async fn store_and_commit(
     checked: &Checked,
     txn: Option<(&str, &str)>,
 ) -> Result<i64> {
-    let nid = store(&mut w, ctx, checked, txn).await?;
+    let federate_from = hs
+        .config
+        .federation_enabled()
+        .then(|| hs.config.server_name().as_str());
+    let nid = store(&mut w, ctx, checked, txn, federate_from).await?;
     finish(hs, w, ctx, nid, &checked.pdu, &checked.auth_state, false).await?;
     Ok(nid)
 }
@@ -280,24 +299,6 @@ pub(super) async fn finish(
         create: state("m.room.create").map(|p| (p.content_json(), p.sender.clone())),
     };
     crate::push::evaluate::record_push_actions(hs, &mut w, &room, nid, &event, &pdu.sender).await?;
-    // A local event goes to every other server in the room (federation's sender reads
-    // the queue; rooms knows nothing more of federation).
-    let ours = hs.config.server_name();
-    if hs.config.federation_enabled() && pdu.sender.server_name() == ours {
-        let member_server = match (&pdu.event_type, &pdu.state_key) {
-            (TimelineEventType::RoomMember, Some(key)) => ruma::UserId::parse(key.as_str())
-                .ok()
-                .map(|u| u.server_name().to_string()),
-            _ => None,
-        };
-        w.queue_for_servers(
-            nid,
-            ours.as_str(),
-            member_server.as_deref(),
-            crate::server::now_ms(),
-        )
-        .await?;
-    }
     w.commit(&[nid]).await?;
     Ok(())
 }

@@ -197,6 +197,7 @@ pub async fn receive_pdu_with_prev_states(
         soft_failed,
         extends_current,
         redaction_allowed,
+        federate_from: None,
     };
     let (nid, _) = persist::store_pdu(&mut w, &ctx, &pdu, Some(before), &how).await?;
     if !soft_failed && !extends_current {
@@ -354,6 +355,8 @@ pub async fn store_outliers(
             txn: None,
             soft_failed: false,
             outlier: true,
+            federate_from: None,
+            member_server: None,
             state_before: None,
             state_after: None,
             replaces_nid: None,

@@ -77,6 +77,12 @@ pub struct NewEventRow<'a> {
     pub soft_failed: bool,
     /// Stored only for lookups (migrations/0026): out of the extremities and timeline too.
     pub outlier: bool,
+    /// A local event with federation on: this server's name. The event is queued
+    /// (`federation_outbox`) for every other server with a member joined to the room, in
+    /// this same statement.
+    pub federate_from: Option<&'a str>,
+    /// With `federate_from`, for a membership event: the member's server, queued too.
+    pub member_server: Option<&'a str>,
     pub state_before: Option<i64>,
     pub state_after: Option<i64>,
     pub replaces_nid: Option<i64>,
@@ -467,8 +473,9 @@ impl RoomWrite {
     /// Inserts an event with its edges; unless soft-failed it replaces the extremities it
     /// points at. One statement: this runs under the room's lock on every send.
     pub async fn insert_event(&mut self, e: &NewEventRow<'_>) -> Result<i64> {
-        let nid: i64 = sqlx::query_scalar(
-            "WITH ev AS (
+        let (nid, _queued): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH RECURSIVE {servers},
+             ev AS (
                  INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth,
                                      origin_server_ts, pdu, txn_device, txn_id, soft_failed,
                                      state_before, state_after, replaces_nid, outlier)
@@ -482,9 +489,23 @@ impl RoomWrite {
                  WHERE NOT ($11 OR $16) AND room_id = $2 AND event_id = ANY($12)),
              tip AS (
                  INSERT INTO forward_extremities (room_id, event_id)
-                 SELECT $2, $1 WHERE NOT ($11 OR $16))
-             SELECT event_nid FROM ev",
-        )
+                 SELECT $2, $1 WHERE NOT ($11 OR $16)),
+             others AS (
+                 SELECT d FROM servers WHERE d IS NOT NULL AND d <> $17
+                 UNION
+                 SELECT $18::text WHERE $17::text IS NOT NULL AND $18::text <> $17),
+             known AS (
+                 INSERT INTO federation_destinations (destination)
+                 SELECT d FROM others ON CONFLICT DO NOTHING),
+             queued AS (
+                 INSERT INTO federation_outbox (destination, event_nid, queued_ts)
+                 SELECT o.d, ev.event_nid, (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+                 FROM others o, ev RETURNING 1),
+             woken AS (
+                 SELECT pg_notify($19, $20) FROM (SELECT 1 FROM queued LIMIT 1) q)
+             SELECT event_nid, (SELECT count(*) FROM woken) FROM ev",
+            servers = super::federation::distinct_servers_cte("$2", "$17::text IS NOT NULL"),
+        )))
         .bind(e.event_id)
         .bind(&self.room_id)
         .bind(e.sender)
@@ -501,6 +522,10 @@ impl RoomWrite {
         .bind(e.state_after)
         .bind(e.replaces_nid)
         .bind(e.outlier)
+        .bind(e.federate_from)
+        .bind(e.member_server)
+        .bind(streams::WAKE_CHANNEL)
+        .bind(super::federation::FEDERATION_WAKE_KEY)
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(nid)

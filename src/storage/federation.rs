@@ -4,10 +4,27 @@
 use serde_json::Value as JsonValue;
 use sqlx::types::Json;
 
-use super::{Result, Storage, events::RoomWrite, streams};
+use super::{Result, Storage, streams};
 
 /// A member's server, from their user ID (`@local:server`, the server possibly with a port).
+/// The same expression as the index `memberships_joined_server` (migration 0026).
 pub(crate) const SERVER_OF_USER: &str = "substr(user_id, strpos(user_id, ':') + 1)";
+
+/// The distinct servers with a member joined to the room `room` (a SQL parameter), when
+/// `when` (a SQL condition) holds: one index seek per server (a loose index scan over
+/// `memberships_joined_server`), so a room of thousands of members from a few servers
+/// costs a few seeks. The rows of the CTE `servers(d)` (with a NULL row at the end).
+pub(crate) fn distinct_servers_cte(room: &str, when: &str) -> String {
+    format!(
+        "servers(d) AS (
+             SELECT min({SERVER_OF_USER}) FROM memberships
+             WHERE room_id = {room} AND membership = 'join' AND {when}
+             UNION ALL
+             SELECT (SELECT min({SERVER_OF_USER}) FROM memberships
+                     WHERE room_id = {room} AND membership = 'join' AND {SERVER_OF_USER} > s.d)
+             FROM servers s WHERE s.d IS NOT NULL)"
+    )
+}
 
 impl Storage {
     /// Whether any user of `server` is joined to the room.
@@ -35,8 +52,8 @@ impl Storage {
     /// The servers with a joined member in the room.
     pub async fn room_servers(&self, room_id: &str) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT DISTINCT {SERVER_OF_USER} FROM memberships
-             WHERE room_id = $1 AND membership = 'join'"
+            "WITH RECURSIVE {} SELECT d FROM servers WHERE d IS NOT NULL",
+            distinct_servers_cte("$1", "TRUE")
         )))
         .bind(room_id)
         .fetch_all(self.pool())
@@ -75,46 +92,6 @@ impl OutboxBatch {
             .chain(&self.edus)
             .map(|(id, _)| *id)
             .collect()
-    }
-}
-
-impl RoomWrite {
-    /// Queues a local event for every other server with a member joined to the room (and,
-    /// for a membership event, the member's server: a kicked or banned server must hear
-    /// of it), in the event's transaction.
-    pub async fn queue_for_servers(
-        &mut self,
-        event_nid: i64,
-        our_server: &str,
-        member_server: Option<&str>,
-        now_ms: i64,
-    ) -> Result<()> {
-        let room_id = self.room_id().to_owned();
-        let queued: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "WITH servers AS (
-                 SELECT {SERVER_OF_USER} AS d FROM memberships
-                 WHERE room_id = $1 AND membership = 'join'
-                 UNION SELECT $4::text WHERE $4::text IS NOT NULL),
-             others AS (SELECT DISTINCT d FROM servers WHERE d <> $3),
-             known AS (
-                 INSERT INTO federation_destinations (destination)
-                 SELECT d FROM others ON CONFLICT DO NOTHING),
-             queued AS (
-                 INSERT INTO federation_outbox (destination, event_nid, queued_ts)
-                 SELECT d, $2, $5 FROM others RETURNING 1)
-             SELECT count(*) FROM queued"
-        )))
-        .bind(&room_id)
-        .bind(event_nid)
-        .bind(our_server)
-        .bind(member_server)
-        .bind(now_ms)
-        .fetch_one(self.conn())
-        .await?;
-        if queued > 0 {
-            streams::notify(self.conn(), FEDERATION_WAKE_KEY).await?;
-        }
-        Ok(())
     }
 }
 
