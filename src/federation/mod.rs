@@ -16,6 +16,7 @@ pub mod auth;
 pub mod client;
 pub mod discovery;
 pub mod inbound;
+pub mod join;
 pub mod keys;
 pub mod membership;
 pub mod sender;

@@ -14,6 +14,7 @@ pub mod power;
 pub mod receipts;
 pub mod receive;
 pub mod redaction;
+pub mod remote_join;
 pub mod remote_membership;
 pub mod remote_reads;
 pub mod reports;

@@ -40,7 +40,10 @@ pub enum Received {
     AlreadyKnown,
 }
 
-fn event_id_of(json: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<OwnedEventId> {
+pub(super) fn event_id_of(
+    json: &CanonicalJsonObject,
+    rules: &RoomVersionRules,
+) -> Result<OwnedEventId> {
     let id = match rules.event_id_format {
         EventIdFormatVersion::V1 => match json.get("event_id") {
             Some(CanonicalJsonValue::String(s)) => s.clone(),
@@ -78,6 +81,21 @@ pub fn check_structure(json: &CanonicalJsonObject) -> Result<()> {
 /// its servers) and parses it; a PDU whose content hash fails is redacted, as the spec says.
 pub fn verify_remote_pdu(
     ctx: &RoomContext,
+    json: CanonicalJsonObject,
+    keys: &PublicKeyMap,
+) -> Result<Pdu> {
+    let pdu = verify_pdu(ctx, json, keys)?;
+    if pdu.event_type == TimelineEventType::RoomCreate {
+        return Err(Error::BadJson(
+            "a create event cannot be received into a room that exists".into(),
+        ));
+    }
+    Ok(pdu)
+}
+
+/// `verify_remote_pdu`, create events included (a room being joined brings its own).
+pub(super) fn verify_pdu(
+    ctx: &RoomContext,
     mut json: CanonicalJsonObject,
     keys: &PublicKeyMap,
 ) -> Result<Pdu> {
@@ -96,10 +114,15 @@ pub fn verify_remote_pdu(
         }
     }
     let pdu = Pdu::from_json(event_id, json).map_err(|e| Error::BadJson(e.to_string()))?;
-    if pdu.event_type == TimelineEventType::RoomCreate {
-        return Err(Error::BadJson(
-            "a create event cannot be received into a room that exists".into(),
-        ));
+    // Room v12: the create event has no room_id; the room's ID is made from its ID.
+    if pdu.event_type == TimelineEventType::RoomCreate
+        && rules.authorization.room_create_event_id_as_room_id
+    {
+        let derived = format!("!{}", pdu.event_id.as_str().trim_start_matches('$'));
+        if derived != ctx.room_id.as_str() {
+            return Err(Error::BadJson("the create event is another room's".into()));
+        }
+        return Ok(pdu);
     }
     if pdu.room_id.as_deref() != Some(&*ctx.room_id) {
         return Err(Error::BadJson("PDU is for another room".into()));
@@ -312,27 +335,51 @@ pub async fn store_outliers(
     keys: &PublicKeyMap,
 ) -> Result<HashSet<String>> {
     let ctx = context::room_context(hs, room_id).await?;
-    let rules = &ctx.rules;
     let _slot = hs.room_locks.lock_unbounded(room_id.as_str()).await;
     let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
+    let here = store_outliers_in(&mut w, &ctx, events, keys, false).await?;
+    w.commit(&[]).await?;
+    Ok(here)
+}
+
+/// `store_outliers` inside a room write; `with_create`: the room's create event may be
+/// among them (a room being joined).
+pub(super) async fn store_outliers_in(
+    w: &mut RoomWrite,
+    ctx: &RoomContext,
+    events: Vec<CanonicalJsonObject>,
+    keys: &PublicKeyMap,
+    with_create: bool,
+) -> Result<HashSet<String>> {
+    let rules = &ctx.rules;
     let mut here = HashSet::new();
     let mut pdus = Vec::new();
+    let mut seen = HashSet::new();
     for json in events {
         let Ok(id) = event_id_of(&json, rules) else {
             continue;
         };
+        // The same event may come twice (in the state and in the auth chain).
+        if !seen.insert(id.clone()) {
+            continue;
+        }
         if w.event_by_id(id.as_str()).await?.is_some() {
             here.insert(id.to_string());
             continue;
         }
-        match verify_remote_pdu(&ctx, json, keys) {
+        let verified = if with_create {
+            verify_pdu(ctx, json, keys)
+        } else {
+            verify_remote_pdu(ctx, json, keys)
+        };
+        match verified {
             Ok(pdu) => pdus.push(pdu),
             Err(e) => tracing::debug!(event_id = %id, "outlier refused: {e}"),
         }
     }
     pdus.sort_by_key(|p| p.depth);
     for pdu in pdus {
-        let checked = match load_own_auth_events(&mut w, rules, &pdu).await {
+        let checked = match load_own_auth_events(w, rules, &pdu).await {
             Ok(auth) => check_auth(rules, &pdu, &auth),
             Err(e) => Err(e),
         };
@@ -364,6 +411,5 @@ pub async fn store_outliers(
         .await?;
         here.insert(pdu.event_id.to_string());
     }
-    w.commit(&[]).await?;
     Ok(here)
 }

@@ -155,27 +155,29 @@ async fn join_by_id(
     hs: Arc<Homeserver>,
     req: Ruma<join_room_by_id::v3::Request>,
 ) -> Result<join_room_by_id::v3::Response> {
-    membership::join(
+    let room_id = crate::federation::join::join_room(
         &hs,
         req.requester()?,
-        &req.body.room_id,
+        req.body.room_id.as_str(),
+        &[],
         req.body.reason.as_deref(),
         &extra_fields(&req.raw_body),
     )
     .await?;
-    Ok(join_room_by_id::v3::Response::new(req.body.room_id.clone()))
+    Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
 async fn join_by_id_or_alias(
     hs: Arc<Homeserver>,
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
-    let room_id = membership::resolve_room(&hs, req.body.room_id_or_alias.as_str()).await?;
-    membership::join(
+    let b = &req.body;
+    let room_id = crate::federation::join::join_room(
         &hs,
         req.requester()?,
-        &room_id,
-        req.body.reason.as_deref(),
+        b.room_id_or_alias.as_str(),
+        &b.via,
+        b.reason.as_deref(),
         &extra_fields(&req.raw_body),
     )
     .await?;

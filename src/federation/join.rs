@@ -1,0 +1,248 @@
+//! Joining rooms, local or on other servers (`POST /join`): a room this server holds is
+//! joined locally; another is joined through one of the servers that may know it (the
+//! request's `via`/`server_name`, the alias's servers, the room ID's server): `make_join`,
+//! the event signed here, `send_join`, then `rooms::remote_join` makes the room ours.
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId,
+    RoomVersionId, ServerName,
+    api::federation::{
+        membership::{create_join_event, prepare_join_event},
+        query::get_room_information,
+    },
+    room_version_rules::EventIdFormatVersion,
+    signatures::PublicKeyMap,
+};
+use serde_json::{Value as JsonValue, json};
+
+use crate::{
+    error::{Error, Result},
+    rooms::{context::RoomContext, create::member_content, membership, remote_join},
+    server::{Homeserver, now_ms},
+    users::Requester,
+};
+
+/// Every room version axon supports, for `make_join`'s `ver`.
+fn supported_versions() -> Vec<RoomVersionId> {
+    (1..=12)
+        .filter_map(|v| RoomVersionId::try_from(v.to_string().as_str()).ok())
+        .collect()
+}
+
+/// `POST /join/{roomIdOrAlias}` and `POST /rooms/{roomId}/join`.
+pub async fn join_room(
+    hs: &Homeserver,
+    requester: &Requester,
+    id_or_alias: &str,
+    via: &[OwnedServerName],
+    reason: Option<&str>,
+    extra: &serde_json::Map<String, JsonValue>,
+) -> Result<OwnedRoomId> {
+    let mut servers: Vec<OwnedServerName> = via.to_vec();
+    let room_id = if id_or_alias.starts_with('#') {
+        let alias = RoomAliasId::parse(id_or_alias)
+            .map_err(|e| Error::InvalidParam(format!("invalid room alias: {e}")))?;
+        if alias.server_name() == hs.config.server_name() || !hs.config.federation_enabled() {
+            membership::resolve_room(hs, id_or_alias).await?
+        } else {
+            let (room_id, alias_servers) = remote_alias(hs, &alias).await?;
+            servers.extend(alias_servers);
+            room_id
+        }
+    } else {
+        membership::resolve_room(hs, id_or_alias).await?
+    };
+    let known = hs.storage.room(room_id.as_str()).await?.is_some();
+    if known || !hs.config.federation_enabled() {
+        membership::join(hs, requester, &room_id, reason, extra).await?;
+        return Ok(room_id);
+    }
+    if let Some(server) = room_id.server_name() {
+        servers.push(server.to_owned());
+    }
+    let ours = hs.config.server_name();
+    servers.retain(|s| s != ours);
+    servers.dedup();
+    if servers.is_empty() {
+        return Err(Error::NotFound(
+            "no known room with that ID, and no server to ask for it".into(),
+        ));
+    }
+    let mut last_error = None;
+    for server in &servers {
+        match join_through(hs, requester, &room_id, server, reason, extra).await {
+            Ok(()) => return Ok(room_id),
+            // The room's own refusal (not allowed to join) is the answer; other failures
+            // try the next server.
+            Err(e @ (Error::Forbidden(_) | Error::Rejected(_))) => return Err(e),
+            Err(e) => {
+                tracing::info!(%room_id, %server, "remote join failed, trying the next server: {e}");
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::NotFound("the room could not be joined".into())))
+}
+
+/// The room and servers of an alias of another server (`/query/directory`).
+async fn remote_alias(
+    hs: &Homeserver,
+    alias: &RoomAliasId,
+) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+    let federation = super::state(hs)?;
+    let answer = federation
+        .client
+        .send(
+            hs.keys.pair(),
+            alias.server_name(),
+            get_room_information::v1::Request::new(alias.to_owned()),
+        )
+        .await
+        .map_err(|e| match e {
+            super::client::SendError::Refused { status: 404, .. } => {
+                Error::NotFound("no room has that alias".into())
+            }
+            other => other.into(),
+        })?;
+    Ok((answer.room_id, answer.servers))
+}
+
+async fn join_through(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    server: &ServerName,
+    reason: Option<&str>,
+    extra: &serde_json::Map<String, JsonValue>,
+) -> Result<()> {
+    let federation = super::state(hs)?;
+    let user = &requester.user_id;
+    let mut ask = prepare_join_event::v1::Request::new(room_id.to_owned(), user.clone());
+    ask.ver = supported_versions();
+    let template = federation
+        .client
+        .send(hs.keys.pair(), server, ask)
+        .await
+        .map_err(|e| match e {
+            super::client::SendError::Refused { status: 403, body } => Error::Forbidden(body),
+            super::client::SendError::Refused { status: 404, .. } => {
+                Error::NotFound("the server does not know the room".into())
+            }
+            other => other.into(),
+        })?;
+    let version = template.room_version.unwrap_or(RoomVersionId::V1);
+    let rules = version
+        .rules()
+        .ok_or_else(|| Error::UnsupportedRoomVersion(format!("room version {version}")))?;
+    let mut event: JsonValue = serde_json::from_str(template.event.get())
+        .map_err(|e| Error::RemoteUnavailable(format!("make_join answer: {e}")))?;
+    if event["type"] != "m.room.member" || event["state_key"] != user.as_str() {
+        return Err(Error::RemoteUnavailable(
+            "make_join answered another event".into(),
+        ));
+    }
+    // Our own membership content (display name, avatar, reason, extra fields), keeping
+    // what the resident server put there for a restricted join.
+    let mut content = member_content(hs, user, "join").await?;
+    if let Some(r) = reason {
+        content["reason"] = json!(r);
+    }
+    for (key, value) in extra {
+        if !matches!(
+            key.as_str(),
+            "membership" | "join_authorised_via_users_server"
+        ) {
+            content[key.as_str()] = value.clone();
+        }
+    }
+    if let Some(authoriser) = event["content"].get("join_authorised_via_users_server") {
+        content["join_authorised_via_users_server"] = authoriser.clone();
+    }
+    event["content"] = content;
+    event["sender"] = json!(user);
+    event["origin_server_ts"] = json!(now_ms());
+    if let Some(fields) = event.as_object_mut() {
+        fields.remove("signatures");
+        fields.remove("hashes");
+        fields.remove("unsigned");
+    }
+    if rules.event_id_format == EventIdFormatVersion::V1 {
+        event["event_id"] = json!(format!(
+            "${}:{}",
+            crate::secrets::random_id(18),
+            hs.config.server_name()
+        ));
+    }
+    let mut object: CanonicalJsonObject = serde_json::from_value(event)
+        .map_err(|e| Error::RemoteUnavailable(format!("make_join template: {e}")))?;
+    ruma::signatures::hash_and_sign_event(
+        hs.config.server_name().as_str(),
+        hs.keys.pair(),
+        &mut object,
+        &rules.redaction,
+    )
+    .map_err(|e| Error::Internal(format!("signing the join: {e}")))?;
+    let event_id = match rules.event_id_format {
+        EventIdFormatVersion::V1 => match object.get("event_id") {
+            Some(CanonicalJsonValue::String(id)) => id.clone(),
+            _ => return Err(Error::Internal("join without event_id".into())),
+        },
+        _ => format!(
+            "${}",
+            ruma::signatures::reference_hash(&object, &rules)
+                .map_err(|e| Error::Internal(format!("join event ID: {e}")))?
+        ),
+    };
+    let event_id = ruma::OwnedEventId::try_from(event_id)
+        .map_err(|e| Error::Internal(format!("join event ID: {e}")))?;
+    let raw =
+        serde_json::value::to_raw_value(&object).map_err(|e| Error::Internal(e.to_string()))?;
+    let joined = federation
+        .client
+        .send(
+            hs.keys.pair(),
+            server,
+            create_join_event::v2::Request::new(room_id.to_owned(), event_id, raw),
+        )
+        .await
+        .map_err(|e| match e {
+            super::client::SendError::Refused { status: 403, body } => Error::Forbidden(body),
+            other => other.into(),
+        })?;
+    let room_state = joined.room_state;
+    // A restricted join comes back countersigned by the authorising server.
+    let join = match &room_state.event {
+        Some(signed) => serde_json::from_str::<CanonicalJsonObject>(signed.get())
+            .map_err(|e| Error::RemoteUnavailable(format!("send_join event: {e}")))?,
+        None => object,
+    };
+    let parse = |list: &[Box<serde_json::value::RawValue>]| -> Vec<CanonicalJsonObject> {
+        list.iter()
+            .filter_map(|raw| serde_json::from_str(raw.get()).ok())
+            .collect()
+    };
+    let state = parse(&room_state.state);
+    let auth_chain = parse(&room_state.auth_chain);
+    let ctx = RoomContext {
+        room_id: room_id.to_owned(),
+        version: version.clone(),
+        rules: rules.clone(),
+    };
+    let mut keys = PublicKeyMap::new();
+    for event in state
+        .iter()
+        .chain(&auth_chain)
+        .chain(std::iter::once(&join))
+    {
+        match super::keys::pdu_keys(hs, &ctx, event).await {
+            Ok(found) => {
+                for (name, set) in found {
+                    keys.entry(name).or_default().extend(set);
+                }
+            }
+            Err(e) => tracing::debug!(%room_id, "an event of the join's state without keys: {e}"),
+        }
+    }
+    remote_join::adopt_joined_room(hs, room_id, &version, join, state, auth_chain, &keys).await?;
+    Ok(())
+}

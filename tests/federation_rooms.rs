@@ -1,0 +1,159 @@
+//! Two axon servers on the bench sharing rooms: bob on hs2 joins alice's room on hs1
+//! (make_join / send_join, the room's state checked and adopted), messages flow both
+//! ways through the queue and `/send`, and a message sent while hs2 was down reaches it
+//! once it is back.
+
+mod common;
+#[path = "common/federation.rs"]
+mod federation;
+
+use std::time::Duration;
+
+use common::TestServer;
+use federation::start_federated;
+use serde_json::{Value, json};
+
+async fn bodies(s: &TestServer, token: &str, room: &str) -> Vec<String> {
+    let (status, page) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits until `body` is among the room's messages on `s`; returns how often it is there.
+async fn arrives(s: &TestServer, token: &str, room: &str, body: &str) -> usize {
+    for _ in 0..150 {
+        let count = bodies(s, token, room)
+            .await
+            .iter()
+            .filter(|b| *b == body)
+            .count();
+        if count > 0 {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    0
+}
+
+async fn joined(s: &TestServer, token: &str, room: &str) -> Value {
+    let (status, members) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/joined_members"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, 200, "{members}");
+    members["joined"].clone()
+}
+
+async fn share_a_room(version: &str) {
+    let hs1 = start_federated(|_| {}).await;
+    let hs2 = start_federated(|_| {}).await;
+    let (alice, _) = hs1.register("alice", "correct horse battery").await;
+    let (bob, _) = hs2.register("bob", "correct horse battery").await;
+    let room = hs1
+        .create_room(
+            &alice,
+            json!({"preset": "public_chat", "room_version": version, "name": "Lobby"}),
+        )
+        .await;
+    let alice_id = format!("@alice:{}", hs1.name());
+    let bob_id = format!("@bob:{}", hs2.name());
+
+    // bob joins through hs1 (room v12 IDs name no server: `via` says where).
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/join/{room}?via={}", hs1.name()),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "v{version}: {body}");
+    assert_eq!(body["room_id"], room.as_str());
+    let (status, name) = hs2
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, 200, "v{version}: {name}");
+    assert_eq!(name["name"], "Lobby");
+    for (s, token) in [(&hs1, &alice), (&hs2, &bob)] {
+        let members = joined(s, token, &room).await;
+        assert!(members[&alice_id].is_object(), "v{version}: {members}");
+        assert!(members[&bob_id].is_object(), "v{version}: {members}");
+    }
+
+    // Messages both ways.
+    hs1.send_message(
+        &alice,
+        &room,
+        "a1",
+        json!({"msgtype": "m.text", "body": "hello bob"}),
+    )
+    .await;
+    assert_eq!(
+        arrives(&hs2, &bob, &room, "hello bob").await,
+        1,
+        "v{version}"
+    );
+    hs2.send_message(
+        &bob,
+        &room,
+        "b1",
+        json!({"msgtype": "m.text", "body": "hello alice"}),
+    )
+    .await;
+    assert_eq!(
+        arrives(&hs1, &alice, &room, "hello alice").await,
+        1,
+        "v{version}"
+    );
+
+    // hs2 goes down; alice goes on; hs2 comes back and hears of it, once.
+    let mut hs2 = hs2;
+    hs2.shut_down().await;
+    hs1.send_message(
+        &alice,
+        &room,
+        "a2",
+        json!({"msgtype": "m.text", "body": "while you were away"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let hs2 = hs2.restart().await;
+    // bob speaks: hs1 hears from hs2, so its queue for hs2 goes at once.
+    hs2.send_message(
+        &bob,
+        &room,
+        "b2",
+        json!({"msgtype": "m.text", "body": "back"}),
+    )
+    .await;
+    assert_eq!(arrives(&hs1, &alice, &room, "back").await, 1, "v{version}");
+    assert_eq!(
+        arrives(&hs2, &bob, &room, "while you were away").await,
+        1,
+        "v{version}: the message sent while hs2 was down"
+    );
+}
+
+#[tokio::test]
+async fn a_user_of_another_axon_joins_and_they_talk_room_v11() {
+    share_a_room("11").await;
+}
+
+#[tokio::test]
+async fn a_user_of_another_axon_joins_and_they_talk_room_v12() {
+    share_a_room("12").await;
+}
