@@ -157,3 +157,55 @@ async fn a_user_of_another_axon_joins_and_they_talk_room_v11() {
 async fn a_user_of_another_axon_joins_and_they_talk_room_v12() {
     share_a_room("12").await;
 }
+
+#[tokio::test]
+async fn a_remote_join_the_room_refuses_leaves_nothing_behind() {
+    let hs1 = start_federated(|_| {}).await;
+    let hs2 = start_federated(|_| {}).await;
+    let (alice, _) = hs1.register("alice", "correct horse battery").await;
+    let (bob, _) = hs2.register("bob", "correct horse battery").await;
+    let private = hs1
+        .create_room(
+            &alice,
+            json!({"preset": "private_chat", "room_version": "11"}),
+        )
+        .await;
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/join/{private}?via={}", hs1.name()),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["errcode"], "M_FORBIDDEN");
+    assert!(hs2.hs.storage.room(&private).await.unwrap().is_none());
+
+    // A room no server knows, and a room with no server to ask.
+    let unknown = format!("!nothing:{}", hs1.name());
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/join/{unknown}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/join/!nothing:{}", hs2.name()),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    // A remote alias that does not exist.
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/join/%23nope:{}", hs1.name()),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+}

@@ -84,6 +84,14 @@ pub async fn join_room(
     Err(last_error.unwrap_or_else(|| Error::NotFound("the room could not be joined".into())))
 }
 
+/// The `error` of another server's Matrix error body, else the body.
+fn remote_reason(body: &str) -> String {
+    serde_json::from_str::<JsonValue>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.to_owned())
+}
+
 /// The room and servers of an alias of another server (`/query/directory`).
 async fn remote_alias(
     hs: &Homeserver,
@@ -124,7 +132,9 @@ async fn join_through(
         .send(hs.keys.pair(), server, ask)
         .await
         .map_err(|e| match e {
-            super::client::SendError::Refused { status: 403, body } => Error::Forbidden(body),
+            super::client::SendError::Refused { status: 403, body } => {
+                Error::Forbidden(remote_reason(&body))
+            }
             super::client::SendError::Refused { status: 404, .. } => {
                 Error::NotFound("the server does not know the room".into())
             }
@@ -206,7 +216,9 @@ async fn join_through(
         )
         .await
         .map_err(|e| match e {
-            super::client::SendError::Refused { status: 403, body } => Error::Forbidden(body),
+            super::client::SendError::Refused { status: 403, body } => {
+                Error::Forbidden(remote_reason(&body))
+            }
             other => other.into(),
         })?;
     let room_state = joined.room_state;
