@@ -226,3 +226,84 @@ async fn joins_this_server_must_refuse() {
     assert_eq!(status, 200);
     assert!(members["joined"].get(&bob).is_none(), "{members}");
 }
+
+#[tokio::test]
+async fn a_user_of_another_server_leaves_through_make_leave_and_send_leave() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = FakeRemote::start().await;
+    let room = s
+        .create_room(
+            &token,
+            json!({"preset": "public_chat", "room_version": "11"}),
+        )
+        .await;
+    let bob = format!("@bob:{}", remote.name);
+    let (_, answer) = make_join(&s, &remote, &room, &bob, "ver=11").await;
+    let (join, join_id) = sign(&remote, &answer["event"], &RoomVersionId::V11);
+    let (status, _) = remote
+        .request(
+            &s,
+            "PUT",
+            &format!("/_matrix/federation/v2/send_join/{room}/{join_id}"),
+            Some(serde_json::to_value(&join).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, answer) = remote
+        .request(
+            &s,
+            "GET",
+            &format!("/_matrix/federation/v1/make_leave/{room}/{bob}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["room_version"], "11");
+    assert_eq!(answer["event"]["content"]["membership"], "leave");
+    // A leave sent as another membership, or for another server's user: refused.
+    let mut as_join = answer["event"].clone();
+    as_join["content"]["membership"] = json!("join");
+    let (as_join, as_join_id) = sign(&remote, &as_join, &RoomVersionId::V11);
+    let (status, _) = remote
+        .request(
+            &s,
+            "PUT",
+            &format!("/_matrix/federation/v2/send_leave/{room}/{as_join_id}"),
+            Some(serde_json::to_value(&as_join).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, body) = remote
+        .request(
+            &s,
+            "GET",
+            &format!(
+                "/_matrix/federation/v1/make_leave/{room}/@alice:{}",
+                s.name()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+
+    let (leave, leave_id) = sign(&remote, &answer["event"], &RoomVersionId::V11);
+    let (status, body) = remote
+        .request(
+            &s,
+            "PUT",
+            &format!("/_matrix/federation/v2/send_leave/{room}/{leave_id}"),
+            Some(serde_json::to_value(&leave).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, members) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/joined_members"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(members["joined"].get(&bob).is_none(), "{members}");
+}

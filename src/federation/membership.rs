@@ -40,11 +40,48 @@ pub async fn send_join(
     pdu: &RawJsonValue,
     omit_members: bool,
 ) -> Result<Joined> {
+    let event_id = receive_membership(hs, origin, room_id, event_id, pdu, "join").await?;
+    let event = hs
+        .storage
+        .event(event_id.as_str())
+        .await?
+        .ok_or_else(|| Error::Internal("the join was stored but is not found".into()))?;
+    let state = state_for_new_member(hs, &event, omit_members).await?;
+    Ok(Joined { event, state })
+}
+
+/// `PUT /send_leave/{roomId}/{eventId}` (v2): a user of the origin leaves, or declines an
+/// invite.
+pub async fn send_leave(
+    hs: &Homeserver,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+    pdu: &RawJsonValue,
+) -> Result<()> {
+    receive_membership(hs, origin, room_id, event_id, pdu, "leave").await?;
+    Ok(())
+}
+
+/// A membership event (`membership`) of the origin's user about themselves, with the ID
+/// in the path, through `rooms::receive`; a soft-failed one is refused.
+async fn receive_membership(
+    hs: &Homeserver,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+    pdu: &RawJsonValue,
+    membership: &str,
+) -> Result<ruma::OwnedEventId> {
     let ctx = room_context(hs, room_id).await?;
     check_server_acl(hs, room_id, origin).await?;
-    let mut object: CanonicalJsonObject =
-        serde_json::from_str(pdu.get()).map_err(|e| Error::BadJson(format!("join event: {e}")))?;
-    let bad = |why: &str| Error::BadJson(format!("not a join of this server's user: {why}"));
+    let mut object: CanonicalJsonObject = serde_json::from_str(pdu.get())
+        .map_err(|e| Error::BadJson(format!("{membership} event: {e}")))?;
+    let bad = |why: &str| {
+        Error::BadJson(format!(
+            "not a {membership} of the sending server's user: {why}"
+        ))
+    };
     if string(&object, "type") != Some("m.room.member") {
         return Err(bad("not a member event"));
     }
@@ -55,7 +92,7 @@ pub async fn send_join(
     let sender = UserId::parse(sender).map_err(|_| bad("sender"))?;
     if sender.server_name() != origin {
         return Err(Error::Forbidden(format!(
-            "{origin} cannot send a join for a user of another server"
+            "{origin} cannot send a {membership} for a user of another server"
         )));
     }
     if string(&object, "room_id") != Some(room_id.as_str()) {
@@ -65,8 +102,9 @@ pub async fn send_join(
         Some(CanonicalJsonValue::Object(c)) => c.clone(),
         _ => return Err(bad("no content")),
     };
-    if !matches!(content.get("membership"), Some(CanonicalJsonValue::String(m)) if m == "join") {
-        return Err(bad("membership is not join"));
+    if !matches!(content.get("membership"), Some(CanonicalJsonValue::String(m)) if m == membership)
+    {
+        return Err(bad("another membership"));
     }
     if super::inbound::event_id_of(&ctx, &object)? != event_id {
         return Err(Error::BadJson(
@@ -74,8 +112,9 @@ pub async fn send_join(
         ));
     }
     // A restricted join one of our users vouches for carries our signature too.
-    if let Some(CanonicalJsonValue::String(authoriser)) =
-        content.get("join_authorised_via_users_server")
+    if membership == "join"
+        && let Some(CanonicalJsonValue::String(authoriser)) =
+            content.get("join_authorised_via_users_server")
         && UserId::parse(authoriser.as_str())
             .is_ok_and(|u| u.server_name() == hs.config.server_name())
     {
@@ -90,15 +129,9 @@ pub async fn send_join(
     let keys = super::keys::pdu_keys(hs, &ctx, &object).await?;
     let (event_id, outcome) = receive_pdu(hs, room_id, object, &keys).await?;
     if outcome == Received::SoftFailed {
-        return Err(Error::Forbidden(
-            "the room's current state does not allow this join".into(),
-        ));
+        return Err(Error::Forbidden(format!(
+            "the room's current state does not allow this {membership}"
+        )));
     }
-    let event = hs
-        .storage
-        .event(event_id.as_str())
-        .await?
-        .ok_or_else(|| Error::Internal("the join was stored but is not found".into()))?;
-    let state = state_for_new_member(hs, &event, omit_members).await?;
-    Ok(Joined { event, state })
+    Ok(event_id)
 }

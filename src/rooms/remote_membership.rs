@@ -27,6 +27,29 @@ pub async fn join_template(
     user_id: &UserId,
     supported: &[RoomVersionId],
 ) -> Result<(RoomVersionId, JsonValue)> {
+    membership_template(hs, origin, room_id, user_id, "join", Some(supported)).await
+}
+
+/// A leave event for `user_id` (declining an invite, or leaving), as `join_template`.
+pub async fn leave_template(
+    hs: &Homeserver,
+    origin: &ServerName,
+    room_id: &ruma::RoomId,
+    user_id: &UserId,
+) -> Result<(RoomVersionId, JsonValue)> {
+    membership_template(hs, origin, room_id, user_id, "leave", None).await
+}
+
+/// The template of a membership event of another server's user about themselves;
+/// `supported`: the room versions a joining server speaks (joins only).
+async fn membership_template(
+    hs: &Homeserver,
+    origin: &ServerName,
+    room_id: &ruma::RoomId,
+    user_id: &UserId,
+    membership: &str,
+    supported: Option<&[RoomVersionId]>,
+) -> Result<(RoomVersionId, JsonValue)> {
     if user_id.server_name() != origin {
         return Err(Error::Forbidden(format!(
             "{origin} cannot ask to join for a user of another server"
@@ -34,20 +57,22 @@ pub async fn join_template(
     }
     let ctx = room_context(hs, room_id).await?;
     check_server_acl(hs, room_id, origin).await?;
-    // Servers that send no `ver` speak only room version 1.
-    let speaks = if supported.is_empty() {
-        ctx.version == RoomVersionId::V1
-    } else {
-        supported.contains(&ctx.version)
-    };
-    if !speaks {
-        return Err(Error::IncompatibleRoomVersion(ctx.version.to_string()));
-    }
-    let mut content = json!({"membership": "join"});
-    if let Some(authoriser) =
-        super::membership::restricted_join_authoriser(hs, &ctx, user_id).await?
-    {
-        content["join_authorised_via_users_server"] = authoriser.into();
+    let mut content = json!({ "membership": membership });
+    if let Some(supported) = supported {
+        // Servers that send no `ver` speak only room version 1.
+        let speaks = if supported.is_empty() {
+            ctx.version == RoomVersionId::V1
+        } else {
+            supported.contains(&ctx.version)
+        };
+        if !speaks {
+            return Err(Error::IncompatibleRoomVersion(ctx.version.to_string()));
+        }
+        if let Some(authoriser) =
+            super::membership::restricted_join_authoriser(hs, &ctx, user_id).await?
+        {
+            content["join_authorised_via_users_server"] = authoriser.into();
+        }
     }
     let new = NewEvent {
         event_type: TimelineEventType::RoomMember.to_string(),
@@ -58,8 +83,8 @@ pub async fn join_template(
     let template = {
         let _slot = hs.room_locks.lock(room_id.as_str()).await?;
         let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
-        // Built and checked exactly as a local join would be; the write is dropped
-        // (rolled back): the joining server signs and sends the event.
+        // Built and checked exactly as a local membership change would be; the write is
+        // dropped (rolled back): the member's server signs and sends the event.
         build_checked(hs, &mut w, &ctx, user_id, &new)
             .await?
             .pdu

@@ -1,8 +1,11 @@
-//! Joins: `GET /make_join`, `PUT /v2/send_join`.
+//! Joins and leaves: `GET /make_join`, `PUT /v2/send_join`, `GET /make_leave`,
+//! `PUT /v2/send_leave`.
 
 use std::sync::Arc;
 
-use ruma::api::federation::membership::{create_join_event, prepare_join_event};
+use ruma::api::federation::membership::{
+    create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+};
 
 use super::events::{origin, raw_pdu};
 use crate::{
@@ -50,4 +53,26 @@ pub async fn send_join(
         state.servers_in_room = Some(joined.state.servers_in_room);
     }
     Ok(create_join_event::v2::Response::new(state))
+}
+
+pub async fn make_leave(
+    hs: Arc<Homeserver>,
+    req: Ruma<prepare_leave_event::v1::Request>,
+) -> Result<prepare_leave_event::v1::Response> {
+    let b = &req.body;
+    let (version, template) =
+        remote_membership::leave_template(&hs, origin(&req)?, &b.room_id, &b.user_id).await?;
+    Ok(prepare_leave_event::v1::Response::new(
+        Some(version),
+        raw_pdu(&template)?,
+    ))
+}
+
+pub async fn send_leave(
+    hs: Arc<Homeserver>,
+    req: Ruma<create_leave_event::v2::Request>,
+) -> Result<create_leave_event::v2::Response> {
+    let b = &req.body;
+    membership::send_leave(&hs, origin(&req)?, &b.room_id, &b.event_id, &b.pdu).await?;
+    Ok(create_leave_event::v2::Response::new())
 }

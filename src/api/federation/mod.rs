@@ -40,6 +40,8 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, events::missing_events);
     let router = route(router, membership::make_join);
     let router = route(router, membership::send_join);
+    let router = route(router, membership::make_leave);
+    let router = route(router, membership::send_leave);
     let router = route(router, query::profile);
     let router = route(router, query::directory);
     route(router, transactions::send)
