@@ -33,6 +33,25 @@ async fn make_join(
         .await
 }
 
+/// `PUT /v2/{send_join,send_leave}/{room}/{id_and_query}` with `event`, from `remote`.
+async fn put_member_event(
+    s: &TestServer,
+    remote: &FakeRemote,
+    endpoint: &str,
+    room: &str,
+    id_and_query: &str,
+    event: &CanonicalJsonObject,
+) -> (reqwest::StatusCode, Value) {
+    remote
+        .request(
+            s,
+            "PUT",
+            &format!("/_matrix/federation/v2/{endpoint}/{room}/{id_and_query}"),
+            Some(serde_json::to_value(event).unwrap()),
+        )
+        .await
+}
+
 fn sign(
     remote: &FakeRemote,
     template: &Value,
@@ -76,14 +95,7 @@ async fn a_user_of_another_server_joins_through_make_join_and_send_join() {
     assert!(template.get("signatures").is_none() && template.get("hashes").is_none());
 
     let (join, join_id) = sign(&remote, template, &RoomVersionId::V11);
-    let (status, joined) = remote
-        .request(
-            &s,
-            "PUT",
-            &format!("/_matrix/federation/v2/send_join/{room}/{join_id}"),
-            Some(serde_json::to_value(&join).unwrap()),
-        )
-        .await;
+    let (status, joined) = put_member_event(&s, &remote, "send_join", &room, &join_id, &join).await;
     assert_eq!(status, 200, "{joined}");
     let types: Vec<&str> = joined["state"]
         .as_array()
@@ -119,14 +131,7 @@ async fn a_user_of_another_server_joins_through_make_join_and_send_join() {
     assert!(members["joined"][&bob].is_object(), "{members}");
 
     // Sending the same join again is answered the same way (a retried request).
-    let (status, _) = remote
-        .request(
-            &s,
-            "PUT",
-            &format!("/_matrix/federation/v2/send_join/{room}/{join_id}"),
-            Some(serde_json::to_value(&join).unwrap()),
-        )
-        .await;
+    let (status, _) = put_member_event(&s, &remote, "send_join", &room, &join_id, &join).await;
     assert_eq!(status, 200);
 
     // omit_members: member events left out, except those the join's auth needs; the
@@ -134,14 +139,15 @@ async fn a_user_of_another_server_joins_through_make_join_and_send_join() {
     let carol = format!("@carol:{}", remote.name);
     let (_, answer) = make_join(&s, &remote, &room, &carol, "ver=11").await;
     let (join, join_id) = sign(&remote, &answer["event"], &RoomVersionId::V11);
-    let (status, joined) = remote
-        .request(
-            &s,
-            "PUT",
-            &format!("/_matrix/federation/v2/send_join/{room}/{join_id}?omit_members=true"),
-            Some(serde_json::to_value(&join).unwrap()),
-        )
-        .await;
+    let (status, joined) = put_member_event(
+        &s,
+        &remote,
+        "send_join",
+        &room,
+        &format!("{join_id}?omit_members=true"),
+        &join,
+    )
+    .await;
     assert_eq!(status, 200, "{joined}");
     assert_eq!(joined["members_omitted"], true);
     assert!(
@@ -196,26 +202,12 @@ async fn joins_this_server_must_refuse() {
     // send_join: a mismatched event ID, and a join that is not the sender's own.
     let (_, answer) = make_join(&s, &remote, &public, &bob, "ver=11").await;
     let (join, _) = sign(&remote, &answer["event"], &RoomVersionId::V11);
-    let (status, body) = remote
-        .request(
-            &s,
-            "PUT",
-            &format!("/_matrix/federation/v2/send_join/{public}/$wrong"),
-            Some(serde_json::to_value(&join).unwrap()),
-        )
-        .await;
+    let (status, body) = put_member_event(&s, &remote, "send_join", &public, "$wrong", &join).await;
     assert_eq!(status, 400, "{body}");
     let mut kick = answer["event"].clone();
     kick["content"]["membership"] = json!("leave");
     let (kick, kick_id) = sign(&remote, &kick, &RoomVersionId::V11);
-    let (status, body) = remote
-        .request(
-            &s,
-            "PUT",
-            &format!("/_matrix/federation/v2/send_join/{public}/{kick_id}"),
-            Some(serde_json::to_value(&kick).unwrap()),
-        )
-        .await;
+    let (status, body) = put_member_event(&s, &remote, "send_join", &public, &kick_id, &kick).await;
     assert_eq!(status, 400, "{body}");
     let (status, members) = s
         .get(
@@ -241,14 +233,7 @@ async fn a_user_of_another_server_leaves_through_make_leave_and_send_leave() {
     let bob = format!("@bob:{}", remote.name);
     let (_, answer) = make_join(&s, &remote, &room, &bob, "ver=11").await;
     let (join, join_id) = sign(&remote, &answer["event"], &RoomVersionId::V11);
-    let (status, _) = remote
-        .request(
-            &s,
-            "PUT",
-            &format!("/_matrix/federation/v2/send_join/{room}/{join_id}"),
-            Some(serde_json::to_value(&join).unwrap()),
-        )
-        .await;
+    let (status, _) = put_member_event(&s, &remote, "send_join", &room, &join_id, &join).await;
     assert_eq!(status, 200);
 
     let (status, answer) = remote
@@ -266,14 +251,8 @@ async fn a_user_of_another_server_leaves_through_make_leave_and_send_leave() {
     let mut as_join = answer["event"].clone();
     as_join["content"]["membership"] = json!("join");
     let (as_join, as_join_id) = sign(&remote, &as_join, &RoomVersionId::V11);
-    let (status, _) = remote
-        .request(
-            &s,
-            "PUT",
-            &format!("/_matrix/federation/v2/send_leave/{room}/{as_join_id}"),
-            Some(serde_json::to_value(&as_join).unwrap()),
-        )
-        .await;
+    let (status, _) =
+        put_member_event(&s, &remote, "send_leave", &room, &as_join_id, &as_join).await;
     assert_eq!(status, 400);
     let (status, body) = remote
         .request(
@@ -289,14 +268,8 @@ async fn a_user_of_another_server_leaves_through_make_leave_and_send_leave() {
     assert_eq!(status, 403, "{body}");
 
     let (leave, leave_id) = sign(&remote, &answer["event"], &RoomVersionId::V11);
-    let (status, body) = remote
-        .request(
-            &s,
-            "PUT",
-            &format!("/_matrix/federation/v2/send_leave/{room}/{leave_id}"),
-            Some(serde_json::to_value(&leave).unwrap()),
-        )
-        .await;
+    let (status, body) =
+        put_member_event(&s, &remote, "send_leave", &room, &leave_id, &leave).await;
     assert_eq!(status, 200, "{body}");
     let (status, members) = s
         .get(

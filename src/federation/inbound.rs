@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures_util::future::join_all;
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedRoomId, RoomId,
-    ServerName, UInt,
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, RoomId, ServerName, UInt,
     api::federation::{
         event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
         transactions::edu::Edu,
@@ -22,7 +21,9 @@ use crate::{
     error::{Error, Result},
     rooms::{
         context::{RoomContext, room_context},
-        receive::{Received, receive_pdu, receive_pdu_with_prev_states, store_outliers},
+        receive::{
+            Received, event_id_of, receive_pdu, receive_pdu_with_prev_states, store_outliers,
+        },
         remote_reads::check_server_acl,
     },
     server::{Homeserver, now_ms},
@@ -129,7 +130,7 @@ async fn receive_room_pdus(
     };
     let acl = check_server_acl(hs, room_id, origin).await;
     for object in objects {
-        let Ok(event_id) = event_id_of(&ctx, &object) else {
+        let Ok(event_id) = event_id_of(&object, &ctx.rules) else {
             tracing::debug!(%origin, "a PDU without a computable event ID, dropped");
             continue;
         };
@@ -150,22 +151,6 @@ async fn receive_room_pdus(
         results.insert(event_id, outcome);
     }
     results
-}
-
-pub(super) fn event_id_of(ctx: &RoomContext, object: &CanonicalJsonObject) -> Result<OwnedEventId> {
-    match ctx.rules.event_id_format {
-        ruma::room_version_rules::EventIdFormatVersion::V1 => match object.get("event_id") {
-            Some(CanonicalJsonValue::String(id)) => {
-                EventId::parse(id).map_err(|e| Error::BadJson(e.to_string()))
-            }
-            _ => Err(Error::BadJson("no event_id".into())),
-        },
-        _ => {
-            let hash = ruma::signatures::reference_hash(object, &ctx.rules)
-                .map_err(|e| Error::BadJson(e.to_string()))?;
-            EventId::parse(format!("${hash}")).map_err(|e| Error::BadJson(e.to_string()))
-        }
-    }
 }
 
 /// `receive_pdu`, after fetching the prev events this server lacks from the origin.
@@ -404,7 +389,7 @@ async fn fetch_missing(
     object: &CanonicalJsonObject,
     missing: &[String],
 ) -> Result<()> {
-    let event_id = event_id_of(ctx, object)?;
+    let event_id = event_id_of(object, &ctx.rules)?;
     let earliest: Vec<OwnedEventId> = hs
         .storage
         .forward_extremities(ctx.room_id.as_str())

@@ -4,8 +4,8 @@
 //! the event signed here, `send_join`, then `rooms::remote_join` makes the room ours.
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId,
-    RoomVersionId, ServerName,
+    CanonicalJsonObject, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId,
+    ServerName,
     api::federation::{
         membership::{create_join_event, prepare_join_event},
         query::get_room_information,
@@ -192,18 +192,7 @@ async fn join_through(
         &rules.redaction,
     )
     .map_err(|e| Error::Internal(format!("signing the join: {e}")))?;
-    let event_id = match rules.event_id_format {
-        EventIdFormatVersion::V1 => match object.get("event_id") {
-            Some(CanonicalJsonValue::String(id)) => id.clone(),
-            _ => return Err(Error::Internal("join without event_id".into())),
-        },
-        _ => format!(
-            "${}",
-            ruma::signatures::reference_hash(&object, &rules)
-                .map_err(|e| Error::Internal(format!("join event ID: {e}")))?
-        ),
-    };
-    let event_id = ruma::OwnedEventId::try_from(event_id)
+    let event_id = crate::rooms::receive::event_id_of(&object, &rules)
         .map_err(|e| Error::Internal(format!("join event ID: {e}")))?;
     let raw =
         serde_json::value::to_raw_value(&object).map_err(|e| Error::Internal(e.to_string()))?;

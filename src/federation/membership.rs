@@ -106,7 +106,7 @@ async fn receive_membership(
     {
         return Err(bad("another membership"));
     }
-    if super::inbound::event_id_of(&ctx, &object)? != event_id {
+    if crate::rooms::receive::event_id_of(&object, &ctx.rules)? != event_id {
         return Err(Error::BadJson(
             "the event ID does not match the event".into(),
         ));

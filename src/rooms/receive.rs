@@ -40,10 +40,8 @@ pub enum Received {
     AlreadyKnown,
 }
 
-pub(super) fn event_id_of(
-    json: &CanonicalJsonObject,
-    rules: &RoomVersionRules,
-) -> Result<OwnedEventId> {
+/// A PDU's event ID: its `event_id` field (room v1, v2), else its reference hash.
+pub fn event_id_of(json: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<OwnedEventId> {
     let id = match rules.event_id_format {
         EventIdFormatVersion::V1 => match json.get("event_id") {
             Some(CanonicalJsonValue::String(s)) => s.clone(),
