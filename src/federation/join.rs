@@ -57,6 +57,8 @@ pub async fn join_room(
         membership::join(hs, requester, &room_id, reason, extra).await?;
         return Ok(room_id);
     }
+    // Invited from another server: that server is in the room.
+    servers.extend(crate::rooms::invites::inviting_server(hs, &room_id, &requester.user_id).await?);
     if let Some(server) = room_id.server_name() {
         servers.push(server.to_owned());
     }
@@ -85,7 +87,7 @@ pub async fn join_room(
 }
 
 /// The `error` of another server's Matrix error body, else the body.
-fn remote_reason(body: &str) -> String {
+pub(super) fn remote_reason(body: &str) -> String {
     serde_json::from_str::<JsonValue>(body)
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_owned))
@@ -113,6 +115,44 @@ async fn remote_alias(
             other => other.into(),
         })?;
     Ok((answer.room_id, answer.servers))
+}
+
+/// A `make_join`/`make_leave` template made this server's event: our content, sender and
+/// time, an event ID for room versions 1 and 2, hashed and signed. With its event ID.
+pub(super) fn sign_template(
+    hs: &Homeserver,
+    rules: &ruma::room_version_rules::RoomVersionRules,
+    mut event: JsonValue,
+    content: JsonValue,
+    user: &ruma::UserId,
+) -> Result<(CanonicalJsonObject, ruma::OwnedEventId)> {
+    event["content"] = content;
+    event["sender"] = json!(user);
+    event["origin_server_ts"] = json!(now_ms());
+    if let Some(fields) = event.as_object_mut() {
+        fields.remove("signatures");
+        fields.remove("hashes");
+        fields.remove("unsigned");
+    }
+    if rules.event_id_format == EventIdFormatVersion::V1 {
+        event["event_id"] = json!(format!(
+            "${}:{}",
+            crate::secrets::random_id(18),
+            hs.config.server_name()
+        ));
+    }
+    let mut object: CanonicalJsonObject = serde_json::from_value(event)
+        .map_err(|e| Error::RemoteUnavailable(format!("the membership template: {e}")))?;
+    ruma::signatures::hash_and_sign_event(
+        hs.config.server_name().as_str(),
+        hs.keys.pair(),
+        &mut object,
+        &rules.redaction,
+    )
+    .map_err(|e| Error::Internal(format!("signing a membership event: {e}")))?;
+    let event_id = crate::rooms::receive::event_id_of(&object, rules)
+        .map_err(|e| Error::Internal(format!("membership event ID: {e}")))?;
+    Ok((object, event_id))
 }
 
 async fn join_through(
@@ -144,7 +184,7 @@ async fn join_through(
     let rules = version
         .rules()
         .ok_or_else(|| Error::UnsupportedRoomVersion(format!("room version {version}")))?;
-    let mut event: JsonValue = serde_json::from_str(template.event.get())
+    let event: JsonValue = serde_json::from_str(template.event.get())
         .map_err(|e| Error::RemoteUnavailable(format!("make_join answer: {e}")))?;
     if event["type"] != "m.room.member" || event["state_key"] != user.as_str() {
         return Err(Error::RemoteUnavailable(
@@ -168,32 +208,7 @@ async fn join_through(
     if let Some(authoriser) = event["content"].get("join_authorised_via_users_server") {
         content["join_authorised_via_users_server"] = authoriser.clone();
     }
-    event["content"] = content;
-    event["sender"] = json!(user);
-    event["origin_server_ts"] = json!(now_ms());
-    if let Some(fields) = event.as_object_mut() {
-        fields.remove("signatures");
-        fields.remove("hashes");
-        fields.remove("unsigned");
-    }
-    if rules.event_id_format == EventIdFormatVersion::V1 {
-        event["event_id"] = json!(format!(
-            "${}:{}",
-            crate::secrets::random_id(18),
-            hs.config.server_name()
-        ));
-    }
-    let mut object: CanonicalJsonObject = serde_json::from_value(event)
-        .map_err(|e| Error::RemoteUnavailable(format!("make_join template: {e}")))?;
-    ruma::signatures::hash_and_sign_event(
-        hs.config.server_name().as_str(),
-        hs.keys.pair(),
-        &mut object,
-        &rules.redaction,
-    )
-    .map_err(|e| Error::Internal(format!("signing the join: {e}")))?;
-    let event_id = crate::rooms::receive::event_id_of(&object, &rules)
-        .map_err(|e| Error::Internal(format!("join event ID: {e}")))?;
+    let (object, event_id) = sign_template(hs, &rules, event, content, user)?;
     let raw =
         serde_json::value::to_raw_value(&object).map_err(|e| Error::Internal(e.to_string()))?;
     let joined = federation

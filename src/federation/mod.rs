@@ -16,8 +16,10 @@ pub mod auth;
 pub mod client;
 pub mod discovery;
 pub mod inbound;
+pub mod invite;
 pub mod join;
 pub mod keys;
+pub mod leave;
 pub mod membership;
 pub mod sender;
 

@@ -40,6 +40,9 @@ pub struct CreateRoom {
     /// A room ID chosen beforehand (an upgrade names it in the old room's tombstone);
     /// only for versions whose room IDs are not derived from the create event.
     pub room_id: Option<OwnedRoomId>,
+    /// Invitees of `invite` the caller invites itself once the room is made (users of
+    /// other servers, whose servers sign their invites).
+    pub invite_later: Vec<OwnedUserId>,
 }
 
 /// A new room ID of the form of versions 1 to 11 (random, with this server's name).
@@ -243,7 +246,7 @@ pub async fn create_room(
     if req.public {
         hs.storage.set_room_public(room_id.as_str(), true).await?;
     }
-    for invitee in &req.invite {
+    for invitee in req.invite.iter().filter(|u| !req.invite_later.contains(u)) {
         let mut content = member_content(hs, invitee, "invite").await?;
         if req.is_direct {
             content["is_direct"] = true.into();

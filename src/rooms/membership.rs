@@ -220,6 +220,36 @@ pub async fn change_other(
     Ok(())
 }
 
+/// Invites a user of another server: as `change_other`, the event signed by the user's
+/// server (`countersign`, federation's `/invite`) before it is stored.
+pub async fn invite_remote(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    target: &UserId,
+    reason: Option<&str>,
+    is_direct: bool,
+    countersign: impl AsyncFnOnce(
+        &ruma::RoomVersionId,
+        &ruma::CanonicalJsonObject,
+    ) -> Result<ruma::CanonicalJsonObject>,
+) -> Result<()> {
+    context::room_context(hs, room_id).await?;
+    let mut content = with_reason(member_content(hs, target, "invite").await?, reason);
+    if is_direct {
+        content["is_direct"] = true.into();
+    }
+    send::send_countersigned(
+        hs,
+        room_id,
+        &requester.user_id,
+        member_event(target, content),
+        countersign,
+    )
+    .await?;
+    Ok(())
+}
+
 /// A change to the user's profile; a display name or avatar change also goes into a new
 /// membership event in every room they have joined, as Synapse does (other members see
 /// names from those events).

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod context;
 pub mod create;
 pub mod directory;
+pub mod invites;
 pub mod membership;
 pub mod notifications;
 pub mod pdu;

@@ -152,7 +152,11 @@ pub async fn receive_pdu_with_prev_states(
     let pdu = verify_remote_pdu(&ctx, json, keys)?;
     let _slot = hs.room_locks.lock_unbounded(room_id.as_str()).await;
     let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
-    if w.event_by_id(pdu.event_id.as_str()).await?.is_some() {
+    // An outlier (held for lookups) comes into the DAG now; its row is taken over.
+    if w.event_by_id(pdu.event_id.as_str())
+        .await?
+        .is_some_and(|e| !e.outlier)
+    {
         return Ok((pdu.event_id, Received::AlreadyKnown));
     }
     let rules = &ctx.rules;

@@ -290,3 +290,43 @@ pub async fn missing_events_for_server(
     found.sort_by_key(|e| (e.pdu["depth"].as_i64().unwrap_or(0), e.event_nid));
     visible_to_server(hs, server, found).await
 }
+
+/// Most events one `/backfill` answers (Synapse's cap too).
+const MAX_BACKFILL: usize = 100;
+
+/// `GET /backfill/{roomId}`: the events `from` and those before them (walking
+/// prev_events, breadth first), at most `limit`, newest first, those the server may see.
+/// Events held only as outliers are not in the DAG here and are not walked.
+pub async fn backfill_for_server(
+    hs: &Homeserver,
+    server: &ServerName,
+    room_id: &RoomId,
+    from: &[String],
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
+    require_server_in_room(hs, server, room_id).await?;
+    let limit = limit.clamp(1, MAX_BACKFILL);
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut queue: VecDeque<String> = from.iter().take(MAX_BACKFILL).cloned().collect();
+    let mut found = Vec::new();
+    while found.len() < limit && !queue.is_empty() {
+        let batch: Vec<String> = queue
+            .drain(..)
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
+        let mut events = hs.storage.events_by_id(&batch).await?;
+        events.sort_by_key(|e| std::cmp::Reverse(e.pdu["depth"].as_i64().unwrap_or(0)));
+        for event in events {
+            if event.room_id != room_id.as_str() || event.outlier {
+                continue;
+            }
+            queue.extend(id_list(&event.pdu["prev_events"]));
+            found.push(event);
+            if found.len() >= limit {
+                break;
+            }
+        }
+    }
+    found.sort_by_key(|e| std::cmp::Reverse((e.pdu["depth"].as_i64().unwrap_or(0), e.event_nid)));
+    visible_to_server(hs, server, found).await
+}

@@ -1,7 +1,7 @@
 //! The local send API: a user's event through the whole write path, idempotent per
 //! device and transaction ID, and state events that repeat the current state skipped.
 
-use ruma::{OwnedEventId, RoomId, UserId};
+use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, RoomId, RoomVersionId, UserId};
 use serde_json::Value as JsonValue;
 
 use super::{
@@ -36,6 +36,47 @@ pub async fn send(
     let checked = build_checked(hs, &mut w, &ctx, sender, &new).await?;
     store_and_commit(hs, w, &ctx, &checked, txn).await?;
     hs.metrics.observe_event_persist(started.elapsed());
+    Ok(checked.pdu.event_id)
+}
+
+/// `send` for an event another server must sign too before it is stored (an invite of
+/// its user): `countersign` gets the room version and the built event, and answers it
+/// with that server's signature added. Nothing else of the event may change. The room
+/// stays locked meanwhile, so the event stays on the room's extremities.
+pub async fn send_countersigned(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    sender: &UserId,
+    new: NewEvent,
+    countersign: impl AsyncFnOnce(&RoomVersionId, &CanonicalJsonObject) -> Result<CanonicalJsonObject>,
+) -> Result<OwnedEventId> {
+    let ctx = room_context(hs, room_id).await?;
+    let _slot = hs.room_locks.lock(room_id.as_str()).await?;
+    let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
+    let mut checked = build_checked(hs, &mut w, &ctx, sender, &new).await?;
+    let theirs = countersign(&ctx.version, &checked.pdu.json).await?;
+    let without_signatures = |object: &CanonicalJsonObject| {
+        let mut rest = object.clone();
+        rest.remove("signatures");
+        rest.remove("unsigned");
+        rest
+    };
+    if without_signatures(&theirs) != without_signatures(&checked.pdu.json) {
+        return Err(Error::RemoteUnavailable(
+            "the other server changed the event it was asked to sign".into(),
+        ));
+    }
+    let mut json = checked.pdu.json.clone();
+    if let (Some(CanonicalJsonValue::Object(added)), Some(CanonicalJsonValue::Object(ours))) =
+        (theirs.get("signatures"), json.get_mut("signatures"))
+    {
+        for (server, signature) in added {
+            ours.entry(server.clone())
+                .or_insert_with(|| signature.clone());
+        }
+    }
+    checked.pdu.json = json;
+    store_and_commit(hs, w, &ctx, &checked, None).await?;
     Ok(checked.pdu.event_id)
 }
 

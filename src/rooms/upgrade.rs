@@ -140,6 +140,7 @@ pub async fn upgrade(
             initial_state,
             power_level_content_override: Some(power_levels.clone()),
             room_id: chosen_id.clone(),
+            invite_later: Vec::new(),
         },
     )
     .await?;

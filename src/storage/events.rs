@@ -29,11 +29,14 @@ pub struct StoredEvent {
     pub replaces_nid: Option<i64>,
     /// Its sender has since deactivated with erasure.
     pub sender_erased: bool,
+    /// Stored for lookups only (state or auth of another server's event, an invite to a
+    /// room not held here): not in the DAG's timeline, extremities or state.
+    pub outlier: bool,
 }
 
-const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased";
+const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased, outlier";
 /// EVENT_COLUMNS of a table aliased `e`.
-const E_EVENT_COLUMNS: &str = "e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id, e.replaces_nid, e.sender_erased";
+const E_EVENT_COLUMNS: &str = "e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id, e.replaces_nid, e.sender_erased, e.outlier";
 
 pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
     StoredEvent {
@@ -51,6 +54,7 @@ pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
         },
         replaces_nid: r.get(10),
         sender_erased: r.get(11),
+        outlier: r.get(12),
     }
 }
 
@@ -303,12 +307,12 @@ impl Storage {
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
         let sql = if backwards {
-            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased FROM events
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased, outlier FROM events
              WHERE room_id = $1 AND stream_pos IS NOT NULL
                AND ($2::bigint IS NULL OR stream_pos < $2) AND ($3::bigint IS NULL OR stream_pos >= $3)
              ORDER BY stream_pos DESC LIMIT $4"
         } else {
-            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased FROM events
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased, outlier FROM events
              WHERE room_id = $1 AND stream_pos IS NOT NULL
                AND ($2::bigint IS NULL OR stream_pos > $2) AND ($3::bigint IS NULL OR stream_pos <= $3)
              ORDER BY stream_pos ASC LIMIT $4"
@@ -367,8 +371,8 @@ fn room_lock_key(room_id: &str) -> i32 {
 
 /// The transaction in which one event (or a batch, for room creation) joins a room.
 pub struct RoomWrite {
-    tx: Transaction<'static, Postgres>,
-    room_id: String,
+    pub(super) tx: Transaction<'static, Postgres>,
+    pub(super) room_id: String,
     wake: streams::WakeBus,
 }
 
@@ -469,9 +473,11 @@ impl RoomWrite {
         Ok(())
     }
 
-    /// Inserts the event with its DAG edges; its stream position comes at commit.
-    /// Inserts an event with its edges; unless soft-failed it replaces the extremities it
-    /// points at. One statement: this runs under the room's lock on every send.
+    /// Inserts an event with its DAG edges (its stream position comes at commit); unless
+    /// soft-failed or an outlier it replaces the extremities it points at. An outlier of
+    /// the same ID takes the new row's place (the event has come into the DAG), keeping
+    /// its nid, which state groups may name. One statement: this runs under the room's
+    /// lock on every send.
     pub async fn insert_event(&mut self, e: &NewEventRow<'_>) -> Result<i64> {
         let (nid, _queued): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH RECURSIVE {servers},
@@ -480,10 +486,17 @@ impl RoomWrite {
                                      origin_server_ts, pdu, txn_device, txn_id, soft_failed,
                                      state_before, state_after, replaces_nid, outlier)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15, $16)
+                 ON CONFLICT (event_id) DO UPDATE
+                   SET pdu = EXCLUDED.pdu, soft_failed = EXCLUDED.soft_failed,
+                       state_before = EXCLUDED.state_before,
+                       state_after = EXCLUDED.state_after,
+                       replaces_nid = EXCLUDED.replaces_nid, outlier = EXCLUDED.outlier
+                   WHERE events.outlier AND NOT EXCLUDED.outlier
                  RETURNING event_nid),
              edges AS (
                  INSERT INTO event_edges (event_nid, prev_event_id)
-                 SELECT ev.event_nid, p FROM ev, unnest($12::text[]) AS p),
+                 SELECT ev.event_nid, p FROM ev, unnest($12::text[]) AS p
+                 ON CONFLICT DO NOTHING),
              replaced AS (
                  DELETE FROM forward_extremities
                  WHERE NOT ($11 OR $16) AND room_id = $2 AND event_id = ANY($12)),
@@ -641,7 +654,7 @@ impl RoomWrite {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let key = (r.get(12), r.get(13));
+                let key = (r.get(13), r.get(14));
                 (key, stored_event(r))
             })
             .collect())
@@ -707,7 +720,8 @@ impl RoomWrite {
         sqlx::query(
             "INSERT INTO memberships (room_id, user_id, membership, event_nid) VALUES ($1, $2, $3, $4)
              ON CONFLICT (room_id, user_id) DO UPDATE
-               SET membership = EXCLUDED.membership, event_nid = EXCLUDED.event_nid, forgotten = FALSE",
+               SET membership = EXCLUDED.membership, event_nid = EXCLUDED.event_nid,
+                   forgotten = FALSE, invite_state = NULL",
         )
         .bind(&self.room_id)
         .bind(user_id)

@@ -16,6 +16,7 @@ pub mod embedded;
 pub mod events;
 pub mod federation;
 pub mod filters;
+pub mod invites;
 pub mod keys;
 pub mod media;
 pub mod nonces;

@@ -308,25 +308,26 @@ pub(super) async fn left_room(
     Ok(room)
 }
 
-/// State shown to someone invited or knocking: enough to name and recognise the room
-/// (what Synapse shares by default), the inviter's membership and their own.
-const STRIPPED_STATE: &[&str] = &[
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-    "m.room.topic",
-];
-
 pub(super) async fn stripped_state(hs: &Homeserver, event_nid: i64) -> Result<Vec<JsonValue>> {
     let Some(own) = hs.storage.events_by_nid(&[event_nid]).await?.pop() else {
         return Ok(Vec::new());
     };
     let mut events = Vec::new();
+    // An invite from another server to a room not held here: the state it came with.
+    if own.outlier
+        && let Some(user) = own.pdu["state_key"].as_str()
+        && let Some(sent) =
+            crate::rooms::invites::stripped_state_of(hs, &own.room_id, user, event_nid).await?
+    {
+        let mut shown: Vec<JsonValue> = sent
+            .into_iter()
+            .filter(|e| !(e["type"] == "m.room.member" && e["state_key"] == user))
+            .collect();
+        shown.push(crate::rooms::invites::stripped(&own.pdu));
+        return Ok(shown);
+    }
     if let Some(group) = own.state_after {
-        let mut keys: Vec<(String, String)> = STRIPPED_STATE
+        let mut keys: Vec<(String, String)> = crate::rooms::invites::STRIPPED_STATE
             .iter()
             .map(|t| ((*t).to_owned(), String::new()))
             .collect();
@@ -348,12 +349,7 @@ pub(super) async fn stripped_state(hs: &Homeserver, event_nid: i64) -> Result<Ve
     events.push(own);
     Ok(events
         .iter()
-        .map(|e| {
-            json!({
-                "type": e.pdu["type"], "state_key": e.pdu["state_key"],
-                "sender": e.pdu["sender"], "content": e.pdu["content"],
-            })
-        })
+        .map(|e| crate::rooms::invites::stripped(&e.pdu))
         .collect())
 }
 

@@ -21,7 +21,7 @@ use crate::{
         route,
     },
     rooms::{
-        create::{self, CreateRoom, Preset},
+        create::{CreateRoom, Preset},
         membership, upgrade,
     },
     server::Homeserver,
@@ -104,7 +104,7 @@ async fn create_room(
             )));
         }
     };
-    let room_id = create::create_room(
+    let room_id = crate::federation::invite::create_room(
         &hs,
         req.requester()?,
         CreateRoom {
@@ -128,6 +128,7 @@ async fn create_room(
                 .map(raw_json)
                 .transpose()?,
             room_id: None,
+            invite_later: Vec::new(),
         },
     )
     .await?;
@@ -188,7 +189,7 @@ async fn leave(
     hs: Arc<Homeserver>,
     req: Ruma<leave_room::v3::Request>,
 ) -> Result<leave_room::v3::Response> {
-    membership::leave(
+    crate::federation::leave::leave_room(
         &hs,
         req.requester()?,
         &req.body.room_id,
@@ -209,12 +210,11 @@ async fn invite(
         ));
     };
     let requester = req.requester()?;
-    membership::change_other(
+    crate::federation::invite::invite_user(
         &hs,
         requester,
         &req.body.room_id,
         &recipient.user_id,
-        "invite",
         recipient.reason.as_deref(),
     )
     .await?;

@@ -1,5 +1,5 @@
 //! Retrieving events: `/event`, `/state`, `/state_ids`, `/event_auth`,
-//! `/get_missing_events`.
+//! `/get_missing_events`, `/backfill`.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId,
     api::federation::{
         authorization::get_event_authorization,
+        backfill::get_backfill,
         event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
     },
 };
@@ -108,4 +109,25 @@ pub async fn missing_events(
     )
     .await?;
     Ok(get_missing_events::v1::Response::new(raw_pdus(&events)?))
+}
+
+pub async fn backfill(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_backfill::v1::Request>,
+) -> Result<get_backfill::v1::Response> {
+    let b = &req.body;
+    let from: Vec<String> = b.v.iter().map(|e| e.to_string()).collect();
+    let events = remote_reads::backfill_for_server(
+        &hs,
+        origin(&req)?,
+        &b.room_id,
+        &from,
+        usize::try_from(u64::from(b.limit)).unwrap_or(usize::MAX),
+    )
+    .await?;
+    Ok(get_backfill::v1::Response::new(
+        hs.config.server_name().to_owned(),
+        MilliSecondsSinceUnixEpoch::now(),
+        raw_pdus(&events)?,
+    ))
 }

@@ -1,16 +1,25 @@
-//! Joins and leaves: `GET /make_join`, `PUT /v2/send_join`, `GET /make_leave`,
-//! `PUT /v2/send_leave`.
+//! Joins, leaves and invites: `GET /make_join`, `PUT /v2/send_join`, `GET /make_leave`,
+//! `PUT /v2/send_leave`, `PUT /v1|v2/invite`.
 
 use std::sync::Arc;
 
-use ruma::api::federation::membership::{
-    create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+use ruma::{
+    RoomVersionId,
+    api::federation::membership::{
+        RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
+        prepare_leave_event,
+    },
 };
+use serde_json::Value as JsonValue;
 
 use super::events::{origin, raw_pdu};
 use crate::{
-    error::Result, federation::membership, http::Ruma, rooms::remote_membership,
-    server::Homeserver, storage::events::StoredEvent,
+    error::{Error, Result},
+    federation::{invite, membership},
+    http::Ruma,
+    rooms::remote_membership,
+    server::Homeserver,
+    storage::events::StoredEvent,
 };
 
 pub async fn make_join(
@@ -75,4 +84,73 @@ pub async fn send_leave(
     let b = &req.body;
     membership::send_leave(&hs, origin(&req)?, &b.room_id, &b.event_id, &b.pdu).await?;
     Ok(create_leave_event::v2::Response::new())
+}
+
+/// The invite's room state as sent, each entry a full PDU or (before spec v1.16) a
+/// stripped event; entries that are not JSON objects are left out.
+fn sent_room_state(sent: &[RawStrippedState]) -> Vec<JsonValue> {
+    sent.iter()
+        .filter_map(|entry| {
+            let json = match entry {
+                RawStrippedState::Pdu(raw) => raw.get(),
+                #[allow(deprecated)]
+                RawStrippedState::Stripped(raw) => raw.json().get(),
+                _ => return None,
+            };
+            serde_json::from_str::<JsonValue>(json)
+                .ok()
+                .filter(JsonValue::is_object)
+        })
+        .collect()
+}
+
+pub async fn invite_v2(
+    hs: Arc<Homeserver>,
+    req: Ruma<create_invite::v2::Request>,
+) -> Result<create_invite::v2::Response> {
+    let b = &req.body;
+    let event = invite::receive_invite(
+        &hs,
+        origin(&req)?,
+        &b.room_id,
+        &b.event_id,
+        &b.room_version,
+        &b.event,
+        &sent_room_state(&b.invite_room_state),
+    )
+    .await?;
+    Ok(create_invite::v2::Response::new(event))
+}
+
+/// v1: the body is the event itself, its room state in `unsigned.invite_room_state`;
+/// the room's version is not given, and v1 or v2 rooms are the only ones it served.
+pub async fn invite_v1(
+    hs: Arc<Homeserver>,
+    req: Ruma<create_invite::v1::Request>,
+) -> Result<create_invite::v1::Response> {
+    let b = &req.body;
+    let mut event: serde_json::Map<String, JsonValue> = serde_json::from_slice(&req.raw_body)
+        .map_err(|e| Error::BadJson(format!("invite event: {e}")))?;
+    let room_state: Vec<JsonValue> = event
+        .get_mut("unsigned")
+        .and_then(|u| u.as_object_mut())
+        .and_then(|u| u.remove("invite_room_state"))
+        .and_then(|s| match s {
+            JsonValue::Array(items) => Some(items),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let pdu =
+        serde_json::value::to_raw_value(&event).map_err(|e| Error::Internal(e.to_string()))?;
+    let signed = invite::receive_invite(
+        &hs,
+        origin(&req)?,
+        &b.room_id,
+        &b.event_id,
+        &RoomVersionId::V1,
+        &pdu,
+        &room_state,
+    )
+    .await?;
+    Ok(create_invite::v1::Response::new(signed))
 }

@@ -38,10 +38,13 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, events::state_ids);
     let router = route(router, events::event_auth);
     let router = route(router, events::missing_events);
+    let router = route(router, events::backfill);
     let router = route(router, membership::make_join);
     let router = route(router, membership::send_join);
     let router = route(router, membership::make_leave);
     let router = route(router, membership::send_leave);
+    let router = route(router, membership::invite_v1);
+    let router = route(router, membership::invite_v2);
     let router = route(router, query::profile);
     let router = route(router, query::directory);
     route(router, transactions::send)

@@ -1,0 +1,253 @@
+//! Invites across servers: a local user inviting a user of another server (the invite
+//! signed by the invitee's server through `/invite` v2 before it is stored and sent to the
+//! room), and invites from other servers to this server's users (checked, countersigned,
+//! kept in the room's DAG or out of band; `rooms::invites`).
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, RoomId, RoomVersionId, ServerName, UserId,
+    api::federation::membership::{RawStrippedState, create_invite},
+};
+use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
+
+use crate::{
+    error::{Error, Result},
+    rooms::{
+        context::{RoomContext, rules_for},
+        create::{CreateRoom, create_room as create_local_room},
+        invites, membership,
+        receive::{event_id_of, verify_remote_pdu},
+        remote_reads::check_server_acl,
+    },
+    server::Homeserver,
+    users::Requester,
+};
+
+fn string<'a>(object: &'a CanonicalJsonObject, field: &str) -> Option<&'a str> {
+    match object.get(field) {
+        Some(CanonicalJsonValue::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn to_raw(value: &impl serde::Serialize) -> Result<Box<RawJsonValue>> {
+    serde_json::value::to_raw_value(value).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// `POST /rooms/{roomId}/invite`: a local user is invited in the room's DAG here; a user
+/// of another server through their server first.
+pub async fn invite_user(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    target: &UserId,
+    reason: Option<&str>,
+) -> Result<()> {
+    if target.server_name() == hs.config.server_name() || !hs.config.federation_enabled() {
+        return membership::change_other(hs, requester, room_id, target, "invite", reason).await;
+    }
+    invite_remote(hs, requester, room_id, target, reason, false).await
+}
+
+async fn invite_remote(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    target: &UserId,
+    reason: Option<&str>,
+    is_direct: bool,
+) -> Result<()> {
+    let server = target.server_name();
+    let room_state = invites::invite_room_state(hs, room_id, &requester.user_id).await?;
+    membership::invite_remote(
+        hs,
+        requester,
+        room_id,
+        target,
+        reason,
+        is_direct,
+        async |version: &RoomVersionId, event: &CanonicalJsonObject| {
+            ask_to_sign(hs, room_id, server, version, event, &room_state).await
+        },
+    )
+    .await
+}
+
+/// `POST /createRoom`: the room is made here with its local invitees; users of other
+/// servers in `invite` are invited afterwards through their servers. One that cannot be
+/// reached does not undo the room (Synapse's createRoom fails there, leaving the room
+/// made and its ID unknown to the client); it is logged.
+pub async fn create_room(
+    hs: &Homeserver,
+    requester: &Requester,
+    mut req: CreateRoom,
+) -> Result<ruma::OwnedRoomId> {
+    let ours = hs.config.server_name();
+    let remote: Vec<ruma::OwnedUserId> = if hs.config.federation_enabled() {
+        req.invite
+            .iter()
+            .filter(|u| u.server_name() != ours)
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let is_direct = req.is_direct;
+    req.invite_later = remote.clone();
+    let room_id = create_local_room(hs, requester, req).await?;
+    for invitee in &remote {
+        if let Err(e) = invite_remote(hs, requester, &room_id, invitee, None, is_direct).await {
+            tracing::warn!(%room_id, %invitee, "createRoom's invite failed: {e}");
+        }
+    }
+    Ok(room_id)
+}
+
+/// `PUT /invite` (v2) to the invitee's server; answers the event with its signature,
+/// checked.
+async fn ask_to_sign(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    server: &ServerName,
+    version: &RoomVersionId,
+    event: &CanonicalJsonObject,
+    room_state: &[JsonValue],
+) -> Result<CanonicalJsonObject> {
+    let federation = super::state(hs)?;
+    let rules = rules_for(version)?;
+    let event_id = event_id_of(event, &rules)?;
+    let stripped = room_state
+        .iter()
+        .map(|e| Ok(RawStrippedState::Pdu(to_raw(e)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let request = create_invite::v2::Request::new(
+        room_id.to_owned(),
+        event_id,
+        version.clone(),
+        to_raw(event)?,
+        stripped,
+    );
+    let answer = federation
+        .client
+        .send(hs.keys.pair(), server, request)
+        .await
+        .map_err(|e| match e {
+            super::client::SendError::Refused { status: 403, body } => {
+                Error::Forbidden(super::join::remote_reason(&body))
+            }
+            super::client::SendError::Refused { status: 400, body } => {
+                Error::Forbidden(super::join::remote_reason(&body))
+            }
+            other => other.into(),
+        })?;
+    let signed: CanonicalJsonObject = serde_json::from_str(answer.event.get())
+        .map_err(|e| Error::RemoteUnavailable(format!("invite answer: {e}")))?;
+    // The invitee's server signed the redacted event, as every server signs events.
+    let redacted = ruma::canonical_json::redact(signed.clone(), &rules.redaction, None)
+        .map_err(|e| Error::RemoteUnavailable(format!("invite answer: {e}")))?;
+    let key_ids: Vec<String> = match signed.get("signatures") {
+        Some(CanonicalJsonValue::Object(all)) => match all.get(server.as_str()) {
+            Some(CanonicalJsonValue::Object(keys)) => keys.keys().cloned().collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    if key_ids.is_empty() {
+        return Err(Error::RemoteUnavailable(format!(
+            "{server} answered the invite unsigned"
+        )));
+    }
+    let valid_at = match signed.get("origin_server_ts") {
+        Some(CanonicalJsonValue::Integer(ts)) if rules.enforce_key_validity => i64::from(*ts),
+        _ => 0,
+    };
+    let keys = super::keys::verify_keys_for(hs, server, &key_ids, valid_at).await?;
+    super::keys::verify_signed_by(&redacted, server.as_str(), &keys).map_err(|e| {
+        Error::RemoteUnavailable(format!("{server}'s signature of the invite: {e}"))
+    })?;
+    Ok(signed)
+}
+
+/// `PUT /_matrix/federation/v1|v2/invite/{roomId}/{eventId}`: an invite of one of this
+/// server's users, by a user of the origin. Checked (the event is what the path says, an
+/// invite by the origin's user of a local user, signed by the origin; the room's server
+/// ACL), countersigned, taken in; answers the event with this server's signature.
+pub async fn receive_invite(
+    hs: &Homeserver,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+    version: &RoomVersionId,
+    pdu: &RawJsonValue,
+    room_state: &[JsonValue],
+) -> Result<Box<RawJsonValue>> {
+    let rules =
+        rules_for(version).map_err(|_| Error::IncompatibleRoomVersion(version.to_string()))?;
+    let mut object: CanonicalJsonObject = serde_json::from_str(pdu.get())
+        .map_err(|e| Error::BadJson(format!("invite event: {e}")))?;
+    let bad = |why: &str| Error::BadJson(format!("not an invite: {why}"));
+    if string(&object, "type") != Some("m.room.member") {
+        return Err(bad("not a member event"));
+    }
+    if string(&object, "room_id") != Some(room_id.as_str()) {
+        return Err(bad("another room"));
+    }
+    let membership = match object.get("content") {
+        Some(CanonicalJsonValue::Object(c)) => match c.get("membership") {
+            Some(CanonicalJsonValue::String(m)) => m.clone(),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    };
+    if membership != "invite" {
+        return Err(bad("another membership"));
+    }
+    let sender = string(&object, "sender")
+        .and_then(|s| UserId::parse(s).ok())
+        .ok_or_else(|| bad("sender"))?;
+    if sender.server_name() != origin {
+        return Err(Error::Forbidden(format!(
+            "{origin} cannot send an invite from a user of another server"
+        )));
+    }
+    let invitee = string(&object, "state_key")
+        .and_then(|s| UserId::parse(s).ok())
+        .ok_or_else(|| bad("state_key"))?;
+    if invitee.server_name() != hs.config.server_name() {
+        return Err(Error::Forbidden(
+            "the invitee is not a user of this server".into(),
+        ));
+    }
+    if hs.storage.user(invitee.as_str()).await?.is_none() {
+        return Err(Error::NotFound("no such user".into()));
+    }
+    if event_id_of(&object, &rules)? != event_id {
+        return Err(Error::BadJson(
+            "the event ID does not match the event".into(),
+        ));
+    }
+    if hs.storage.room(room_id.as_str()).await?.is_some() {
+        check_server_acl(hs, room_id, origin).await?;
+    }
+    let ctx = RoomContext {
+        room_id: room_id.to_owned(),
+        version: version.clone(),
+        rules: rules.clone(),
+    };
+    let keys = super::keys::pdu_keys(hs, &ctx, &object).await?;
+    // One whose content hash fails would be redacted here: this server signs none.
+    if verify_remote_pdu(&ctx, object.clone(), &keys)?.json != object {
+        return Err(Error::BadJson(
+            "the invite's content hash does not match".into(),
+        ));
+    }
+    ruma::signatures::hash_and_sign_event(
+        hs.config.server_name().as_str(),
+        hs.keys.pair(),
+        &mut object,
+        &rules.redaction,
+    )
+    .map_err(|e| Error::BadJson(format!("invite event: {e}")))?;
+    let stripped = invites::checked_stripped_state(room_id, room_state);
+    invites::take_invite(hs, &ctx, object.clone(), &keys, stripped).await?;
+    to_raw(&object)
+}
