@@ -66,6 +66,14 @@ impl SyncToken {
 /// it): a /messages token `s<pos>` is that position; a sync token its last event (forwards)
 /// or the position after it (backwards).
 pub fn pagination_position(token: &str, backwards: bool) -> Result<i64> {
+    // Backfilled history has positions below zero.
+    if let Some(position) = token
+        .strip_prefix("s-")
+        .and_then(|n| n.parse::<i64>().ok())
+        .and_then(i64::checked_neg)
+    {
+        return Ok(position);
+    }
     match parts(token) {
         Some(p) if p.len() == 1 => Ok(p[0]),
         // A sync token has seen its events position: paging back starts there (the

@@ -191,7 +191,7 @@ const MAX_RECOVERED_EVENTS: usize = 20_000;
 /// For prev events this server lacks after `get_missing_events`: the state after each as
 /// the sender has it (`/state_ids`, then the events not here by `/event` or `/state`,
 /// stored as outliers after their checks). Missing auth events are fetched the same way.
-async fn recover_prev_states(
+pub(super) async fn recover_prev_states(
     hs: &Homeserver,
     origin: &ServerName,
     ctx: &RoomContext,

@@ -13,6 +13,7 @@ use crate::{
 };
 
 pub mod auth;
+pub mod backfill;
 pub mod client;
 pub mod discovery;
 pub mod inbound;

@@ -150,6 +150,7 @@ pub async fn store_out_of_band(
             txn: None,
             soft_failed: false,
             outlier: true,
+            historical: false,
             federate_from: None,
             member_server: None,
             state_before: None,

@@ -134,6 +134,8 @@ pub(super) struct StoreAs<'a> {
     /// other server in the room in the statement that stores it (federation's sender
     /// reads the queue; rooms knows nothing more of federation).
     pub federate_from: Option<&'a str>,
+    /// Backfilled history (`receive::receive_historical`): no forward extremity.
+    pub historical: bool,
 }
 
 /// Persists a checked PDU as the room's newest event: event, edges, extremities, state
@@ -151,6 +153,7 @@ pub async fn store(
         extends_current: checked.extends_current,
         redaction_allowed: true,
         federate_from,
+        historical: false,
     };
     let (nid, _) = store_pdu(w, ctx, &checked.pdu, checked.state_before, &how).await?;
     if !checked.extends_current {
@@ -199,6 +202,7 @@ pub(super) async fn store_pdu(
             txn: how.txn,
             soft_failed: how.soft_failed,
             outlier: false,
+            historical: how.historical,
             federate_from: how.federate_from,
             member_server: member_server.as_deref(),
             state_before: before,

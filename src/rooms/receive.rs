@@ -167,34 +167,8 @@ pub async fn receive_pdu_with_prev_states(
 
     // 2. Against the state before it: the resolution of the states after its prev_events
     //    (for those this server lacks, the states the sender gave).
-    let wanted: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-    let found = w.events_by_ids(&wanted).await?;
-    let mut groups: Vec<i64> = Vec::new();
-    let mut missing = Vec::new();
-    for id in &wanted {
-        match found
-            .iter()
-            .find(|e| &e.event_id == id)
-            .and_then(|e| e.state_after)
-        {
-            Some(group) => groups.push(group),
-            None => match prev_states.get(id) {
-                Some(state) => groups.push(w.write_root_state_group(state).await?),
-                None => missing.push(id.clone()),
-            },
-        }
-    }
-    if !missing.is_empty() {
-        return Err(Error::UnknownEvents(missing));
-    }
-    let before = resolve_state_before(&mut w, &ctx, &groups).await?;
-    let new = NewEvent {
-        event_type: pdu.event_type.to_string(),
-        content: pdu.content_json(),
-        state_key: pdu.state_key.clone(),
-        redacts: pdu.redacts.clone(),
-    };
-    let keys = auth_keys(rules, &pdu.sender, &new)?;
+    let before = state_before(&mut w, &ctx, &pdu, prev_states).await?;
+    let keys = auth_keys(rules, &pdu.sender, &new_event_of(&pdu))?;
     let at_before = w.state_keys_at_group(before, &keys).await?;
     let before_auth = load_auth_state(&mut w, &at_before, &keys).await?;
     check_auth(rules, &pdu, &before_auth)?;
@@ -223,6 +197,7 @@ pub async fn receive_pdu_with_prev_states(
         extends_current,
         redaction_allowed,
         federate_from: None,
+        historical: false,
     };
     let (nid, _) = persist::store_pdu(&mut w, &ctx, &pdu, Some(before), &how).await?;
     if !soft_failed && !extends_current {
@@ -235,6 +210,108 @@ pub async fn receive_pdu_with_prev_states(
         Received::Accepted
     };
     Ok((pdu.event_id, outcome))
+}
+
+fn new_event_of(pdu: &Pdu) -> NewEvent {
+    NewEvent {
+        event_type: pdu.event_type.to_string(),
+        content: pdu.content_json(),
+        state_key: pdu.state_key.clone(),
+        redacts: pdu.redacts.clone(),
+    }
+}
+
+/// The state group before a PDU: the resolution of the states after its prev_events (for
+/// those this server lacks, or holds only as outliers, the states in `prev_states`).
+async fn state_before(
+    w: &mut RoomWrite,
+    ctx: &RoomContext,
+    pdu: &Pdu,
+    prev_states: &HashMap<String, StateNids>,
+) -> Result<i64> {
+    let wanted: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+    let found = w.events_by_ids(&wanted).await?;
+    let mut groups: Vec<i64> = Vec::new();
+    let mut missing = Vec::new();
+    for id in &wanted {
+        match found
+            .iter()
+            .find(|e| &e.event_id == id)
+            .and_then(|e| e.state_after)
+        {
+            Some(group) => groups.push(group),
+            None => match prev_states.get(id) {
+                Some(state) => groups.push(w.write_root_state_group(state).await?),
+                None => missing.push(id.clone()),
+            },
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::UnknownEvents(missing));
+    }
+    resolve_state_before(w, ctx, &groups).await
+}
+
+/// Takes in an event of the room's history from another server's `/backfill`, older than
+/// every event of the timeline here: checked as any received PDU is (format, hashes,
+/// signatures, its auth events, the state before it) but not against the current state;
+/// stored in the DAG at `position` (from `Storage::backfill_positions`) without becoming
+/// a forward extremity or touching the current state, and with no notification. The
+/// room's create event may come this way too (the join held it as an outlier).
+pub async fn receive_historical(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    json: CanonicalJsonObject,
+    keys: &PublicKeyMap,
+    prev_states: &HashMap<String, StateNids>,
+    position: i64,
+) -> Result<(OwnedEventId, Received)> {
+    let ctx = context::room_context(hs, room_id).await?;
+    let pdu = verify_pdu(&ctx, json, keys)?;
+    let _slot = hs.room_locks.lock_unbounded(room_id.as_str()).await;
+    let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
+    if w.event_by_id(pdu.event_id.as_str())
+        .await?
+        .is_some_and(|e| !e.outlier)
+    {
+        return Ok((pdu.event_id, Received::AlreadyKnown));
+    }
+    let rules = &ctx.rules;
+    let auth = load_own_auth_events(&mut w, rules, &pdu).await?;
+    check_auth(rules, &pdu, &auth)?;
+    let before = if pdu.event_type == TimelineEventType::RoomCreate {
+        None
+    } else {
+        let before = state_before(&mut w, &ctx, &pdu, prev_states).await?;
+        let keys = auth_keys(rules, &pdu.sender, &new_event_of(&pdu))?;
+        let at_before = w.state_keys_at_group(before, &keys).await?;
+        check_auth(
+            rules,
+            &pdu,
+            &load_auth_state(&mut w, &at_before, &keys).await?,
+        )?;
+        Some(before)
+    };
+    let redaction_allowed = match (&pdu.redacts, before) {
+        (Some(target), Some(group)) => {
+            let keys = auth_keys(rules, &pdu.sender, &new_event_of(&pdu))?;
+            let at_before = w.state_keys_at_group(group, &keys).await?;
+            let before_auth = load_auth_state(&mut w, &at_before, &keys).await?;
+            may_redact(&mut w, rules, &pdu, target, &before_auth).await?
+        }
+        _ => false,
+    };
+    let how = StoreAs {
+        txn: None,
+        soft_failed: false,
+        extends_current: false,
+        redaction_allowed,
+        federate_from: None,
+        historical: true,
+    };
+    let (nid, _) = persist::store_pdu(&mut w, &ctx, &pdu, before, &how).await?;
+    w.commit_historical(nid, position).await?;
+    Ok((pdu.event_id, Received::Accepted))
 }
 
 /// Events of this room by ID, all of which must be here.
@@ -404,6 +481,7 @@ pub(super) async fn store_outliers_in(
             txn: None,
             soft_failed: false,
             outlier: true,
+            historical: false,
             federate_from: None,
             member_server: None,
             state_before: None,

@@ -127,6 +127,7 @@ pub async fn adopt_joined_room(
         extends_current: false,
         redaction_allowed: false,
         federate_from: None,
+        historical: false,
     };
     let (nid, _) = persist::store_pdu(&mut w, &ctx, &pdu, Some(group), &how).await?;
     update_current_state(&mut w, &ctx).await?;

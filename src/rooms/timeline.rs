@@ -211,6 +211,9 @@ pub struct Page {
     pub state: Vec<JsonValue>,
     pub start: i64,
     pub end: Option<i64>,
+    /// Paging back, the page reached the start of the room's timeline held here (other
+    /// servers may hold more: `federation::backfill`).
+    pub reached_start: bool,
 }
 
 /// Which events a `/messages` caller wants (the spec's RoomEventFilter, as it applies to one
@@ -331,6 +334,7 @@ pub async fn messages(
     // A page that has events always says where it ends, as Synapse's do (the spec lets the
     // last page leave `end` out; clients and sytest expect it): the next request from
     // there then comes back empty, without `end`.
+    let reached_start = backwards && end.is_none() && to.is_none();
     let end = end.or_else(|| kept.last().and_then(|e| e.stream_pos));
     let state = if filter.lazy_load_members {
         sender_members(hs, room_id, &kept).await?
@@ -342,6 +346,7 @@ pub async fn messages(
         state,
         start,
         end,
+        reached_start,
     })
 }
 

@@ -81,6 +81,9 @@ pub struct NewEventRow<'a> {
     pub soft_failed: bool,
     /// Stored only for lookups (migrations/0026): out of the extremities and timeline too.
     pub outlier: bool,
+    /// Backfilled history: in the DAG and the timeline (at a position below every live
+    /// one, `commit_historical`), never a forward extremity.
+    pub historical: bool,
     /// A local event with federation on: this server's name. The event is queued
     /// (`federation_outbox`) for every other server with a member joined to the room, in
     /// this same statement.
@@ -499,10 +502,10 @@ impl RoomWrite {
                  ON CONFLICT DO NOTHING),
              replaced AS (
                  DELETE FROM forward_extremities
-                 WHERE NOT ($11 OR $16) AND room_id = $2 AND event_id = ANY($12)),
+                 WHERE NOT ($11 OR $16 OR $21) AND room_id = $2 AND event_id = ANY($12)),
              tip AS (
                  INSERT INTO forward_extremities (room_id, event_id)
-                 SELECT $2, $1 WHERE NOT ($11 OR $16)),
+                 SELECT $2, $1 WHERE NOT ($11 OR $16 OR $21)),
              others AS (
                  SELECT d FROM servers WHERE d IS NOT NULL AND d <> $17
                  UNION
@@ -539,6 +542,7 @@ impl RoomWrite {
         .bind(e.member_server)
         .bind(streams::WAKE_CHANNEL)
         .bind(super::federation::FEDERATION_WAKE_KEY)
+        .bind(e.historical)
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(nid)

@@ -9,6 +9,7 @@ use sqlx::{
 };
 
 pub mod account_data;
+pub mod backfill;
 pub mod backup;
 pub mod devices;
 pub mod e2ee;

@@ -268,7 +268,7 @@ async fn messages(
     let backwards = b.dir == Direction::Backward;
     let limit = u32::try_from(b.limit).unwrap_or(1000);
     let filter = timeline::EventFilter::from_ruma(&b.filter);
-    let page = timeline::messages(
+    let page = crate::federation::backfill::messages(
         &hs,
         req.requester()?,
         &b.room_id,

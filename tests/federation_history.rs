@@ -1,0 +1,116 @@
+//! History across servers: a server joining a room late pages back through /messages
+//! past its join, backfilling from the room's other server, and sees the whole history in
+//! order, without gaps or repeats, down to the room's creation.
+
+mod common;
+#[path = "common/federation.rs"]
+mod federation;
+
+use common::TestServer;
+use federation::start_federated;
+use serde_json::{Value, json};
+
+/// Every event of the room `token`'s user can page back to, newest first.
+async fn page_back_all(s: &TestServer, token: &str, room: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut from: Option<String> = None;
+    for _ in 0..100 {
+        let path = match &from {
+            Some(f) => format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=60&from={f}"),
+            None => format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=60"),
+        };
+        let (status, page) = s.get(&path, Some(token)).await;
+        assert_eq!(status, 200, "{page}");
+        let chunk = page["chunk"].as_array().unwrap();
+        events.extend(chunk.iter().cloned());
+        match page["end"].as_str() {
+            Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
+            _ => return events,
+        }
+    }
+    panic!("paging back never ended");
+}
+
+async fn late_joiner_backfills(version: &str) {
+    let hs1 = start_federated(|_| {}).await;
+    let hs2 = start_federated(|_| {}).await;
+    let (alice, _) = hs1.register("alice", "correct horse battery").await;
+    let (bob, _) = hs2.register("bob", "correct horse battery").await;
+    let room = hs1
+        .create_room(
+            &alice,
+            json!({"preset": "public_chat", "room_version": version, "name": "Archive"}),
+        )
+        .await;
+    const MESSAGES: usize = 500;
+    for i in 0..MESSAGES {
+        hs1.send_message(
+            &alice,
+            &room,
+            &format!("m{i}"),
+            json!({"msgtype": "m.text", "body": format!("message {i}")}),
+        )
+        .await;
+    }
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/join/{room}?via={}", hs1.name()),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "v{version}: {body}");
+
+    let events = page_back_all(&hs2, &bob, &room).await;
+    let bodies: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    let expected: Vec<String> = (0..MESSAGES)
+        .rev()
+        .map(|i| format!("message {i}"))
+        .collect();
+    assert_eq!(bodies, expected, "v{version}: history in order, complete");
+    let ids: std::collections::HashSet<&str> = events
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), events.len(), "v{version}: no event twice");
+    assert_eq!(
+        events.last().map(|e| e["type"].clone()),
+        Some(json!("m.room.create")),
+        "v{version}: paging ends at the room's creation"
+    );
+    // The same history on the server that made it.
+    let theirs = page_back_all(&hs1, &alice, &room).await;
+    let their_ids: Vec<&str> = theirs
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    let our_ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    assert_eq!(our_ids, their_ids, "v{version}");
+
+    // A sync after the join shows no backfilled history as new.
+    let (status, synced) = hs2
+        .get("/_matrix/client/v3/sync?timeout=0", Some(&bob))
+        .await;
+    assert_eq!(status, 200);
+    let timeline = synced["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(timeline.len() <= 20, "v{version}: {}", timeline.len());
+}
+
+#[tokio::test]
+async fn late_joiner_backfills_history_v11() {
+    late_joiner_backfills("11").await;
+}
+
+#[tokio::test]
+async fn late_joiner_backfills_history_v12() {
+    late_joiner_backfills("12").await;
+}
