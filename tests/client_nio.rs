@@ -12,88 +12,20 @@ mod cli;
 mod client_run;
 
 use std::{
-    fs::File,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
 
-use client_run::{Server, run_bounded, show, target_dir};
-use sha2::{Digest as _, Sha256};
+use client_run::{Server, python_env, run_bounded, show};
 
 const CLIENT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/nio");
 
 /// How long the script may run (it also bounds itself, 30 s less).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
 
-/// The venv's python, with the pinned requirements installed. A lock file keeps parallel
-/// test processes from building the same venv at once; a stamp (the hash of the
-/// requirements and of `python3 --version`) skips the install when nothing changed.
 fn nio_env() -> PathBuf {
-    let envs = target_dir().join("client-envs");
-    std::fs::create_dir_all(&envs).unwrap();
-    let venv = envs.join("nio");
-    let python = venv.join("bin/python");
-    let stamp = venv.join(".requirements.sha256");
-    let requirements = Path::new(CLIENT_DIR).join("requirements.txt");
-
-    let lock = File::create(envs.join("nio.lock")).unwrap();
-    lock.lock().expect("lock the nio venv");
-
-    let version = Command::new("python3").arg("--version").output();
-    let version = match version {
-        Ok(out) if out.status.success() => out,
-        _ => panic!(
-            "python3 is needed for the matrix-nio test; install it with \
-             `apt-get install -y python3 python3-venv` (scripts/test does this as root)"
-        ),
-    };
-    let mut hash = Sha256::new();
-    hash.update(std::fs::read(&requirements).unwrap());
-    hash.update(&version.stdout);
-    hash.update(&version.stderr);
-    let want = format!("{:x}", hash.finalize());
-
-    if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) {
-        return python;
-    }
-
-    let started = Instant::now();
-    eprintln!("client_nio: installing matrix-nio into {}", venv.display());
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv).unwrap();
-    }
-    let mut make = Command::new("python3");
-    make.args(["-m", "venv"]).arg(&venv);
-    let out = run_bounded(make, Duration::from_secs(120), "python3 -m venv");
-    assert!(
-        out.status.success(),
-        "python3 -m venv failed (on Debian: apt-get install -y python3-venv): {}",
-        show(&out)
-    );
-    let mut install = Command::new(venv.join("bin/pip"));
-    install
-        .args([
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--only-binary=:all:",
-            "-r",
-        ])
-        .arg(&requirements);
-    let out = run_bounded(install, Duration::from_secs(600), "pip install");
-    assert!(
-        out.status.success(),
-        "pip install -r {} failed: {}",
-        requirements.display(),
-        show(&out)
-    );
-    std::fs::write(&stamp, &want).unwrap();
-    eprintln!(
-        "client_nio: installed in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    python
+    python_env("nio", &Path::new(CLIENT_DIR).join("requirements.txt"))
 }
 
 #[test]

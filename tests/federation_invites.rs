@@ -2,7 +2,7 @@
 //! through `/invite`), bob's /sync shows the invite with the room's stripped state, and
 //! bob joins through the inviting server or declines through it; createRoom's `invite`
 //! names a remote user; an invite declined while the inviting server is down is declined
-//! on hs2 alone.
+//! on hs2 alone. Also: profiles of the other server's users, asked of it.
 
 mod common;
 #[path = "common/fake_remote.rs"]
@@ -341,4 +341,43 @@ async fn inbound_invites_are_checked() {
         .await;
     assert_eq!(status, 200, "{body}");
     synced_room_since(s, &bob, "leave", &room, Some(&since)).await;
+}
+
+/// `/profile` of a user of another server asks that server (`/query/profile`).
+#[tokio::test]
+async fn remote_profiles_are_asked_of_their_server() {
+    let hs1 = start_federated(|_| {}).await;
+    let hs2 = start_federated(|_| {}).await;
+    let (alice, _) = hs1.register("alice", "correct horse battery").await;
+    let (bob, _) = hs2.register("bob", "correct horse battery").await;
+    let alice_id = format!("@alice:{}", hs1.name());
+    let (status, body) = hs1
+        .put(
+            &format!("/_matrix/client/v3/profile/{alice_id}/displayname"),
+            Some(&alice),
+            json!({"displayname": "Alice of hs1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = hs2
+        .get(
+            &format!("/_matrix/client/v3/profile/{alice_id}"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["displayname"], "Alice of hs1");
+    let (status, body) = hs2
+        .get(
+            &format!("/_matrix/client/v3/profile/{alice_id}/displayname"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["displayname"], "Alice of hs1");
+    let nobody = format!("@nobody:{}", hs1.name());
+    let answer = hs2
+        .get(&format!("/_matrix/client/v3/profile/{nobody}"), Some(&bob))
+        .await;
+    assert_error(&answer, 404, "M_NOT_FOUND");
 }

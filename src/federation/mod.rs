@@ -22,6 +22,7 @@ pub mod join;
 pub mod keys;
 pub mod leave;
 pub mod membership;
+pub mod query;
 pub mod sender;
 
 /// What federation keeps for the life of the server.

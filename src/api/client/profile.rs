@@ -13,7 +13,6 @@ use crate::{
     http::{Ruma, route},
     rooms::membership,
     server::Homeserver,
-    users::profile as domain,
 };
 
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
@@ -27,7 +26,7 @@ async fn profile(
     hs: Arc<Homeserver>,
     req: Ruma<get_profile::v3::Request>,
 ) -> Result<get_profile::v3::Response> {
-    let fields = domain::profile(&hs, &req.body.user_id).await?;
+    let fields = crate::federation::query::profile(&hs, &req.body.user_id).await?;
     let mut response = get_profile::v3::Response::new();
     for (field, value) in fields {
         response.set(field, value);
@@ -40,7 +39,7 @@ async fn field(
     req: Ruma<get_profile_field::v3::Request>,
 ) -> Result<get_profile_field::v3::Response> {
     let name = req.body.field.as_str();
-    let Some(value) = domain::field(&hs, &req.body.user_id, name).await? else {
+    let Some(value) = crate::federation::query::field(&hs, &req.body.user_id, name).await? else {
         let mut unset =
             get_profile_field::v3::Response::new(ProfileFieldValue::DisplayName(String::new()));
         unset.value = None;

@@ -1,0 +1,65 @@
+//! Asking other servers about their users: profiles (`/query/profile`) for the client
+//! `/profile` endpoints. (Aliases are asked in `join`.)
+
+use ruma::{UserId, api::federation::query::get_profile_information, profile::ProfileFieldName};
+use serde_json::Value as JsonValue;
+
+use crate::{
+    error::{Error, Result},
+    server::Homeserver,
+};
+
+/// A user's whole profile: ours from storage, another server's by asking it.
+pub async fn profile(hs: &Homeserver, user_id: &UserId) -> Result<Vec<(String, JsonValue)>> {
+    if is_ours(hs, user_id) {
+        return crate::users::profile::profile(hs, user_id).await;
+    }
+    remote_profile(hs, user_id, None).await
+}
+
+/// One field of a user's profile (as `users::profile::field` for another server's user).
+pub async fn field(hs: &Homeserver, user_id: &UserId, name: &str) -> Result<Option<JsonValue>> {
+    if is_ours(hs, user_id) {
+        return crate::users::profile::field(hs, user_id, name).await;
+    }
+    let value = remote_profile(hs, user_id, Some(name))
+        .await?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v);
+    match value {
+        Some(value) => Ok(Some(value)),
+        None if matches!(name, "displayname" | "avatar_url") => Ok(None),
+        None => Err(Error::NotFound(format!("profile has no field {name:?}"))),
+    }
+}
+
+fn is_ours(hs: &Homeserver, user_id: &UserId) -> bool {
+    user_id.server_name() == hs.config.server_name() || !hs.config.federation_enabled()
+}
+
+async fn remote_profile(
+    hs: &Homeserver,
+    user_id: &UserId,
+    field: Option<&str>,
+) -> Result<Vec<(String, JsonValue)>> {
+    let federation = super::state(hs)?;
+    let mut request = get_profile_information::v1::Request::new(user_id.to_owned());
+    request.field = field.map(ProfileFieldName::from);
+    let answer = federation
+        .client
+        .send(hs.keys.pair(), user_id.server_name(), request)
+        .await
+        .map_err(|e| match e {
+            super::client::SendError::Refused { status: 404, .. } => {
+                Error::NotFound("profile not found".into())
+            }
+            other => other.into(),
+        })?;
+    Ok(answer
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .filter(|(_, v)| !v.is_null())
+        .filter(|(k, _)| field.is_none_or(|f| f == k))
+        .collect())
+}
