@@ -1,6 +1,7 @@
 //! History across servers: a server joining a room late pages back through /messages
 //! past its join, backfilling from the room's other server, and sees the whole history in
-//! order, without gaps or repeats, down to the room's creation.
+//! order, without gaps or repeats, down to the room's creation; before that, its
+//! `timestamp_to_event` into history it does not hold asks the other server.
 
 mod common;
 #[path = "common/federation.rs"]
@@ -43,7 +44,11 @@ async fn late_joiner_backfills(version: &str) {
         )
         .await;
     const MESSAGES: usize = 500;
+    let mut midway = 0;
     for i in 0..MESSAGES {
+        if i == MESSAGES / 2 {
+            midway = axon::server::now_ms();
+        }
         hs1.send_message(
             &alice,
             &room,
@@ -60,6 +65,14 @@ async fn late_joiner_backfills(version: &str) {
         )
         .await;
     assert_eq!(status, 200, "v{version}: {body}");
+
+    // Nothing here before the join: hs2 asks hs1, whose answer it passes on.
+    let path = format!("/_matrix/client/v1/rooms/{room}/timestamp_to_event?ts={midway}&dir=b");
+    let (status, theirs) = hs1.get(&path, Some(&alice)).await;
+    assert_eq!(status, 200, "v{version}: {theirs}");
+    let (status, ours) = hs2.get(&path, Some(&bob)).await;
+    assert_eq!(status, 200, "v{version}: {ours}");
+    assert_eq!(ours["event_id"], theirs["event_id"], "v{version}");
 
     let events = page_back_all(&hs2, &bob, &room).await;
     let bodies: Vec<&str> = events

@@ -2,7 +2,8 @@
 //! through `/invite`), bob's /sync shows the invite with the room's stripped state, and
 //! bob joins through the inviting server or declines through it; createRoom's `invite`
 //! names a remote user; an invite declined while the inviting server is down is declined
-//! on hs2 alone. Also: profiles of the other server's users, asked of it.
+//! on hs2 alone. Knocks across servers: accepted by an invite, rescinded. Also: profiles
+//! of the other server's users, asked of it.
 
 mod common;
 #[path = "common/fake_remote.rs"]
@@ -380,4 +381,95 @@ async fn remote_profiles_are_asked_of_their_server() {
         .get(&format!("/_matrix/client/v3/profile/{nobody}"), Some(&bob))
         .await;
     assert_error(&answer, 404, "M_NOT_FOUND");
+}
+
+/// bob on hs2 knocks on alice's room on hs1 (`make_knock`/`send_knock`); his client sees
+/// the knock with the room's state; alice lets him in by inviting him; carol's knock is
+/// rescinded through hs1.
+#[tokio::test]
+async fn knocks_across_servers() {
+    let hs1 = start_federated(|_| {}).await;
+    let hs2 = start_federated(|_| {}).await;
+    let (alice, _) = hs1.register("alice", "correct horse battery").await;
+    let (bob, _) = hs2.register("bob", "correct horse battery").await;
+    let (carol, _) = hs2.register("carol", "correct horse battery").await;
+    let bob_id = format!("@bob:{}", hs2.name());
+    let carol_id = format!("@carol:{}", hs2.name());
+    let room = hs1
+        .create_room(
+            &alice,
+            json!({"preset": "private_chat", "room_version": "11", "name": "Members only",
+                   "initial_state": [{"type": "m.room.join_rules", "state_key": "",
+                                      "content": {"join_rule": "knock"}}]}),
+        )
+        .await;
+    let since = next_batch(&hs2, &bob).await;
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/knock/{room}?via={}", hs1.name()),
+            Some(&bob),
+            json!({"reason": "let me in"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], room.as_str());
+    waits_for_membership(&hs1, &alice, &room, &bob_id, "knock").await;
+    let knocked = synced_room_since(&hs2, &bob, "knock", &room, Some(&since)).await;
+    let shown = knocked["knock_state"]["events"].to_string();
+    assert!(shown.contains("Members only"), "{knocked}");
+
+    let (status, body) = hs1
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/invite"),
+            Some(&alice),
+            json!({"user_id": bob_id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    synced_room(&hs2, &bob, "invite", &room).await;
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/join"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    waits_for_membership(&hs1, &alice, &room, &bob_id, "join").await;
+
+    // A knock on a room that does not allow it is refused by the room.
+    let closed = hs1
+        .create_room(
+            &alice,
+            json!({"preset": "private_chat", "room_version": "11"}),
+        )
+        .await;
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/knock/{closed}?via={}", hs1.name()),
+            Some(&carol),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+
+    // carol knocks and thinks better of it.
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/knock/{room}?via={}", hs1.name()),
+            Some(&carol),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    waits_for_membership(&hs1, &alice, &room, &carol_id, "knock").await;
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/leave"),
+            Some(&carol),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    waits_for_membership(&hs1, &alice, &room, &carol_id, "leave").await;
 }

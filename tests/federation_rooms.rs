@@ -9,7 +9,7 @@ mod federation;
 
 use std::time::Duration;
 
-use common::TestServer;
+use common::{TestServer, assert_error};
 use federation::start_federated;
 use serde_json::{Value, json};
 
@@ -208,4 +208,155 @@ async fn a_remote_join_the_room_refuses_leaves_nothing_behind() {
         )
         .await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// The room directory of another server: listed with `server=` when that server shares
+/// it (GET, and POST with a search term), refused when it does not.
+#[tokio::test]
+async fn public_rooms_of_another_server() {
+    let hs1 = start_federated(|env| {
+        env.insert("AXON_FEDERATION__PUBLIC_ROOMS".into(), "true".into());
+    })
+    .await;
+    let hs2 = start_federated(|_| {}).await;
+    let (alice, _) = hs1.register("alice", "correct horse battery").await;
+    let (bob, _) = hs2.register("bob", "correct horse battery").await;
+    let listed = hs1
+        .create_room(
+            &alice,
+            json!({"preset": "public_chat", "visibility": "public", "name": "Town square"}),
+        )
+        .await;
+    hs1.create_room(
+        &alice,
+        json!({"preset": "public_chat", "visibility": "public", "name": "Back alley"}),
+    )
+    .await;
+    hs1.create_room(
+        &alice,
+        json!({"preset": "private_chat", "name": "Unlisted"}),
+    )
+    .await;
+
+    let (status, body) = hs2
+        .get(
+            &format!("/_matrix/client/v3/publicRooms?server={}", hs1.name()),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut names: Vec<&str> = body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Back alley", "Town square"], "{body}");
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/publicRooms?server={}", hs1.name()),
+            Some(&bob),
+            json!({"filter": {"generic_search_term": "town"}, "limit": 10}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let found: Vec<&str> = body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["room_id"].as_str())
+        .collect();
+    assert_eq!(found, [listed.as_str()], "{body}");
+
+    // hs2 does not share its list (the default).
+    let answer = hs1
+        .get(
+            &format!("/_matrix/client/v3/publicRooms?server={}", hs2.name()),
+            Some(&alice),
+        )
+        .await;
+    assert_error(&answer, 403, "M_FORBIDDEN");
+}
+
+/// A server whose users all left a room joins it again through the servers still in it:
+/// the state it missed meanwhile (a new name) is current there after, and messages flow.
+#[tokio::test]
+async fn rejoining_a_room_this_server_left() {
+    let hs1 = start_federated(|_| {}).await;
+    let hs2 = start_federated(|_| {}).await;
+    let (alice, _) = hs1.register("alice", "correct horse battery").await;
+    let (bob, _) = hs2.register("bob", "correct horse battery").await;
+    let bob_id = format!("@bob:{}", hs2.name());
+    let room = hs1
+        .create_room(&alice, json!({"preset": "public_chat", "name": "Before"}))
+        .await;
+    let join = format!("/_matrix/client/v3/join/{room}?via={}", hs1.name());
+    let (status, body) = hs2.post(&join, Some(&bob), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/leave"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..100 {
+        if joined(&hs1, &alice, &room).await[&bob_id].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(joined(&hs1, &alice, &room).await[&bob_id].is_null());
+
+    let (status, body) = hs1
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"),
+            Some(&alice),
+            json!({"name": "After"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    hs1.send_message(
+        &alice,
+        &room,
+        "a1",
+        json!({"msgtype": "m.text", "body": "while away"}),
+    )
+    .await;
+
+    // No `via`: hs2 still knows which servers were in the room.
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/join/{room}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, name) = hs2
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, 200, "{name}");
+    assert_eq!(name["name"], "After");
+    hs2.send_message(
+        &bob,
+        &room,
+        "b1",
+        json!({"msgtype": "m.text", "body": "back again"}),
+    )
+    .await;
+    assert_eq!(arrives(&hs1, &alice, &room, "back again").await, 1);
+    hs1.send_message(
+        &alice,
+        &room,
+        "a2",
+        json!({"msgtype": "m.text", "body": "welcome back"}),
+    )
+    .await;
+    assert_eq!(arrives(&hs2, &bob, &room, "welcome back").await, 1);
 }

@@ -48,6 +48,10 @@ pub struct FederationConfig {
     /// the spec says; tests use another).
     #[serde(default = "default_federation_port")]
     pub default_port: u16,
+    /// Show this server's public room list to other servers (`/publicRooms` over
+    /// federation). Off by default, as Synapse's `allow_public_rooms_over_federation`.
+    #[serde(default)]
+    pub public_rooms: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +77,7 @@ impl Default for FederationConfig {
             resolver_nameservers: Vec::new(),
             well_known_port: default_well_known_port(),
             default_port: default_federation_port(),
+            public_rooms: false,
         }
     }
 }

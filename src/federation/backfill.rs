@@ -1,13 +1,18 @@
 //! History from other servers: a `/messages` page back that reaches the start of what
 //! this server holds of a room asks the room's other servers for what came before
 //! (`/backfill` from the room's backward extremities), takes it in as history
-//! (`rooms::receive::receive_historical`), and reads the page again.
+//! (`rooms::receive::receive_historical`), and reads the page again. `timestamp_to_event`
+//! with nothing here in that direction asks them too.
 
 use std::{collections::HashMap, time::Duration};
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, RoomId, ServerName,
-    api::federation::backfill::get_backfill, uint,
+    api::{
+        Direction,
+        federation::{backfill::get_backfill, event::get_event_by_timestamp},
+    },
+    uint,
 };
 
 use crate::{
@@ -187,4 +192,55 @@ async fn take_in(
         }
         other => other.map(|(_, r)| r),
     }
+}
+
+/// `GET /timestamp_to_event`: the event nearest `ts` here; with none here in that
+/// direction (history this server never held), the answer of the first of the room's
+/// other servers that has one.
+pub async fn event_at_timestamp(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    ts: i64,
+    forwards: bool,
+) -> Result<(String, i64)> {
+    let local = timeline::event_at_timestamp(hs, requester, room_id, ts, forwards).await;
+    if !matches!(local, Err(Error::NotFound(_))) || !hs.config.federation_enabled() {
+        return local;
+    }
+    let federation = super::state(hs)?;
+    let ours = hs.config.server_name().as_str();
+    let servers: Vec<String> = hs
+        .storage
+        .room_servers(room_id.as_str())
+        .await?
+        .into_iter()
+        .filter(|s| s != ours)
+        .collect();
+    let dir = if forwards {
+        Direction::Forward
+    } else {
+        Direction::Backward
+    };
+    let at = ruma::MilliSecondsSinceUnixEpoch(ruma::UInt::try_from(ts.max(0)).unwrap_or_default());
+    for server in servers.iter().take(MAX_SERVERS_TRIED) {
+        let Ok(server) = ServerName::parse(server) else {
+            continue;
+        };
+        let request = get_event_by_timestamp::v1::Request::new(room_id.to_owned(), at, dir);
+        match federation
+            .client
+            .send(hs.keys.pair(), &server, request)
+            .await
+        {
+            Ok(answer) => {
+                return Ok((
+                    answer.event_id.to_string(),
+                    i64::from(answer.origin_server_ts.0),
+                ));
+            }
+            Err(e) => tracing::debug!(%room_id, %server, "timestamp_to_event: {e}"),
+        }
+    }
+    local
 }

@@ -57,7 +57,7 @@ async fn invite_remote(
     is_direct: bool,
 ) -> Result<()> {
     let server = target.server_name();
-    let room_state = invites::invite_room_state(hs, room_id, &requester.user_id).await?;
+    let room_state = invites::invite_room_state(hs, room_id, Some(&requester.user_id)).await?;
     membership::invite_remote(
         hs,
         requester,
@@ -250,4 +250,22 @@ pub async fn receive_invite(
     let stripped = invites::checked_stripped_state(room_id, room_state);
     invites::take_invite(hs, &ctx, object.clone(), &keys, stripped).await?;
     to_raw(&object)
+}
+
+/// The invite's room state as sent, each entry a full PDU or (before spec v1.16) a
+/// stripped event; entries that are not JSON objects are left out.
+pub fn sent_room_state(sent: &[RawStrippedState]) -> Vec<JsonValue> {
+    sent.iter()
+        .filter_map(|entry| {
+            let json = match entry {
+                RawStrippedState::Pdu(raw) => raw.get(),
+                #[allow(deprecated)]
+                RawStrippedState::Stripped(raw) => raw.json().get(),
+                _ => return None,
+            };
+            serde_json::from_str::<JsonValue>(json)
+                .ok()
+                .filter(JsonValue::is_object)
+        })
+        .collect()
 }

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// Every room version axon supports, for `make_join`'s `ver`.
-fn supported_versions() -> Vec<RoomVersionId> {
+pub(super) fn supported_versions() -> Vec<RoomVersionId> {
     (1..=12)
         .filter_map(|v| RoomVersionId::try_from(v.to_string().as_str()).ok())
         .collect()
@@ -38,6 +38,34 @@ pub async fn join_room(
     reason: Option<&str>,
     extra: &serde_json::Map<String, JsonValue>,
 ) -> Result<OwnedRoomId> {
+    let (room_id, servers) = resolve(hs, requester, id_or_alias, via).await?;
+    let Some(servers) = servers else {
+        membership::join(hs, requester, &room_id, reason, extra).await?;
+        return Ok(room_id);
+    };
+    let mut last_error = None;
+    for server in &servers {
+        match join_through(hs, requester, &room_id, server, reason, extra).await {
+            Ok(()) => return Ok(room_id),
+            Err(e) if is_final(&e) => return Err(e),
+            Err(e) => {
+                tracing::info!(%room_id, %server, "remote join failed, trying the next server: {e}");
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::NotFound("the room could not be joined".into())))
+}
+
+/// The room an ID or alias names, with the servers to reach it through when it is not
+/// held here (None when it is, or federation is off): the request's `via`, the alias's
+/// servers, the inviting server, the room ID's server.
+pub(super) async fn resolve(
+    hs: &Homeserver,
+    requester: &Requester,
+    id_or_alias: &str,
+    via: &[OwnedServerName],
+) -> Result<(OwnedRoomId, Option<Vec<OwnedServerName>>)> {
     let mut servers: Vec<OwnedServerName> = via.to_vec();
     let room_id = if id_or_alias.starts_with('#') {
         let alias = RoomAliasId::parse(id_or_alias)
@@ -52,38 +80,54 @@ pub async fn join_room(
     } else {
         membership::resolve_room(hs, id_or_alias).await?
     };
+    let ours = hs.config.server_name();
     let known = hs.storage.room(room_id.as_str()).await?.is_some();
-    if known || !hs.config.federation_enabled() {
-        membership::join(hs, requester, &room_id, reason, extra).await?;
-        return Ok(room_id);
+    // A room held here with a member of this server in it is joined in its DAG here; one
+    // this server has left is joined again through the servers still in it.
+    if !hs.config.federation_enabled()
+        || known
+            && hs
+                .storage
+                .server_joined(room_id.as_str(), ours.as_str())
+                .await?
+    {
+        return Ok((room_id, None));
+    }
+    if known {
+        for server in hs.storage.room_servers(room_id.as_str()).await? {
+            if let Ok(server) = OwnedServerName::try_from(server) {
+                servers.push(server);
+            }
+        }
     }
     // Invited from another server: that server is in the room.
     servers.extend(crate::rooms::invites::inviting_server(hs, &room_id, &requester.user_id).await?);
     if let Some(server) = room_id.server_name() {
         servers.push(server.to_owned());
     }
-    let ours = hs.config.server_name();
     servers.retain(|s| s != ours);
-    servers.dedup();
-    if servers.is_empty() {
+    let mut unique = Vec::new();
+    for server in servers {
+        if !unique.contains(&server) {
+            unique.push(server);
+        }
+    }
+    if unique.is_empty() {
+        // A room of this server's own that everyone left is still joined here.
+        if known {
+            return Ok((room_id, None));
+        }
         return Err(Error::NotFound(
             "no known room with that ID, and no server to ask for it".into(),
         ));
     }
-    let mut last_error = None;
-    for server in &servers {
-        match join_through(hs, requester, &room_id, server, reason, extra).await {
-            Ok(()) => return Ok(room_id),
-            // The room's own refusal (not allowed to join) is the answer; other failures
-            // try the next server.
-            Err(e @ (Error::Forbidden(_) | Error::Rejected(_))) => return Err(e),
-            Err(e) => {
-                tracing::info!(%room_id, %server, "remote join failed, trying the next server: {e}");
-                last_error = Some(e);
-            }
-        }
-    }
-    Err(last_error.unwrap_or_else(|| Error::NotFound("the room could not be joined".into())))
+    Ok((room_id, Some(unique)))
+}
+
+/// Whether a failure through one server is the room's own answer (not allowed), which
+/// ends the attempt, rather than a reason to try the next server.
+pub(super) fn is_final(e: &Error) -> bool {
+    matches!(e, Error::Forbidden(_) | Error::Rejected(_))
 }
 
 /// The `error` of another server's Matrix error body, else the body.

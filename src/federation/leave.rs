@@ -1,7 +1,8 @@
 //! Leaving rooms (`POST /rooms/{roomId}/leave`): a room held here is left in its DAG; an
-//! invite from another server to a room not held here is declined through the inviting
-//! server (`make_leave`, the event signed here, `send_leave`), or here only when no
-//! server of the room can be reached, so a user is never stuck with an invite.
+//! invite from another server to a room not held here is declined (a knock on one
+//! rescinded) through the servers of the room (`make_leave`, the event signed here,
+//! `send_leave`), or here only when none can be reached, so a user is never stuck with
+//! an invite.
 
 use ruma::{RoomId, RoomVersionId, ServerName, api::federation::membership};
 use serde_json::{Value as JsonValue, json};
@@ -21,15 +22,14 @@ pub async fn leave_room(
 ) -> Result<()> {
     let user = &requester.user_id;
     let out_of_band = if hs.config.federation_enabled() {
-        invites::out_of_band_invite(hs, room_id, user).await?
+        invites::out_of_band_pending(hs, room_id, user).await?
     } else {
         None
     };
     let Some(version) = out_of_band else {
         return local::leave(hs, requester, room_id, reason).await;
     };
-    let mut servers = Vec::new();
-    servers.extend(invites::inviting_server(hs, room_id, user).await?);
+    let mut servers = invites::servers_to_leave_through(hs, room_id, user).await?;
     servers.extend(room_id.server_name().map(ToOwned::to_owned));
     servers.retain(|s| s != hs.config.server_name());
     servers.dedup();
@@ -87,5 +87,5 @@ async fn decline_through(
             membership::create_leave_event::v2::Request::new(room_id.to_owned(), event_id, raw),
         )
         .await?;
-    invites::store_own_out_of_band(hs, room_id, &version, object).await
+    invites::store_own_out_of_band(hs, room_id, &version, object, None).await
 }

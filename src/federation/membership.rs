@@ -1,5 +1,5 @@
-//! The resident side of other servers' joins: `make_join` and `send_join` (v2, with
-//! `omit_members`). The join event takes the path every remote PDU takes
+//! The resident side of other servers' joins, leaves and knocks: `send_join` (v2, with
+//! `omit_members`), `send_leave` (v2), `send_knock`. The join event takes the path every remote PDU takes
 //! (`rooms::receive`), after the checks particular to a join and this server's signature
 //! when one of its users authorised a restricted join.
 
@@ -48,6 +48,19 @@ pub async fn send_join(
         .ok_or_else(|| Error::Internal("the join was stored but is not found".into()))?;
     let state = state_for_new_member(hs, &event, omit_members).await?;
     Ok(Joined { event, state })
+}
+
+/// `PUT /send_knock/{roomId}/{eventId}`: a user of the origin knocks; answers the room
+/// state a knocking user is shown (full PDUs).
+pub async fn send_knock(
+    hs: &Homeserver,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+    pdu: &RawJsonValue,
+) -> Result<Vec<serde_json::Value>> {
+    receive_membership(hs, origin, room_id, event_id, pdu, "knock").await?;
+    crate::rooms::invites::invite_room_state(hs, room_id, None).await
 }
 
 /// `PUT /send_leave/{roomId}/{eventId}` (v2): a user of the origin leaves, or declines an

@@ -15,11 +15,13 @@ use crate::{
 pub mod auth;
 pub mod backfill;
 pub mod client;
+pub mod directory;
 pub mod discovery;
 pub mod inbound;
 pub mod invite;
 pub mod join;
 pub mod keys;
+pub mod knock;
 pub mod leave;
 pub mod membership;
 pub mod query;

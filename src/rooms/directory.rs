@@ -31,6 +31,19 @@ pub struct Listing {
     pub total: usize,
 }
 
+impl Listing {
+    /// The entries as the spec's `PublicRoomsChunk`s.
+    pub fn typed_chunk(&self) -> Result<Vec<ruma::directory::PublicRoomsChunk>> {
+        self.chunk
+            .iter()
+            .map(|c| {
+                serde_json::from_value(c.clone())
+                    .map_err(|e| Error::Internal(format!("room listing: {e}")))
+            })
+            .collect()
+    }
+}
+
 /// `GET/POST /publicRooms`: `since` is an offset into the listing, most members first.
 pub async fn public_rooms(
     hs: &Homeserver,

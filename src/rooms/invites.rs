@@ -45,14 +45,17 @@ pub fn stripped(event: &JsonValue) -> JsonValue {
 }
 
 /// The full PDUs of the room's current stripped state and the inviter's membership, sent
-/// with an invite to another server (as the spec asks since v1.16).
+/// with an invite to another server (as the spec asks since v1.16), or with none to a
+/// knocking one.
 pub async fn invite_room_state(
     hs: &Homeserver,
     room_id: &RoomId,
-    inviter: &UserId,
+    inviter: Option<&UserId>,
 ) -> Result<Vec<JsonValue>> {
     let mut keys: Vec<(&str, &str)> = STRIPPED_STATE.iter().map(|t| (*t, "")).collect();
-    keys.push(("m.room.member", inviter.as_str()));
+    if let Some(inviter) = inviter {
+        keys.push(("m.room.member", inviter.as_str()));
+    }
     let mut events = Vec::new();
     for (event_type, state_key) in keys {
         if let Some(event) = current_state_event(hs, room_id, event_type, state_key).await? {
@@ -215,6 +218,31 @@ pub async fn stripped_state_of(
         .map(|state| state["events"].as_array().cloned().unwrap_or_default()))
 }
 
+/// Servers that may be in a room the user has an out-of-band membership of, to leave
+/// through: the inviter's, then those of the senders of the room state kept with it.
+pub async fn servers_to_leave_through(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    user_id: &UserId,
+) -> Result<Vec<OwnedServerName>> {
+    let mut servers: Vec<OwnedServerName> = Vec::new();
+    servers.extend(inviting_server(hs, room_id, user_id).await?);
+    if let Some(events) = current_invite_state(hs, room_id, user_id.as_str()).await? {
+        for event in events {
+            if let Some(server) = event["sender"]
+                .as_str()
+                .and_then(|s| UserId::parse(s).ok())
+                .map(|u| u.server_name().to_owned())
+                && !servers.contains(&server)
+            {
+                servers.push(server);
+            }
+        }
+    }
+    servers.retain(|s| s != hs.config.server_name());
+    Ok(servers)
+}
+
 /// The server of whoever invited the user to a room this server does not hold: the
 /// server to join or decline through.
 pub async fn inviting_server(
@@ -239,20 +267,20 @@ pub async fn inviting_server(
         .filter(|s| s != hs.config.server_name()))
 }
 
-/// Whether the user's membership of the room is an invite from another server held out
-/// of band (declined through the inviting server, not in a DAG held here).
-pub async fn out_of_band_invite(
+/// The room version of the user's membership of the room when it is an invite or a knock
+/// held out of band (left through another server, not in a DAG held here).
+pub async fn out_of_band_pending(
     hs: &Homeserver,
     room_id: &RoomId,
     user_id: &UserId,
 ) -> Result<Option<RoomVersionId>> {
-    if hs
-        .storage
-        .membership(room_id.as_str(), user_id.as_str())
-        .await?
-        .as_deref()
-        != Some("invite")
-    {
+    if !matches!(
+        hs.storage
+            .membership(room_id.as_str(), user_id.as_str())
+            .await?
+            .as_deref(),
+        Some("invite" | "knock")
+    ) {
         return Ok(None);
     }
     Ok(by_membership(hs, room_id, user_id.as_str())
@@ -307,12 +335,14 @@ pub async fn decline_locally(
 }
 
 /// Keeps this server's own membership event made through another server (a decline sent
-/// with `send_leave`) out of band, as the user's membership.
+/// with `send_leave`, a knock with `send_knock`) out of band, as the user's membership;
+/// `stripped_state`: the room's state to show with it (None keeps what was kept).
 pub async fn store_own_out_of_band(
     hs: &Homeserver,
     room_id: &RoomId,
     version: &RoomVersionId,
     object: CanonicalJsonObject,
+    stripped_state: Option<Vec<JsonValue>>,
 ) -> Result<()> {
     let ctx = RoomContext {
         room_id: room_id.to_owned(),
@@ -321,5 +351,5 @@ pub async fn store_own_out_of_band(
     };
     let event_id = super::receive::event_id_of(&object, &ctx.rules)?;
     let pdu = Pdu::from_json(event_id, object).map_err(|e| Error::BadJson(e.to_string()))?;
-    store_out_of_band(hs, &ctx, &pdu, None).await
+    store_out_of_band(hs, &ctx, &pdu, stripped_state).await
 }

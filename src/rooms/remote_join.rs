@@ -33,8 +33,7 @@ fn string<'a>(object: &'a CanonicalJsonObject, field: &str) -> Option<&'a str> {
     }
 }
 
-/// Makes the joined room this server's. The room must not be known here yet (a room
-/// this server left and joins again is Federation II's).
+/// Makes the joined room this server's (again, for a room it left).
 pub async fn adopt_joined_room(
     hs: &Homeserver,
     room_id: &RoomId,
@@ -58,13 +57,18 @@ pub async fn adopt_joined_room(
         .ok_or_else(|| Error::BadJson("the create event has no sender".into()))?
         .to_owned();
     let _slot = hs.room_locks.lock_unbounded(room_id.as_str()).await;
-    if hs.storage.room(room_id.as_str()).await?.is_some() {
-        return Err(Error::BadState(
-            "joining again a room this server has left is not supported yet".into(),
+    // A room this server left and joins again keeps what it held; the answer's state
+    // is the state before the join, and the old forward extremities are resolved with it.
+    let held = hs.storage.room(room_id.as_str()).await?;
+    if held.as_ref().is_some_and(|(v, _)| v != version.as_str()) {
+        return Err(Error::BadJson(
+            "the room's version is not the one held here".into(),
         ));
     }
     let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
-    w.insert_room(version.as_str(), &creator, now_ms()).await?;
+    if held.is_none() {
+        w.insert_room(version.as_str(), &creator, now_ms()).await?;
+    }
 
     // The create event first: every other event's auth leads to it (room v12 finds it
     // through the current state, which holds it from here on).

@@ -30,6 +30,17 @@ pub async fn join_template(
     membership_template(hs, origin, room_id, user_id, "join", Some(supported)).await
 }
 
+/// A knock event for `user_id`, as `join_template`.
+pub async fn knock_template(
+    hs: &Homeserver,
+    origin: &ServerName,
+    room_id: &ruma::RoomId,
+    user_id: &UserId,
+    supported: &[RoomVersionId],
+) -> Result<(RoomVersionId, JsonValue)> {
+    membership_template(hs, origin, room_id, user_id, "knock", Some(supported)).await
+}
+
 /// A leave event for `user_id` (declining an invite, or leaving), as `join_template`.
 pub async fn leave_template(
     hs: &Homeserver,
@@ -41,7 +52,7 @@ pub async fn leave_template(
 }
 
 /// The template of a membership event of another server's user about themselves;
-/// `supported`: the room versions a joining server speaks (joins only).
+/// `supported`: the room versions a joining or knocking server speaks.
 async fn membership_template(
     hs: &Homeserver,
     origin: &ServerName,
@@ -68,8 +79,9 @@ async fn membership_template(
         if !speaks {
             return Err(Error::IncompatibleRoomVersion(ctx.version.to_string()));
         }
-        if let Some(authoriser) =
-            super::membership::restricted_join_authoriser(hs, &ctx, user_id).await?
+        if membership == "join"
+            && let Some(authoriser) =
+                super::membership::restricted_join_authoriser(hs, &ctx, user_id).await?
         {
             content["join_authorised_via_users_server"] = authoriser.into();
         }

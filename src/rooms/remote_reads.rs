@@ -330,3 +330,19 @@ pub async fn backfill_for_server(
     found.sort_by_key(|e| std::cmp::Reverse((e.pdu["depth"].as_i64().unwrap_or(0), e.event_nid)));
     visible_to_server(hs, server, found).await
 }
+
+/// `GET /timestamp_to_event/{roomId}`: the room's event nearest `ts` in the direction, for
+/// a server in the room.
+pub async fn event_at_timestamp_for_server(
+    hs: &Homeserver,
+    server: &ServerName,
+    room_id: &RoomId,
+    ts: i64,
+    forwards: bool,
+) -> Result<(String, i64)> {
+    require_server_in_room(hs, server, room_id).await?;
+    hs.storage
+        .event_near_timestamp(room_id.as_str(), ts, forwards)
+        .await?
+        .ok_or_else(|| Error::NotFound("no event in that direction".into()))
+}

@@ -3,15 +3,12 @@
 use std::sync::Arc;
 
 use axum::Router;
-use ruma::{
-    api::client::{
-        alias::{create_alias, delete_alias, get_alias},
-        directory::{
-            get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
-        },
-        room::{Visibility, aliases},
+use ruma::api::client::{
+    alias::{create_alias, delete_alias, get_alias},
+    directory::{
+        get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
     },
-    directory::PublicRoomsChunk,
+    room::{Visibility, aliases},
 };
 
 use crate::{
@@ -32,35 +29,21 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     route(router, room_aliases)
 }
 
-fn chunks(listing: &directory::Listing) -> Result<Vec<PublicRoomsChunk>> {
-    listing
-        .chunk
-        .iter()
-        .map(|c| {
-            serde_json::from_value(c.clone())
-                .map_err(|e| Error::Internal(format!("room listing: {e}")))
-        })
-        .collect()
-}
-
-fn only_here(hs: &Homeserver, server: Option<&ruma::ServerName>) -> Result<()> {
-    match server {
-        Some(s) if s != hs.config.server_name() => Err(Error::InvalidParam(
-            "other servers' directories are reached over federation, which is not here yet".into(),
-        )),
-        _ => Ok(()),
-    }
-}
-
 async fn public_rooms(
     hs: Arc<Homeserver>,
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<get_public_rooms::v3::Response> {
     let b = &req.body;
-    only_here(&hs, b.server.as_deref())?;
     let limit = b.limit.map(|l| u64::from(l) as usize);
-    let listing = directory::public_rooms(&hs, limit, b.since.as_deref(), None).await?;
-    let mut response = get_public_rooms::v3::Response::new(chunks(&listing)?);
+    let listing = crate::federation::directory::public_rooms(
+        &hs,
+        b.server.as_deref(),
+        limit,
+        b.since.as_deref(),
+        None,
+    )
+    .await?;
+    let mut response = get_public_rooms::v3::Response::new(listing.typed_chunk()?);
     response.next_batch = listing.next_batch;
     response.prev_batch = listing.prev_batch;
     response.total_room_count_estimate = Some((listing.total as u32).into());
@@ -72,17 +55,17 @@ async fn public_rooms_filtered(
     req: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Result<get_public_rooms_filtered::v3::Response> {
     let b = &req.body;
-    only_here(&hs, b.server.as_deref())?;
     let limit = b.limit.map(|l| u64::from(l) as usize);
-    let listing = directory::public_rooms(
+    let listing = crate::federation::directory::public_rooms(
         &hs,
+        b.server.as_deref(),
         limit,
         b.since.as_deref(),
         b.filter.generic_search_term.as_deref(),
     )
     .await?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
-    response.chunk = chunks(&listing)?;
+    response.chunk = listing.typed_chunk()?;
     response.next_batch = listing.next_batch;
     response.prev_batch = listing.prev_batch;
     response.total_room_count_estimate = Some((listing.total as u32).into());

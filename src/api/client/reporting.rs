@@ -19,7 +19,7 @@ use ruma::{
 use crate::{
     error::{Error, Result},
     http::{Ruma, route},
-    rooms::{membership, reports, timeline},
+    rooms::{membership, reports},
     server::Homeserver,
 };
 
@@ -69,8 +69,15 @@ async fn knock(
     hs: Arc<Homeserver>,
     req: Ruma<knock_room::v3::Request>,
 ) -> Result<knock_room::v3::Response> {
-    let room_id = membership::resolve_room(&hs, req.body.room_id_or_alias.as_str()).await?;
-    membership::knock(&hs, req.requester()?, &room_id, req.body.reason.as_deref()).await?;
+    let b = &req.body;
+    let room_id = crate::federation::knock::knock_room(
+        &hs,
+        req.requester()?,
+        b.room_id_or_alias.as_str(),
+        &b.via,
+        b.reason.as_deref(),
+    )
+    .await?;
     Ok(knock_room::v3::Response::new(room_id))
 }
 
@@ -105,8 +112,14 @@ async fn timestamp_to_event(
     let b = &req.body;
     let forwards = b.dir == Direction::Forward;
     let ts = i64::from(b.ts.0);
-    let (event_id, at) =
-        timeline::event_at_timestamp(&hs, req.requester()?, &b.room_id, ts, forwards).await?;
+    let (event_id, at) = crate::federation::backfill::event_at_timestamp(
+        &hs,
+        req.requester()?,
+        &b.room_id,
+        ts,
+        forwards,
+    )
+    .await?;
     let event_id = ruma::EventId::parse(event_id).map_err(|e| Error::Internal(e.to_string()))?;
     let at = MilliSecondsSinceUnixEpoch(UInt::try_from(at).unwrap_or_default());
     Ok(get_event_by_timestamp::v1::Response::new(event_id, at))

@@ -1,5 +1,5 @@
 //! Retrieving events: `/event`, `/state`, `/state_ids`, `/event_auth`,
-//! `/get_missing_events`, `/backfill`.
+//! `/get_missing_events`, `/backfill`, `/timestamp_to_event`.
 
 use std::sync::Arc;
 
@@ -8,7 +8,10 @@ use ruma::{
     api::federation::{
         authorization::get_event_authorization,
         backfill::get_backfill,
-        event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+        event::{
+            get_event, get_event_by_timestamp, get_missing_events, get_room_state,
+            get_room_state_ids,
+        },
     },
 };
 use serde_json::value::RawValue as RawJsonValue;
@@ -130,4 +133,23 @@ pub async fn backfill(
         MilliSecondsSinceUnixEpoch::now(),
         raw_pdus(&events)?,
     ))
+}
+
+pub async fn timestamp_to_event(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_event_by_timestamp::v1::Request>,
+) -> Result<get_event_by_timestamp::v1::Response> {
+    let b = &req.body;
+    let forwards = b.dir == ruma::api::Direction::Forward;
+    let (event_id, at) = remote_reads::event_at_timestamp_for_server(
+        &hs,
+        origin(&req)?,
+        &b.room_id,
+        i64::from(b.ts.0),
+        forwards,
+    )
+    .await?;
+    let event_id = OwnedEventId::try_from(event_id).map_err(|e| Error::Internal(e.to_string()))?;
+    let at = MilliSecondsSinceUnixEpoch(ruma::UInt::try_from(at).unwrap_or_default());
+    Ok(get_event_by_timestamp::v1::Response::new(event_id, at))
 }

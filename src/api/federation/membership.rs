@@ -1,13 +1,14 @@
-//! Joins, leaves and invites: `GET /make_join`, `PUT /v2/send_join`, `GET /make_leave`,
-//! `PUT /v2/send_leave`, `PUT /v1|v2/invite`.
+//! Joins, leaves, knocks and invites: `GET /make_join`, `PUT /v2/send_join`,
+//! `GET /make_leave`, `PUT /v2/send_leave`, `GET /make_knock`, `PUT /send_knock`,
+//! `PUT /v1|v2/invite`.
 
 use std::sync::Arc;
 
 use ruma::{
     RoomVersionId,
     api::federation::membership::{
-        RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
-        prepare_leave_event,
+        RawStrippedState, create_invite, create_join_event, create_knock_event, create_leave_event,
+        prepare_join_event, prepare_knock_event, prepare_leave_event,
     },
 };
 use serde_json::Value as JsonValue;
@@ -86,24 +87,6 @@ pub async fn send_leave(
     Ok(create_leave_event::v2::Response::new())
 }
 
-/// The invite's room state as sent, each entry a full PDU or (before spec v1.16) a
-/// stripped event; entries that are not JSON objects are left out.
-fn sent_room_state(sent: &[RawStrippedState]) -> Vec<JsonValue> {
-    sent.iter()
-        .filter_map(|entry| {
-            let json = match entry {
-                RawStrippedState::Pdu(raw) => raw.get(),
-                #[allow(deprecated)]
-                RawStrippedState::Stripped(raw) => raw.json().get(),
-                _ => return None,
-            };
-            serde_json::from_str::<JsonValue>(json)
-                .ok()
-                .filter(JsonValue::is_object)
-        })
-        .collect()
-}
-
 pub async fn invite_v2(
     hs: Arc<Homeserver>,
     req: Ruma<create_invite::v2::Request>,
@@ -116,7 +99,7 @@ pub async fn invite_v2(
         &b.event_id,
         &b.room_version,
         &b.event,
-        &sent_room_state(&b.invite_room_state),
+        &invite::sent_room_state(&b.invite_room_state),
     )
     .await?;
     Ok(create_invite::v2::Response::new(event))
@@ -153,4 +136,32 @@ pub async fn invite_v1(
     )
     .await?;
     Ok(create_invite::v1::Response::new(signed))
+}
+
+pub async fn make_knock(
+    hs: Arc<Homeserver>,
+    req: Ruma<prepare_knock_event::v1::Request>,
+) -> Result<prepare_knock_event::v1::Response> {
+    let b = &req.body;
+    let (version, template) =
+        remote_membership::knock_template(&hs, origin(&req)?, &b.room_id, &b.user_id, &b.ver)
+            .await?;
+    Ok(prepare_knock_event::v1::Response::new(
+        version,
+        raw_pdu(&template)?,
+    ))
+}
+
+pub async fn send_knock(
+    hs: Arc<Homeserver>,
+    req: Ruma<create_knock_event::v1::Request>,
+) -> Result<create_knock_event::v1::Response> {
+    let b = &req.body;
+    let room_state =
+        membership::send_knock(&hs, origin(&req)?, &b.room_id, &b.event_id, &b.pdu).await?;
+    let room_state = room_state
+        .iter()
+        .map(|e| Ok(RawStrippedState::Pdu(raw_pdu(e)?)))
+        .collect::<Result<_>>()?;
+    Ok(create_knock_event::v1::Response::new(room_state))
 }

@@ -39,13 +39,18 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, events::event_auth);
     let router = route(router, events::missing_events);
     let router = route(router, events::backfill);
+    let router = route(router, events::timestamp_to_event);
     let router = route(router, membership::make_join);
     let router = route(router, membership::send_join);
     let router = route(router, membership::make_leave);
     let router = route(router, membership::send_leave);
+    let router = route(router, membership::make_knock);
+    let router = route(router, membership::send_knock);
     let router = route(router, membership::invite_v1);
     let router = route(router, membership::invite_v2);
     let router = route(router, query::profile);
     let router = route(router, query::directory);
+    let router = route(router, query::public_rooms);
+    let router = route(router, query::public_rooms_filtered);
     route(router, transactions::send)
 }

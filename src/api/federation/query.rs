@@ -1,10 +1,14 @@
-//! Queries: `/query/profile` and `/query/directory`.
+//! Queries: `/query/profile`, `/query/directory` and the public room list
+//! (`/publicRooms`).
 
 use std::sync::Arc;
 
 use ruma::{
     OwnedServerName,
-    api::federation::query::{get_profile_information, get_room_information},
+    api::federation::{
+        directory::{get_public_rooms, get_public_rooms_filtered},
+        query::{get_profile_information, get_room_information},
+    },
     profile::UserProfile,
 };
 
@@ -67,4 +71,48 @@ pub async fn directory(
         }
     }
     Ok(get_room_information::v1::Response::new(room_id, servers))
+}
+
+pub async fn public_rooms(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_public_rooms::v1::Request>,
+) -> Result<get_public_rooms::v1::Response> {
+    origin(&req)?;
+    let b = &req.body;
+    let limit = b
+        .limit
+        .map(|l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX));
+    let listing =
+        crate::federation::directory::public_rooms_for_server(&hs, limit, b.since.as_deref(), None)
+            .await?;
+    let mut response = get_public_rooms::v1::Response::new();
+    response.chunk = listing.typed_chunk()?;
+    response.next_batch = listing.next_batch;
+    response.prev_batch = listing.prev_batch;
+    response.total_room_count_estimate = u32::try_from(listing.total).ok().map(Into::into);
+    Ok(response)
+}
+
+pub async fn public_rooms_filtered(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_public_rooms_filtered::v1::Request>,
+) -> Result<get_public_rooms_filtered::v1::Response> {
+    origin(&req)?;
+    let b = &req.body;
+    let limit = b
+        .limit
+        .map(|l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX));
+    let listing = crate::federation::directory::public_rooms_for_server(
+        &hs,
+        limit,
+        b.since.as_deref(),
+        b.filter.generic_search_term.as_deref(),
+    )
+    .await?;
+    let mut response = get_public_rooms_filtered::v1::Response::new();
+    response.chunk = listing.typed_chunk()?;
+    response.next_batch = listing.next_batch;
+    response.prev_batch = listing.prev_batch;
+    response.total_room_count_estimate = u32::try_from(listing.total).ok().map(Into::into);
+    Ok(response)
 }
