@@ -224,7 +224,8 @@ async fn public_rooms_of_another_server() {
     let listed = hs1
         .create_room(
             &alice,
-            json!({"preset": "public_chat", "visibility": "public", "name": "Town square"}),
+            json!({"preset": "public_chat", "visibility": "public", "name": "Town square",
+                   "room_alias_name": "square"}),
         )
         .await;
     hs1.create_room(
@@ -268,6 +269,27 @@ async fn public_rooms_of_another_server() {
         .filter_map(|r| r["room_id"].as_str())
         .collect();
     assert_eq!(found, [listed.as_str()], "{body}");
+
+    // The room's alias, resolved through hs1 (`/query/directory`).
+    let (status, body) = hs2
+        .get(
+            &format!("/_matrix/client/v3/directory/room/%23square:{}", hs1.name()),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], listed.as_str());
+    assert_eq!(body["servers"][0], hs1.name().as_str());
+    let answer = hs2
+        .get(
+            &format!(
+                "/_matrix/client/v3/directory/room/%23nowhere:{}",
+                hs1.name()
+            ),
+            Some(&bob),
+        )
+        .await;
+    assert_error(&answer, 404, "M_NOT_FOUND");
 
     // hs2 does not share its list (the default).
     let answer = hs1
@@ -359,4 +381,76 @@ async fn rejoining_a_room_this_server_left() {
     )
     .await;
     assert_eq!(arrives(&hs2, &bob, &room, "welcome back").await, 1);
+}
+
+/// A space on hs1 seen from hs2, which holds none of its rooms: the hierarchy and room
+/// summaries come from hs1 (`/hierarchy` over federation); a private child stays hidden.
+#[tokio::test]
+async fn spaces_of_another_server() {
+    let hs1 = start_federated(|_| {}).await;
+    let hs2 = start_federated(|_| {}).await;
+    let (alice, _) = hs1.register("alice", "correct horse battery").await;
+    let (bob, _) = hs2.register("bob", "correct horse battery").await;
+    let space = hs1
+        .create_room(
+            &alice,
+            json!({"preset": "public_chat", "room_version": "11", "name": "Club",
+                   "creation_content": {"type": "m.space"}}),
+        )
+        .await;
+    let chat = hs1
+        .create_room(&alice, json!({"preset": "public_chat", "name": "Chat"}))
+        .await;
+    let secret = hs1
+        .create_room(&alice, json!({"preset": "private_chat", "name": "Secret"}))
+        .await;
+    for child in [&chat, &secret] {
+        let (status, body) = hs1
+            .put(
+                &format!("/_matrix/client/v3/rooms/{space}/state/m.space.child/{child}"),
+                Some(&alice),
+                json!({"via": [hs1.name()]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let (status, body) = hs2
+        .get(
+            &format!("/_matrix/client/v1/rooms/{space}/hierarchy"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Club", "Chat"], "{body}");
+    assert_eq!(
+        body["rooms"][0]["children_state"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+
+    let (status, body) = hs2
+        .get(
+            &format!("/_matrix/client/v1/room_summary/{chat}?via={}", hs1.name()),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "Chat");
+    let answer = hs2
+        .get(
+            &format!(
+                "/_matrix/client/v1/room_summary/{secret}?via={}",
+                hs1.name()
+            ),
+            Some(&bob),
+        )
+        .await;
+    assert_error(&answer, 404, "M_NOT_FOUND");
 }

@@ -33,7 +33,9 @@ use crate::{
 pub const MAX_PDUS: usize = 50;
 pub const MAX_EDUS: usize = 100;
 /// Events fetched with `get_missing_events` for one PDU.
-const MISSING_EVENTS_LIMIT: u32 = 10;
+// Sent explicitly (ruma leaves out the spec's default of 10, which sytest and some
+// servers expect to see).
+const MISSING_EVENTS_LIMIT: u32 = 20;
 
 pub type PduResults = BTreeMap<OwnedEventId, std::result::Result<(), String>>;
 

@@ -6,10 +6,7 @@
 use ruma::{
     CanonicalJsonObject, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId,
     ServerName,
-    api::federation::{
-        membership::{create_join_event, prepare_join_event},
-        query::get_room_information,
-    },
+    api::federation::membership::{create_join_event, prepare_join_event},
     room_version_rules::EventIdFormatVersion,
     signatures::PublicKeyMap,
 };
@@ -73,7 +70,7 @@ pub(super) async fn resolve(
         if alias.server_name() == hs.config.server_name() || !hs.config.federation_enabled() {
             membership::resolve_room(hs, id_or_alias).await?
         } else {
-            let (room_id, alias_servers) = remote_alias(hs, &alias).await?;
+            let (room_id, alias_servers) = super::query::room_alias(hs, &alias).await?;
             servers.extend(alias_servers);
             room_id
         }
@@ -136,29 +133,6 @@ pub(super) fn remote_reason(body: &str) -> String {
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_owned))
         .unwrap_or_else(|| body.to_owned())
-}
-
-/// The room and servers of an alias of another server (`/query/directory`).
-async fn remote_alias(
-    hs: &Homeserver,
-    alias: &RoomAliasId,
-) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
-    let federation = super::state(hs)?;
-    let answer = federation
-        .client
-        .send(
-            hs.keys.pair(),
-            alias.server_name(),
-            get_room_information::v1::Request::new(alias.to_owned()),
-        )
-        .await
-        .map_err(|e| match e {
-            super::client::SendError::Refused { status: 404, .. } => {
-                Error::NotFound("no room has that alias".into())
-            }
-            other => other.into(),
-        })?;
-    Ok((answer.room_id, answer.servers))
 }
 
 /// A `make_join`/`make_leave` template made this server's event: our content, sender and

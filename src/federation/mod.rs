@@ -26,6 +26,7 @@ pub mod leave;
 pub mod membership;
 pub mod query;
 pub mod sender;
+pub mod spaces;
 
 /// What federation keeps for the life of the server.
 pub struct Federation {

@@ -1,7 +1,12 @@
-//! Asking other servers about their users: profiles (`/query/profile`) for the client
-//! `/profile` endpoints. (Aliases are asked in `join`.)
+//! Asking other servers about their users and aliases: profiles (`/query/profile`) for
+//! the client `/profile` endpoints, aliases (`/query/directory`) for joins and the client
+//! `/directory/room`.
 
-use ruma::{UserId, api::federation::query::get_profile_information, profile::ProfileFieldName};
+use ruma::{
+    OwnedRoomId, OwnedServerName, RoomAliasId, UserId,
+    api::federation::query::{get_profile_information, get_room_information},
+    profile::ProfileFieldName,
+};
 use serde_json::Value as JsonValue;
 
 use crate::{
@@ -62,4 +67,43 @@ async fn remote_profile(
         .filter(|(_, v)| !v.is_null())
         .filter(|(k, _)| field.is_none_or(|f| f == k))
         .collect())
+}
+
+/// The room an alias names and servers that can help join it: for ours, this server
+/// first, then the others in the room; for another server's, its answer.
+pub async fn room_alias(
+    hs: &Homeserver,
+    alias: &RoomAliasId,
+) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+    let ours = hs.config.server_name();
+    if alias.server_name() == ours || !hs.config.federation_enabled() {
+        let room_id = crate::rooms::aliases::resolve(hs, alias).await?;
+        let mut servers = vec![ours.to_owned()];
+        if hs.config.federation_enabled() {
+            for server in hs.storage.room_servers(room_id.as_str()).await? {
+                if let Ok(name) = OwnedServerName::try_from(server)
+                    && name != ours
+                {
+                    servers.push(name);
+                }
+            }
+        }
+        return Ok((room_id, servers));
+    }
+    let federation = super::state(hs)?;
+    let answer = federation
+        .client
+        .send(
+            hs.keys.pair(),
+            alias.server_name(),
+            get_room_information::v1::Request::new(alias.to_owned()),
+        )
+        .await
+        .map_err(|e| match e {
+            super::client::SendError::Refused { status: 404, .. } => {
+                Error::NotFound("no room has that alias".into())
+            }
+            other => other.into(),
+        })?;
+    Ok((answer.room_id, answer.servers))
 }

@@ -1,8 +1,7 @@
-//! Room summaries and the space hierarchy of local rooms.
+//! Room summaries and the rooms of a space as held here, for a user or another server
+//! (the walk through a space, over servers, is `federation::spaces`).
 
-use std::collections::{HashSet, VecDeque};
-
-use ruma::RoomId;
+use ruma::{RoomId, ServerName};
 use serde_json::{Value as JsonValue, json};
 
 use super::directory;
@@ -12,14 +11,21 @@ use crate::{
     users::Requester,
 };
 
-const MAX_DEPTH: usize = 10;
+/// Who asks to see rooms of a space.
+#[derive(Clone, Copy)]
+pub enum Viewer<'a> {
+    User(&'a Requester),
+    /// Another server, for its users (`/hierarchy` over federation).
+    Server(&'a ServerName),
+}
 
 /// Whether `viewer` may see a room's summary: members, invitees and knockers; anyone for
 /// world-readable rooms and rooms one could join or knock on; members of an allowed room
-/// for restricted ones.
+/// for restricted ones. A server sees restricted rooms (their allowed rooms go with them,
+/// for it to check its users) and rooms it has a member in.
 async fn can_peek(
     hs: &Homeserver,
-    viewer: Option<&Requester>,
+    viewer: Option<Viewer<'_>>,
     summary: &JsonValue,
 ) -> Result<bool> {
     if summary["world_readable"] == true {
@@ -29,10 +35,16 @@ async fn can_peek(
     if matches!(rule, "public" | "knock" | "knock_restricted") {
         return Ok(true);
     }
-    let Some(viewer) = viewer else {
-        return Ok(false);
-    };
     let room_id = summary["room_id"].as_str().unwrap_or_default();
+    let viewer = match viewer {
+        None => return Ok(false),
+        Some(Viewer::Server(server)) => {
+            return Ok(
+                rule == "restricted" || hs.storage.server_joined(room_id, server.as_str()).await?
+            );
+        }
+        Some(Viewer::User(user)) => user,
+    };
     let membership = hs
         .storage
         .membership(room_id, viewer.user_id.as_str())
@@ -66,7 +78,7 @@ pub async fn summary(
     let not_found = || Error::NotFound("room not found, or not visible to you".into());
     let mut all = directory::summaries(hs, &[room_id.to_string()]).await?;
     let summary = all.remove(room_id.as_str()).ok_or_else(not_found)?;
-    if !can_peek(hs, viewer, &summary).await? {
+    if !can_peek(hs, viewer.map(Viewer::User), &summary).await? {
         return Err(not_found());
     }
     let membership = match viewer {
@@ -86,91 +98,97 @@ pub struct HierarchyRoom {
     pub children_state: Vec<JsonValue>,
 }
 
-/// `GET /v1/rooms/{roomId}/hierarchy`: breadth first from the root through `m.space.child`
-/// events of local rooms the caller may see. `from` is an offset into that walk.
-pub async fn hierarchy(
+/// A room of a space as held here.
+pub enum SpaceRoom {
+    /// Not held here: another server may know it.
+    NotHeld,
+    /// Held, and not for this viewer.
+    Hidden,
+    Room(HierarchyRoom),
+}
+
+/// Whether the user may see a room known from its summary (another server's answer).
+pub async fn may_see(hs: &Homeserver, viewer: &Requester, summary: &JsonValue) -> Result<bool> {
+    can_peek(hs, Some(Viewer::User(viewer)), summary).await
+}
+
+/// A room held here as `viewer` may see it: its summary and its `m.space.child` events
+/// with `via` (only `suggested` ones with `suggested_only`), in the spec's order.
+pub async fn space_room(
     hs: &Homeserver,
-    viewer: &Requester,
-    root: &RoomId,
+    viewer: Viewer<'_>,
+    room_id: &str,
     suggested_only: bool,
-    max_depth: Option<usize>,
-    limit: usize,
-    from: Option<&str>,
-) -> Result<(Vec<HierarchyRoom>, Option<String>)> {
-    let offset: usize = match from {
-        Some(f) => f
-            .strip_prefix('o')
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| Error::InvalidParam("invalid from token".into()))?,
-        None => 0,
+) -> Result<SpaceRoom> {
+    let Some(summary) = directory::summaries(hs, &[room_id.to_owned()])
+        .await?
+        .remove(room_id)
+    else {
+        return Ok(SpaceRoom::NotHeld);
     };
-    let limit = limit.clamp(1, 100);
-    let max_depth = max_depth.unwrap_or(MAX_DEPTH).min(MAX_DEPTH);
-    if hs.storage.room(root.as_str()).await?.is_none() {
-        return Err(Error::NotFound("unknown room".into()));
+    if !can_peek(hs, Some(viewer), &summary).await? {
+        return Ok(SpaceRoom::Hidden);
     }
-    let mut rooms = Vec::new();
-    let mut seen = HashSet::new();
-    let mut queue = VecDeque::from([(root.to_string(), 0usize)]);
-    while let Some((room_id, depth)) = queue.pop_front() {
-        if !seen.insert(room_id.clone()) {
-            continue;
+    let mut children = hs.storage.space_children(room_id).await?;
+    // Children without `via` are removed links.
+    children.retain(|(_, content, _, _)| content["via"].as_array().is_some_and(|v| !v.is_empty()));
+    if suggested_only {
+        children.retain(|(_, content, _, _)| content["suggested"] == true);
+    }
+    // Spec ordering: by `order` (strings, when valid), then by time, then room ID.
+    children.sort_by(|a, b| {
+        let order = |c: &JsonValue| {
+            c["order"]
+                .as_str()
+                .filter(|o| o.len() <= 50)
+                .map(str::to_owned)
+        };
+        match (order(&a.1), order(&b.1)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.3.cmp(&b.3).then(a.0.cmp(&b.0)),
         }
-        let Some(summary) = directory::summaries(hs, std::slice::from_ref(&room_id))
-            .await?
-            .remove(&room_id)
-        else {
+    });
+    let children_state: Vec<JsonValue> = children
+        .iter()
+        .map(|(child, content, sender, ts)| {
+            json!({ "type": "m.space.child", "state_key": child, "content": content, "sender": sender, "origin_server_ts": ts })
+        })
+        .collect();
+    Ok(SpaceRoom::Room(HierarchyRoom {
+        summary,
+        children_state,
+    }))
+}
+
+/// `GET /_matrix/federation/v1/hierarchy/{roomId}`: the room as `server` may see it, the
+/// summaries of its children held here that it may see, and the IDs of those it may not.
+pub async fn hierarchy_for_server(
+    hs: &Homeserver,
+    server: &ServerName,
+    room_id: &RoomId,
+    suggested_only: bool,
+) -> Result<(HierarchyRoom, Vec<JsonValue>, Vec<String>)> {
+    super::remote_reads::check_server_acl(hs, room_id, server).await?;
+    let SpaceRoom::Room(room) =
+        space_room(hs, Viewer::Server(server), room_id.as_str(), suggested_only).await?
+    else {
+        return Err(Error::NotFound(
+            "room not found, or not visible to you".into(),
+        ));
+    };
+    let mut children = Vec::new();
+    let mut inaccessible = Vec::new();
+    for child in &room.children_state {
+        let Some(child_id) = child["state_key"].as_str() else {
             continue;
         };
-        if !can_peek(hs, Some(viewer), &summary).await? {
-            if room_id == root.as_str() {
-                return Err(Error::Forbidden("you may not see this space".into()));
-            }
-            continue;
-        }
-        let mut children = hs.storage.space_children(&room_id).await?;
-        // Children without `via` are removed links.
-        children
-            .retain(|(_, content, _, _)| content["via"].as_array().is_some_and(|v| !v.is_empty()));
-        if suggested_only {
-            children.retain(|(_, content, _, _)| content["suggested"] == true);
-        }
-        // Spec ordering: by `order` (strings, when valid), then by time, then room ID.
-        children.sort_by(|a, b| {
-            let order = |c: &JsonValue| {
-                c["order"]
-                    .as_str()
-                    .filter(|o| o.len() <= 50)
-                    .map(str::to_owned)
-            };
-            match (order(&a.1), order(&b.1)) {
-                (Some(x), Some(y)) => x.cmp(&y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => a.3.cmp(&b.3).then(a.0.cmp(&b.0)),
-            }
-        });
-        let children_state: Vec<JsonValue> = children
-            .iter()
-            .map(|(child, content, sender, ts)| {
-                json!({ "type": "m.space.child", "state_key": child, "content": content, "sender": sender, "origin_server_ts": ts })
-            })
-            .collect();
-        if depth < max_depth {
-            for (child, _, _, _) in &children {
-                queue.push_back((child.clone(), depth + 1));
-            }
-        }
-        rooms.push(HierarchyRoom {
-            summary,
-            children_state,
-        });
-        if rooms.len() > offset + limit {
-            break;
+        match space_room(hs, Viewer::Server(server), child_id, false).await? {
+            SpaceRoom::Room(c) => children.push(c.summary),
+            SpaceRoom::Hidden => inaccessible.push(child_id.to_owned()),
+            SpaceRoom::NotHeld => {}
         }
     }
-    let more = rooms.len() > offset + limit;
-    let page: Vec<HierarchyRoom> = rooms.into_iter().skip(offset).take(limit).collect();
-    let next = more.then(|| format!("o{}", offset + limit));
-    Ok((page, next))
+    Ok((room, children, inaccessible))
 }

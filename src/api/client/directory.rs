@@ -120,11 +120,9 @@ async fn get(
     hs: Arc<Homeserver>,
     req: Ruma<get_alias::v3::Request>,
 ) -> Result<get_alias::v3::Response> {
-    let room_id = domain::resolve(&hs, &req.body.room_alias).await?;
-    Ok(get_alias::v3::Response::new(
-        room_id,
-        vec![hs.config.server_name.clone()],
-    ))
+    let (room_id, servers) =
+        crate::federation::query::room_alias(&hs, &req.body.room_alias).await?;
+    Ok(get_alias::v3::Response::new(room_id, servers))
 }
 
 async fn delete(

@@ -15,7 +15,7 @@ use ruma::{
 use crate::{
     error::{Error, Result},
     http::{Ruma, route},
-    rooms::{membership, spaces},
+    rooms::membership,
     server::Homeserver,
 };
 
@@ -33,7 +33,9 @@ async fn summary(
     req: Ruma<get_summary::v1::Request>,
 ) -> Result<get_summary::v1::Response> {
     let room_id = membership::resolve_room(&hs, req.body.room_id_or_alias.as_str()).await?;
-    let (summary, membership) = spaces::summary(&hs, req.requester.as_ref(), &room_id).await?;
+    let (summary, membership) =
+        crate::federation::spaces::summary(&hs, req.requester.as_ref(), &room_id, &req.body.via)
+            .await?;
     let mut response = get_summary::v1::Response::new(to_summary(summary)?);
     response.membership = membership.map(|m| m.as_str().into());
     Ok(response)
@@ -44,7 +46,7 @@ async fn hierarchy(
     req: Ruma<get_hierarchy::v1::Request>,
 ) -> Result<get_hierarchy::v1::Response> {
     let b = &req.body;
-    let (rooms, next) = spaces::hierarchy(
+    let (rooms, next) = crate::federation::spaces::hierarchy(
         &hs,
         req.requester()?,
         &b.room_id,

@@ -52,5 +52,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, query::directory);
     let router = route(router, query::public_rooms);
     let router = route(router, query::public_rooms_filtered);
+    let router = route(router, query::hierarchy);
     route(router, transactions::send)
 }

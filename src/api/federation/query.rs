@@ -1,13 +1,13 @@
-//! Queries: `/query/profile`, `/query/directory` and the public room list
-//! (`/publicRooms`).
+//! Queries: `/query/profile`, `/query/directory`, the public room list
+//! (`/publicRooms`) and spaces (`/hierarchy`).
 
 use std::sync::Arc;
 
 use ruma::{
-    OwnedServerName,
     api::federation::{
         directory::{get_public_rooms, get_public_rooms_filtered},
         query::{get_profile_information, get_room_information},
+        space::{SpaceHierarchyParentSummary, get_hierarchy},
     },
     profile::UserProfile,
 };
@@ -59,17 +59,7 @@ pub async fn directory(
             "the alias is not one of this server's".into(),
         ));
     }
-    let room_id = crate::rooms::aliases::resolve(&hs, alias).await?;
-    // This server first: it certainly can help the asker join.
-    let ours = hs.config.server_name().to_owned();
-    let mut servers: Vec<OwnedServerName> = vec![ours.clone()];
-    for server in hs.storage.room_servers(room_id.as_str()).await? {
-        if let Ok(name) = OwnedServerName::try_from(server)
-            && name != ours
-        {
-            servers.push(name);
-        }
-    }
+    let (room_id, servers) = crate::federation::query::room_alias(&hs, alias).await?;
     Ok(get_room_information::v1::Response::new(room_id, servers))
 }
 
@@ -114,5 +104,33 @@ pub async fn public_rooms_filtered(
     response.next_batch = listing.next_batch;
     response.prev_batch = listing.prev_batch;
     response.total_room_count_estimate = u32::try_from(listing.total).ok().map(Into::into);
+    Ok(response)
+}
+
+pub async fn hierarchy(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_hierarchy::v1::Request>,
+) -> Result<get_hierarchy::v1::Response> {
+    let b = &req.body;
+    let (room, children, inaccessible) = crate::rooms::spaces::hierarchy_for_server(
+        &hs,
+        origin(&req)?,
+        &b.room_id,
+        b.suggested_only,
+    )
+    .await?;
+    let mut parent = room.summary;
+    parent["children_state"] = serde_json::Value::Array(room.children_state);
+    let parent: SpaceHierarchyParentSummary = serde_json::from_value(parent)
+        .map_err(|e| Error::Internal(format!("room summary: {e}")))?;
+    let mut response = get_hierarchy::v1::Response::new(parent);
+    response.children = children
+        .into_iter()
+        .filter_map(|c| serde_json::from_value(c).ok())
+        .collect();
+    response.inaccessible_children = inaccessible
+        .iter()
+        .filter_map(|r| ruma::OwnedRoomId::try_from(r.as_str()).ok())
+        .collect();
     Ok(response)
 }
