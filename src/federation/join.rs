@@ -204,7 +204,11 @@ async fn join_through(
         .ok_or_else(|| Error::UnsupportedRoomVersion(format!("room version {version}")))?;
     let event: JsonValue = serde_json::from_str(template.event.get())
         .map_err(|e| Error::RemoteUnavailable(format!("make_join answer: {e}")))?;
-    if event["type"] != "m.room.member" || event["state_key"] != user.as_str() {
+    if event["type"] != "m.room.member"
+        || event["state_key"] != user.as_str()
+        || event["room_id"] != room_id.as_str()
+        || event["content"]["membership"] != "join"
+    {
         return Err(Error::RemoteUnavailable(
             "make_join answered another event".into(),
         ));

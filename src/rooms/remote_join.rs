@@ -33,7 +33,8 @@ fn string<'a>(object: &'a CanonicalJsonObject, field: &str) -> Option<&'a str> {
     }
 }
 
-/// Makes the joined room this server's (again, for a room it left).
+/// Makes the joined room this server's (again, for a room it left). Refused whole when
+/// any event of the state or the join does not check out.
 pub async fn adopt_joined_room(
     hs: &Homeserver,
     room_id: &RoomId,
@@ -86,14 +87,21 @@ pub async fn adopt_joined_room(
     w.set_current_state("m.room.create", "", create_nid).await?;
     let mut events = auth_chain;
     events.extend(state.iter().cloned());
-    store_outliers_in(&mut w, &ctx, events, keys, false).await?;
+    let here = store_outliers_in(&mut w, &ctx, events, keys, false).await?;
 
-    // The state before the join, of the state events that checked out.
-    let state_ids: Vec<String> = state
-        .iter()
-        .filter_map(|e| super::receive::event_id_of(e, &ctx.rules).ok())
-        .map(|id| id.to_string())
-        .collect();
+    // The state before the join: every event of it must check out (format, hashes,
+    // signatures, its own auth events), else the answer is refused whole (nothing is
+    // kept: the write is dropped) and another server may be asked.
+    let mut state_ids: Vec<String> = Vec::with_capacity(state.len());
+    for event in &state {
+        let id = super::receive::event_id_of(event, &ctx.rules)?.to_string();
+        if !here.contains(&id) && id != create_id {
+            return Err(Error::RemoteUnavailable(format!(
+                "the room's state as sent does not check out (event {id})"
+            )));
+        }
+        state_ids.push(id);
+    }
     let mut before = StateNids::new();
     for stored in w.events_by_ids(&state_ids).await? {
         if let (Some(kind), Some(key)) = (

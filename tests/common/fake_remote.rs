@@ -34,6 +34,9 @@ use super::federation::TestCa;
 /// Event ID -> (state IDs before it, auth chain IDs), as `/state_ids` answers.
 pub type StateIdsTable = Arc<Mutex<BTreeMap<String, (Vec<String>, Vec<String>)>>>;
 
+/// (method, path prefix, JSON body) answers of a stand-in server.
+pub type Canned = Arc<Mutex<Vec<(String, String, Value)>>>;
+
 pub struct FakeRemote {
     pub name: String,
     pub port: u16,
@@ -48,6 +51,9 @@ pub struct FakeRemote {
     pub events: Arc<Mutex<BTreeMap<String, Value>>>,
     /// What `/state_ids?event_id=` answers, by event: (state IDs, auth chain IDs).
     pub state_ids: StateIdsTable,
+    /// Answers to other requests: (method, path prefix, body), the first match wins;
+    /// anything else is 404 M_UNRECOGNIZED.
+    pub canned: Canned,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -60,6 +66,7 @@ struct Shared {
     missing: Arc<Mutex<Vec<Value>>>,
     events: Arc<Mutex<BTreeMap<String, Value>>>,
     state_ids: StateIdsTable,
+    canned: Canned,
 }
 
 fn now() -> i64 {
@@ -100,6 +107,7 @@ impl FakeRemote {
             missing: Arc::default(),
             events: Arc::default(),
             state_ids: Arc::default(),
+            canned: Arc::default(),
         };
         let app = Router::new()
             .route("/_matrix/key/v2/server", get(key_document))
@@ -110,6 +118,7 @@ impl FakeRemote {
             )
             .route("/_matrix/federation/v1/event/{id}", get(event))
             .route("/_matrix/federation/v1/state_ids/{room}", get(state_ids))
+            .fallback(canned_answer)
             .with_state(shared.clone());
         let ca = TestCa::get();
         let tls = axon::http::tls::TlsFiles::open(&ca.cert_file, &ca.key_file).unwrap();
@@ -138,6 +147,7 @@ impl FakeRemote {
             missing: shared.missing,
             events: shared.events,
             state_ids: shared.state_ids,
+            canned: shared.canned,
             shutdown: Some(tx),
         }
     }
@@ -421,6 +431,22 @@ async fn state_ids(
         None => (
             StatusCode::NOT_FOUND,
             Json(json!({"errcode": "M_NOT_FOUND", "error": "unknown event"})),
+        ),
+    }
+}
+
+async fn canned_answer(State(s): State<Shared>, request: Request) -> (StatusCode, Json<Value>) {
+    let method = request.method().as_str().to_owned();
+    let path = request.uri().path().to_owned();
+    let canned = s.canned.lock().unwrap();
+    match canned
+        .iter()
+        .find(|(m, prefix, _)| *m == method && path.starts_with(prefix.as_str()))
+    {
+        Some((_, _, body)) => (StatusCode::OK, Json(body.clone())),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errcode": "M_UNRECOGNIZED", "error": "not served here"})),
         ),
     }
 }
