@@ -10,7 +10,7 @@ use crate::{
     error::{Error, Result},
     rooms::{
         context::room_context,
-        receive::{Received, receive_pdu},
+        receive::{Received, receive_and_pass_on},
         remote_membership::{JoinedState, state_for_new_member},
         remote_reads::check_server_acl,
     },
@@ -140,7 +140,7 @@ async fn receive_membership(
         .map_err(|e| Error::BadJson(format!("join event: {e}")))?;
     }
     let keys = super::keys::pdu_keys(hs, &ctx, &object).await?;
-    let (event_id, outcome) = receive_pdu(hs, room_id, object, &keys).await?;
+    let (event_id, outcome) = receive_and_pass_on(hs, room_id, object, &keys).await?;
     if outcome == Received::SoftFailed {
         return Err(Error::Forbidden(format!(
             "the room's current state does not allow this {membership}"

@@ -94,9 +94,10 @@ pub async fn hierarchy(
         };
         let Some(entry) = entry else {
             if room_id == root.as_str() {
-                return Err(Error::Forbidden(
-                    "the space is unknown here or not visible to you".into(),
-                ));
+                if hs.storage.room(root.as_str()).await?.is_some() {
+                    return Err(Error::Forbidden("you may not see this space".into()));
+                }
+                return Err(Error::NotFound("unknown room".into()));
             }
             continue;
         };

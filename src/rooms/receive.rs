@@ -138,6 +138,18 @@ pub async fn receive_pdu(
     receive_pdu_with_prev_states(hs, room_id, json, keys, &HashMap::new()).await
 }
 
+/// `receive_pdu` for a membership event another server's user made through this one
+/// (`send_join`, `send_leave`, `send_knock`): this server passes it on to the other
+/// servers in the room, which the user's own server does not know.
+pub async fn receive_and_pass_on(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    json: CanonicalJsonObject,
+    keys: &PublicKeyMap,
+) -> Result<(OwnedEventId, Received)> {
+    receive(hs, room_id, json, keys, &HashMap::new(), true).await
+}
+
 /// `receive_pdu` for a PDU some of whose prev events this server lacks (or holds only as
 /// outliers), with the state after each of those as the sending server gave it (by
 /// event nid, those events stored as outliers first).
@@ -147,6 +159,17 @@ pub async fn receive_pdu_with_prev_states(
     json: CanonicalJsonObject,
     keys: &PublicKeyMap,
     prev_states: &HashMap<String, StateNids>,
+) -> Result<(OwnedEventId, Received)> {
+    receive(hs, room_id, json, keys, prev_states, false).await
+}
+
+async fn receive(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    json: CanonicalJsonObject,
+    keys: &PublicKeyMap,
+    prev_states: &HashMap<String, StateNids>,
+    pass_on: bool,
 ) -> Result<(OwnedEventId, Received)> {
     let ctx = context::room_context(hs, room_id).await?;
     let pdu = verify_remote_pdu(&ctx, json, keys)?;
@@ -196,7 +219,8 @@ pub async fn receive_pdu_with_prev_states(
         soft_failed,
         extends_current,
         redaction_allowed,
-        federate_from: None,
+        federate_from: (pass_on && !soft_failed && hs.config.federation_enabled())
+            .then(|| hs.config.server_name().as_str()),
         historical: false,
     };
     let (nid, _) = persist::store_pdu(&mut w, &ctx, &pdu, Some(before), &how).await?;
