@@ -2,7 +2,8 @@
 //! a room of its own): an honest answer is joined (so the fixture is sound), while a
 //! `send_join` answer whose state holds an event with a bad signature or one that fails
 //! its auth rules, or a `make_join` template of another room, is refused with nothing
-//! kept; and a join through a liar and then an honest server succeeds through the second.
+//! kept, as is another room's event in a `/backfill` answer; and a join through a liar
+//! and then an honest server succeeds through the second.
 
 mod common;
 #[path = "common/fake_remote.rs"]
@@ -25,8 +26,12 @@ struct FakeRoom {
 }
 
 fn fake_room(remote: &FakeRemote) -> FakeRoom {
+    fake_room_named(remote, "hostile")
+}
+
+fn fake_room_named(remote: &FakeRemote, name: &str) -> FakeRoom {
     let rules = RoomVersionId::V11.rules().unwrap();
-    let room_id = format!("!hostile:{}", remote.name);
+    let room_id = format!("!{name}:{}", remote.name);
     let creator = format!("@creator:{}", remote.name);
     let mut events: Vec<CanonicalJsonObject> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
@@ -179,6 +184,40 @@ async fn hostile_join_answers_are_refused_whole() {
     let (status, body) = s.get("/_matrix/client/v3/joined_rooms", Some(&token)).await;
     assert_eq!(status, 200);
     assert_eq!(body["joined_rooms"], json!([room.room_id]));
+
+    // Paging back asks the server for history; it answers with another room's event,
+    // which is not taken in, and the page is answered with what is here.
+    let other = fake_room_named(&remote, "elsewhere");
+    remote.canned.lock().unwrap().push((
+        "GET".into(),
+        "/_matrix/federation/v1/backfill/".into(),
+        json!({"origin": remote.name, "origin_server_ts": 0, "pdus": [other.events[3]]}),
+    ));
+    let (status, page) = s
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=10",
+                room.room_id
+            ),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        s.hs.storage.event(&other.ids[3]).await.unwrap().is_none(),
+        "another room's event was taken in through backfill"
+    );
+    let (status, body) = s
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/t1",
+                room.room_id
+            ),
+            Some(&token),
+            json!({"msgtype": "m.text", "body": "still working"}),
+        )
+        .await;
+    assert_eq!(status, 200, "the room keeps working: {body}");
 }
 
 /// A liar first in `via` does not stop the join: the next server is asked.

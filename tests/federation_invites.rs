@@ -120,6 +120,15 @@ async fn invite_join_and_decline(version: &str) {
         None
     );
 
+    let (status, body) = hs2
+        .put(
+            &format!("/_matrix/client/v3/profile/{bob_id}/displayname"),
+            Some(&bob),
+            json!({"displayname": "Bob of hs2"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
     // bob is invited: hs2 signed the invite, bob's /sync shows it with the room's name.
     let (status, body) = hs1
         .post(
@@ -133,6 +142,15 @@ async fn invite_join_and_decline(version: &str) {
         membership_on(&hs1, &alice, &room, &bob_id).await.as_deref(),
         Some("invite")
     );
+    // The invite carries bob's name as hs2 tells it.
+    let (status, member) = hs1
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{bob_id}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(member["displayname"], "Bob of hs2", "v{version}: {member}");
     let invite = synced_room(&hs2, &bob, "invite", &room).await;
     assert_eq!(
         stripped_of(&invite, "m.room.name").map(|e| e["content"]["name"].clone()),

@@ -158,6 +158,49 @@ async fn a_user_of_another_axon_joins_and_they_talk_room_v12() {
     share_a_room("12").await;
 }
 
+/// Every room version axon speaks, joined across servers and talked in both ways.
+#[tokio::test]
+async fn every_room_version_is_joined_across_servers() {
+    let hs1 = start_federated(|_| {}).await;
+    let hs2 = start_federated(|_| {}).await;
+    let (alice, _) = hs1.register("alice", "correct horse battery").await;
+    let (bob, _) = hs2.register("bob", "correct horse battery").await;
+    for version in 1..=12 {
+        let room = hs1
+            .create_room(
+                &alice,
+                json!({"preset": "public_chat", "room_version": version.to_string()}),
+            )
+            .await;
+        let (status, body) = hs2
+            .post(
+                &format!("/_matrix/client/v3/join/{room}?via={}", hs1.name()),
+                Some(&bob),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "v{version}: {body}");
+        let hello = format!("hello in v{version}");
+        hs1.send_message(
+            &alice,
+            &room,
+            &format!("a{version}"),
+            json!({"msgtype": "m.text", "body": hello}),
+        )
+        .await;
+        assert_eq!(arrives(&hs2, &bob, &room, &hello).await, 1, "v{version}");
+        let reply = format!("reply in v{version}");
+        hs2.send_message(
+            &bob,
+            &room,
+            &format!("b{version}"),
+            json!({"msgtype": "m.text", "body": reply}),
+        )
+        .await;
+        assert_eq!(arrives(&hs1, &alice, &room, &reply).await, 1, "v{version}");
+    }
+}
+
 #[tokio::test]
 async fn a_remote_join_the_room_refuses_leaves_nothing_behind() {
     let hs1 = start_federated(|_| {}).await;

@@ -22,6 +22,9 @@ use crate::{
     users::Requester,
 };
 
+/// How long an invite waits for the invitee's profile from their server.
+const PROFILE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn string<'a>(object: &'a CanonicalJsonObject, field: &str) -> Option<&'a str> {
     match object.get(field) {
         Some(CanonicalJsonValue::String(s)) => Some(s),
@@ -57,14 +60,30 @@ async fn invite_remote(
     is_direct: bool,
 ) -> Result<()> {
     let server = target.server_name();
+    // The invitee's name and avatar in the invite, as Synapse puts them, when their
+    // server tells them soon enough.
+    let mut extra: serde_json::Map<String, JsonValue> =
+        tokio::time::timeout(PROFILE_WAIT, super::query::profile(hs, target))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(field, _)| matches!(field.as_str(), "displayname" | "avatar_url"))
+            .collect();
+    if let Some(reason) = reason {
+        extra.insert("reason".into(), reason.into());
+    }
+    if is_direct {
+        extra.insert("is_direct".into(), true.into());
+    }
     let room_state = invites::invite_room_state(hs, room_id, Some(&requester.user_id)).await?;
     membership::invite_remote(
         hs,
         requester,
         room_id,
         target,
-        reason,
-        is_direct,
+        &extra,
         async |version: &RoomVersionId, event: &CanonicalJsonObject| {
             ask_to_sign(hs, room_id, server, version, event, &room_state).await
         },

@@ -220,24 +220,26 @@ pub async fn change_other(
     Ok(())
 }
 
-/// Invites a user of another server: as `change_other`, the event signed by the user's
-/// server (`countersign`, federation's `/invite`) before it is stored.
+/// Invites a user of another server: as `change_other`, with `extra` in the content
+/// (reason, is_direct, their name and avatar as their server tells them), the event
+/// signed by that server (`countersign`, federation's `/invite`) before it is stored.
 pub async fn invite_remote(
     hs: &Homeserver,
     requester: &Requester,
     room_id: &RoomId,
     target: &UserId,
-    reason: Option<&str>,
-    is_direct: bool,
+    extra: &serde_json::Map<String, JsonValue>,
     countersign: impl AsyncFnOnce(
         &ruma::RoomVersionId,
         &ruma::CanonicalJsonObject,
     ) -> Result<ruma::CanonicalJsonObject>,
 ) -> Result<()> {
     context::room_context(hs, room_id).await?;
-    let mut content = with_reason(member_content(hs, target, "invite").await?, reason);
-    if is_direct {
-        content["is_direct"] = true.into();
+    let mut content = member_content(hs, target, "invite").await?;
+    for (field, value) in extra {
+        if field != "membership" {
+            content[field.as_str()] = value.clone();
+        }
     }
     send::send_countersigned(
         hs,
