@@ -111,6 +111,13 @@ pub enum Error {
     /// Another server could not be reached or gave no usable answer.
     #[error("{0}")]
     RemoteUnavailable(String),
+    /// Another server refused a request made for the client (a 4xx): its answer passed
+    /// through, with its status, errcode and fields, as Synapse does.
+    #[error("{}", .body["error"].as_str().unwrap_or("refused by the other server"))]
+    RemoteRefused {
+        status: u16,
+        body: serde_json::Value,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }

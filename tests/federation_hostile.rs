@@ -1,9 +1,9 @@
 //! Joining through a hostile server (the stand-in of tests/common/fake_remote.rs serving
-//! a room of its own): an honest answer is joined (so the fixture is sound), while a
-//! `send_join` answer whose state holds an event with a bad signature or one that fails
-//! its auth rules, or a `make_join` template of another room, is refused with nothing
-//! kept, as is another room's event in a `/backfill` answer; and a join through a liar
-//! and then an honest server succeeds through the second.
+//! rooms of its own): a `make_join` template of another room, or a room whose create
+//! event is forged, is refused with nothing kept; state events with a bad signature or
+//! failing their auth rules are left out and not stored while the join goes through (as
+//! Synapse does) and the room works; another room's event in a `/backfill` answer is not
+//! taken in; a join through a liar and then an honest server succeeds through the second.
 
 mod common;
 #[path = "common/fake_remote.rs"]
@@ -127,31 +127,62 @@ async fn nothing_kept(s: &TestServer, token: &str, room: &str) {
 }
 
 #[tokio::test]
-async fn hostile_join_answers_are_refused_whole() {
+async fn hostile_join_answers() {
     let s = start_federated(|_| {}).await;
     let (token, _) = s.register("bob", "correct horse battery").await;
     let bob = format!("@bob:{}", s.name());
     let remote = FakeRemote::start().await;
-    let room = fake_room(&remote);
+    let rules = RoomVersionId::V11.rules().unwrap();
 
-    // A state event whose signature is not the server's.
-    let mut forged = room.events.clone();
-    if let Some(CanonicalJsonValue::Object(signatures)) = forged[2].get_mut("signatures")
-        && let Some(CanonicalJsonValue::Object(by_key)) = signatures.get_mut(&remote.name)
-    {
-        for value in by_key.values_mut() {
-            *value = CanonicalJsonValue::String("AAAA".repeat(22));
-        }
-    }
-    answer(&remote, template(&room, &bob), &forged);
+    // A template of another room: refused, nothing kept.
+    let room = fake_room_named(&remote, "astray");
+    let mut elsewhere = template(&room, &bob);
+    elsewhere["room_id"] = json!(format!("!elsewhere:{}", remote.name));
+    answer(&remote, elsewhere, &room.events);
     let (status, body) = join(&s, &token, &room.room_id, &[&remote.name]).await;
-    assert!(status >= 400, "a forged state was joined: {body}");
+    assert!(status >= 400, "another room's template was used: {body}");
     nothing_kept(&s, &token, &room.room_id).await;
 
-    // A state event its own auth events do not allow (a stranger naming the room).
+    // A room whose create event is forged cannot be joined at all.
+    let room = fake_room_named(&remote, "uncreated");
+    let mut forged = room.events.clone();
+    forge_signature(&mut forged[0], &remote.name);
+    answer(&remote, template(&room, &bob), &forged);
+    let (status, body) = join(&s, &token, &room.room_id, &[&remote.name]).await;
+    assert!(
+        status >= 400,
+        "a room with a forged create event was joined: {body}"
+    );
+    nothing_kept(&s, &token, &room.room_id).await;
+
+    // A state event with a forged signature, and one its auth events do not allow (a
+    // stranger naming the room): each left out, not stored; the join goes through and
+    // the room works.
+    let room = fake_room_named(&remote, "tampered");
+    let mut tampered = room.events.clone();
+    let mut topic = remote.pdu(
+        &room.room_id,
+        &rules,
+        Draft {
+            sender: &format!("@creator:{}", remote.name),
+            kind: "m.room.topic",
+            state_key: Some(""),
+            content: json!({"topic": "forged"}),
+            prev: vec![room.ids[3].clone()],
+            auth: vec![
+                room.ids[0].clone(),
+                room.ids[1].clone(),
+                room.ids[2].clone(),
+            ],
+            depth: 5,
+        },
+    );
+    let topic_id = FakeRemote::event_id(&topic, &rules);
+    forge_signature(&mut topic, &remote.name);
+    tampered.push(topic);
     let stranger = remote.pdu(
         &room.room_id,
-        &RoomVersionId::V11.rules().unwrap(),
+        &rules,
         Draft {
             sender: &format!("@stranger:{}", remote.name),
             kind: "m.room.name",
@@ -162,28 +193,27 @@ async fn hostile_join_answers_are_refused_whole() {
             depth: 5,
         },
     );
-    let mut unauthorised = room.events.clone();
-    unauthorised.push(stranger);
-    answer(&remote, template(&room, &bob), &unauthorised);
-    let (status, body) = join(&s, &token, &room.room_id, &[&remote.name]).await;
-    assert!(status >= 400, "an unauthorised state was joined: {body}");
-    nothing_kept(&s, &token, &room.room_id).await;
-
-    // A template of another room.
-    let mut elsewhere = template(&room, &bob);
-    elsewhere["room_id"] = json!(format!("!elsewhere:{}", remote.name));
-    answer(&remote, elsewhere, &room.events);
-    let (status, body) = join(&s, &token, &room.room_id, &[&remote.name]).await;
-    assert!(status >= 400, "another room's template was used: {body}");
-    nothing_kept(&s, &token, &room.room_id).await;
-
-    // The honest answer is joined: the fixture itself is sound.
-    answer(&remote, template(&room, &bob), &room.events);
+    let stranger_id = FakeRemote::event_id(&stranger, &rules);
+    tampered.push(stranger);
+    answer(&remote, template(&room, &bob), &tampered);
     let (status, body) = join(&s, &token, &room.room_id, &[&remote.name]).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = s.get("/_matrix/client/v3/joined_rooms", Some(&token)).await;
-    assert_eq!(status, 200);
-    assert_eq!(body["joined_rooms"], json!([room.room_id]));
+    for (what, id) in [("forged", &topic_id), ("unauthorised", &stranger_id)] {
+        assert!(
+            s.hs.storage.event(id).await.unwrap().is_none(),
+            "the {what} state event was stored"
+        );
+    }
+    let (status, body) = s
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.name/",
+                room.room_id
+            ),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 404, "the stranger's name is not the room's: {body}");
 
     // Paging back asks the server for history; it answers with another room's event,
     // which is not taken in, and the page is answered with what is here.
@@ -218,6 +248,17 @@ async fn hostile_join_answers_are_refused_whole() {
         )
         .await;
     assert_eq!(status, 200, "the room keeps working: {body}");
+}
+
+/// Replaces the server's signatures of `event` with ones that do not verify.
+fn forge_signature(event: &mut CanonicalJsonObject, server: &str) {
+    if let Some(CanonicalJsonValue::Object(signatures)) = event.get_mut("signatures")
+        && let Some(CanonicalJsonValue::Object(by_key)) = signatures.get_mut(server)
+    {
+        for value in by_key.values_mut() {
+            *value = CanonicalJsonValue::String("AAAA".repeat(22));
+        }
+    }
 }
 
 /// A liar first in `via` does not stop the join: the next server is asked.

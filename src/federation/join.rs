@@ -124,7 +124,31 @@ pub(super) async fn resolve(
 /// Whether a failure through one server is the room's own answer (not allowed), which
 /// ends the attempt, rather than a reason to try the next server.
 pub(super) fn is_final(e: &Error) -> bool {
-    matches!(e, Error::Forbidden(_) | Error::Rejected(_))
+    matches!(
+        e,
+        Error::Forbidden(_) | Error::Rejected(_) | Error::RemoteRefused { .. }
+    )
+}
+
+/// A resident server's refusal of a membership request, for the client: 403 as
+/// forbidden, 404 as a room it does not know (the next server may), other 4xx passed
+/// through as they came (errcode and fields, `M_INCOMPATIBLE_ROOM_VERSION` say).
+pub(super) fn refusal(e: super::client::SendError) -> Error {
+    match e {
+        super::client::SendError::Refused { status: 403, body } => {
+            Error::Forbidden(remote_reason(&body))
+        }
+        super::client::SendError::Refused { status: 404, .. } => {
+            Error::NotFound("the server does not know the room".into())
+        }
+        super::client::SendError::Refused { status, body } if (400..500).contains(&status) => {
+            Error::RemoteRefused {
+                status,
+                body: serde_json::from_str(&body).unwrap_or_else(|_| json!({ "error": body })),
+            }
+        }
+        other => other.into(),
+    }
 }
 
 /// The `error` of another server's Matrix error body, else the body.
@@ -189,15 +213,7 @@ async fn join_through(
         .client
         .send(hs.keys.pair(), server, ask)
         .await
-        .map_err(|e| match e {
-            super::client::SendError::Refused { status: 403, body } => {
-                Error::Forbidden(remote_reason(&body))
-            }
-            super::client::SendError::Refused { status: 404, .. } => {
-                Error::NotFound("the server does not know the room".into())
-            }
-            other => other.into(),
-        })?;
+        .map_err(refusal)?;
     let version = template.room_version.unwrap_or(RoomVersionId::V1);
     let rules = version
         .rules()
@@ -241,12 +257,7 @@ async fn join_through(
             create_join_event::v2::Request::new(room_id.to_owned(), event_id, raw),
         )
         .await
-        .map_err(|e| match e {
-            super::client::SendError::Refused { status: 403, body } => {
-                Error::Forbidden(remote_reason(&body))
-            }
-            other => other.into(),
-        })?;
+        .map_err(refusal)?;
     let room_state = joined.room_state;
     // A restricted join comes back countersigned by the authorising server.
     let join = match &room_state.event {

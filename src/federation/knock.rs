@@ -10,7 +10,7 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, json};
 
-use super::join::{is_final, remote_reason, resolve, sign_template, supported_versions};
+use super::join::{is_final, refusal, resolve, sign_template, supported_versions};
 use crate::{
     error::{Error, Result},
     rooms::{context::rules_for, create::member_content, invites, membership},
@@ -55,20 +55,11 @@ async fn knock_through(
     let user = &requester.user_id;
     let mut ask = prepare_knock_event::v1::Request::new(room_id.to_owned(), user.clone());
     ask.ver = supported_versions();
-    let refused = |e: super::client::SendError| match e {
-        super::client::SendError::Refused { status: 403, body } => {
-            Error::Forbidden(remote_reason(&body))
-        }
-        super::client::SendError::Refused { status: 404, .. } => {
-            Error::NotFound("the server does not know the room".into())
-        }
-        other => other.into(),
-    };
     let template = federation
         .client
         .send(hs.keys.pair(), server, ask)
         .await
-        .map_err(refused)?;
+        .map_err(refusal)?;
     let version: RoomVersionId = template.room_version;
     let rules = rules_for(&version)?;
     let event: JsonValue = serde_json::from_str(template.event.get())
@@ -97,7 +88,7 @@ async fn knock_through(
             create_knock_event::v1::Request::new(room_id.to_owned(), event_id, raw),
         )
         .await
-        .map_err(refused)?;
+        .map_err(refusal)?;
     let sent = super::invite::sent_room_state(&answer.knock_room_state);
     let stripped = invites::checked_stripped_state(room_id, &sent);
     invites::store_own_out_of_band(hs, room_id, &version, object, Some(stripped)).await

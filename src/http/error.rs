@@ -53,6 +53,23 @@ impl IntoResponse for ApiError {
                     "room_version": version,
                 }),
             ),
+            Error::RemoteRefused { status, body } => {
+                let status = StatusCode::from_u16(status)
+                    .ok()
+                    .filter(StatusCode::is_client_error)
+                    .unwrap_or(StatusCode::BAD_GATEWAY);
+                let mut body = match body {
+                    JsonValue::Object(fields) => fields,
+                    _ => serde_json::Map::new(),
+                };
+                if !body.get("errcode").is_some_and(JsonValue::is_string) {
+                    body.insert("errcode".into(), "M_UNKNOWN".into());
+                }
+                if !body.get("error").is_some_and(JsonValue::is_string) {
+                    body.insert("error".into(), message.into());
+                }
+                (status, JsonValue::Object(body))
+            }
             Error::UnknownToken { soft_logout } => (
                 StatusCode::UNAUTHORIZED,
                 json!({ "errcode": "M_UNKNOWN_TOKEN", "error": message, "soft_logout": soft_logout }),
@@ -133,7 +150,7 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::Unauthorized(_) => (S::UNAUTHORIZED, "M_UNAUTHORIZED"),
         Error::BadAuthorization(_) => (S::BAD_REQUEST, "M_UNAUTHORIZED"),
         Error::IncompatibleRoomVersion(_) => (S::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"),
-        Error::RemoteUnavailable(_) => (S::BAD_GATEWAY, "M_UNKNOWN"),
+        Error::RemoteUnavailable(_) | Error::RemoteRefused { .. } => (S::BAD_GATEWAY, "M_UNKNOWN"),
         Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
     }
 }

@@ -156,6 +156,7 @@ pub async fn store_out_of_band(
             historical: false,
             federate_from: None,
             member_server: None,
+            federate_except: None,
             state_before: None,
             state_after: None,
             replaces_nid: None,

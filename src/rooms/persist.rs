@@ -136,6 +136,8 @@ pub(super) struct StoreAs<'a> {
     pub federate_from: Option<&'a str>,
     /// Backfilled history (`receive::receive_historical`): no forward extremity.
     pub historical: bool,
+    /// With `federate_from`, a server not to queue the event for: the one it came from.
+    pub federate_except: Option<&'a str>,
 }
 
 /// Persists a checked PDU as the room's newest event: event, edges, extremities, state
@@ -154,6 +156,7 @@ pub async fn store(
         redaction_allowed: true,
         federate_from,
         historical: false,
+        federate_except: None,
     };
     let (nid, _) = store_pdu(w, ctx, &checked.pdu, checked.state_before, &how).await?;
     if !checked.extends_current {
@@ -205,6 +208,7 @@ pub(super) async fn store_pdu(
             historical: how.historical,
             federate_from: how.federate_from,
             member_server: member_server.as_deref(),
+            federate_except: how.federate_except,
             state_before: before,
             // A state event's group after it needs its nid: set below.
             state_after: if pdu.state_key.is_none() {

@@ -140,14 +140,20 @@ pub async fn receive_pdu(
 
 /// `receive_pdu` for a membership event another server's user made through this one
 /// (`send_join`, `send_leave`, `send_knock`): this server passes it on to the other
-/// servers in the room, which the user's own server does not know.
+/// servers in the room, which the user's own server does not know (not back to it).
 pub async fn receive_and_pass_on(
     hs: &Homeserver,
     room_id: &RoomId,
     json: CanonicalJsonObject,
     keys: &PublicKeyMap,
 ) -> Result<(OwnedEventId, Received)> {
-    receive(hs, room_id, json, keys, &HashMap::new(), true).await
+    let origin = match json.get("sender") {
+        Some(CanonicalJsonValue::String(sender)) => UserId::parse(sender.as_str())
+            .map(|u| u.server_name().to_owned())
+            .map_err(|_| Error::BadJson("the event's sender".into()))?,
+        _ => return Err(Error::BadJson("the event has no sender".into())),
+    };
+    receive(hs, room_id, json, keys, &HashMap::new(), Some(&origin)).await
 }
 
 /// `receive_pdu` for a PDU some of whose prev events this server lacks (or holds only as
@@ -160,7 +166,7 @@ pub async fn receive_pdu_with_prev_states(
     keys: &PublicKeyMap,
     prev_states: &HashMap<String, StateNids>,
 ) -> Result<(OwnedEventId, Received)> {
-    receive(hs, room_id, json, keys, prev_states, false).await
+    receive(hs, room_id, json, keys, prev_states, None).await
 }
 
 async fn receive(
@@ -169,7 +175,7 @@ async fn receive(
     json: CanonicalJsonObject,
     keys: &PublicKeyMap,
     prev_states: &HashMap<String, StateNids>,
-    pass_on: bool,
+    pass_on_from: Option<&ruma::ServerName>,
 ) -> Result<(OwnedEventId, Received)> {
     let ctx = context::room_context(hs, room_id).await?;
     let pdu = verify_remote_pdu(&ctx, json, keys)?;
@@ -219,9 +225,10 @@ async fn receive(
         soft_failed,
         extends_current,
         redaction_allowed,
-        federate_from: (pass_on && !soft_failed && hs.config.federation_enabled())
+        federate_from: (pass_on_from.is_some() && !soft_failed && hs.config.federation_enabled())
             .then(|| hs.config.server_name().as_str()),
         historical: false,
+        federate_except: pass_on_from.map(|s| s.as_str()),
     };
     let (nid, _) = persist::store_pdu(&mut w, &ctx, &pdu, Some(before), &how).await?;
     if !soft_failed && !extends_current {
@@ -332,6 +339,7 @@ pub async fn receive_historical(
         redaction_allowed,
         federate_from: None,
         historical: true,
+        federate_except: None,
     };
     let (nid, _) = persist::store_pdu(&mut w, &ctx, &pdu, before, &how).await?;
     w.commit_historical(nid, position).await?;
@@ -508,6 +516,7 @@ pub(super) async fn store_outliers_in(
             historical: false,
             federate_from: None,
             member_server: None,
+            federate_except: None,
             state_before: None,
             state_after: None,
             replaces_nid: None,

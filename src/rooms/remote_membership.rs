@@ -68,6 +68,17 @@ async fn membership_template(
     }
     let ctx = room_context(hs, room_id).await?;
     check_server_acl(hs, room_id, origin).await?;
+    // A room every user of this server has left is not this server's to let others into
+    // (its view of the room may be stale).
+    if !hs
+        .storage
+        .server_joined(room_id.as_str(), hs.config.server_name().as_str())
+        .await?
+    {
+        return Err(Error::NotFound(
+            "no user of this server is in the room".into(),
+        ));
+    }
     let mut content = json!({ "membership": membership });
     if let Some(supported) = supported {
         // Servers that send no `ver` speak only room version 1.

@@ -90,6 +90,9 @@ pub struct NewEventRow<'a> {
     pub federate_from: Option<&'a str>,
     /// With `federate_from`, for a membership event: the member's server, queued too.
     pub member_server: Option<&'a str>,
+    /// With `federate_from`: a server not to queue it for (the one it came from, for an
+    /// event this server passes on).
+    pub federate_except: Option<&'a str>,
     pub state_before: Option<i64>,
     pub state_after: Option<i64>,
     pub replaces_nid: Option<i64>,
@@ -507,9 +510,11 @@ impl RoomWrite {
                  INSERT INTO forward_extremities (room_id, event_id)
                  SELECT $2, $1 WHERE NOT ($11 OR $16 OR $21)),
              others AS (
-                 SELECT d FROM servers WHERE d IS NOT NULL AND d <> $17
+                 SELECT d FROM servers
+                 WHERE d IS NOT NULL AND d <> $17 AND d IS DISTINCT FROM $22::text
                  UNION
-                 SELECT $18::text WHERE $17::text IS NOT NULL AND $18::text <> $17),
+                 SELECT $18::text WHERE $17::text IS NOT NULL AND $18::text <> $17
+                                    AND $18::text IS DISTINCT FROM $22::text),
              known AS (
                  INSERT INTO federation_destinations (destination)
                  SELECT d FROM others ON CONFLICT DO NOTHING),
@@ -543,6 +548,7 @@ impl RoomWrite {
         .bind(streams::WAKE_CHANNEL)
         .bind(super::federation::FEDERATION_WAKE_KEY)
         .bind(e.historical)
+        .bind(e.federate_except)
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(nid)
