@@ -38,24 +38,6 @@ async fn state(s: &TestServer, token: &str, room: &str) -> Vec<(String, String, 
     all
 }
 
-async fn bodies(s: &TestServer, token: &str, room: &str) -> Vec<String> {
-    let (status, page) = s
-        .get(
-            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=500"),
-            Some(token),
-        )
-        .await;
-    assert_eq!(status, 200, "{page}");
-    let mut bodies: Vec<String> = page["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect();
-    bodies.reverse();
-    bodies
-}
-
 async fn join(s: &TestServer, token: &str, room: &str, via: &str) {
     let (status, body) = s
         .post(
@@ -160,7 +142,7 @@ async fn three_servers_converge_and_catch_up() {
         let all_messages = [(&hs1, &alice), (&hs2, &bob), (&hs3, &charlie)];
         let mut complete = true;
         for (s, token) in all_messages {
-            let seen = bodies(s, token, &room).await;
+            let seen = s.bodies(token, &room).await;
             complete &= ["from one", "from two", "from three"]
                 .iter()
                 .all(|b| seen.iter().any(|x| x == b));
@@ -204,7 +186,9 @@ async fn three_servers_converge_and_catch_up() {
             (&hs1, &alice)
         };
         for _ in 0..100 {
-            if bodies(other.0, other.1, &room)
+            if other
+                .0
+                .bodies(other.1, &room)
                 .await
                 .contains(sent.last().unwrap())
             {
@@ -216,7 +200,8 @@ async fn three_servers_converge_and_catch_up() {
     let hs2 = hs2.restart().await;
     let mut caught_up = Vec::new();
     for _ in 0..200 {
-        caught_up = bodies(&hs2, &bob, &room).await;
+        caught_up = hs2.bodies(&bob, &room).await;
+        caught_up.reverse();
         if sent.iter().all(|b| caught_up.contains(b)) {
             break;
         }

@@ -7,30 +7,8 @@ mod common;
 #[path = "common/federation.rs"]
 mod federation;
 
-use common::TestServer;
 use federation::start_federated;
-use serde_json::{Value, json};
-
-/// Every event of the room `token`'s user can page back to, newest first.
-async fn page_back_all(s: &TestServer, token: &str, room: &str) -> Vec<Value> {
-    let mut events = Vec::new();
-    let mut from: Option<String> = None;
-    for _ in 0..100 {
-        let path = match &from {
-            Some(f) => format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=60&from={f}"),
-            None => format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=60"),
-        };
-        let (status, page) = s.get(&path, Some(token)).await;
-        assert_eq!(status, 200, "{page}");
-        let chunk = page["chunk"].as_array().unwrap();
-        events.extend(chunk.iter().cloned());
-        match page["end"].as_str() {
-            Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
-            _ => return events,
-        }
-    }
-    panic!("paging back never ended");
-}
+use serde_json::json;
 
 async fn late_joiner_backfills(version: &str) {
     let hs1 = start_federated(|_| {}).await;
@@ -74,7 +52,7 @@ async fn late_joiner_backfills(version: &str) {
     assert_eq!(status, 200, "v{version}: {ours}");
     assert_eq!(ours["event_id"], theirs["event_id"], "v{version}");
 
-    let events = page_back_all(&hs2, &bob, &room).await;
+    let events = hs2.history(&bob, &room).await;
     let bodies: Vec<&str> = events
         .iter()
         .filter_map(|e| e["content"]["body"].as_str())
@@ -95,7 +73,7 @@ async fn late_joiner_backfills(version: &str) {
         "v{version}: paging ends at the room's creation"
     );
     // The same history on the server that made it.
-    let theirs = page_back_all(&hs1, &alice, &room).await;
+    let theirs = hs1.history(&alice, &room).await;
     let their_ids: Vec<&str> = theirs
         .iter()
         .filter_map(|e| e["event_id"].as_str())

@@ -11,74 +11,11 @@ mod fake_remote;
 #[path = "common/federation.rs"]
 mod federation;
 
-use std::time::Duration;
-
-use common::{TestServer, assert_error};
+use common::assert_error;
 use fake_remote::{Draft, FakeRemote};
 use federation::start_federated;
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, RoomVersionId};
 use serde_json::{Value, json};
-
-/// Syncs on `s` until `room` appears under `section` (invite, join); returns it.
-async fn synced_room(s: &TestServer, token: &str, section: &str, room: &str) -> Value {
-    synced_room_since(s, token, section, room, None).await
-}
-
-/// The position of the user's stream now.
-async fn next_batch(s: &TestServer, token: &str) -> String {
-    let (status, body) = s
-        .get("/_matrix/client/v3/sync?timeout=0", Some(token))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["next_batch"].as_str().unwrap().to_owned()
-}
-
-/// As `synced_room`, syncing from `since` (a room left shows in incremental syncs).
-async fn synced_room_since(
-    s: &TestServer,
-    token: &str,
-    section: &str,
-    room: &str,
-    since: Option<&str>,
-) -> Value {
-    let path = match since {
-        Some(since) => format!("/_matrix/client/v3/sync?timeout=0&since={since}"),
-        None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
-    };
-    for _ in 0..100 {
-        let (status, body) = s.get(&path, Some(token)).await;
-        assert_eq!(status, 200, "{body}");
-        let entry = &body["rooms"][section][room];
-        if entry.is_object() {
-            return entry.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{room} never showed under {section}");
-}
-
-async fn membership_on(s: &TestServer, token: &str, room: &str, user: &str) -> Option<String> {
-    let (status, body) = s
-        .get(
-            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{user}"),
-            Some(token),
-        )
-        .await;
-    (status == 200).then(|| body["membership"].as_str().unwrap_or_default().to_owned())
-}
-
-async fn waits_for_membership(s: &TestServer, token: &str, room: &str, user: &str, wanted: &str) {
-    for _ in 0..100 {
-        if membership_on(s, token, room, user).await.as_deref() == Some(wanted) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{user} never became {wanted} in {room}: {:?}",
-        membership_on(s, token, room, user).await
-    );
-}
 
 fn stripped_of<'a>(invite: &'a Value, event_type: &str) -> Option<&'a Value> {
     invite["invite_state"]["events"]
@@ -116,7 +53,8 @@ async fn invite_join_and_decline(version: &str) {
         "v{version}: {body}"
     );
     assert_eq!(
-        membership_on(&hs1, &alice, &room, &format!("@nobody:{}", hs2.name())).await,
+        hs1.membership_of(&alice, &room, &format!("@nobody:{}", hs2.name()))
+            .await,
         None
     );
 
@@ -139,7 +77,7 @@ async fn invite_join_and_decline(version: &str) {
         .await;
     assert_eq!(status, 200, "v{version}: {body}");
     assert_eq!(
-        membership_on(&hs1, &alice, &room, &bob_id).await.as_deref(),
+        hs1.membership_of(&alice, &room, &bob_id).await.as_deref(),
         Some("invite")
     );
     // The invite carries bob's name as hs2 tells it.
@@ -151,7 +89,7 @@ async fn invite_join_and_decline(version: &str) {
         .await;
     assert_eq!(status, 200);
     assert_eq!(member["displayname"], "Bob of hs2", "v{version}: {member}");
-    let invite = synced_room(&hs2, &bob, "invite", &room).await;
+    let invite = hs2.synced_room(&bob, "invite", &room, None).await;
     assert_eq!(
         stripped_of(&invite, "m.room.name").map(|e| e["content"]["name"].clone()),
         Some(json!("Secret")),
@@ -175,8 +113,9 @@ async fn invite_join_and_decline(version: &str) {
         )
         .await;
     assert_eq!(status, 200, "v{version}: {body}");
-    waits_for_membership(&hs1, &alice, &room, &bob_id, "join").await;
-    synced_room(&hs2, &bob, "join", &room).await;
+    hs1.waits_for_membership(&alice, &room, &bob_id, "join")
+        .await;
+    hs2.synced_room(&bob, "join", &room, None).await;
 
     // carol is invited and declines: the leave goes through hs1, whose room shows it.
     let (status, body) = hs1
@@ -187,8 +126,8 @@ async fn invite_join_and_decline(version: &str) {
         )
         .await;
     assert_eq!(status, 200, "v{version}: {body}");
-    synced_room(&hs2, &carol, "invite", &room).await;
-    let since = next_batch(&hs2, &carol).await;
+    hs2.synced_room(&carol, "invite", &room, None).await;
+    let since = hs2.next_batch(&carol).await;
     let (status, body) = hs2
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/leave"),
@@ -197,8 +136,9 @@ async fn invite_join_and_decline(version: &str) {
         )
         .await;
     assert_eq!(status, 200, "v{version}: {body}");
-    waits_for_membership(&hs1, &alice, &room, &carol_id, "leave").await;
-    let left = synced_room_since(&hs2, &carol, "leave", &room, Some(&since)).await;
+    hs1.waits_for_membership(&alice, &room, &carol_id, "leave")
+        .await;
+    let left = hs2.synced_room(&carol, "leave", &room, Some(&since)).await;
     assert!(left["timeline"].is_object(), "{left}");
 }
 
@@ -232,7 +172,7 @@ async fn create_room_invites_remote_users_and_declines_survive_an_outage() {
             json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [bob_id]}),
         )
         .await;
-    let invite = synced_room(&hs2, &bob, "invite", &room).await;
+    let invite = hs2.synced_room(&bob, "invite", &room, None).await;
     let own = invite["invite_state"]["events"]
         .as_array()
         .unwrap()
@@ -243,7 +183,7 @@ async fn create_room_invites_remote_users_and_declines_survive_an_outage() {
     assert_eq!(own["content"]["is_direct"], true, "{invite}");
 
     hs1.shut_down().await;
-    let since = next_batch(&hs2, &bob).await;
+    let since = hs2.next_batch(&bob).await;
     let (status, body) = hs2
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/leave"),
@@ -252,7 +192,7 @@ async fn create_room_invites_remote_users_and_declines_survive_an_outage() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    synced_room_since(&hs2, &bob, "leave", &room, Some(&since)).await;
+    hs2.synced_room(&bob, "leave", &room, Some(&since)).await;
     let (status, body) = hs2
         .get("/_matrix/client/v3/sync?timeout=0", Some(&bob))
         .await;
@@ -343,14 +283,14 @@ async fn inbound_invites_are_checked() {
         answer["event"]["signatures"][&remote.name].is_object(),
         "{answer}"
     );
-    let shown = synced_room(s, &bob, "invite", &room).await;
+    let shown = s.synced_room(&bob, "invite", &room, None).await;
     assert_eq!(
         stripped_of(&shown, "m.room.name").map(|e| e["content"]["name"].clone()),
         Some(json!("Far away")),
         "{shown}"
     );
     // The inviting server has no make_leave: bob declines here alone.
-    let since = next_batch(s, &bob).await;
+    let since = s.next_batch(&bob).await;
     let (status, body) = s
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/leave"),
@@ -359,7 +299,7 @@ async fn inbound_invites_are_checked() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    synced_room_since(s, &bob, "leave", &room, Some(&since)).await;
+    s.synced_room(&bob, "leave", &room, Some(&since)).await;
 }
 
 /// `/profile` of a user of another server asks that server (`/query/profile`).
@@ -421,7 +361,7 @@ async fn knocks_across_servers() {
                                       "content": {"join_rule": "knock"}}]}),
         )
         .await;
-    let since = next_batch(&hs2, &bob).await;
+    let since = hs2.next_batch(&bob).await;
     let (status, body) = hs2
         .post(
             &format!("/_matrix/client/v3/knock/{room}?via={}", hs1.name()),
@@ -431,8 +371,9 @@ async fn knocks_across_servers() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["room_id"], room.as_str());
-    waits_for_membership(&hs1, &alice, &room, &bob_id, "knock").await;
-    let knocked = synced_room_since(&hs2, &bob, "knock", &room, Some(&since)).await;
+    hs1.waits_for_membership(&alice, &room, &bob_id, "knock")
+        .await;
+    let knocked = hs2.synced_room(&bob, "knock", &room, Some(&since)).await;
     let shown = knocked["knock_state"]["events"].to_string();
     assert!(shown.contains("Members only"), "{knocked}");
 
@@ -444,7 +385,7 @@ async fn knocks_across_servers() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    synced_room(&hs2, &bob, "invite", &room).await;
+    hs2.synced_room(&bob, "invite", &room, None).await;
     let (status, body) = hs2
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/join"),
@@ -453,7 +394,8 @@ async fn knocks_across_servers() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    waits_for_membership(&hs1, &alice, &room, &bob_id, "join").await;
+    hs1.waits_for_membership(&alice, &room, &bob_id, "join")
+        .await;
 
     // A knock on a room that does not allow it is refused by the room.
     let closed = hs1
@@ -480,7 +422,8 @@ async fn knocks_across_servers() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    waits_for_membership(&hs1, &alice, &room, &carol_id, "knock").await;
+    hs1.waits_for_membership(&alice, &room, &carol_id, "knock")
+        .await;
     let (status, body) = hs2
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/leave"),
@@ -489,5 +432,6 @@ async fn knocks_across_servers() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    waits_for_membership(&hs1, &alice, &room, &carol_id, "leave").await;
+    hs1.waits_for_membership(&alice, &room, &carol_id, "leave")
+        .await;
 }

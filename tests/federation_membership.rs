@@ -6,34 +6,8 @@ mod common;
 #[path = "common/federation.rs"]
 mod federation;
 
-use std::time::Duration;
-
-use common::TestServer;
 use federation::start_federated;
 use serde_json::json;
-
-async fn membership_on(s: &TestServer, token: &str, room: &str, user: &str) -> Option<String> {
-    let (status, body) = s
-        .get(
-            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{user}"),
-            Some(token),
-        )
-        .await;
-    (status == 200).then(|| body["membership"].as_str().unwrap_or_default().to_owned())
-}
-
-async fn waits_for_membership(s: &TestServer, token: &str, room: &str, user: &str, wanted: &str) {
-    for _ in 0..100 {
-        if membership_on(s, token, room, user).await.as_deref() == Some(wanted) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{user} never became {wanted} in {room}: {:?}",
-        membership_on(s, token, room, user).await
-    );
-}
 
 #[tokio::test]
 async fn restricted_room_joined_through_a_remote_authoriser() {
@@ -69,7 +43,8 @@ async fn restricted_room_joined_through_a_remote_authoriser() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    waits_for_membership(&hs1, &alice, &space, &bob_id, "join").await;
+    hs1.waits_for_membership(&alice, &space, &bob_id, "join")
+        .await;
 
     let (status, body) = hs2
         .post(
@@ -122,7 +97,8 @@ async fn kicks_bans_and_unbans_of_remote_users() {
         let (status, body) = hs2.post(&join, Some(token), json!({})).await;
         assert_eq!(status, 200, "{body}");
     }
-    waits_for_membership(&hs1, &alice, &room, &bob_id, "join").await;
+    hs1.waits_for_membership(&alice, &room, &bob_id, "join")
+        .await;
 
     // A kick: hs2 hears of it (carol is still there), bob can join again.
     let (status, body) = hs1
@@ -133,10 +109,12 @@ async fn kicks_bans_and_unbans_of_remote_users() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    waits_for_membership(&hs2, &carol, &room, &bob_id, "leave").await;
+    hs2.waits_for_membership(&carol, &room, &bob_id, "leave")
+        .await;
     let (status, body) = hs2.post(&join, Some(&bob), json!({})).await;
     assert_eq!(status, 200, "{body}");
-    waits_for_membership(&hs1, &alice, &room, &bob_id, "join").await;
+    hs1.waits_for_membership(&alice, &room, &bob_id, "join")
+        .await;
 
     // A ban: seen on hs2, and bob's join is refused there and by the room.
     let (status, body) = hs1
@@ -147,7 +125,8 @@ async fn kicks_bans_and_unbans_of_remote_users() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    waits_for_membership(&hs2, &carol, &room, &bob_id, "ban").await;
+    hs2.waits_for_membership(&carol, &room, &bob_id, "ban")
+        .await;
     let (status, body) = hs2.post(&join, Some(&bob), json!({})).await;
     assert_eq!(status, 403, "{body}");
 
@@ -160,8 +139,10 @@ async fn kicks_bans_and_unbans_of_remote_users() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    waits_for_membership(&hs2, &carol, &room, &bob_id, "leave").await;
+    hs2.waits_for_membership(&carol, &room, &bob_id, "leave")
+        .await;
     let (status, body) = hs2.post(&join, Some(&bob), json!({})).await;
     assert_eq!(status, 200, "{body}");
-    waits_for_membership(&hs1, &alice, &room, &bob_id, "join").await;
+    hs1.waits_for_membership(&alice, &room, &bob_id, "join")
+        .await;
 }

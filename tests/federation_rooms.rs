@@ -13,38 +13,6 @@ use common::{TestServer, assert_error};
 use federation::start_federated;
 use serde_json::{Value, json};
 
-async fn bodies(s: &TestServer, token: &str, room: &str) -> Vec<String> {
-    let (status, page) = s
-        .get(
-            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100"),
-            Some(token),
-        )
-        .await;
-    assert_eq!(status, 200, "{page}");
-    page["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Waits until `body` is among the room's messages on `s`; returns how often it is there.
-async fn arrives(s: &TestServer, token: &str, room: &str, body: &str) -> usize {
-    for _ in 0..150 {
-        let count = bodies(s, token, room)
-            .await
-            .iter()
-            .filter(|b| *b == body)
-            .count();
-        if count > 0 {
-            return count;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    0
-}
-
 async fn joined(s: &TestServer, token: &str, room: &str) -> Value {
     let (status, members) = s
         .get(
@@ -102,11 +70,7 @@ async fn share_a_room(version: &str) {
         json!({"msgtype": "m.text", "body": "hello bob"}),
     )
     .await;
-    assert_eq!(
-        arrives(&hs2, &bob, &room, "hello bob").await,
-        1,
-        "v{version}"
-    );
+    assert_eq!(hs2.arrives(&bob, &room, "hello bob").await, 1, "v{version}");
     hs2.send_message(
         &bob,
         &room,
@@ -115,7 +79,7 @@ async fn share_a_room(version: &str) {
     )
     .await;
     assert_eq!(
-        arrives(&hs1, &alice, &room, "hello alice").await,
+        hs1.arrives(&alice, &room, "hello alice").await,
         1,
         "v{version}"
     );
@@ -140,9 +104,9 @@ async fn share_a_room(version: &str) {
         json!({"msgtype": "m.text", "body": "back"}),
     )
     .await;
-    assert_eq!(arrives(&hs1, &alice, &room, "back").await, 1, "v{version}");
+    assert_eq!(hs1.arrives(&alice, &room, "back").await, 1, "v{version}");
     assert_eq!(
-        arrives(&hs2, &bob, &room, "while you were away").await,
+        hs2.arrives(&bob, &room, "while you were away").await,
         1,
         "v{version}: the message sent while hs2 was down"
     );
@@ -188,7 +152,7 @@ async fn every_room_version_is_joined_across_servers() {
             json!({"msgtype": "m.text", "body": hello}),
         )
         .await;
-        assert_eq!(arrives(&hs2, &bob, &room, &hello).await, 1, "v{version}");
+        assert_eq!(hs2.arrives(&bob, &room, &hello).await, 1, "v{version}");
         let reply = format!("reply in v{version}");
         hs2.send_message(
             &bob,
@@ -197,7 +161,7 @@ async fn every_room_version_is_joined_across_servers() {
             json!({"msgtype": "m.text", "body": reply}),
         )
         .await;
-        assert_eq!(arrives(&hs1, &alice, &room, &reply).await, 1, "v{version}");
+        assert_eq!(hs1.arrives(&alice, &room, &reply).await, 1, "v{version}");
     }
 }
 
@@ -415,7 +379,7 @@ async fn rejoining_a_room_this_server_left() {
         json!({"msgtype": "m.text", "body": "back again"}),
     )
     .await;
-    assert_eq!(arrives(&hs1, &alice, &room, "back again").await, 1);
+    assert_eq!(hs1.arrives(&alice, &room, "back again").await, 1);
     hs1.send_message(
         &alice,
         &room,
@@ -423,7 +387,7 @@ async fn rejoining_a_room_this_server_left() {
         json!({"msgtype": "m.text", "body": "welcome back"}),
     )
     .await;
-    assert_eq!(arrives(&hs2, &bob, &room, "welcome back").await, 1);
+    assert_eq!(hs2.arrives(&bob, &room, "welcome back").await, 1);
 }
 
 /// A space on hs1 seen from hs2, which holds none of its rooms: the hierarchy and room

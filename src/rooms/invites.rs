@@ -18,7 +18,6 @@ use super::{
 use crate::{
     error::{Error, Result},
     server::Homeserver,
-    storage::events::NewEventRow,
 };
 
 /// State shown to someone invited or knocking: enough to name and recognise the room
@@ -138,30 +137,7 @@ pub async fn store_out_of_band(
     if w.event_by_id(pdu.event_id.as_str()).await?.is_some() {
         return Ok(());
     }
-    let json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
-    let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-    let nid = w
-        .insert_event(&NewEventRow {
-            event_id: pdu.event_id.as_str(),
-            sender: pdu.sender.as_str(),
-            event_type: "m.room.member",
-            state_key: Some(user),
-            depth: pdu.depth,
-            origin_server_ts: i64::from(pdu.origin_server_ts.0),
-            pdu: &json,
-            prev_events: &prev,
-            txn: None,
-            soft_failed: false,
-            outlier: true,
-            historical: false,
-            federate_from: None,
-            member_server: None,
-            federate_except: None,
-            state_before: None,
-            state_after: None,
-            replaces_nid: None,
-        })
-        .await?;
+    let nid = super::receive::insert_outlier(&mut w, pdu).await?;
     w.set_membership(user, &membership, nid).await?;
     if let Some(events) = kept {
         let state = json!({ "room_version": ctx.version, "events": events });

@@ -346,6 +346,35 @@ pub async fn receive_historical(
     Ok((pdu.event_id, Received::Accepted))
 }
 
+/// Stores a checked PDU as an outlier (for lookups only); its nid.
+pub(super) async fn insert_outlier(w: &mut RoomWrite, pdu: &Pdu) -> Result<i64> {
+    let json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
+    let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+    let event_type = pdu.event_type.to_string();
+    w.insert_event(&NewEventRow {
+        event_id: pdu.event_id.as_str(),
+        sender: pdu.sender.as_str(),
+        event_type: &event_type,
+        state_key: pdu.state_key.as_deref(),
+        depth: pdu.depth,
+        origin_server_ts: i64::from(pdu.origin_server_ts.0),
+        pdu: &json,
+        prev_events: &prev,
+        txn: None,
+        soft_failed: false,
+        outlier: true,
+        historical: false,
+        federate_from: None,
+        member_server: None,
+        federate_except: None,
+        state_before: None,
+        state_after: None,
+        replaces_nid: None,
+    })
+    .await
+    .map_err(Into::into)
+}
+
 /// Events of this room by ID, all of which must be here.
 async fn load_known(
     w: &mut RoomWrite,
@@ -498,30 +527,7 @@ pub(super) async fn store_outliers_in(
             tracing::debug!(event_id = %pdu.event_id, "outlier refused: {e}");
             continue;
         }
-        let json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
-        let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-        let event_type = pdu.event_type.to_string();
-        w.insert_event(&NewEventRow {
-            event_id: pdu.event_id.as_str(),
-            sender: pdu.sender.as_str(),
-            event_type: &event_type,
-            state_key: pdu.state_key.as_deref(),
-            depth: pdu.depth,
-            origin_server_ts: i64::from(pdu.origin_server_ts.0),
-            pdu: &json,
-            prev_events: &prev,
-            txn: None,
-            soft_failed: false,
-            outlier: true,
-            historical: false,
-            federate_from: None,
-            member_server: None,
-            federate_except: None,
-            state_before: None,
-            state_after: None,
-            replaces_nid: None,
-        })
-        .await?;
+        insert_outlier(w, &pdu).await?;
         here.insert(pdu.event_id.to_string());
     }
     Ok(here)

@@ -145,3 +145,117 @@ impl TestServer {
         )
     }
 }
+
+/// Client-side reads the federation tests share, each through the client API.
+impl TestServer {
+    /// `user`'s membership of the room as `token`'s user reads it; None when unreadable.
+    pub async fn membership_of(&self, token: &str, room: &str, user: &str) -> Option<String> {
+        let (status, body) = self
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{user}"),
+                Some(token),
+            )
+            .await;
+        (status == 200).then(|| body["membership"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Waits until `user`'s membership of the room is `wanted`; fails after 10 s.
+    pub async fn waits_for_membership(&self, token: &str, room: &str, user: &str, wanted: &str) {
+        for _ in 0..100 {
+            if self.membership_of(token, room, user).await.as_deref() == Some(wanted) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{user} never became {wanted} in {room}: {:?}",
+            self.membership_of(token, room, user).await
+        );
+    }
+
+    /// The `next_batch` of a sync now.
+    pub async fn next_batch(&self, token: &str) -> String {
+        let (status, body) = self
+            .get("/_matrix/client/v3/sync?timeout=0", Some(token))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["next_batch"].as_str().unwrap().to_owned()
+    }
+
+    /// Syncs (from `since`, or initially) until `room` shows under `section` (invite,
+    /// join, knock, leave: a room left shows in incremental syncs); returns it.
+    pub async fn synced_room(
+        &self,
+        token: &str,
+        section: &str,
+        room: &str,
+        since: Option<&str>,
+    ) -> serde_json::Value {
+        let path = match since {
+            Some(since) => format!("/_matrix/client/v3/sync?timeout=0&since={since}"),
+            None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+        };
+        for _ in 0..100 {
+            let (status, body) = self.get(&path, Some(token)).await;
+            assert_eq!(status, 200, "{body}");
+            let entry = &body["rooms"][section][room];
+            if entry.is_object() {
+                return entry.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{room} never showed under {section}");
+    }
+
+    /// Every event of the room `token`'s user can page back to, newest first.
+    pub async fn history(&self, token: &str, room: &str) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        let mut from: Option<String> = None;
+        for _ in 0..100 {
+            let path = match &from {
+                Some(f) => {
+                    format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=60&from={f}")
+                }
+                None => format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=60"),
+            };
+            let (status, page) = self.get(&path, Some(token)).await;
+            assert_eq!(status, 200, "{page}");
+            let chunk = page["chunk"].as_array().cloned().unwrap_or_default();
+            let end = page["end"].as_str().map(str::to_owned);
+            let done = chunk.is_empty() || end.is_none();
+            events.extend(chunk);
+            if done {
+                return events;
+            }
+            from = end;
+        }
+        panic!("paging back never ended");
+    }
+
+    /// The room's message bodies, newest first.
+    pub async fn bodies(&self, token: &str, room: &str) -> Vec<String> {
+        self.history(token, room)
+            .await
+            .iter()
+            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Waits until `body` is among the room's messages; how often it is there (0 if it
+    /// never comes within 15 s).
+    pub async fn arrives(&self, token: &str, room: &str, body: &str) -> usize {
+        for _ in 0..150 {
+            let count = self
+                .bodies(token, room)
+                .await
+                .iter()
+                .filter(|b| *b == body)
+                .count();
+            if count > 0 {
+                return count;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        0
+    }
+}
