@@ -39,13 +39,7 @@ async fn state(s: &TestServer, token: &str, room: &str) -> Vec<(String, String, 
 }
 
 async fn join(s: &TestServer, token: &str, room: &str, via: &str) {
-    let (status, body) = s
-        .post(
-            &format!("/_matrix/client/v3/join/{room}?via={via}"),
-            Some(token),
-            json!({}),
-        )
-        .await;
+    let (status, body) = s.join_via(token, room, via).await;
     assert_eq!(status, 200, "{body}");
 }
 

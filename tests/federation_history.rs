@@ -35,13 +35,7 @@ async fn late_joiner_backfills(version: &str) {
         )
         .await;
     }
-    let (status, body) = hs2
-        .post(
-            &format!("/_matrix/client/v3/join/{room}?via={}", hs1.name()),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
+    let (status, body) = hs2.join_via(&bob, &room, &hs1.name()).await;
     assert_eq!(status, 200, "v{version}: {body}");
 
     // Nothing here before the join: hs2 asks hs1, whose answer it passes on.

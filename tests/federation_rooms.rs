@@ -39,13 +39,7 @@ async fn share_a_room(version: &str) {
     let bob_id = format!("@bob:{}", hs2.name());
 
     // bob joins through hs1 (room v12 IDs name no server: `via` says where).
-    let (status, body) = hs2
-        .post(
-            &format!("/_matrix/client/v3/join/{room}?via={}", hs1.name()),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
+    let (status, body) = hs2.join_via(&bob, &room, &hs1.name()).await;
     assert_eq!(status, 200, "v{version}: {body}");
     assert_eq!(body["room_id"], room.as_str());
     let (status, name) = hs2
@@ -136,13 +130,7 @@ async fn every_room_version_is_joined_across_servers() {
                 json!({"preset": "public_chat", "room_version": version.to_string()}),
             )
             .await;
-        let (status, body) = hs2
-            .post(
-                &format!("/_matrix/client/v3/join/{room}?via={}", hs1.name()),
-                Some(&bob),
-                json!({}),
-            )
-            .await;
+        let (status, body) = hs2.join_via(&bob, &room, &hs1.name()).await;
         assert_eq!(status, 200, "v{version}: {body}");
         let hello = format!("hello in v{version}");
         hs1.send_message(
@@ -177,13 +165,7 @@ async fn a_remote_join_the_room_refuses_leaves_nothing_behind() {
             json!({"preset": "private_chat", "room_version": "11"}),
         )
         .await;
-    let (status, body) = hs2
-        .post(
-            &format!("/_matrix/client/v3/join/{private}?via={}", hs1.name()),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
+    let (status, body) = hs2.join_via(&bob, &private, &hs1.name()).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["errcode"], "M_FORBIDDEN");
     assert!(hs2.hs.storage.room(&private).await.unwrap().is_none());

@@ -148,6 +148,22 @@ impl TestServer {
 
 /// Client-side reads the federation tests share, each through the client API.
 impl TestServer {
+    /// `POST /join/{room}?via=` as `token`'s user (an alias's `#` escaped).
+    pub async fn join_via(
+        &self,
+        token: &str,
+        room: &str,
+        via: &str,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let room = room.replace('#', "%23");
+        self.post(
+            &format!("/_matrix/client/v3/join/{room}?via={via}"),
+            Some(token),
+            serde_json::json!({}),
+        )
+        .await
+    }
+
     /// `user`'s membership of the room as `token`'s user reads it; None when unreadable.
     pub async fn membership_of(&self, token: &str, room: &str, user: &str) -> Option<String> {
         let (status, body) = self
