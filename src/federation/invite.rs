@@ -22,6 +22,8 @@ use crate::{
     users::Requester,
 };
 
+/// How long an invite waits for the invitee's server to sign it.
+const INVITE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 /// How long an invite waits for the invitee's profile from their server.
 const PROFILE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -145,19 +147,23 @@ async fn ask_to_sign(
         to_raw(event)?,
         stripped,
     );
-    let answer = federation
-        .client
-        .send(hs.keys.pair(), server, request)
-        .await
-        .map_err(|e| match e {
-            super::client::SendError::Refused { status: 403, body } => {
-                Error::Forbidden(super::join::remote_reason(&body))
-            }
-            super::client::SendError::Refused { status: 400, body } => {
-                Error::Forbidden(super::join::remote_reason(&body))
-            }
-            other => other.into(),
-        })?;
+    // The room is locked meanwhile (`send_countersigned`): a slow server may hold it up
+    // for this long at most.
+    let answer = tokio::time::timeout(
+        INVITE_WAIT,
+        federation.client.send(hs.keys.pair(), server, request),
+    )
+    .await
+    .map_err(|_| Error::RemoteUnavailable(format!("{server} did not answer the invite in time")))?
+    .map_err(|e| match e {
+        super::client::SendError::Refused { status: 403, body } => {
+            Error::Forbidden(super::join::remote_reason(&body))
+        }
+        super::client::SendError::Refused { status: 400, body } => {
+            Error::Forbidden(super::join::remote_reason(&body))
+        }
+        other => other.into(),
+    })?;
     let signed: CanonicalJsonObject = serde_json::from_str(answer.event.get())
         .map_err(|e| Error::RemoteUnavailable(format!("invite answer: {e}")))?;
     // The invitee's server signed the redacted event, as every server signs events.
