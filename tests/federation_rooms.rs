@@ -443,3 +443,73 @@ async fn spaces_of_another_server() {
         .await;
     assert_error(&answer, 404, "M_NOT_FOUND");
 }
+
+/// A room upgraded on hs1 is followed from hs2: the tombstone applies there, and bob
+/// joins the new room by its ID alone; his sliding sync lists it with the message alice
+/// sends there.
+#[tokio::test]
+async fn an_upgrade_on_another_server_is_followed() {
+    let hs1 = start_federated(|_| {}).await;
+    let hs2 = start_federated(|_| {}).await;
+    let (alice, _) = hs1.register("alice", "correct horse battery").await;
+    let (bob, _) = hs2.register("bob", "correct horse battery").await;
+    let old = hs1
+        .create_room(
+            &alice,
+            json!({"preset": "public_chat", "room_version": "10"}),
+        )
+        .await;
+    let (status, body) = hs2.join_via(&bob, &old, &hs1.name()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = hs1
+        .post(
+            &format!("/_matrix/client/v3/rooms/{old}/upgrade"),
+            Some(&alice),
+            json!({"new_version": "11"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let new = body["replacement_room"].as_str().unwrap().to_owned();
+    let mut tombstone = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, body) = hs2
+            .get(
+                &format!("/_matrix/client/v3/rooms/{old}/state/m.room.tombstone/"),
+                Some(&bob),
+            )
+            .await;
+        if status == 200 {
+            tombstone = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(tombstone["replacement_room"], new.as_str(), "{tombstone}");
+    // No `via`: the new room's ID names hs1.
+    let (status, body) = hs2
+        .post(
+            &format!("/_matrix/client/v3/join/{new}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    hs1.send_message(
+        &alice,
+        &new,
+        "n1",
+        json!({"msgtype": "m.text", "body": "new home"}),
+    )
+    .await;
+    assert_eq!(hs2.arrives(&bob, &new, "new home").await, 1);
+    let (status, body) = hs2
+        .post(
+            "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout=0",
+            Some(&bob),
+            json!({"lists": {"all": {"ranges": [[0, 10]], "timeline_limit": 5}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed = body["rooms"][&new]["timeline"].to_string();
+    assert!(listed.contains("new home"), "{body}");
+}
