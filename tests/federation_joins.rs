@@ -2,7 +2,8 @@
 //! server: a template checked against the room, the signed join taken through the remote
 //! PDU path, the state and auth chain in the answer (also with `omit_members`), and the
 //! refusals: another server's user, an unsupported room version, a mismatched event ID,
-//! a room the user may not join.
+//! a room the user may not join. Then the joined user's typing notices and read receipts
+//! (EDUs), and those the origin may not send.
 
 mod common;
 #[path = "common/fake_remote.rs"]
@@ -279,4 +280,70 @@ async fn a_user_of_another_server_leaves_through_make_leave_and_send_leave() {
         .await;
     assert_eq!(status, 200);
     assert!(members["joined"].get(&bob).is_none(), "{members}");
+}
+
+/// Typing notices and read receipts of a joined remote user reach local clients through
+/// /sync; those for a user of another server, or not in the room, are dropped.
+#[tokio::test]
+async fn typing_and_receipts_of_remote_users() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = FakeRemote::start().await;
+    let room = s
+        .create_room(
+            &token,
+            json!({"preset": "public_chat", "room_version": "11"}),
+        )
+        .await;
+    let bob = format!("@bob:{}", remote.name);
+    let (_, answer) = make_join(&s, &remote, &room, &bob, "ver=11").await;
+    let (join, join_id) = sign(&remote, &answer["event"], &RoomVersionId::V11);
+    let (status, _) = put_member_event(&s, &remote, "send_join", &room, &join_id, &join).await;
+    assert_eq!(status, 200);
+    let message = s
+        .send_message(
+            &token,
+            &room,
+            "m1",
+            json!({"msgtype": "m.text", "body": "hi bob"}),
+        )
+        .await;
+    let since = s.next_batch(&token).await;
+
+    let edus = json!([
+        {"edu_type": "m.typing", "content": {"room_id": room, "user_id": "@eve:elsewhere.example", "typing": true}},
+        {"edu_type": "m.typing", "content": {"room_id": room, "user_id": format!("@carol:{}", remote.name), "typing": true}},
+        {"edu_type": "m.typing", "content": {"room_id": room, "user_id": bob, "typing": true}},
+        {"edu_type": "m.receipt", "content": {room.clone(): {"m.read": {
+            bob.clone(): {"data": {"ts": 1}, "event_ids": [message]},
+            "@eve:elsewhere.example": {"data": {"ts": 1}, "event_ids": [message]}
+        }}}},
+    ]);
+    let (status, body) = remote
+        .request(
+            &s,
+            "PUT",
+            "/_matrix/federation/v1/send/edus1",
+            Some(json!({"origin": remote.name, "origin_server_ts": 1, "pdus": [], "edus": edus})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let synced = s.synced_room(&token, "join", &room, Some(&since)).await;
+    let ephemeral = synced["ephemeral"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let typing = ephemeral
+        .iter()
+        .find(|e| e["type"] == "m.typing")
+        .unwrap_or_else(|| panic!("no typing in {synced}"));
+    assert_eq!(typing["content"]["user_ids"], json!([bob]), "{typing}");
+    let receipt = ephemeral
+        .iter()
+        .find(|e| e["type"] == "m.receipt")
+        .unwrap_or_else(|| panic!("no receipt in {synced}"));
+    let readers = &receipt["content"][&message]["m.read"];
+    assert!(readers[&bob].is_object(), "{receipt}");
+    assert!(readers["@eve:elsewhere.example"].is_null(), "{receipt}");
 }

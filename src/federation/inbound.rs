@@ -100,12 +100,7 @@ pub async fn receive_transaction(
         results.extend(room_results);
     }
     for edu in edus {
-        let kind = edu
-            .get_field::<String>("edu_type")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        tracing::debug!(%origin, kind, "EDU accepted and dropped (not handled yet)");
+        take_edu(hs, origin, edu).await;
     }
     let answer =
         serde_json::to_value(&results).map_err(|e| Error::Internal(format!("answer: {e}")))?;
@@ -113,6 +108,65 @@ pub async fn receive_transaction(
         .record_received_txn(origin.as_str(), txn_id, &answer, now_ms())
         .await?;
     Ok(results)
+}
+
+/// Most receipts taken from one `m.receipt` EDU.
+const MAX_RECEIPTS_PER_EDU: usize = 100;
+
+/// One EDU: typing notices and read receipts of the origin's users are taken in; one the
+/// origin may not send (another server's user, a user not in the room, a server the
+/// room's ACL denies) is dropped, as are the kinds not handled yet. EDUs get no answer.
+async fn take_edu(hs: &Homeserver, origin: &ServerName, edu: &Raw<Edu>) {
+    let outcome = match edu.deserialize() {
+        Ok(Edu::Typing(t)) => {
+            crate::rooms::receipts::remote_typing(hs, origin, &t.room_id, &t.user_id, t.typing)
+                .await
+        }
+        Ok(Edu::Receipt(r)) => {
+            let mut taken = 0;
+            let mut outcome = Ok(());
+            'rooms: for (room_id, map) in &r.receipts {
+                for (user_id, data) in &map.read {
+                    for event_id in &data.event_ids {
+                        taken += 1;
+                        if taken > MAX_RECEIPTS_PER_EDU {
+                            break 'rooms;
+                        }
+                        let thread = match &data.data.thread {
+                            ruma::events::receipt::ReceiptThread::Main => Some("main".to_owned()),
+                            ruma::events::receipt::ReceiptThread::Thread(root) => {
+                                Some(root.to_string())
+                            }
+                            _ => None,
+                        };
+                        let ts = data.data.ts.map(|t| i64::from(t.0)).unwrap_or_else(now_ms);
+                        let one = crate::rooms::receipts::remote_receipt(
+                            hs,
+                            origin,
+                            room_id,
+                            user_id,
+                            event_id,
+                            thread.as_deref(),
+                            ts,
+                        )
+                        .await;
+                        if one.is_err() {
+                            outcome = one;
+                        }
+                    }
+                }
+            }
+            outcome
+        }
+        Ok(_) => {
+            tracing::debug!(%origin, "EDU of a kind not handled yet, dropped");
+            Ok(())
+        }
+        Err(e) => Err(Error::BadJson(format!("EDU: {e}"))),
+    };
+    if let Err(e) = outcome {
+        tracing::debug!(%origin, "EDU dropped: {e}");
+    }
 }
 
 /// One room's PDUs, in order. A room this server does not know has none of them taken.

@@ -1,8 +1,9 @@
-//! Read receipts, read markers and typing notifications from local users.
+//! Read receipts, read markers and typing notifications: from local users, and from
+//! other servers' users (their `m.receipt` and `m.typing` EDUs).
 
 use std::time::Duration;
 
-use ruma::{EventId, RoomId, UserId};
+use ruma::{EventId, RoomId, ServerName, UserId};
 use serde_json::json;
 
 use crate::{
@@ -126,4 +127,75 @@ pub async fn set_typing(
         .set_typing(room_id.as_str(), user_id.as_str(), expires)
         .await?;
     Ok(())
+}
+
+/// How long a typing notice from another server lasts without a renewal (its server
+/// sends one while the user keeps typing, and a stop when they stop).
+const REMOTE_TYPING: Duration = Duration::from_secs(30);
+
+/// Whether `origin` may speak for `user` in the room: the user is of that server and
+/// joined, and the room's server ACL lets the server in.
+async fn remote_member(
+    hs: &Homeserver,
+    origin: &ServerName,
+    room_id: &RoomId,
+    user_id: &UserId,
+) -> Result<()> {
+    if user_id.server_name() != origin {
+        return Err(Error::Forbidden(format!(
+            "{origin} cannot speak for {user_id}"
+        )));
+    }
+    if hs
+        .storage
+        .membership(room_id.as_str(), user_id.as_str())
+        .await?
+        .as_deref()
+        != Some("join")
+    {
+        return Err(Error::Forbidden(format!("{user_id} is not in {room_id}")));
+    }
+    super::remote_reads::check_server_acl(hs, room_id, origin).await
+}
+
+/// An `m.typing` EDU: the user's typing notice, which expires after `REMOTE_TYPING`.
+pub async fn remote_typing(
+    hs: &Homeserver,
+    origin: &ServerName,
+    room_id: &RoomId,
+    user_id: &UserId,
+    typing: bool,
+) -> Result<()> {
+    remote_member(hs, origin, room_id, user_id).await?;
+    let expires = typing.then(|| now_ms() + REMOTE_TYPING.as_millis() as i64);
+    hs.storage
+        .set_typing(room_id.as_str(), user_id.as_str(), expires)
+        .await?;
+    Ok(())
+}
+
+/// One read receipt of an `m.receipt` EDU (`thread` as for local receipts: None
+/// unthreaded, "main", or a thread root), for an event held here.
+pub async fn remote_receipt(
+    hs: &Homeserver,
+    origin: &ServerName,
+    room_id: &RoomId,
+    user_id: &UserId,
+    event_id: &EventId,
+    thread: Option<&str>,
+    ts: i64,
+) -> Result<()> {
+    remote_member(hs, origin, room_id, user_id).await?;
+    require_event(hs, room_id, event_id).await?;
+    hs.storage
+        .set_receipt(
+            room_id.as_str(),
+            user_id.as_str(),
+            "m.read",
+            thread.unwrap_or(""),
+            event_id.as_str(),
+            ts,
+        )
+        .await
+        .map_err(Into::into)
 }
