@@ -237,6 +237,16 @@ async fn inbound_invites_are_checked() {
         async move { remote.request(s, "PUT", &path, Some(body)).await }
     };
 
+    // An event that is not a JSON object.
+    let (status, body) = remote
+        .request(
+            s,
+            "PUT",
+            &format!("/_matrix/federation/v2/invite/{room}/$x"),
+            Some(json!({"room_version": "11", "event": "not an event", "invite_room_state": []})),
+        )
+        .await;
+    assert_error(&(status, body), 400, "M_BAD_JSON");
     let stranger = invite_of(&bob_id, &format!("@eve:{}", "elsewhere.example"), "invite");
     let id = FakeRemote::event_id(&stranger, &rules);
     assert_error(&put(&stranger, &id, "11").await, 403, "M_FORBIDDEN");

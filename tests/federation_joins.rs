@@ -220,8 +220,9 @@ async fn joins_this_server_must_refuse() {
     assert!(members["joined"].get(&bob).is_none(), "{members}");
 }
 
-#[tokio::test]
-async fn a_user_of_another_server_leaves_through_make_leave_and_send_leave() {
+/// alice's public v11 room on a federated server, which bob of the stand-in server has
+/// joined through make_join/send_join: (server, alice's token, stand-in, room, bob).
+async fn remote_user_joined() -> (TestServer, String, FakeRemote, String, String) {
     let s = start_federated(|_| {}).await;
     let (token, _) = s.register("alice", "correct horse battery").await;
     let remote = FakeRemote::start().await;
@@ -234,8 +235,14 @@ async fn a_user_of_another_server_leaves_through_make_leave_and_send_leave() {
     let bob = format!("@bob:{}", remote.name);
     let (_, answer) = make_join(&s, &remote, &room, &bob, "ver=11").await;
     let (join, join_id) = sign(&remote, &answer["event"], &RoomVersionId::V11);
-    let (status, _) = put_member_event(&s, &remote, "send_join", &room, &join_id, &join).await;
-    assert_eq!(status, 200);
+    let (status, body) = put_member_event(&s, &remote, "send_join", &room, &join_id, &join).await;
+    assert_eq!(status, 200, "{body}");
+    (s, token, remote, room, bob)
+}
+
+#[tokio::test]
+async fn a_user_of_another_server_leaves_through_make_leave_and_send_leave() {
+    let (s, token, remote, room, bob) = remote_user_joined().await;
 
     let (status, answer) = remote
         .request(
@@ -286,20 +293,7 @@ async fn a_user_of_another_server_leaves_through_make_leave_and_send_leave() {
 /// /sync; those for a user of another server, or not in the room, are dropped.
 #[tokio::test]
 async fn typing_and_receipts_of_remote_users() {
-    let s = start_federated(|_| {}).await;
-    let (token, _) = s.register("alice", "correct horse battery").await;
-    let remote = FakeRemote::start().await;
-    let room = s
-        .create_room(
-            &token,
-            json!({"preset": "public_chat", "room_version": "11"}),
-        )
-        .await;
-    let bob = format!("@bob:{}", remote.name);
-    let (_, answer) = make_join(&s, &remote, &room, &bob, "ver=11").await;
-    let (join, join_id) = sign(&remote, &answer["event"], &RoomVersionId::V11);
-    let (status, _) = put_member_event(&s, &remote, "send_join", &room, &join_id, &join).await;
-    assert_eq!(status, 200);
+    let (s, token, remote, room, bob) = remote_user_joined().await;
     let message = s
         .send_message(
             &token,
