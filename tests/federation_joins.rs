@@ -341,3 +341,103 @@ async fn typing_and_receipts_of_remote_users() {
     assert!(readers[&bob].is_object(), "{receipt}");
     assert!(readers["@eve:elsewhere.example"].is_null(), "{receipt}");
 }
+
+/// Presence, device list updates and to-device messages: taken for the origin's own
+/// users (to-device once per message ID); those about or from another server's users,
+/// or with another user's keys, are dropped. Too many EDUs in one transaction are refused.
+#[tokio::test]
+async fn presence_device_lists_and_to_device_from_another_server() {
+    let (s, token, remote, room, bob) = remote_user_joined().await;
+    let alice = format!("@alice:{}", s.name());
+    let (_, who) = s
+        .get("/_matrix/client/v3/account/whoami", Some(&token))
+        .await;
+    let device = who["device_id"].as_str().unwrap().to_owned();
+    let since = s.next_batch(&token).await;
+    let eve = "@eve:elsewhere.example";
+    let to_device = |sender: &str, n: i64| {
+        json!({"edu_type": "m.direct_to_device", "content": {
+            "sender": sender, "type": "m.test", "message_id": format!("msg{n}"),
+            "messages": {&alice: {&device: {"n": n}, "NOSUCHDEVICE": {"n": n}}}}})
+    };
+    let edus = json!([
+        {"edu_type": "m.presence", "content": {"push": [
+            {"user_id": eve, "presence": "online", "last_active_ago": 0, "status_msg": "eve"},
+            {"user_id": bob, "presence": "online", "last_active_ago": 5, "status_msg": "here"},
+        ]}},
+        {"edu_type": "m.device_list_update", "content": {
+            "user_id": eve, "device_id": "E", "stream_id": 1, "prev_id": []}},
+        {"edu_type": "m.device_list_update", "content": {
+            "user_id": bob, "device_id": "B", "stream_id": 1, "prev_id": [],
+            "keys": {"user_id": alice, "device_id": "B", "algorithms": [], "keys": {}}}},
+        to_device(eve, 1),
+        to_device(&bob, 2),
+    ]);
+    for txn in ["edus2", "edus3"] {
+        // The second transaction repeats the to-device message: delivered once.
+        let (status, body) = remote
+            .request(
+                &s,
+                "PUT",
+                &format!("/_matrix/federation/v1/send/{txn}"),
+                Some(
+                    json!({"origin": remote.name, "origin_server_ts": 1, "pdus": [], "edus": edus}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let (status, synced) = s
+        .get(
+            &format!("/_matrix/client/v3/sync?timeout=0&since={since}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200, "{synced}");
+    let presence: Vec<&Value> = synced["presence"]["events"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    assert!(
+        presence
+            .iter()
+            .any(|e| e["sender"] == bob.as_str() && e["content"]["status_msg"] == "here"),
+        "{synced}"
+    );
+    assert!(!presence.iter().any(|e| e["sender"] == eve), "{synced}");
+    let changed = synced["device_lists"]["changed"].clone();
+    assert!(
+        !changed.as_array().into_iter().flatten().any(|u| u == eve),
+        "{synced}"
+    );
+    let messages: Vec<Value> = synced["to_device"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(messages.len(), 1, "{synced}");
+    assert_eq!(messages[0]["sender"], bob.as_str());
+    assert_eq!(messages[0]["content"]["n"], 2);
+    // Nothing of another user's keys was kept for bob.
+    let (status, keys) = s
+        .post(
+            "/_matrix/client/v3/keys/query",
+            Some(&token),
+            json!({"device_keys": {&bob: []}, "timeout": 2000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{keys}");
+    assert!(keys["device_keys"][&bob]["B"].is_null(), "{keys}");
+
+    // More EDUs than a transaction may carry: refused whole.
+    let many: Vec<Value> = (0..101).map(|n| to_device(&bob, 100 + n)).collect();
+    let (status, body) = remote
+        .request(
+            &s,
+            "PUT",
+            "/_matrix/federation/v1/send/edus4",
+            Some(json!({"origin": remote.name, "origin_server_ts": 1, "pdus": [], "edus": many})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}

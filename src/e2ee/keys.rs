@@ -182,12 +182,12 @@ fn merge_signatures(
     }
 }
 
-/// `POST /keys/query`: devices and cross-signing keys of local users. A user's
-/// user-signing key is only shown to that user. Remote users are reported as failures
-/// until federation queries them.
-pub async fn query_keys(
+/// `POST /keys/query` (and `/user/keys/query` for other servers, `reader` None): devices
+/// and cross-signing keys of this server's users in `wanted` (others are the federation
+/// layer's). A user's user-signing key is only shown to that user.
+pub async fn query_local_keys(
     hs: &Homeserver,
-    requester: &Requester,
+    reader: Option<&UserId>,
     wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
 ) -> Result<QueriedKeys> {
     let mut out = QueriedKeys::default();
@@ -196,13 +196,9 @@ pub async fn query_keys(
         if user.server_name() == hs.config.server_name() {
             local.push(user.to_string());
             out.device_keys.insert(user.clone(), BTreeMap::new());
-        } else {
-            out.failures.insert(
-                user.server_name().to_string(),
-                json!({ "status": 503, "message": "keys of remote users need federation" }),
-            );
         }
     }
+    let reader = reader.map_or("", |r| r.as_str());
     let signatures = hs.storage.key_signatures(&local).await?;
     let (devices, cross) = hs.storage.keys_of_users(&local).await?;
     for (user, device_id, name, mut json) in devices {
@@ -213,13 +209,7 @@ pub async fn query_keys(
         if !asked.is_empty() && !asked.iter().any(|d| d.as_str() == device_id) {
             continue;
         }
-        merge_signatures(
-            &mut json,
-            user.as_str(),
-            &device_id,
-            &signatures,
-            requester.user_id.as_str(),
-        );
+        merge_signatures(&mut json, user.as_str(), &device_id, &signatures, reader);
         // Always there, as Synapse serves it; the display name when the device has one.
         json["unsigned"] = match name {
             Some(name) => json!({ "device_display_name": name }),
@@ -233,17 +223,11 @@ pub async fn query_keys(
         let Ok(user) = OwnedUserId::try_from(user) else {
             continue;
         };
-        merge_signatures(
-            &mut json,
-            user.as_str(),
-            &public_key,
-            &signatures,
-            requester.user_id.as_str(),
-        );
+        merge_signatures(&mut json, user.as_str(), &public_key, &signatures, reader);
         let into = match usage.as_str() {
             "master" => &mut out.master_keys,
             "self_signing" => &mut out.self_signing_keys,
-            "user_signing" if user == requester.user_id => &mut out.user_signing_keys,
+            "user_signing" if user.as_str() == reader => &mut out.user_signing_keys,
             _ => continue,
         };
         into.insert(user, json);
@@ -254,20 +238,16 @@ pub async fn query_keys(
 /// What `/keys/claim` answers: user -> device -> `<algorithm>:<key ID>` -> key.
 pub type ClaimedKeys = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<String, JsonValue>>>;
 
-/// `POST /keys/claim`: one key per requested device, a one-time key while any is left,
-/// then the fallback key. Devices with neither are left out.
-pub async fn claim_keys(
+/// `POST /keys/claim` (and `/user/keys/claim`) for this server's users in `wanted`: one
+/// key per requested device, a one-time key while any is left, then the fallback key.
+/// Devices with neither are left out.
+pub async fn claim_local_keys(
     hs: &Homeserver,
     wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
-) -> Result<(ClaimedKeys, BTreeMap<String, JsonValue>)> {
+) -> Result<ClaimedKeys> {
     let mut claimed = ClaimedKeys::new();
-    let mut failures = BTreeMap::new();
     for (user, devices) in wanted {
         if user.server_name() != hs.config.server_name() {
-            failures.insert(
-                user.server_name().to_string(),
-                json!({ "status": 503, "message": "keys of remote users need federation" }),
-            );
             continue;
         }
         for (device, algorithm) in devices {
@@ -285,7 +265,49 @@ pub async fn claim_keys(
             }
         }
     }
-    Ok((claimed, failures))
+    Ok(claimed)
+}
+
+/// A local user's devices as other servers see them (`/user/devices`, and the device
+/// list updates they are sent).
+pub struct DeviceList {
+    /// The stream_id of the last device list update sent about the user.
+    pub stream_id: i64,
+    /// (device ID, display name, keys)
+    pub devices: Vec<(OwnedDeviceId, Option<String>, JsonValue)>,
+    pub master_key: Option<JsonValue>,
+    pub self_signing_key: Option<JsonValue>,
+}
+
+/// The devices with keys, and the master and self-signing keys, of a local user.
+pub async fn device_list(hs: &Homeserver, user: &UserId) -> Result<DeviceList> {
+    let stream_id = hs.storage.device_list_stream_id(user.as_str()).await?;
+    let wanted = [(user.to_owned(), Vec::new())].into();
+    let mut keys = query_local_keys(hs, None, &wanted).await?;
+    let devices = hs.storage.devices(user.as_str()).await?;
+    let name_of = |id: &OwnedDeviceId| {
+        devices
+            .iter()
+            .find(|d| d.device_id == id.as_str())
+            .and_then(|d| d.display_name.clone())
+    };
+    Ok(DeviceList {
+        stream_id,
+        devices: keys
+            .device_keys
+            .remove(user)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, mut json)| {
+                if let Some(map) = json.as_object_mut() {
+                    map.remove("unsigned");
+                }
+                (id.clone(), name_of(&id), json)
+            })
+            .collect(),
+        master_key: keys.master_keys.remove(user),
+        self_signing_key: keys.self_signing_keys.remove(user),
+    })
 }
 
 /// `GET /keys/changes`: users whose devices changed, or who stopped sharing a room,

@@ -14,6 +14,7 @@ use ruma::{
         transactions::edu::Edu,
     },
     serde::Raw,
+    to_device::DeviceIdOrAllDevices,
 };
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -112,10 +113,13 @@ pub async fn receive_transaction(
 
 /// Most receipts taken from one `m.receipt` EDU.
 const MAX_RECEIPTS_PER_EDU: usize = 100;
+/// Most users' presence taken from one `m.presence` EDU.
+const MAX_PRESENCE_PER_EDU: usize = 500;
 
-/// One EDU: typing notices and read receipts of the origin's users are taken in; one the
-/// origin may not send (another server's user, a user not in the room, a server the
-/// room's ACL denies) is dropped, as are the kinds not handled yet. EDUs get no answer.
+/// One EDU: typing notices, read receipts, presence, device list and signing key updates
+/// of the origin's users, and to-device messages from them, are taken in; one the origin
+/// may not send (another server's user, a user not in the room or sharing none with us,
+/// a server the room's ACL denies) is dropped, as are unknown kinds. EDUs get no answer.
 async fn take_edu(hs: &Homeserver, origin: &ServerName, edu: &Raw<Edu>) {
     let outcome = match edu.deserialize() {
         Ok(Edu::Typing(t)) => {
@@ -158,8 +162,63 @@ async fn take_edu(hs: &Homeserver, origin: &ServerName, edu: &Raw<Edu>) {
             }
             outcome
         }
+        Ok(Edu::Presence(p)) => {
+            let mut outcome = Ok(());
+            for update in p.push.iter().take(MAX_PRESENCE_PER_EDU) {
+                let one = crate::users::presence::remote_presence(
+                    hs,
+                    origin,
+                    &crate::users::presence::RemotePresence {
+                        user_id: &update.user_id,
+                        state: &update.presence,
+                        status_msg: update.status_msg.as_deref(),
+                        last_active_ago: i64::from(update.last_active_ago),
+                        currently_active: update.currently_active,
+                    },
+                )
+                .await;
+                if one.is_err() {
+                    outcome = one;
+                }
+            }
+            outcome
+        }
+        Ok(Edu::DeviceListUpdate(update)) => {
+            super::device_lists::receive_update(hs, origin, &update).await
+        }
+        Ok(Edu::SigningKeyUpdate(update)) => {
+            super::device_lists::receive_signing_keys(hs, origin, &update).await
+        }
+        Ok(Edu::DirectToDevice(d)) => {
+            let messages = d
+                .messages
+                .iter()
+                .map(|(user, devices)| {
+                    let devices = devices
+                        .iter()
+                        .filter_map(|(device, raw)| {
+                            let name = match device {
+                                DeviceIdOrAllDevices::DeviceId(id) => id.to_string(),
+                                DeviceIdOrAllDevices::AllDevices => "*".to_owned(),
+                            };
+                            Some((name, serde_json::from_str(raw.json().get()).ok()?))
+                        })
+                        .collect();
+                    (user.to_string(), devices)
+                })
+                .collect();
+            crate::e2ee::to_device::receive_remote(
+                hs,
+                origin,
+                &d.sender,
+                &d.ev_type.to_string(),
+                d.message_id.as_str(),
+                &messages,
+            )
+            .await
+        }
         Ok(_) => {
-            tracing::debug!(%origin, "EDU of a kind not handled yet, dropped");
+            tracing::debug!(%origin, "EDU of a kind not handled, dropped");
             Ok(())
         }
         Err(e) => Err(Error::BadJson(format!("EDU: {e}"))),

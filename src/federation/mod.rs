@@ -15,8 +15,10 @@ use crate::{
 pub mod auth;
 pub mod backfill;
 pub mod client;
+pub mod device_lists;
 pub mod directory;
 pub mod discovery;
+pub mod e2ee;
 pub mod inbound;
 pub mod invite;
 pub mod join;

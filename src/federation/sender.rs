@@ -179,11 +179,19 @@ async fn send_all(hs: &Homeserver, leased: LeasedDestination) -> Result<()> {
             MilliSecondsSinceUnixEpoch::now(),
         );
         request.pdus = pdus;
-        request.edus = batch
-            .edus
-            .iter()
-            .filter_map(|(_, edu)| serde_json::from_value(edu.clone()).ok())
-            .collect();
+        let mut edus = Vec::with_capacity(batch.edus.len());
+        for (_, queued) in &batch.edus {
+            let mut edu = queued.clone();
+            // Device list EDUs carry the device as it is when sent.
+            if let Err(e) = super::device_lists::fill_edu(hs, &mut edu).await {
+                tracing::warn!(destination, "EDU not sent: {e}");
+                continue;
+            }
+            if let Ok(edu) = serde_json::from_value(edu) {
+                edus.push(edu);
+            }
+        }
+        request.edus = edus;
         match federation
             .client
             .send(hs.keys.pair(), &server, request)

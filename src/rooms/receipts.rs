@@ -71,6 +71,7 @@ pub async fn send_receipt(
             } else {
                 "m.read.private"
             };
+            let ts = now_ms();
             hs.storage
                 .set_receipt(
                     room_id.as_str(),
@@ -78,9 +79,19 @@ pub async fn send_receipt(
                     receipt_type,
                     thread.unwrap_or(""),
                     event_id.as_str(),
-                    now_ms(),
+                    ts,
                 )
                 .await?;
+            // Private receipts never leave this server.
+            if matches!(kind, ReceiptKind::Read) {
+                let mut data = json!({ "ts": ts });
+                if let Some(thread) = thread {
+                    data["thread_id"] = json!(thread);
+                }
+                let edu = json!({ "edu_type": "m.receipt", "content": { room_id.as_str(): {
+                    "m.read": { user: { "event_ids": [event_id], "data": data } } } } });
+                queue_room_edu(hs, room_id, &edu).await;
+            }
         }
     }
     crate::users::presence::note_activity(hs, &requester.user_id).await;
@@ -126,7 +137,22 @@ pub async fn set_typing(
     hs.storage
         .set_typing(room_id.as_str(), user_id.as_str(), expires)
         .await?;
+    let edu = json!({ "edu_type": "m.typing", "content": {
+        "room_id": room_id, "user_id": user_id, "typing": expires.is_some() } });
+    queue_room_edu(hs, room_id, &edu).await;
     Ok(())
+}
+
+/// Sends a typing notice or receipt to the room's other servers. Failing to queue it
+/// is logged, not returned: the local change already happened.
+async fn queue_room_edu(hs: &Homeserver, room_id: &RoomId, edu: &serde_json::Value) {
+    if let Err(e) = hs
+        .storage
+        .queue_room_edu(room_id.as_str(), hs.config.server_name().as_str(), edu)
+        .await
+    {
+        tracing::warn!(%room_id, "EDU not queued: {e}");
+    }
 }
 
 /// How long a typing notice from another server lasts without a renewal (its server

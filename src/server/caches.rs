@@ -47,22 +47,29 @@ pub struct PresenceTracker {
     bumped: Mutex<HashMap<String, Instant>>,
     /// User -> (state a sync set, time it promised to sync until).
     syncing: Mutex<HashMap<String, (&'static str, i64)>>,
+    /// User -> when their presence was last sent to other servers.
+    federated: Mutex<HashMap<String, Instant>>,
+}
+
+/// Whether `every` has passed since `user`'s time in `times`; if so, their time becomes now.
+fn due_every(times: &Mutex<HashMap<String, Instant>>, user: &str, every: Duration) -> bool {
+    let now = Instant::now();
+    let mut times = times.lock().unwrap_or_else(|e| e.into_inner());
+    if times.len() > 100_000 {
+        times.retain(|_, at| now.duration_since(*at) < every);
+    }
+    match times.get(user) {
+        Some(at) if now.duration_since(*at) < every => false,
+        _ => {
+            times.insert(user.to_owned(), now);
+            true
+        }
+    }
 }
 
 impl PresenceTracker {
     pub(crate) fn bump_due(&self, user: &str, every: Duration) -> bool {
-        let now = Instant::now();
-        let mut bumped = self.bumped.lock().unwrap_or_else(|e| e.into_inner());
-        if bumped.len() > 100_000 {
-            bumped.retain(|_, at| now.duration_since(*at) < every);
-        }
-        match bumped.get(user) {
-            Some(at) if now.duration_since(*at) < every => false,
-            _ => {
-                bumped.insert(user.to_owned(), now);
-                true
-            }
-        }
+        due_every(&self.bumped, user, every)
     }
 
     /// Whether a sync setting `state` until `until` needs a write: not when this process
@@ -80,6 +87,12 @@ impl PresenceTracker {
                 true
             }
         }
+    }
+
+    /// Whether a user's unchanged presence is due to be sent to other servers again
+    /// (`every` since the last time); records now as the last time when it is.
+    pub(crate) fn federation_due(&self, user: &str, every: Duration) -> bool {
+        due_every(&self.federated, user, every)
     }
 
     pub(crate) fn forget(&self, user: &str) {

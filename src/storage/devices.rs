@@ -71,6 +71,7 @@ impl Storage {
         if found {
             // Others show device names (in verification): their lists are stale now.
             super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+            super::device_lists::poke_devices(&mut tx, user_id, &[device_id.to_owned()]).await?;
         }
         tx.commit().await?;
         Ok(found)
@@ -80,13 +81,14 @@ impl Storage {
     /// Others learn of it through the device list stream.
     pub async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> Result<()> {
         let mut tx = self.pool().begin().await?;
-        let deleted = sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)")
-            .bind(user_id)
-            .bind(device_ids)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted > 0 {
+        let deleted: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2) RETURNING device_id",
+        )
+        .bind(user_id)
+        .bind(device_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !deleted.is_empty() {
             sqlx::query("DELETE FROM pushers WHERE user_id = $1 AND device_id = ANY($2)")
                 .bind(user_id)
                 .bind(device_ids)
@@ -100,6 +102,7 @@ impl Storage {
             .execute(&mut *tx)
             .await?;
             super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+            super::device_lists::poke_devices(&mut tx, user_id, &deleted).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -108,15 +111,15 @@ impl Storage {
     /// Deletes every device of the user but `keep`.
     pub async fn delete_other_devices(&self, user_id: &str, keep: Option<&str>) -> Result<()> {
         let mut tx = self.pool().begin().await?;
-        let deleted = sqlx::query(
-            "DELETE FROM devices WHERE user_id = $1 AND ($2::text IS NULL OR device_id <> $2)",
+        let deleted: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM devices WHERE user_id = $1 AND ($2::text IS NULL OR device_id <> $2)
+             RETURNING device_id",
         )
         .bind(user_id)
         .bind(keep)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if deleted > 0 {
+        .fetch_all(&mut *tx)
+        .await?;
+        if !deleted.is_empty() {
             sqlx::query(
                 "DELETE FROM pushers p WHERE p.user_id = $1
                    AND NOT EXISTS (SELECT 1 FROM devices d
@@ -142,6 +145,7 @@ impl Storage {
             .execute(&mut *tx)
             .await?;
             super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+            super::device_lists::poke_devices(&mut tx, user_id, &deleted).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -225,6 +229,8 @@ impl Storage {
         .execute(&mut *tx)
         .await?;
         super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+        let changed: Vec<String> = old.into_iter().chain([device_id.to_owned()]).collect();
+        super::device_lists::poke_devices(&mut tx, user_id, &changed).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -241,6 +247,7 @@ impl Storage {
         if let Some(old) = &old {
             remove_device_and_inbox(&mut tx, user_id, old).await?;
             super::e2ee::mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+            super::device_lists::poke_devices(&mut tx, user_id, std::slice::from_ref(old)).await?;
         }
         tx.commit().await?;
         Ok(old)

@@ -161,6 +161,7 @@ impl Storage {
         .rows_affected();
         if changed > 0 {
             mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+            super::device_lists::poke_devices(&mut tx, user_id, &[device_id.to_owned()]).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -363,6 +364,7 @@ impl Storage {
             mark_own_keys_changed(&mut tx, user_id).await?;
         } else {
             mark_device_lists_changed(&mut tx, &[user_id.to_owned()]).await?;
+            super::device_lists::poke_signing_keys(&mut tx, user_id).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -394,6 +396,28 @@ impl Storage {
         users.sort();
         users.dedup();
         mark_device_lists_changed(&mut tx, &users).await?;
+        // Other servers hear of a user's signatures of their own keys: a device signed
+        // by the self-signing key (that device's update), or the master key signed by a
+        // device (a signing key update). Signatures of other users' keys stay here.
+        for s in signatures.iter().filter(|s| s.target_user == s.signer_user) {
+            let is_device: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2)",
+            )
+            .bind(&s.target_user)
+            .bind(&s.target_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            if is_device {
+                super::device_lists::poke_devices(
+                    &mut tx,
+                    &s.target_user,
+                    std::slice::from_ref(&s.target_key),
+                )
+                .await?;
+            } else {
+                super::device_lists::poke_signing_keys(&mut tx, &s.target_user).await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
     }

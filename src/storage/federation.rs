@@ -2,7 +2,7 @@
 //! which servers are in a room.
 
 use serde_json::Value as JsonValue;
-use sqlx::types::Json;
+use sqlx::{PgConnection, types::Json};
 
 use super::{Result, Storage, streams};
 
@@ -63,6 +63,100 @@ impl Storage {
 
 /// The wake-up key of the federation sender.
 pub const FEDERATION_WAKE_KEY: &str = "federation";
+
+/// EDU kinds worth nothing once late: a typing notice queued longer than this ago is
+/// dropped instead of sent (the receiver would expire it at once anyway).
+const STALE_TYPING_MS: i64 = 60_000;
+
+/// Queues one EDU for each server of `destinations` (a SQL query yielding `d`, with `$1`
+/// and `$2` its parameters), in `conn`'s transaction, and wakes the sender.
+async fn queue_edu_to(
+    conn: &mut PgConnection,
+    destinations: &str,
+    params: (&str, &str),
+    edu: &JsonValue,
+) -> Result<u64> {
+    let queued: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "WITH dests AS ({destinations}),
+         known AS (
+             INSERT INTO federation_destinations (destination)
+             SELECT d FROM dests ON CONFLICT DO NOTHING),
+         queued AS (
+             INSERT INTO federation_outbox (destination, edu, queued_ts)
+             SELECT d, $3, (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+             FROM dests RETURNING 1)
+         SELECT count(*) FROM queued"
+    )))
+    .bind(params.0)
+    .bind(params.1)
+    .bind(Json(edu))
+    .fetch_one(&mut *conn)
+    .await?;
+    if queued > 0 {
+        streams::notify(conn, FEDERATION_WAKE_KEY).await?;
+    }
+    Ok(queued as u64)
+}
+
+/// The servers (other than the user's own) with a member joined to a room the user is
+/// joined to: `$1` the user, `$2` unused.
+const SERVERS_SHARING_WITH_USER: &str = "
+    SELECT DISTINCT substr(theirs.user_id, strpos(theirs.user_id, ':') + 1) AS d
+    FROM memberships mine JOIN memberships theirs USING (room_id)
+    WHERE mine.user_id = $1 AND mine.membership = 'join' AND theirs.membership = 'join'
+      AND $2 = ''
+      AND substr(theirs.user_id, strpos(theirs.user_id, ':') + 1)
+          <> substr($1, strpos($1, ':') + 1)";
+
+/// Queues an EDU about a local user (presence, device lists) for every other server
+/// sharing a room with them, in the caller's transaction.
+pub(crate) async fn queue_user_edu_in(
+    conn: &mut PgConnection,
+    user_id: &str,
+    edu: &JsonValue,
+) -> Result<u64> {
+    queue_edu_to(conn, SERVERS_SHARING_WITH_USER, (user_id, ""), edu).await
+}
+
+impl Storage {
+    /// Queues an EDU about a room (typing, receipts) for every server with a member
+    /// joined to it, except `local_server`.
+    pub async fn queue_room_edu(
+        &self,
+        room_id: &str,
+        local_server: &str,
+        edu: &JsonValue,
+    ) -> Result<u64> {
+        let mut conn = self.pool().acquire().await?;
+        let servers = format!(
+            "WITH RECURSIVE {} SELECT d FROM servers WHERE d IS NOT NULL AND d <> $2",
+            distinct_servers_cte("$1", "TRUE")
+        );
+        queue_edu_to(&mut conn, &servers, (room_id, local_server), edu).await
+    }
+
+    /// Queues an EDU about a local user (presence) for every other server sharing a room
+    /// with them.
+    pub async fn queue_user_edu(&self, user_id: &str, edu: &JsonValue) -> Result<u64> {
+        let mut conn = self.pool().acquire().await?;
+        queue_user_edu_in(&mut conn, user_id, edu).await
+    }
+}
+
+/// Queues an EDU for one server, in the caller's transaction.
+pub(crate) async fn queue_edu_in(
+    conn: &mut PgConnection,
+    destination: &str,
+    edu: &JsonValue,
+) -> Result<u64> {
+    queue_edu_to(
+        conn,
+        "SELECT $1::text AS d WHERE $2 = ''",
+        (destination, ""),
+        edu,
+    )
+    .await
+}
 
 /// A destination leased for sending.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -149,6 +243,15 @@ impl Storage {
         .bind(max_pdus)
         .fetch_all(self.pool())
         .await?;
+        sqlx::query(
+            "DELETE FROM federation_outbox
+             WHERE destination = $1 AND edu->>'edu_type' = 'm.typing'
+               AND queued_ts < (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $2",
+        )
+        .bind(destination)
+        .bind(STALE_TYPING_MS)
+        .execute(self.pool())
+        .await?;
         let edus: Vec<(i64, Json<JsonValue>)> = sqlx::query_as(
             "SELECT id, edu FROM federation_outbox
              WHERE destination = $1 AND edu IS NOT NULL ORDER BY id LIMIT $2",
@@ -233,7 +336,8 @@ impl Storage {
     }
 
     /// After a long outage: of the PDUs owed to a destination, only each room's newest
-    /// stays (the destination fetches what it misses before them). Returns how many went.
+    /// stays (the destination fetches what it misses before them), and of the presence
+    /// EDUs only each user's newest. Returns how many went.
     pub async fn compact_outbox(&self, destination: &str) -> Result<u64> {
         Ok(sqlx::query(
             "DELETE FROM federation_outbox o
@@ -246,7 +350,19 @@ impl Storage {
         .bind(destination)
         .execute(self.pool())
         .await?
-        .rows_affected())
+        .rows_affected()
+            + sqlx::query(
+                "DELETE FROM federation_outbox o
+                 WHERE o.destination = $1 AND o.edu->>'edu_type' = 'm.presence'
+                   AND o.id NOT IN (
+                       SELECT max(o2.id) FROM federation_outbox o2
+                       WHERE o2.destination = $1 AND o2.edu->>'edu_type' = 'm.presence'
+                       GROUP BY o2.edu->'content'->'push'->0->>'user_id')",
+            )
+            .bind(destination)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
     }
 
     /// PDUs and EDUs queued for a destination.

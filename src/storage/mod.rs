@@ -11,6 +11,7 @@ use sqlx::{
 pub mod account_data;
 pub mod backfill;
 pub mod backup;
+pub mod device_lists;
 pub mod devices;
 pub mod e2ee;
 pub mod embedded;

@@ -131,11 +131,12 @@ impl Storage {
         Ok(())
     }
 
-    /// Applies the idle, offline and activity timeouts; returns how many users changed.
-    pub async fn sweep_presence(&self, t: &PresenceTimeouts) -> Result<usize> {
+    /// Applies the idle, offline and activity timeouts; returns the users who changed.
+    pub async fn sweep_presence(&self, t: &PresenceTimeouts) -> Result<Vec<String>> {
+        // Other servers' users only time out (their servers apply their idle rules).
         const DUE: &str = "state <> 'offline' AND (last_sync_ts < $2
-                 OR (state = 'online' AND last_active_ts < $1)
-                 OR (currently_active AND last_active_ts < $3))";
+                 OR (NOT remote AND state = 'online' AND last_active_ts < $1)
+                 OR (NOT remote AND currently_active AND last_active_ts < $3))";
         // Most sweeps find nothing: look before taking the stream lock.
         let any: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT EXISTS (SELECT 1 FROM presence WHERE {DUE})"
@@ -146,7 +147,7 @@ impl Storage {
         .fetch_one(self.pool())
         .await?;
         if !any {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut tx = self.pool().begin().await?;
         streams::lock_stream(&mut tx, Stream::Presence).await?;
@@ -168,7 +169,36 @@ impl Storage {
         .await?;
         streams::wake_users_and_their_rooms(&mut tx, &users).await?;
         tx.commit().await?;
-        Ok(users.len())
+        Ok(users)
+    }
+
+    /// Another server's user's presence as their server sent it, valid until
+    /// `valid_until` unless sent again.
+    pub async fn set_remote_presence(&self, p: &PresenceRow, valid_until: i64) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        streams::lock_stream(&mut tx, Stream::Presence).await?;
+        sqlx::query(
+            "INSERT INTO presence (user_id, state, status_msg, last_active_ts, currently_active,
+                                   last_sync_ts, stream_pos, remote)
+             VALUES ($1, $2, $3, $4, $5, $6, nextval('presence_stream'), TRUE)
+             ON CONFLICT (user_id) DO UPDATE SET
+                 state = EXCLUDED.state, status_msg = EXCLUDED.status_msg,
+                 last_active_ts = EXCLUDED.last_active_ts,
+                 currently_active = EXCLUDED.currently_active,
+                 last_sync_ts = EXCLUDED.last_sync_ts, stream_pos = EXCLUDED.stream_pos,
+                 remote = TRUE",
+        )
+        .bind(&p.user_id)
+        .bind(&p.state)
+        .bind(&p.status_msg)
+        .bind(p.last_active_ts)
+        .bind(p.currently_active)
+        .bind(valid_until)
+        .execute(&mut *tx)
+        .await?;
+        streams::wake_users_and_their_rooms(&mut tx, std::slice::from_ref(&p.user_id)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Presence for a sync of `user_id`: of everyone sharing a joined room with them (and

@@ -25,14 +25,19 @@ pub struct ToDeviceRow {
 }
 
 impl Storage {
-    /// Queues messages from a sender's transaction; false (and nothing sent) when the
+    /// Queues messages from a sender's transaction, and the `m.direct_to_device` EDUs
+    /// `(destination, EDU)` for other servers' users; false (and nothing sent) when the
     /// transaction was seen before. Messages to devices that do not exist are dropped.
+    /// A message from another server has the sender device `""` and its message ID as
+    /// the transaction.
+    #[allow(clippy::too_many_arguments)]
     pub async fn send_to_device(
         &self,
         sender: (&str, &str),
         txn_id: &str,
         event_type: &str,
         messages: &[OutgoingToDevice<'_>],
+        remote: &[(String, JsonValue)],
         max_pending: i64,
         now_ms: i64,
     ) -> Result<bool> {
@@ -51,6 +56,9 @@ impl Storage {
             == 1;
         if !fresh {
             return Ok(false);
+        }
+        for (destination, edu) in remote {
+            super::federation::queue_edu_in(&mut tx, destination, edu).await?;
         }
         streams::lock_stream(&mut tx, Stream::ToDevice).await?;
         let mut recipients: Vec<String> = Vec::new();

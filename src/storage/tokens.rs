@@ -1,4 +1,5 @@
-//! `access_tokens`, `refresh_tokens`, `login_tokens`. Only SHA-256 hashes are stored.
+//! `access_tokens`, `refresh_tokens`, `login_tokens`, `openid_tokens`. Only SHA-256
+//! hashes are stored.
 
 use sqlx::Row;
 
@@ -183,6 +184,42 @@ impl Storage {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// An OpenID token (by hash) naming `user_id` until `expires_ts`; expired ones go.
+    pub async fn insert_openid_token(
+        &self,
+        hash: &[u8],
+        user_id: &str,
+        expires_ts: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM openid_tokens WHERE expires_ts <= $1")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO openid_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)",
+        )
+        .bind(hash)
+        .bind(user_id)
+        .bind(expires_ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The user an unexpired OpenID token names (it may be used more than once).
+    pub async fn openid_token_user(&self, hash: &[u8], now_ms: i64) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT user_id FROM openid_tokens WHERE token_hash = $1 AND expires_ts > $2",
+        )
+        .bind(hash)
+        .bind(now_ms)
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     /// Single use: the token is deleted whether or not it has expired.

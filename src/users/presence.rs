@@ -125,6 +125,7 @@ pub async fn set_presence_status(
         })
         .await?;
     hs.presence.forget(user_id.as_str());
+    federate(hs, user_id.as_str()).await;
     Ok(())
 }
 
@@ -156,6 +157,13 @@ pub async fn on_sync(
         .touch_presence(user_id.as_str(), state, active, until, now)
         .await?
     {
+        // Unchanged, but other servers forget it after REMOTE_PRESENCE_MS: remind them.
+        if hs
+            .presence
+            .federation_due(user_id.as_str(), FEDERATION_REFRESH)
+        {
+            federate(hs, user_id.as_str()).await;
+        }
         return Ok(());
     }
     hs.storage
@@ -168,6 +176,7 @@ pub async fn on_sync(
             now,
         })
         .await?;
+    federate(hs, user_id.as_str()).await;
     Ok(())
 }
 
@@ -207,7 +216,8 @@ async fn try_note_activity(hs: &Homeserver, user: &str) -> Result<()> {
                     sync_until: now,
                     now,
                 })
-                .await?
+                .await?;
+            federate(hs, user).await;
         }
         Some(_) => hs.storage.set_last_active(user, now).await?,
         None => {}
@@ -223,14 +233,114 @@ pub async fn sweep(hs: &Homeserver) -> Result<usize> {
     }
     let now = now_ms();
     let idle = ms(config.idle_after_secs);
-    Ok(hs
+    let changed = hs
         .storage
         .sweep_presence(&PresenceTimeouts {
             idle_before: now - idle,
             offline_before: now - ms(config.offline_after_secs),
             inactive_before: now - idle.min(ACTIVE_GRANULARITY_MS),
         })
-        .await?)
+        .await?;
+    for user in &changed {
+        if is_local(hs, user) {
+            federate(hs, user).await;
+        }
+    }
+    Ok(changed.len())
+}
+
+/// How long another server's user's presence holds here without a new update; their
+/// server sends one at least every `FEDERATION_REFRESH` while they stay online.
+const REMOTE_PRESENCE_MS: i64 = 30 * 60_000;
+const FEDERATION_REFRESH: Duration = Duration::from_secs(10 * 60);
+
+fn is_local(hs: &Homeserver, user: &str) -> bool {
+    UserId::parse(user).is_ok_and(|u| u.server_name() == hs.config.server_name())
+}
+
+/// Sends a local user's presence to the servers sharing a room with them (`m.presence`).
+/// Failures are logged: presence never fails the action that caused it.
+async fn federate(hs: &Homeserver, user: &str) {
+    hs.presence.federation_due(user, Duration::ZERO);
+    let row = match hs.storage.presence(user).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("presence of {user} not sent: {e}");
+            return;
+        }
+    };
+    let mut update = json!({
+        "user_id": row.user_id,
+        "presence": row.state,
+        "last_active_ago": (now_ms() - row.last_active_ts).max(0),
+        "currently_active": row.currently_active && row.state == "online",
+    });
+    if let Some(msg) = &row.status_msg {
+        update["status_msg"] = json!(msg);
+    }
+    let edu = json!({ "edu_type": "m.presence", "content": { "push": [update] } });
+    if let Err(e) = hs.storage.queue_user_edu(user, &edu).await {
+        tracing::warn!("presence of {user} not sent: {e}");
+    }
+}
+
+/// One update of an `m.presence` EDU from `origin`: taken for the origin's own users who
+/// share a room with a local user, when presence is enabled here.
+pub async fn remote_presence(
+    hs: &Homeserver,
+    origin: &ruma::ServerName,
+    update: &RemotePresence<'_>,
+) -> Result<()> {
+    if !hs.config.presence.enabled {
+        return Ok(());
+    }
+    if update.user_id.server_name() != origin {
+        return Err(Error::Forbidden(format!(
+            "{origin} cannot speak for {}",
+            update.user_id
+        )));
+    }
+    if !hs
+        .storage
+        .shares_room_with_server(update.user_id.as_str(), hs.config.server_name().as_str())
+        .await?
+    {
+        return Err(Error::Forbidden(format!(
+            "{} shares no room with this server",
+            update.user_id
+        )));
+    }
+    if update
+        .status_msg
+        .is_some_and(|m| m.len() > MAX_STATUS_MSG_BYTES)
+    {
+        return Err(Error::InvalidParam("status_msg too long".into()));
+    }
+    let state = state_name(update.state)?;
+    let now = now_ms();
+    hs.storage
+        .set_remote_presence(
+            &PresenceRow {
+                user_id: update.user_id.to_string(),
+                state: state.to_owned(),
+                status_msg: update.status_msg.map(str::to_owned),
+                last_active_ts: now.saturating_sub(update.last_active_ago.min(now)),
+                currently_active: update.currently_active && state == "online",
+            },
+            now + REMOTE_PRESENCE_MS,
+        )
+        .await?;
+    Ok(())
+}
+
+/// A presence update as another server sends it.
+pub struct RemotePresence<'a> {
+    pub user_id: &'a UserId,
+    pub state: &'a PresenceState,
+    pub status_msg: Option<&'a str>,
+    pub last_active_ago: i64,
+    pub currently_active: bool,
 }
 
 /// The `m.presence` event of one user, as /sync sends it.

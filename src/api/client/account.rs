@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use axum::Router;
 use ruma::api::client::account::{
     ThirdPartyIdRemovalStatus, change_password, check_registration_token_validity, deactivate,
-    get_username_availability, register, whoami,
+    get_username_availability, register, request_openid_token, whoami,
 };
 
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
         route,
     },
     server::Homeserver,
-    users::{account, register as reg, uia},
+    users::{account, openid, register as reg, uia},
 };
 
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
@@ -29,7 +29,21 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, registration_token_validity);
     let router = route(router, whoami);
     let router = route_patched(router, change_password, compat::LEGACY_AUTH);
+    let router = route(router, openid_token);
     route_patched(router, deactivate, compat::LEGACY_AUTH)
+}
+
+async fn openid_token(
+    hs: Arc<Homeserver>,
+    req: Ruma<request_openid_token::v3::Request>,
+) -> Result<request_openid_token::v3::Response> {
+    let token = openid::request_token(&hs, req.requester()?, &req.body.user_id).await?;
+    Ok(request_openid_token::v3::Response::new(
+        token,
+        ruma::authentication::TokenType::Bearer,
+        hs.config.server_name().to_owned(),
+        Duration::from_secs(openid::LIFETIME_SECS),
+    ))
 }
 
 /// With `inhibit_login` there is no device: Synapse leaves `device_id` out, where ruma

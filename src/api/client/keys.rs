@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use axum::Router;
 use ruma::{
-    OneTimeKeyAlgorithm, UInt,
+    OneTimeKeyAlgorithm, OwnedDeviceId, OwnedUserId, UInt,
     api::client::{
         keys::{
             claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures,
@@ -21,7 +21,7 @@ use serde_json::Value as JsonValue;
 use crate::{
     e2ee::{
         cross_signing::{self, SigningKeysUpload},
-        keys::{self, KeyUpload},
+        keys::{self, ClaimedKeys, KeyUpload},
         to_device,
     },
     error::{Error, Result},
@@ -95,7 +95,13 @@ async fn query(
     hs: Arc<Homeserver>,
     req: Ruma<get_keys::v3::Request>,
 ) -> Result<get_keys::v3::Response> {
-    let found = keys::query_keys(&hs, req.requester()?, &req.body.device_keys).await?;
+    let found = crate::federation::e2ee::query_keys(
+        &hs,
+        req.requester()?,
+        &req.body.device_keys,
+        req.body.timeout,
+    )
+    .await?;
     let mut response = get_keys::v3::Response::new();
     for (user, devices) in found.device_keys {
         let devices = devices
@@ -122,16 +128,40 @@ async fn claim(
     req: Ruma<claim_keys::v3::Request>,
 ) -> Result<claim_keys::v3::Response> {
     req.requester()?;
-    let wanted = req
-        .body
-        .one_time_keys
+    let wanted = claims_of(&req.body.one_time_keys);
+    let (claimed, failures) =
+        crate::federation::e2ee::claim_keys(&hs, &wanted, req.body.timeout).await?;
+    let mut response = claim_keys::v3::Response::new(one_time_keys_of(claimed)?);
+    response.failures = failures;
+    Ok(response)
+}
+
+/// A claim request's devices and algorithms, as the domain takes them.
+pub(crate) fn claims_of(
+    asked: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
+) -> BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>> {
+    asked
         .iter()
         .map(|(u, ds)| {
             let ds = ds.iter().map(|(d, a)| (d.clone(), a.to_string())).collect();
             (u.clone(), ds)
         })
-        .collect();
-    let (claimed, failures) = keys::claim_keys(&hs, &wanted).await?;
+        .collect()
+}
+
+/// Claimed keys as a claim's answer carries them.
+#[allow(clippy::type_complexity)]
+pub(crate) fn one_time_keys_of(
+    claimed: ClaimedKeys,
+) -> Result<
+    BTreeMap<
+        OwnedUserId,
+        BTreeMap<
+            OwnedDeviceId,
+            BTreeMap<ruma::OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>,
+        >,
+    >,
+> {
     let mut one_time_keys = BTreeMap::new();
     for (user, devices) in claimed {
         let mut out = BTreeMap::new();
@@ -146,9 +176,7 @@ async fn claim(
         }
         one_time_keys.insert(user, out);
     }
-    let mut response = claim_keys::v3::Response::new(one_time_keys);
-    response.failures = failures;
-    Ok(response)
+    Ok(one_time_keys)
 }
 
 async fn changes(

@@ -15,7 +15,7 @@ mod devices;
 mod directory;
 mod discovery;
 mod events;
-mod keys;
+pub(crate) mod keys;
 mod media;
 mod presence;
 mod profile;

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod membership;
 pub mod query;
 pub mod transactions;
+pub mod user_keys;
 pub mod version;
 
 /// The key endpoints: our keys wherever they are asked for (the client listener too);
@@ -53,5 +54,9 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, query::public_rooms);
     let router = route(router, query::public_rooms_filtered);
     let router = route(router, query::hierarchy);
+    let router = route(router, query::openid_userinfo);
+    let router = route(router, user_keys::devices);
+    let router = route(router, user_keys::query);
+    let router = route(router, user_keys::claim);
     route(router, transactions::send)
 }

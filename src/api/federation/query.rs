@@ -1,11 +1,12 @@
 //! Queries: `/query/profile`, `/query/directory`, the public room list
-//! (`/publicRooms`) and spaces (`/hierarchy`).
+//! (`/publicRooms`), spaces (`/hierarchy`) and OpenID tokens (`/openid/userinfo`).
 
 use std::sync::Arc;
 
 use ruma::{
     api::federation::{
         directory::{get_public_rooms, get_public_rooms_filtered},
+        openid::get_openid_userinfo,
         query::{get_profile_information, get_room_information},
         space::{SpaceHierarchyParentSummary, get_hierarchy},
     },
@@ -133,4 +134,14 @@ pub async fn hierarchy(
         .filter_map(|r| ruma::OwnedRoomId::try_from(r.as_str()).ok())
         .collect();
     Ok(response)
+}
+
+/// `/openid/userinfo`: whose an OpenID token is. Asked by third parties with the token
+/// alone (no X-Matrix signature).
+pub async fn openid_userinfo(
+    hs: Arc<Homeserver>,
+    req: Ruma<get_openid_userinfo::v1::Request>,
+) -> Result<get_openid_userinfo::v1::Response> {
+    let user = crate::users::openid::userinfo(&hs, &req.body.access_token).await?;
+    Ok(get_openid_userinfo::v1::Response::new(user))
 }
