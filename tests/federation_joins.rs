@@ -347,7 +347,7 @@ async fn typing_and_receipts_of_remote_users() {
 /// or with another user's keys, are dropped. Too many EDUs in one transaction are refused.
 #[tokio::test]
 async fn presence_device_lists_and_to_device_from_another_server() {
-    let (s, token, remote, room, bob) = remote_user_joined().await;
+    let (s, token, remote, _room, bob) = remote_user_joined().await;
     let alice = format!("@alice:{}", s.name());
     let (_, who) = s
         .get("/_matrix/client/v3/account/whoami", Some(&token))
