@@ -2,8 +2,9 @@
 //! (its Olm/Megolm machine, as in Element X), alice on hs1 and bob on hs2. Their
 //! servers query and claim each other's keys, carry room keys as to-device messages
 //! (`m.direct_to_device`) and device list updates; the conversation decrypts on both
-//! sides, bob's second device gets alice's next message, and alice verifies bob by SAS
-//! across the servers.
+//! sides, bob's second device gets alice's next message, bob's client downloads and
+//! thumbnails an image alice's client uploaded, and alice verifies bob by SAS across
+//! the servers.
 
 mod common;
 #[path = "common/federation.rs"]
@@ -21,9 +22,12 @@ use matrix_sdk::{
     Client,
     config::SyncSettings,
     encryption::verification::{SasVerification, Verification},
+    media::{MediaFormat, MediaRequestParameters, MediaThumbnailSettings},
     ruma::{
         OwnedRoomId,
+        api::client::media::get_content_thumbnail::v3::Method,
         api::client::room::create_room::v3::Request as CreateRoomRequest,
+        events::room::MediaSource,
         events::{
             InitialStateEvent,
             room::{
@@ -31,6 +35,7 @@ use matrix_sdk::{
                 message::{OriginalSyncRoomMessageEvent, RoomMessageEventContent},
             },
         },
+        uint,
     },
 };
 use sdk::{client, register};
@@ -211,6 +216,41 @@ async fn encrypted_conversation_across_two_servers() {
         "for both of your devices",
     )
     .await;
+
+    // An image alice's client uploads to hs1, downloaded and thumbnailed by bob's
+    // client through hs2.
+    let mut photo = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_fn(320, 240, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
+    })
+    .write_to(&mut photo, image::ImageFormat::Png)
+    .unwrap();
+    let photo = photo.into_inner();
+    let png: mime::Mime = "image/png".parse().unwrap();
+    let uploaded = alice
+        .media()
+        .upload(&png, photo.clone(), None)
+        .await
+        .expect("alice uploads");
+    let get = |format: MediaFormat| {
+        let bob = bob.clone();
+        let source = MediaSource::Plain(uploaded.content_uri.clone());
+        async move {
+            bob.media()
+                .get_media_content(&MediaRequestParameters { source, format }, false)
+                .await
+                .expect("bob downloads through hs2")
+        }
+    };
+    assert_eq!(get(MediaFormat::File).await, photo);
+    let thumb = get(MediaFormat::Thumbnail(MediaThumbnailSettings::with_method(
+        Method::Crop,
+        uint!(96),
+        uint!(96),
+    )))
+    .await;
+    let thumb = image::load_from_memory(&thumb).expect("a decodable thumbnail");
+    assert_eq!((thumb.width(), thumb.height()), (96, 96));
 
     // alice verifies bob's first device by emoji, every message a to-device message
     // between the two servers.

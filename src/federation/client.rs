@@ -194,6 +194,40 @@ impl FederationClient {
         Ok((client, route))
     }
 
+    /// An unsigned `GET` of `path_and_query` on `destination` (the legacy media
+    /// download of servers without the federation media API): its headers and at most
+    /// `max_bytes` of its body.
+    pub async fn get_unsigned(
+        &self,
+        destination: &ServerName,
+        path_and_query: &str,
+        max_bytes: usize,
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), SendError> {
+        let (client, route) = self.pool(destination).await?;
+        let url = format!("{}{path_and_query}", route.base_url());
+        let mut request = client.get(url);
+        if let Ok(host) = reqwest::header::HeaderValue::from_str(&route.host_header) {
+            request = request.header(reqwest::header::HOST, host);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| SendError::Unreachable(format!("{destination}: {e}")))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_limited(response, max_bytes)
+            .await
+            .map_err(|e| SendError::BadResponse(format!("{destination}: {e}")))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+            return Err(SendError::Refused {
+                status: status.as_u16(),
+                body: text,
+            });
+        }
+        Ok((headers, body))
+    }
+
     /// Forgets a destination's route, so the next request discovers it again.
     pub fn forget_route(&self, destination: &ServerName) {
         self.pools
@@ -209,6 +243,22 @@ impl FederationClient {
         key: &Ed25519KeyPair,
         destination: &ServerName,
         request: R,
+    ) -> Result<R::IncomingResponse, SendError>
+    where
+        R: OutgoingRequest<PathBuilder = SinglePath>,
+        R::Authentication: OutgoingAuth,
+    {
+        self.send_limited(key, destination, request, MAX_RESPONSE_BYTES)
+            .await
+    }
+
+    /// `send`, reading at most `max_bytes` of the answer (media).
+    pub async fn send_limited<R>(
+        &self,
+        key: &Ed25519KeyPair,
+        destination: &ServerName,
+        request: R,
+        max_bytes: usize,
     ) -> Result<R::IncomingResponse, SendError>
     where
         R: OutgoingRequest<PathBuilder = SinglePath>,
@@ -236,7 +286,7 @@ impl FederationClient {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let body = read_limited(response, MAX_RESPONSE_BYTES)
+        let body = read_limited(response, max_bytes)
             .await
             .map_err(|e| SendError::BadResponse(format!("{destination}: {e}")))?;
         if !status.is_success() {

@@ -8,7 +8,7 @@ pub mod thumbnail;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, stream::BoxStream};
+use futures_util::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart, path::Path as ObjectPath};
 use rand::{Rng, distributions::Alphanumeric};
 
@@ -202,17 +202,89 @@ where
 
 async fn local_row(hs: &Homeserver, server_name: &str, media_id: &str) -> Result<MediaRow> {
     if server_name != hs.config.server_name.as_str() {
-        return Err(Error::NotFound(
-            "media from other servers needs federation, which this server does not do yet".into(),
-        ));
+        return Err(Error::NotFound("no such media on this server".into()));
     }
+    media_row(hs, server_name, media_id).await
+}
+
+/// The row of a local file, or of another server's file fetched before.
+async fn media_row(hs: &Homeserver, server_name: &str, media_id: &str) -> Result<MediaRow> {
+    let key = storage_key(hs, server_name, media_id)?;
+    hs.storage
+        .media(&key)
+        .await?
+        .ok_or_else(|| Error::NotFound("no such media".into()))
+}
+
+/// Where a file is kept, in the `media` table and the object store: a local file under
+/// its media ID; another server's under `remote/<server>/<media ID>` (its ID chosen by
+/// that server, so it never meets a local one: those have no `/`).
+pub(crate) fn storage_key(hs: &Homeserver, server_name: &str, media_id: &str) -> Result<String> {
     if !valid_media_id(media_id) {
         return Err(Error::NotFound("no such media".into()));
     }
+    if server_name == hs.config.server_name.as_str() {
+        return Ok(media_id.to_owned());
+    }
+    if ruma::ServerName::parse(server_name).is_err() {
+        return Err(Error::NotFound("no such media".into()));
+    }
+    Ok(format!("remote/{server_name}/{media_id}"))
+}
+
+/// Whether another server's file is kept here already.
+pub async fn have_remote(hs: &Homeserver, server_name: &str, media_id: &str) -> Result<bool> {
+    Ok(media_row(hs, server_name, media_id)
+        .await
+        .is_ok_and(|row| row.uploaded_ts.is_some()))
+}
+
+/// Keeps another server's file, fetched over federation, to serve from here on. Refused
+/// past `media.max_upload_size`, as a local upload would be.
+pub async fn keep_remote(
+    hs: &Homeserver,
+    server_name: &str,
+    media_id: &str,
+    content_type: Option<&str>,
+    filename: Option<&str>,
+    bytes: Bytes,
+) -> Result<()> {
+    let key = storage_key(hs, server_name, media_id)?;
+    if bytes.len() as u64 > hs.config.media.max_upload_size {
+        return Err(Error::TooLarge);
+    }
+    let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+    hs.media
+        .store
+        .put(
+            &ObjectPath::from(key.as_str()),
+            PutPayload::from_bytes(bytes),
+        )
+        .await
+        .map_err(store_err)?;
+    // Another server's file has no local uploader.
     hs.storage
-        .media(media_id)
-        .await?
-        .ok_or_else(|| Error::NotFound("no such media".into()))
+        .complete_media(&key, "", content_type, filename, size, now_ms())
+        .await?;
+    Ok(())
+}
+
+/// A local file's bytes (for another server's federation download), at most
+/// `media.max_upload_size`.
+pub async fn local_bytes(hs: &Homeserver, file: Download) -> Result<Bytes> {
+    let max = hs.config.media.max_upload_size;
+    let bytes: Vec<u8> = file
+        .body
+        .map_err(store_err)
+        .try_fold(Vec::new(), |mut acc, chunk| async move {
+            if (acc.len() + chunk.len()) as u64 > max {
+                return Err(Error::TooLarge);
+            }
+            acc.extend_from_slice(&chunk);
+            Ok(acc)
+        })
+        .await?;
+    Ok(Bytes::from(bytes))
 }
 
 /// A file to serve.
@@ -223,8 +295,8 @@ pub struct Download {
     pub body: BoxStream<'static, std::result::Result<Bytes, object_store::Error>>,
 }
 
-/// Downloads a local file. A created URI not uploaded yet is waited for, up to `wait`
-/// (at most 20 s), then 504 `M_NOT_YET_UPLOADED`.
+/// Downloads a local file, or another server's kept here. A created URI not uploaded
+/// yet is waited for, up to `wait` (at most 20 s), then 504 `M_NOT_YET_UPLOADED`.
 pub async fn download(
     hs: &Homeserver,
     server_name: &str,
@@ -233,8 +305,9 @@ pub async fn download(
 ) -> Result<Download> {
     let wait = wait.unwrap_or(MAX_WAIT).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
+    let key = storage_key(hs, server_name, media_id)?;
     let row = loop {
-        let row = local_row(hs, server_name, media_id).await?;
+        let row = media_row(hs, server_name, media_id).await?;
         if row.uploaded_ts.is_some() {
             break row;
         }
@@ -249,7 +322,7 @@ pub async fn download(
     let got = hs
         .media
         .store
-        .get(&ObjectPath::from(media_id))
+        .get(&ObjectPath::from(key.as_str()))
         .await
         .map_err(|e| match e {
             object_store::Error::NotFound { .. } => Error::NotFound("no such media".into()),

@@ -21,13 +21,13 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REDIRECTS: usize = 5;
 const CACHE_MS: i64 = 3_600_000;
 
-struct Fetched {
-    content_type: String,
-    body: Vec<u8>,
+pub(crate) struct Fetched {
+    pub(crate) content_type: String,
+    pub(crate) body: Vec<u8>,
 }
 
 /// GET with the policy checked on the URL and on every redirect; reads at most `max` bytes.
-async fn fetch(hs: &Homeserver, url: &str, max: u64) -> Result<Fetched> {
+pub(crate) async fn fetch(hs: &Homeserver, url: &str, max: u64) -> Result<Fetched> {
     let client = hs
         .outbound
         .client(TIMEOUT)
@@ -36,13 +36,13 @@ async fn fetch(hs: &Homeserver, url: &str, max: u64) -> Result<Fetched> {
     for _ in 0..=MAX_REDIRECTS {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Error::InvalidParam(
-                "only http and https URLs can be previewed".into(),
+                "only http and https URLs can be fetched".into(),
             ));
         }
         hs.outbound
             .check_url_resolved(&url)
             .await
-            .map_err(|why| Error::Forbidden(format!("cannot preview this URL: {why}")))?;
+            .map_err(|why| Error::Forbidden(format!("cannot fetch this URL: {why}")))?;
         let mut response = client
             .get(url.clone())
             .header("Accept", "text/html, image/*;q=0.9, */*;q=0.1")

@@ -115,10 +115,11 @@ pub async fn thumbnail(
         i32::try_from(size.width).unwrap_or(i32::MAX),
         i32::try_from(size.height).unwrap_or(i32::MAX),
     );
-    let path = object_path(media_id, &size);
+    let key = super::storage_key(hs, server, media_id)?;
+    let path = object_path(&key, &size);
     if let Some((content_type, _)) = hs
         .storage
-        .thumbnail(media_id, w, h, size.method.as_str())
+        .thumbnail(&key, w, h, size.method.as_str())
         .await?
     {
         let got = hs.media.store.get(&path).await.map_err(store_err)?;
@@ -149,7 +150,7 @@ pub async fn thumbnail(
         .map_err(store_err)?;
     let len = i64::try_from(out.len()).unwrap_or(i64::MAX);
     hs.storage
-        .insert_thumbnail(media_id, w, h, size.method.as_str(), content_type, len)
+        .insert_thumbnail(&key, w, h, size.method.as_str(), content_type, len)
         .await?;
     Ok(from_bytes(content_type, out))
 }

@@ -200,7 +200,7 @@ async fn serve(
     filename: Option<&str>,
     query: &HashMap<String, String>,
 ) -> Result<Response> {
-    let file = domain::download(hs, server, media_id, wait_of(query)?).await?;
+    let file = crate::federation::media::download(hs, server, media_id, wait_of(query)?).await?;
     Ok(respond_with(file, filename))
 }
 
@@ -262,7 +262,7 @@ async fn thumbnail_of(
     };
     let (width, height) = (dim("width")?, dim("height")?);
     let animated = query.get("animated").is_some_and(|a| a == "true");
-    let file = domain::thumbnail::thumbnail(
+    let file = crate::federation::media::thumbnail(
         hs,
         server,
         media_id,

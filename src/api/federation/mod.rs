@@ -8,6 +8,7 @@ use crate::{http::route, server::Homeserver};
 
 pub mod events;
 pub mod keys;
+pub mod media;
 pub mod membership;
 pub mod query;
 pub mod transactions;
@@ -55,6 +56,8 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, query::public_rooms_filtered);
     let router = route(router, query::hierarchy);
     let router = route(router, query::openid_userinfo);
+    let router = route(router, media::download);
+    let router = route(router, media::thumbnail);
     let router = route(router, user_keys::devices);
     let router = route(router, user_keys::query);
     let router = route(router, user_keys::claim);
