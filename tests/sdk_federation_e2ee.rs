@@ -4,13 +4,20 @@
 //! (`m.direct_to_device`) and device list updates; the conversation decrypts on both
 //! sides, bob's second device gets alice's next message, bob's client downloads and
 //! thumbnails an image alice's client uploaded, and alice verifies bob by SAS across
-//! the servers.
+//! the servers. Then the same conversation and media both ways with bob on a real
+//! Synapse 1.163 (tests/common/synapse.rs).
 
+#[path = "common/cli.rs"]
+mod cli;
+#[path = "common/client_run.rs"]
+mod client_run;
 mod common;
 #[path = "common/federation.rs"]
 mod federation;
 #[path = "common/sdk.rs"]
 mod sdk;
+#[path = "common/synapse.rs"]
+mod synapse;
 
 use std::{
     sync::{Arc, Mutex},
@@ -312,4 +319,64 @@ async fn encrypted_conversation_across_two_servers() {
         .unwrap()
         .unwrap();
     assert!(bob_device.is_verified(), "alice now trusts bob's device");
+}
+
+async fn upload_photo(c: &Client, shade: u8) -> (Vec<u8>, matrix_sdk::ruma::OwnedMxcUri) {
+    let mut photo = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8, y as u8, shade]))
+        .write_to(&mut photo, image::ImageFormat::Png)
+        .unwrap();
+    let photo = photo.into_inner();
+    let png: mime::Mime = "image/png".parse().unwrap();
+    let uploaded = c
+        .media()
+        .upload(&png, photo.clone(), None)
+        .await
+        .expect("upload");
+    (photo, uploaded.content_uri)
+}
+
+async fn download(c: &Client, uri: &matrix_sdk::ruma::OwnedMxcUri) -> Vec<u8> {
+    c.media()
+        .get_media_content(
+            &MediaRequestParameters {
+                source: MediaSource::Plain(uri.clone()),
+                format: MediaFormat::File,
+            },
+            false,
+        )
+        .await
+        .expect("download across servers")
+}
+
+#[tokio::test]
+async fn encrypted_conversation_and_media_with_synapse() {
+    let synapse = synapse::Synapse::start().await;
+    let axon = start_federated(|_| {}).await;
+    let alice = user(&axon.base, "alice").await;
+    let bob = user(&synapse.base, "bob").await;
+    let alice_seen = collect_bodies(&alice);
+    let bob_seen = collect_bodies(&bob);
+    let room_id = encrypted_room(&alice, &bob).await;
+
+    alice
+        .get_room(&room_id)
+        .unwrap()
+        .send(RoomMessageEventContent::text_plain("from axon, encrypted"))
+        .await
+        .expect("alice sends");
+    decrypted(&[&alice, &bob], &bob_seen, "from axon, encrypted").await;
+    bob.get_room(&room_id)
+        .unwrap()
+        .send(RoomMessageEventContent::text_plain("from synapse, encrypted"))
+        .await
+        .expect("bob replies");
+    decrypted(&[&alice, &bob], &alice_seen, "from synapse, encrypted").await;
+
+    // Media both ways: Synapse fetches from axon's federation media API, axon from
+    // Synapse's.
+    let (photo, uri) = upload_photo(&alice, 1).await;
+    assert_eq!(download(&bob, &uri).await, photo);
+    let (photo, uri) = upload_photo(&bob, 2).await;
+    assert_eq!(download(&alice, &uri).await, photo);
 }
