@@ -66,7 +66,7 @@ async fn expiry_loop(hs: Weak<Homeserver>) {
         if round % 3600 == 900 {
             prune_push_actions(&hs).await;
         }
-        if let Err(e) = hs.storage.expire_typing(now_ms()).await {
+        if let Err(e) = crate::rooms::receipts::expire_typing(&hs).await {
             tracing::warn!("expiring typing notices: {e}");
         }
         if let Err(e) = crate::users::presence::sweep(&hs).await {

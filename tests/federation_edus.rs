@@ -100,6 +100,25 @@ async fn typing_receipts_and_presence_reach_the_other_server() {
     })
     .await;
 
+    // Typing that runs out on hs1 ends on hs2 too (hs1 tells it).
+    let (status, body) = hs1
+        .put(
+            &typing_path,
+            Some(&alice),
+            json!({"typing": true, "timeout": 1000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    sync_until(&hs2, &bob, &mut since, |b| {
+        ephemeral(b, &room, "m.typing").filter(|t| t["content"]["user_ids"] == json!([alice_id]))
+    })
+    .await;
+    // (sync_until gives up after 20 s, before hs2's own 30 s expiry would end it.)
+    sync_until(&hs2, &bob, &mut since, |b| {
+        ephemeral(b, &room, "m.typing").filter(|t| t["content"]["user_ids"] == json!([]))
+    })
+    .await;
+
     // A public receipt arrives; a private one on a later message never leaves hs1 (the
     // typing notice after it is the marker that everything queued before has arrived).
     let second = hs1

@@ -368,7 +368,9 @@ async fn encrypted_conversation_and_media_with_synapse() {
     decrypted(&[&alice, &bob], &bob_seen, "from axon, encrypted").await;
     bob.get_room(&room_id)
         .unwrap()
-        .send(RoomMessageEventContent::text_plain("from synapse, encrypted"))
+        .send(RoomMessageEventContent::text_plain(
+            "from synapse, encrypted",
+        ))
         .await
         .expect("bob replies");
     decrypted(&[&alice, &bob], &alice_seen, "from synapse, encrypted").await;

@@ -143,6 +143,22 @@ pub async fn set_typing(
     Ok(())
 }
 
+/// Ends the typing notices that ran out; the room's other servers are told that local
+/// users stopped (as if they had said so), so theirs end now too.
+pub async fn expire_typing(hs: &Homeserver) -> Result<()> {
+    let expired = hs.storage.expire_typing(now_ms()).await?;
+    for (room, user) in expired {
+        let local =
+            UserId::parse(user.as_str()).is_ok_and(|u| u.server_name() == hs.config.server_name());
+        if let (true, Ok(room_id)) = (local, RoomId::parse(room.as_str())) {
+            let edu = json!({ "edu_type": "m.typing", "content": {
+                "room_id": room, "user_id": user, "typing": false } });
+            queue_room_edu(hs, &room_id, &edu).await;
+        }
+    }
+    Ok(())
+}
+
 /// Sends a typing notice or receipt to the room's other servers. Failing to queue it
 /// is logged, not returned: the local change already happened.
 async fn queue_room_edu(hs: &Homeserver, room_id: &RoomId, edu: &serde_json::Value) {

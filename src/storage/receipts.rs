@@ -69,21 +69,22 @@ impl Storage {
         Ok(())
     }
 
-    /// Removes typing notices that have run out; their rooms' typing changes.
-    pub async fn expire_typing(&self, now_ms: i64) -> Result<usize> {
+    /// Removes typing notices that have run out; their rooms' typing changes. Returns
+    /// the (room, user) of each.
+    pub async fn expire_typing(&self, now_ms: i64) -> Result<Vec<(String, String)>> {
         let mut tx = self.pool().begin().await?;
         streams::lock_stream(&mut tx, Stream::Typing).await?;
-        let rooms: Vec<String> =
-            sqlx::query_scalar("DELETE FROM typing WHERE expires_ts <= $1 RETURNING room_id")
+        let expired: Vec<(String, String)> =
+            sqlx::query_as("DELETE FROM typing WHERE expires_ts <= $1 RETURNING room_id, user_id")
                 .bind(now_ms)
                 .fetch_all(&mut *tx)
                 .await?;
-        let mut rooms = rooms;
+        let mut rooms: Vec<String> = expired.iter().map(|(r, _)| r.clone()).collect();
         rooms.sort();
         rooms.dedup();
         bump_typing(&mut tx, &rooms).await?;
         tx.commit().await?;
-        Ok(rooms.len())
+        Ok(expired)
     }
 
     /// Users typing in a room now.
