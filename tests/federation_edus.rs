@@ -481,6 +481,20 @@ async fn openid_tokens_are_checked_over_federation() {
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["errcode"], "M_UNKNOWN_TOKEN", "{body}");
 
+    // The client listener answers too (widgets ask there); no token is 401.
+    let (status, body) = hs1
+        .get(
+            &format!("/_matrix/federation/v1/openid/userinfo?access_token={access}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sub"], alice_id.as_str());
+    let result = hs1
+        .get("/_matrix/federation/v1/openid/userinfo", None)
+        .await;
+    assert_error(&result, 401, "M_MISSING_TOKEN");
+
     // Only for oneself.
     let (bob, _) = hs1.register("bob", "correct horse battery").await;
     let result = hs1

@@ -21,14 +21,11 @@ use matrix_sdk::{
         api::client::room::create_room::v3::Request as CreateRoomRequest,
         events::{
             InitialStateEvent,
-            room::{
-                encryption::RoomEncryptionEventContent,
-                message::{OriginalSyncRoomMessageEvent, RoomMessageEventContent},
-            },
+            room::{encryption::RoomEncryptionEventContent, message::RoomMessageEventContent},
         },
     },
 };
-use sdk::{client, register};
+use sdk::{client, collect_bodies, register};
 use serde_json::Value;
 
 /// How long a step may take: generous, as six tests with their own clients and servers share
@@ -43,19 +40,6 @@ async fn user(server: &TestServer, name: &str) -> Client {
         .await
         .expect("initial sync");
     c
-}
-
-/// Plain-text bodies of the room messages a client's handlers saw (decrypted ones too).
-fn collect_bodies(c: &Client) -> Arc<Mutex<Vec<String>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    c.add_event_handler(move |ev: OriginalSyncRoomMessageEvent| {
-        let sink = sink.clone();
-        async move {
-            sink.lock().unwrap().push(ev.content.body().to_owned());
-        }
-    });
-    seen
 }
 
 /// Syncs until `seen` holds `body`.

@@ -37,15 +37,12 @@ use matrix_sdk::{
         events::room::MediaSource,
         events::{
             InitialStateEvent,
-            room::{
-                encryption::RoomEncryptionEventContent,
-                message::{OriginalSyncRoomMessageEvent, RoomMessageEventContent},
-            },
+            room::{encryption::RoomEncryptionEventContent, message::RoomMessageEventContent},
         },
         uint,
     },
 };
-use sdk::{client, register};
+use sdk::{client, collect_bodies, download, register};
 
 const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(500);
@@ -57,19 +54,6 @@ async fn user(base: &str, name: &str) -> Client {
         .await
         .expect("initial sync");
     c
-}
-
-/// Plain-text bodies of the room messages a client's handlers saw (decrypted ones too).
-fn collect_bodies(c: &Client) -> Arc<Mutex<Vec<String>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    c.add_event_handler(move |ev: OriginalSyncRoomMessageEvent| {
-        let sink = sink.clone();
-        async move {
-            sink.lock().unwrap().push(ev.content.body().to_owned());
-        }
-    });
-    seen
 }
 
 async fn sync_all(clients: &[&Client]) {
@@ -239,23 +223,22 @@ async fn encrypted_conversation_across_two_servers() {
         .upload(&png, photo.clone(), None)
         .await
         .expect("alice uploads");
-    let get = |format: MediaFormat| {
-        let bob = bob.clone();
-        let source = MediaSource::Plain(uploaded.content_uri.clone());
-        async move {
-            bob.media()
-                .get_media_content(&MediaRequestParameters { source, format }, false)
-                .await
-                .expect("bob downloads through hs2")
-        }
-    };
-    assert_eq!(get(MediaFormat::File).await, photo);
-    let thumb = get(MediaFormat::Thumbnail(MediaThumbnailSettings::with_method(
-        Method::Crop,
-        uint!(96),
-        uint!(96),
-    )))
-    .await;
+    assert_eq!(download(&bob, &uploaded.content_uri).await, photo);
+    let thumb = bob
+        .media()
+        .get_media_content(
+            &MediaRequestParameters {
+                source: MediaSource::Plain(uploaded.content_uri.clone()),
+                format: MediaFormat::Thumbnail(MediaThumbnailSettings::with_method(
+                    Method::Crop,
+                    uint!(96),
+                    uint!(96),
+                )),
+            },
+            false,
+        )
+        .await
+        .expect("bob's thumbnail through hs2");
     let thumb = image::load_from_memory(&thumb).expect("a decodable thumbnail");
     assert_eq!((thumb.width(), thumb.height()), (96, 96));
 
@@ -334,19 +317,6 @@ async fn upload_photo(c: &Client, shade: u8) -> (Vec<u8>, matrix_sdk::ruma::Owne
         .await
         .expect("upload");
     (photo, uploaded.content_uri)
-}
-
-async fn download(c: &Client, uri: &matrix_sdk::ruma::OwnedMxcUri) -> Vec<u8> {
-    c.media()
-        .get_media_content(
-            &MediaRequestParameters {
-                source: MediaSource::Plain(uri.clone()),
-                format: MediaFormat::File,
-            },
-            false,
-        )
-        .await
-        .expect("download across servers")
 }
 
 #[tokio::test]

@@ -14,25 +14,12 @@ use matrix_sdk::{
         api::client::media::get_content_thumbnail::v3::Method, events::room::MediaSource, uint,
     },
 };
-use sdk::{client, register};
+use sdk::{client, download, register};
 
 async fn user(server: &TestServer, name: &str) -> Client {
     let c = client(&server.base).await;
     register(&c, name, &format!("{name}-password")).await;
     c
-}
-
-async fn fetch(c: &Client, uri: &matrix_sdk::ruma::OwnedMxcUri) -> Vec<u8> {
-    c.media()
-        .get_media_content(
-            &MediaRequestParameters {
-                source: MediaSource::Plain(uri.clone()),
-                format: MediaFormat::File,
-            },
-            false,
-        )
-        .await
-        .expect("download")
 }
 
 #[tokio::test]
@@ -48,7 +35,7 @@ async fn sdk_uploads_and_downloads_files_and_images() {
         .upload(&png, image.clone(), None)
         .await
         .expect("upload an image");
-    assert_eq!(fetch(&bob, &uploaded.content_uri).await, image);
+    assert_eq!(download(&bob, &uploaded.content_uri).await, image);
 
     let text: mime::Mime = "text/plain".parse().unwrap();
     let file = b"minutes of the meeting".to_vec();
@@ -57,7 +44,7 @@ async fn sdk_uploads_and_downloads_files_and_images() {
         .upload(&text, file.clone(), None)
         .await
         .expect("upload a file");
-    assert_eq!(fetch(&bob, &uploaded.content_uri).await, file);
+    assert_eq!(download(&bob, &uploaded.content_uri).await, file);
 
     // A real picture and its thumbnail, as a timeline shows it.
     let mut photo = std::io::Cursor::new(Vec::new());
@@ -97,5 +84,5 @@ async fn sdk_uploads_and_downloads_files_and_images() {
         .upload_preallocated(pre, &text, b"later".to_vec())
         .await
         .expect("upload to the preallocated URI");
-    assert_eq!(fetch(&bob, &uri).await, b"later");
+    assert_eq!(download(&bob, &uri).await, b"later");
 }

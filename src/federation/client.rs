@@ -43,6 +43,10 @@ pub enum SendError {
     /// It answered something that is not the endpoint's response.
     #[error("bad answer: {0}")]
     BadResponse(String),
+    /// It answered with a success status, but a body that is not the endpoint's
+    /// response (some servers answer a transaction with `{}`).
+    #[error("undecodable answer: {0}")]
+    Undecodable(String),
 }
 
 impl From<SendError> for Error {
@@ -215,16 +219,7 @@ impl FederationClient {
             .map_err(|e| SendError::Unreachable(format!("{destination}: {e}")))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = read_limited(response, max_bytes)
-            .await
-            .map_err(|e| SendError::BadResponse(format!("{destination}: {e}")))?;
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-            return Err(SendError::Refused {
-                status: status.as_u16(),
-                body: text,
-            });
-        }
+        let body = read_body(destination, status, response, max_bytes).await?;
         Ok((headers, body))
     }
 
@@ -286,16 +281,7 @@ impl FederationClient {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let body = read_limited(response, max_bytes)
-            .await
-            .map_err(|e| SendError::BadResponse(format!("{destination}: {e}")))?;
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-            return Err(SendError::Refused {
-                status: status.as_u16(),
-                body: text,
-            });
-        }
+        let body = read_body(destination, status, response, max_bytes).await?;
         let mut builder = http::Response::builder().status(status);
         for (name, value) in &headers {
             builder = builder.header(name, value);
@@ -309,9 +295,30 @@ impl FederationClient {
                 http_response,
             )
         }))
-        .map_err(|_| SendError::BadResponse(format!("{destination}: undecodable answer")))?;
-        decoded.map_err(|e| SendError::BadResponse(format!("{destination}: {e}")))
+        .map_err(|_| SendError::Undecodable(format!("{destination}: undecodable answer")))?;
+        decoded.map_err(|e| SendError::Undecodable(format!("{destination}: {e}")))
     }
+}
+
+/// An answer's body, at most `max_bytes`; an error status is `Refused` with the start of
+/// what it said.
+async fn read_body(
+    destination: &ServerName,
+    status: reqwest::StatusCode,
+    response: reqwest::Response,
+    max_bytes: usize,
+) -> Result<Vec<u8>, SendError> {
+    let body = read_limited(response, max_bytes)
+        .await
+        .map_err(|e| SendError::BadResponse(format!("{destination}: {e}")))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+        return Err(SendError::Refused {
+            status: status.as_u16(),
+            body: text,
+        });
+    }
+    Ok(body)
 }
 
 /// Accepts any certificate: `federation.verify_certificates = false`, for tests only.

@@ -1,8 +1,8 @@
 //! Device lists across servers. Outbound: the device list EDUs queued when a local user's
 //! devices change are filled in as they are sent, with the device as it is then.
 //! Inbound: `m.device_list_update` and `m.signing_key_update` from a user's own server
-//! keep the cached copy of their devices current; after a gap in `prev_id` the next
-//! query resyncs it through `/user/devices`. Local users sharing a room with them see them in
+//! keep the cached copy of their devices current; a gap in `prev_id` (or no copy yet)
+//! resyncs it through `/user/devices`. Local users sharing a room with them see them in
 //! `device_lists.changed`.
 
 use ruma::{
@@ -116,14 +116,21 @@ pub async fn receive_update(
         .await?;
     if !applied {
         // A gap, or no copy yet: the cached copy goes, so nobody is served a stale one,
-        // and local users sharing a room are told to query again; that query fetches the
-        // whole list (`resync`).
+        // and the whole list is fetched now (briefly: else the next query does it).
         hs.storage
             .drop_remote_device_list(update.user_id.as_str())
             .await?;
+        match tokio::time::timeout(RESYNC_WAIT, resync(hs, &update.user_id)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(user = %update.user_id, "device list resync: {e}"),
+            Err(_) => tracing::debug!(user = %update.user_id, "device list resync timed out"),
+        }
     }
     Ok(())
 }
+
+/// How long an EDU's resync may hold up the rest of its transaction.
+const RESYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An `m.signing_key_update` EDU: new master or self-signing keys.
 pub async fn receive_signing_keys(
@@ -156,8 +163,12 @@ pub async fn receive_signing_keys(
     Ok(())
 }
 
-fn check_device_keys(keys: &JsonValue, user: &UserId, device: &DeviceId) -> Result<()> {
-    if keys["user_id"] != user.as_str() || keys["device_id"] != device.as_str() {
+/// Device keys must not claim another user or device (what they do not say, clients
+/// check: they verify the keys' signatures themselves).
+pub(super) fn check_device_keys(keys: &JsonValue, user: &UserId, device: &DeviceId) -> Result<()> {
+    let claims = |field: &str, wanted: &str| keys.get(field).is_some_and(|v| v != wanted);
+    if !keys.is_object() || claims("user_id", user.as_str()) || claims("device_id", device.as_str())
+    {
         return Err(Error::InvalidParam(format!(
             "device keys that are not {user}'s {device}"
         )));

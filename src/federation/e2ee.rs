@@ -44,6 +44,35 @@ fn failure(message: impl std::fmt::Display) -> JsonValue {
     json!({ "status": 503, "message": message.to_string() })
 }
 
+/// Asks each server of `wanted`'s other-server users (at most `MAX_SERVERS`), all at
+/// once, each within the timeout; what each answered.
+async fn ask_each_server<T, R, F, Fut>(
+    hs: &Homeserver,
+    wanted: &BTreeMap<OwnedUserId, T>,
+    timeout: Option<Duration>,
+    ask: F,
+) -> Vec<(OwnedServerName, Result<R>)>
+where
+    T: Clone,
+    F: Fn(OwnedServerName, BTreeMap<OwnedUserId, T>) -> Fut,
+    Fut: std::future::Future<Output = Result<R>>,
+{
+    let timeout = timeout.unwrap_or(Duration::from_secs(10)).min(MAX_TIMEOUT);
+    let asked = by_server(hs, wanted)
+        .into_iter()
+        .take(MAX_SERVERS)
+        .map(|(server, users)| {
+            let answer = tokio::time::timeout(timeout, ask(server.clone(), users));
+            async move {
+                let answer = answer
+                    .await
+                    .unwrap_or_else(|_| Err(Error::RemoteUnavailable("timed out".into())));
+                (server, answer)
+            }
+        });
+    join_all(asked).await
+}
+
 /// `POST /keys/query`: local users from storage, others from their servers.
 pub async fn query_keys(
     hs: &Homeserver,
@@ -52,28 +81,19 @@ pub async fn query_keys(
     timeout: Option<Duration>,
 ) -> Result<QueriedKeys> {
     let mut out = crate::e2ee::keys::query_local_keys(hs, Some(&requester.user_id), wanted).await?;
-    let timeout = timeout.unwrap_or(Duration::from_secs(10)).min(MAX_TIMEOUT);
-    let servers = by_server(hs, wanted);
-    let asked = servers
-        .into_iter()
-        .take(MAX_SERVERS)
-        .map(|(server, users)| async move {
-            let answer = tokio::time::timeout(timeout, remote_keys(hs, &users)).await;
-            (server, answer)
-        });
-    for (server, answer) in join_all(asked).await {
+    let answers = ask_each_server(hs, wanted, timeout, |_, users| async move {
+        remote_keys(hs, &users).await
+    })
+    .await;
+    for (server, answer) in answers {
         match answer {
-            Ok(Ok(found)) => {
+            Ok(found) => {
                 out.device_keys.extend(found.device_keys);
                 out.master_keys.extend(found.master_keys);
                 out.self_signing_keys.extend(found.self_signing_keys);
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 out.failures.insert(server.to_string(), failure(e));
-            }
-            Err(_) => {
-                out.failures
-                    .insert(server.to_string(), failure("timed out"));
             }
         }
     }
@@ -120,7 +140,7 @@ async fn remote_keys(
         )
         .await
         .map_err(|e| Error::RemoteUnavailable(e.to_string()))?;
-    // Only what was asked about, and only keys that say they are that user's.
+    // Only what was asked about, and no keys that claim another user or device.
     for (user, devices) in answer.device_keys {
         if !ask.contains_key(&user) {
             continue;
@@ -128,8 +148,7 @@ async fn remote_keys(
         let mut kept = BTreeMap::new();
         for (device, raw) in devices {
             if let Ok(keys) = serde_json::from_str::<JsonValue>(raw.json().get())
-                && keys["user_id"] == user.as_str()
-                && keys["device_id"] == device.as_str()
+                && super::device_lists::check_device_keys(&keys, &user, &device).is_ok()
             {
                 kept.insert(device, keys);
             }
@@ -189,23 +208,15 @@ pub async fn claim_keys(
 ) -> Result<(ClaimedKeys, BTreeMap<String, JsonValue>)> {
     let mut claimed = crate::e2ee::keys::claim_local_keys(hs, wanted).await?;
     let mut failures = BTreeMap::new();
-    let timeout = timeout.unwrap_or(Duration::from_secs(10)).min(MAX_TIMEOUT);
-    let servers = by_server(hs, wanted);
-    let asked = servers
-        .into_iter()
-        .take(MAX_SERVERS)
-        .map(|(server, users)| async move {
-            let answer = tokio::time::timeout(timeout, remote_claim(hs, &server, &users)).await;
-            (server, answer)
-        });
-    for (server, answer) in join_all(asked).await {
+    let answers = ask_each_server(hs, wanted, timeout, |server, users| async move {
+        remote_claim(hs, &server, &users).await
+    })
+    .await;
+    for (server, answer) in answers {
         match answer {
-            Ok(Ok(found)) => claimed.extend(found),
-            Ok(Err(e)) => {
+            Ok(found) => claimed.extend(found),
+            Err(e) => {
                 failures.insert(server.to_string(), failure(e));
-            }
-            Err(_) => {
-                failures.insert(server.to_string(), failure("timed out"));
             }
         }
     }

@@ -208,6 +208,15 @@ async fn send_all(hs: &Homeserver, leased: LeasedDestination) -> Result<()> {
                     .renew_lease(destination, now_ms() + lease_ms(hs))
                     .await?;
             }
+            // Taken (a success status), with an answer that is not a transaction's: the
+            // PDUs' results are unknown, but the destination has them.
+            Err(SendError::Undecodable(why)) => {
+                tracing::debug!(destination, "transaction taken, answer unreadable: {why}");
+                hs.storage.outbox_sent(destination, &ids, now_ms()).await?;
+                hs.storage
+                    .renew_lease(destination, now_ms() + lease_ms(hs))
+                    .await?;
+            }
             // What the destination will never take (malformed, too big) is dropped.
             Err(SendError::Refused { status, body }) if status == 400 || status == 413 => {
                 tracing::warn!(destination, status, "transaction refused, dropped: {body}");

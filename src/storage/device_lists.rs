@@ -47,6 +47,34 @@ pub(crate) async fn poke_signing_keys(conn: &mut PgConnection, user_id: &str) ->
     Ok(())
 }
 
+/// After `user_id` stopped being joined to `room_id`: cached device lists this server
+/// no longer hears updates for are dropped (a later query fetches them afresh): the
+/// user's own, and those of the room's members who share no other room with a user of
+/// the leaving user's server.
+pub(crate) async fn forget_unshared_device_lists(
+    conn: &mut PgConnection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM remote_device_lists c
+         WHERE c.user_id = $2
+            OR (c.user_id IN (SELECT user_id FROM memberships
+                              WHERE room_id = $1 AND membership = 'join')
+                AND NOT EXISTS (
+                    SELECT 1 FROM memberships theirs JOIN memberships ours USING (room_id)
+                    WHERE theirs.user_id = c.user_id AND theirs.membership = 'join'
+                      AND ours.membership = 'join'
+                      AND substr(ours.user_id, strpos(ours.user_id, ':') + 1)
+                          = substr($2, strpos($2, ':') + 1)))",
+    )
+    .bind(room_id)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A device of another server's user, as cached.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RemoteDevice {

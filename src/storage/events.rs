@@ -739,6 +739,14 @@ impl RoomWrite {
         .bind(nid)
         .execute(&mut *self.tx)
         .await?;
+        if membership != "join" {
+            super::device_lists::forget_unshared_device_lists(
+                &mut self.tx,
+                &self.room_id,
+                user_id,
+            )
+            .await?;
+        }
         Ok(())
     }
 

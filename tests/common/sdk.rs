@@ -1,11 +1,19 @@
 //! matrix-sdk helpers shared by the real-client tests (included with `#[path]` by those
 //! tests only, so the other test binaries do not link matrix-sdk).
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
 
 use matrix_sdk::{
     Client,
-    ruma::api::client::{
-        account::register::v3::Request as RegisterRequest,
-        uiaa::{self, AuthData},
+    media::{MediaFormat, MediaRequestParameters},
+    ruma::{
+        OwnedMxcUri,
+        api::client::{
+            account::register::v3::Request as RegisterRequest,
+            uiaa::{self, AuthData},
+        },
+        events::room::{MediaSource, message::OriginalSyncRoomMessageEvent},
     },
 };
 
@@ -41,4 +49,31 @@ pub async fn register(c: &Client, username: &str, password: &str) {
     let response = c.matrix_auth().register(request).await.expect("register");
     assert_eq!(response.user_id.localpart(), username);
     assert!(c.session_meta().is_some(), "register logs the client in");
+}
+
+/// Plain-text bodies of the room messages a client's handlers saw (decrypted ones too).
+pub fn collect_bodies(c: &Client) -> Arc<Mutex<Vec<String>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    c.add_event_handler(move |ev: OriginalSyncRoomMessageEvent| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push(ev.content.body().to_owned());
+        }
+    });
+    seen
+}
+
+/// A file's bytes through the client's media API.
+pub async fn download(c: &Client, uri: &OwnedMxcUri) -> Vec<u8> {
+    c.media()
+        .get_media_content(
+            &MediaRequestParameters {
+                source: MediaSource::Plain(uri.clone()),
+                format: MediaFormat::File,
+            },
+            false,
+        )
+        .await
+        .expect("download")
 }

@@ -25,19 +25,36 @@ use crate::{
         to_device,
     },
     error::{Error, Result},
-    http::{Ruma, compat, extract::route_patched, route},
+    http::{
+        Ruma, compat,
+        extract::{Patches, route_patched},
+        route,
+    },
     server::Homeserver,
 };
 
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, upload);
-    let router = route(router, query);
-    let router = route(router, claim);
+    let router = route_patched(router, query, ALWAYS_FAILURES);
+    let router = route_patched(router, claim, ALWAYS_FAILURES);
     let router = route(router, changes);
     let router = route_patched(router, signing_keys, compat::LEGACY_AUTH);
     let router = route(router, signatures);
     route(router, send_to_device)
 }
+
+/// `failures` is always there, `{}` when every server answered, as Synapse sends it
+/// (ruma leaves an empty map out; sytest reads the key).
+const ALWAYS_FAILURES: Patches = Patches {
+    request: None,
+    response: Some(|response| {
+        if let Some(fields) = response.as_object_mut() {
+            fields
+                .entry("failures")
+                .or_insert_with(|| serde_json::json!({}));
+        }
+    }),
+};
 
 pub(crate) fn json_of<T>(raw: &Raw<T>) -> Result<JsonValue> {
     serde_json::from_str(raw.json().get()).map_err(|e| Error::BadJson(e.to_string()))
@@ -103,24 +120,39 @@ async fn query(
     )
     .await?;
     let mut response = get_keys::v3::Response::new();
-    for (user, devices) in found.device_keys {
-        let devices = devices
-            .into_iter()
-            .map(|(d, json)| Ok((d, raw_of(&json)?)))
-            .collect::<Result<_>>()?;
-        response.device_keys.insert(user, devices);
-    }
-    for (from, to) in [
-        (found.master_keys, &mut response.master_keys),
-        (found.self_signing_keys, &mut response.self_signing_keys),
-        (found.user_signing_keys, &mut response.user_signing_keys),
-    ] {
-        for (user, json) in from {
-            to.insert(user, raw_of(&json)?);
-        }
-    }
+    response.device_keys = raw_device_keys(found.device_keys)?;
+    response.master_keys = raw_keys(found.master_keys)?;
+    response.self_signing_keys = raw_keys(found.self_signing_keys)?;
+    response.user_signing_keys = raw_keys(found.user_signing_keys)?;
     response.failures = found.failures;
     Ok(response)
+}
+
+/// Queried device keys as a query's answer carries them.
+#[allow(clippy::type_complexity)]
+pub(crate) fn raw_device_keys(
+    found: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, JsonValue>>,
+) -> Result<BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, Raw<ruma::encryption::DeviceKeys>>>> {
+    found
+        .into_iter()
+        .map(|(user, devices)| {
+            let devices = devices
+                .into_iter()
+                .map(|(d, json)| Ok((d, raw_of(&json)?)))
+                .collect::<Result<_>>()?;
+            Ok((user, devices))
+        })
+        .collect()
+}
+
+/// Queried cross-signing keys as a query's answer carries them.
+pub(crate) fn raw_keys<T>(
+    found: BTreeMap<OwnedUserId, JsonValue>,
+) -> Result<BTreeMap<OwnedUserId, Raw<T>>> {
+    found
+        .into_iter()
+        .map(|(user, json)| Ok((user, raw_of(&json)?)))
+        .collect()
 }
 
 async fn claim(

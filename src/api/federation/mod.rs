@@ -33,7 +33,17 @@ pub fn key_routes(router: Router<Arc<Homeserver>>, notary: bool) -> Router<Arc<H
 }
 
 /// The federation endpoints proper (`/_matrix/federation/...`).
+/// `/openid/userinfo`, served on the client listener too (widgets ask where the client
+/// API is, as Synapse's `openid` resource allows).
+pub fn openid_routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
+    router.route(
+        "/_matrix/federation/v1/openid/userinfo",
+        axum::routing::get(query::openid_userinfo),
+    )
+}
+
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
+    let router = openid_routes(router);
     let router = route(router, version::version);
     let router = route(router, events::event);
     let router = route(router, events::state);
@@ -55,7 +65,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, query::public_rooms);
     let router = route(router, query::public_rooms_filtered);
     let router = route(router, query::hierarchy);
-    let router = route(router, query::openid_userinfo);
     let router = route(router, media::download);
     let router = route(router, media::thumbnail);
     let router = route(router, user_keys::devices);

@@ -1,12 +1,13 @@
 //! Queries: `/query/profile`, `/query/directory`, the public room list
 //! (`/publicRooms`), spaces (`/hierarchy`) and OpenID tokens (`/openid/userinfo`).
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
+
+use axum::response::IntoResponse;
 
 use ruma::{
     api::federation::{
         directory::{get_public_rooms, get_public_rooms_filtered},
-        openid::get_openid_userinfo,
         query::{get_profile_information, get_room_information},
         space::{SpaceHierarchyParentSummary, get_hierarchy},
     },
@@ -16,7 +17,7 @@ use ruma::{
 use super::events::origin;
 use crate::{
     error::{Error, Result},
-    http::Ruma,
+    http::{Ruma, error::ApiError, extract::MatrixQuery},
     server::Homeserver,
 };
 
@@ -137,11 +138,13 @@ pub async fn hierarchy(
 }
 
 /// `/openid/userinfo`: whose an OpenID token is. Asked by third parties with the token
-/// alone (no X-Matrix signature).
+/// alone (no X-Matrix signature), on either listener; without a token, 401
+/// `M_MISSING_TOKEN` (ruma would answer 400 for the missing parameter).
 pub async fn openid_userinfo(
-    hs: Arc<Homeserver>,
-    req: Ruma<get_openid_userinfo::v1::Request>,
-) -> Result<get_openid_userinfo::v1::Response> {
-    let user = crate::users::openid::userinfo(&hs, &req.body.access_token).await?;
-    Ok(get_openid_userinfo::v1::Response::new(user))
+    axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>,
+    MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
+) -> std::result::Result<axum::response::Response, ApiError> {
+    let token = query.get("access_token").ok_or(Error::MissingToken)?;
+    let user = crate::users::openid::userinfo(&hs, token).await?;
+    Ok(axum::Json(serde_json::json!({ "sub": user })).into_response())
 }

@@ -1,7 +1,7 @@
 //! Other servers asking about local users' end-to-end encryption: `/user/devices`,
 //! `/user/keys/query` and `/user/keys/claim`.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use ruma::{
     UInt,
@@ -13,7 +13,7 @@ use ruma::{
 
 use super::events::origin;
 use crate::{
-    api::client::keys::{claims_of, one_time_keys_of, raw_of},
+    api::client::keys::{claims_of, one_time_keys_of, raw_device_keys, raw_keys, raw_of},
     e2ee::keys::{claim_local_keys, device_list, query_local_keys},
     error::{Error, Result},
     http::Ruma,
@@ -53,22 +53,9 @@ pub async fn query(
 ) -> Result<get_keys::v1::Response> {
     origin(&req)?;
     let found = query_local_keys(&hs, None, &req.body.device_keys).await?;
-    let mut response = get_keys::v1::Response::new(BTreeMap::new());
-    for (user, devices) in found.device_keys {
-        let devices = devices
-            .into_iter()
-            .map(|(d, json)| Ok((d, raw_of(&json)?)))
-            .collect::<Result<_>>()?;
-        response.device_keys.insert(user, devices);
-    }
-    for (from, to) in [
-        (found.master_keys, &mut response.master_keys),
-        (found.self_signing_keys, &mut response.self_signing_keys),
-    ] {
-        for (user, json) in from {
-            to.insert(user, raw_of(&json)?);
-        }
-    }
+    let mut response = get_keys::v1::Response::new(raw_device_keys(found.device_keys)?);
+    response.master_keys = raw_keys(found.master_keys)?;
+    response.self_signing_keys = raw_keys(found.self_signing_keys)?;
     Ok(response)
 }
 
