@@ -205,6 +205,19 @@ pub async fn event(
     Ok(out.remove(0))
 }
 
+/// `GET /events/{eventId}` (deprecated): an event by its ID alone, if the requester may
+/// see it.
+pub async fn event_by_id(
+    hs: &Homeserver,
+    requester: &Requester,
+    event_id: &str,
+) -> Result<JsonValue> {
+    let not_found = || Error::NotFound("event not found".into());
+    let stored = hs.storage.event(event_id).await?.ok_or_else(not_found)?;
+    let room_id = RoomId::parse(stored.room_id.as_str()).map_err(|_| not_found())?;
+    event(hs, requester, &room_id, event_id).await
+}
+
 pub struct Page {
     pub events: Vec<JsonValue>,
     /// Members of the senders, when lazy-loading members.

@@ -740,12 +740,8 @@ impl RoomWrite {
         .execute(&mut *self.tx)
         .await?;
         if membership != "join" {
-            super::device_lists::forget_unshared_device_lists(
-                &mut self.tx,
-                &self.room_id,
-                user_id,
-            )
-            .await?;
+            super::device_lists::forget_unshared_device_lists(&mut self.tx, &self.room_id, user_id)
+                .await?;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! before anything else and every position up to it is already visible (positions commit
 //! in order). Memberships that changed after `now` are left to the next sync.
 
+pub mod legacy;
 mod rooms;
 pub mod sliding;
 

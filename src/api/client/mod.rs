@@ -16,6 +16,7 @@ mod directory;
 mod discovery;
 mod events;
 pub(crate) mod keys;
+mod legacy;
 mod media;
 mod presence;
 mod profile;
@@ -56,6 +57,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = spaces::routes(router);
     let router = sync::routes(router);
     let router = sliding_sync::routes(router);
+    let router = legacy::routes(router);
     let router = presence::routes(router);
     let router = keys::routes(router);
     let router = backup::routes(router);

@@ -1,0 +1,315 @@
+//! The deprecated sync endpoints older clients and tools still use, as views of the
+//! classic sync: `GET /events` (the event stream from a sync token, waiting up to its
+//! timeout), `GET /initialSync` and `GET /rooms/{roomId}/initialSync` (a room's recent
+//! messages and current state, also for rooms one left or may peek into because they
+//! are world-readable).
+
+use std::time::Duration;
+
+use ruma::{
+    RoomId,
+    api::client::filter::{FilterDefinition, RoomFilter},
+    presence::PresenceState,
+};
+use serde_json::{Value as JsonValue, json};
+
+use super::{SyncRequest, sync};
+use crate::{
+    error::{Error, Result},
+    rooms::timeline::{self, EventFilter},
+    server::Homeserver,
+    sync_token::SyncToken,
+    users::Requester,
+};
+
+/// Events one `/events` answer carries at most per room.
+const EVENTS_PER_ROOM: u32 = 100;
+/// Messages per room of an initial sync when the client names no limit.
+const DEFAULT_LIMIT: u32 = 10;
+const MAX_LIMIT: u32 = 100;
+
+/// What `/events` answers.
+pub struct EventsPage {
+    pub chunk: Vec<JsonValue>,
+    pub start: String,
+    pub end: String,
+}
+
+/// A sync answer as the JSON a client would read.
+fn as_json(response: ruma::api::client::sync::sync_events::v3::Response) -> Result<JsonValue> {
+    use ruma::api::OutgoingResponseExt as _;
+    let http = response
+        .try_into_http_response::<Vec<u8>>()
+        .map_err(|e| Error::Internal(format!("sync answer: {e}")))?;
+    serde_json::from_slice(http.body()).map_err(|e| Error::Internal(format!("sync answer: {e}")))
+}
+
+fn with_room(mut event: JsonValue, room_id: &str) -> JsonValue {
+    if let Some(map) = event.as_object_mut() {
+        map.entry("room_id").or_insert_with(|| json!(room_id));
+    }
+    event
+}
+
+fn events_of(value: &JsonValue) -> Vec<JsonValue> {
+    value["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// `GET /events`: what happened after `from` (or, without it, from now on) as one list:
+/// room events, typing, receipts and presence; waits up to `timeout` when there is
+/// nothing yet. `room_id` narrows it to one room the user is in.
+pub async fn events(
+    hs: &Homeserver,
+    requester: &Requester,
+    from: Option<&str>,
+    timeout: Duration,
+    room_id: Option<&RoomId>,
+) -> Result<EventsPage> {
+    let start = match from {
+        Some(token) => SyncToken::parse(token)?.to_string(),
+        None => SyncToken(hs.storage.positions().await?).to_string(),
+    };
+    let mut filter = FilterDefinition::default();
+    filter.room.timeline.limit = Some(EVENTS_PER_ROOM.into());
+    if let Some(room) = room_id {
+        filter.room.rooms = Some(vec![room.to_owned()]);
+    }
+    let response = sync(
+        hs,
+        requester,
+        SyncRequest {
+            since: Some(start.clone()),
+            filter,
+            full_state: false,
+            timeout,
+            set_presence: PresenceState::Online,
+        },
+    )
+    .await?;
+    let end = response.next_batch.clone();
+    let body = as_json(response)?;
+    let mut chunk = Vec::new();
+    for section in ["join", "leave"] {
+        if let Some(rooms) = body["rooms"][section].as_object() {
+            for (room, data) in rooms {
+                chunk.extend(
+                    events_of(&data["timeline"])
+                        .into_iter()
+                        .map(|e| with_room(e, room)),
+                );
+                chunk.extend(
+                    events_of(&data["ephemeral"])
+                        .into_iter()
+                        .map(|e| with_room(e, room)),
+                );
+            }
+        }
+    }
+    if let Some(rooms) = body["rooms"]["invite"].as_object() {
+        let me = requester.user_id.as_str();
+        for (room, data) in rooms {
+            // The invite itself, as the stream showed it.
+            chunk.extend(
+                events_of(&data["invite_state"])
+                    .into_iter()
+                    .filter(|e| e["type"] == "m.room.member" && e["state_key"] == me)
+                    .map(|e| with_room(e, room)),
+            );
+        }
+    }
+    chunk.extend(events_of(&body["presence"]));
+    Ok(EventsPage { chunk, start, end })
+}
+
+/// One room of an initial sync: its recent messages, current state, membership.
+fn legacy_room(room: &str, membership: &str, data: &JsonValue, end: &str) -> JsonValue {
+    let timeline = events_of(&data["timeline"]);
+    let messages: Vec<JsonValue> = timeline
+        .iter()
+        .map(|e| with_room(e.clone(), room))
+        .collect();
+    // The state before the timeline, then the timeline's state events: the current state.
+    let mut state: Vec<JsonValue> = Vec::new();
+    for e in events_of(&data["state"]).into_iter().chain(
+        timeline
+            .iter()
+            .filter(|e| e.get("state_key").is_some())
+            .cloned(),
+    ) {
+        state.retain(|s| !(s["type"] == e["type"] && s["state_key"] == e["state_key"]));
+        state.push(with_room(e, room));
+    }
+    let public = state
+        .iter()
+        .any(|s| s["type"] == "m.room.join_rules" && s["content"]["join_rule"] == "public");
+    let start = data["timeline"]["prev_batch"]
+        .as_str()
+        .unwrap_or(end)
+        .to_owned();
+    json!({
+        "room_id": room,
+        "membership": membership,
+        "messages": { "chunk": messages, "start": start, "end": end },
+        "state": state,
+        "visibility": if public { "public" } else { "private" },
+        "account_data": events_of(&data["account_data"]),
+    })
+}
+
+/// `GET /initialSync`: every room the user is in (and with `archived`, has left), each
+/// with its last `limit` messages and current state; presence and account data.
+pub async fn initial_sync(
+    hs: &Homeserver,
+    requester: &Requester,
+    limit: Option<u32>,
+    archived: bool,
+) -> Result<JsonValue> {
+    let mut filter = FilterDefinition::default();
+    filter.room.timeline.limit = Some(limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT).into());
+    filter.room.include_leave = archived;
+    let response = sync(
+        hs,
+        requester,
+        SyncRequest {
+            since: None,
+            filter,
+            full_state: true,
+            timeout: Duration::ZERO,
+            set_presence: PresenceState::Online,
+        },
+    )
+    .await?;
+    let end = response.next_batch.clone();
+    let body = as_json(response)?;
+    let mut rooms = Vec::new();
+    for (section, membership) in [("join", "join"), ("leave", "leave")] {
+        if let Some(list) = body["rooms"][section].as_object() {
+            for (room, data) in list {
+                rooms.push(legacy_room(room, membership, data, &end));
+            }
+        }
+    }
+    if let Some(list) = body["rooms"]["invite"].as_object() {
+        let me = requester.user_id.as_str();
+        for (room, data) in list {
+            let state = events_of(&data["invite_state"]);
+            let inviter = state
+                .iter()
+                .find(|e| e["type"] == "m.room.member" && e["state_key"] == me)
+                .and_then(|e| e["sender"].as_str())
+                .map(str::to_owned);
+            rooms.push(json!({
+                "room_id": room,
+                "membership": "invite",
+                "inviter": inviter,
+                "invite": { "events": state },
+                "state": state,
+            }));
+        }
+    }
+    Ok(json!({
+        "end": end,
+        "rooms": rooms,
+        "presence": events_of(&body["presence"]),
+        "account_data": events_of(&body["account_data"]),
+    }))
+}
+
+/// `GET /rooms/{roomId}/initialSync`: a room's recent messages and state, for a member,
+/// a former member (up to their leave) or anyone when the room is world-readable.
+pub async fn room_initial_sync(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    limit: Option<u32>,
+) -> Result<JsonValue> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let membership = hs
+        .storage
+        .membership(room_id.as_str(), requester.user_id.as_str())
+        .await?;
+    if membership.as_deref() == Some("join") {
+        let mut filter = FilterDefinition::default();
+        filter.room = RoomFilter::default();
+        filter.room.timeline.limit = Some(limit.into());
+        filter.room.rooms = Some(vec![room_id.to_owned()]);
+        let response = sync(
+            hs,
+            requester,
+            SyncRequest {
+                since: None,
+                filter,
+                full_state: true,
+                timeout: Duration::ZERO,
+                set_presence: PresenceState::Offline,
+            },
+        )
+        .await?;
+        let end = response.next_batch.clone();
+        let body = as_json(response)?;
+        let data = &body["rooms"]["join"][room_id.as_str()];
+        let mut room = legacy_room(room_id.as_str(), "join", data, &end);
+        let members: Vec<String> = room["state"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "join")
+            .filter_map(|e| e["state_key"].as_str().map(str::to_owned))
+            .collect();
+        room["presence"] = json!(
+            events_of(&body["presence"])
+                .into_iter()
+                .filter(|p| p["sender"]
+                    .as_str()
+                    .is_some_and(|s| members.iter().any(|m| m == s)))
+                .collect::<Vec<_>>()
+        );
+        room["receipts"] = json!(
+            events_of(&data["ephemeral"])
+                .into_iter()
+                .filter(|e| e["type"] == "m.receipt")
+                .map(|e| with_room(e, room_id.as_str()))
+                .collect::<Vec<_>>()
+        );
+        return Ok(room);
+    }
+    // A former member or a peek: what the reader may see (the visibility checks refuse
+    // anyone else).
+    let page = timeline::messages(
+        hs,
+        requester,
+        room_id,
+        None,
+        None,
+        true,
+        limit,
+        &EventFilter::default(),
+    )
+    .await?;
+    if page.events.is_empty() && membership.is_none() {
+        // Nothing visible: not a room this user may look into.
+        return Err(Error::Forbidden(
+            "you are not in this room and it is not world-readable".into(),
+        ));
+    }
+    let state = timeline::state(hs, requester, room_id).await?;
+    let mut chunk = page.events;
+    chunk.reverse();
+    let public = state
+        .iter()
+        .any(|s| s["type"] == "m.room.join_rules" && s["content"]["join_rule"] == "public");
+    let start = page
+        .end
+        .map_or_else(|| format!("s{}", page.start), |e| format!("s{e}"));
+    let end = SyncToken(hs.storage.positions().await?).to_string();
+    Ok(json!({
+        "room_id": room_id,
+        "membership": membership.unwrap_or_else(|| "leave".to_owned()),
+        "messages": { "chunk": chunk, "start": start, "end": end },
+        "state": state,
+        "visibility": if public { "public" } else { "private" },
+        "presence": [],
+        "receipts": [],
+        "account_data": [],
+    }))
+}
