@@ -140,14 +140,15 @@ impl Storage {
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query("DELETE FROM remote_device_lists WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+        // The head row first: it locks the user's list, so two resyncs at once (an
+        // update's and a query's) take turns instead of colliding.
         sqlx::query(
             "INSERT INTO remote_device_lists
                  (user_id, stream_id, master_key, self_signing_key, synced_ts)
-             VALUES ($1, $2, $3, $4, $5)",
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id) DO UPDATE SET
+                 stream_id = EXCLUDED.stream_id, master_key = EXCLUDED.master_key,
+                 self_signing_key = EXCLUDED.self_signing_key, synced_ts = EXCLUDED.synced_ts",
         )
         .bind(user_id)
         .bind(list.stream_id)
@@ -156,6 +157,10 @@ impl Storage {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM remote_devices WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         for d in &list.devices {
             sqlx::query(
                 "INSERT INTO remote_devices (user_id, device_id, display_name, keys)
