@@ -23,3 +23,4 @@ pub mod sync;
 pub mod sync_token;
 pub mod thirdparty;
 pub mod users;
+pub mod voip;

@@ -59,6 +59,10 @@ pub struct Config {
     pub rooms: RoomsConfig,
     #[serde(default)]
     pub presence: PresenceConfig,
+    #[serde(default)]
+    pub user_directory: UserDirectoryConfig,
+    #[serde(default)]
+    pub voip: VoipConfig,
     /// Which non-public addresses outbound requests (push gateways) may reach.
     #[serde(default)]
     pub outbound: crate::outbound::OutboundConfig,
@@ -221,6 +225,55 @@ fn default_max_upload_size() -> u64 {
 
 fn default_pending_upload_secs() -> u64 {
     24 * 3600
+}
+
+/// TURN servers for calls (`GET /voip/turnServer`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoipConfig {
+    /// e.g. `turn:turn.example.org:3478?transport=udp`; none: no TURN is offered.
+    #[serde(default)]
+    pub turn_uris: Vec<String>,
+    /// coturn's `static-auth-secret` (`use-auth-secret`): credentials made per user.
+    #[serde(default)]
+    pub turn_shared_secret: Option<String>,
+    /// Fixed credentials, when there is no shared secret.
+    #[serde(default)]
+    pub turn_username: Option<String>,
+    #[serde(default)]
+    pub turn_password: Option<String>,
+    /// How long made credentials last, in seconds.
+    #[serde(default = "default_turn_user_lifetime_secs")]
+    pub turn_user_lifetime_secs: u64,
+    /// Whether guests get TURN credentials.
+    #[serde(default)]
+    pub turn_allow_guests: bool,
+}
+
+fn default_turn_user_lifetime_secs() -> u64 {
+    86_400
+}
+
+impl Default for VoipConfig {
+    fn default() -> Self {
+        Self {
+            turn_uris: Vec::new(),
+            turn_shared_secret: None,
+            turn_username: None,
+            turn_password: None,
+            turn_user_lifetime_secs: default_turn_user_lifetime_secs(),
+            turn_allow_guests: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserDirectoryConfig {
+    /// Let the user directory find every local account, not only those sharing a room
+    /// with the searcher or in public rooms.
+    #[serde(default)]
+    pub search_all_users: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

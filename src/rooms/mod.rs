@@ -19,6 +19,7 @@ pub mod remote_join;
 pub mod remote_membership;
 pub mod remote_reads;
 pub mod reports;
+pub mod search;
 pub mod send;
 pub mod spaces;
 pub mod state_res;

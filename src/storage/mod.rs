@@ -29,6 +29,7 @@ pub mod pushers;
 pub mod receipts;
 pub mod relations;
 pub mod rooms;
+pub mod search;
 pub mod server_keys;
 pub mod sliding_sync;
 pub mod state;
@@ -37,6 +38,7 @@ pub mod sync;
 pub mod to_device;
 pub mod tokens;
 pub mod uia;
+pub mod user_directory;
 pub mod users;
 
 pub use embedded::EmbeddedPostgres;

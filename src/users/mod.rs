@@ -13,6 +13,7 @@ use crate::{
 pub mod account;
 pub mod account_data;
 pub mod devices;
+pub mod directory;
 pub mod login;
 pub mod openid;
 pub mod presence;

@@ -25,12 +25,14 @@ mod receipts;
 mod relations;
 mod reporting;
 mod rooms;
+mod search;
 mod session;
 mod sliding_sync;
 mod spaces;
 mod sync;
 mod thirdparty;
 mod threepid;
+mod voip;
 
 /// A stored millisecond timestamp as ruma's type (negative values cannot occur; dropped).
 fn timestamp(ms: Option<i64>) -> Option<ruma::MilliSecondsSinceUnixEpoch> {
@@ -58,6 +60,8 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = sync::routes(router);
     let router = sliding_sync::routes(router);
     let router = legacy::routes(router);
+    let router = voip::routes(router);
+    let router = search::routes(router);
     let router = presence::routes(router);
     let router = keys::routes(router);
     let router = backup::routes(router);

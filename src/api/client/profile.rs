@@ -1,10 +1,12 @@
-//! Profiles: whole profile, single fields (displayname, avatar_url, m.tz, custom), delete.
+//! Profiles: whole profile, single fields (displayname, avatar_url, m.tz, custom), delete;
+//! the user directory (finding people by name).
 
 use std::sync::Arc;
 
 use axum::Router;
-use ruma::api::client::profile::{
-    delete_profile_field, get_profile, get_profile_field, set_profile_field,
+use ruma::api::client::{
+    profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
+    user_directory::search_users,
 };
 use ruma::profile::ProfileFieldValue;
 
@@ -19,7 +21,33 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, profile);
     let router = route(router, field);
     let router = route(router, set_field);
+    let router = route(router, user_directory);
     route(router, delete_field)
+}
+
+async fn user_directory(
+    hs: Arc<Homeserver>,
+    req: Ruma<search_users::v3::Request>,
+) -> Result<search_users::v3::Response> {
+    let b = &req.body;
+    let found = crate::users::directory::search(
+        &hs,
+        req.requester()?,
+        &b.search_term,
+        Some(u64::from(b.limit)),
+    )
+    .await?;
+    let results = found
+        .results
+        .into_iter()
+        .filter_map(|u| {
+            let mut user = search_users::v3::User::new(u.user_id.try_into().ok()?);
+            user.display_name = u.display_name;
+            user.avatar_url = u.avatar_url.map(Into::into);
+            Some(user)
+        })
+        .collect();
+    Ok(search_users::v3::Response::new(results, found.limited))
 }
 
 async fn profile(
