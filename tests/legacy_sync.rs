@@ -169,4 +169,37 @@ async fn initial_sync_events_and_room_initial_sync() {
         "{peek}"
     );
     assert_eq!(peek["visibility"], "public");
+
+    // /events on one room: refused for a room bob may not see; a world-readable one's
+    // new events for a peek.
+    let result = s
+        .get(
+            &format!("/_matrix/client/v3/events?room_id={room}&timeout=0"),
+            Some(&bob),
+        )
+        .await;
+    assert_error(&result, 403, "M_FORBIDDEN");
+    let (_, now) = s
+        .get("/_matrix/client/v3/events?timeout=0", Some(&bob))
+        .await;
+    let from = now["end"].as_str().unwrap().to_owned();
+    s.send_message(
+        &alice,
+        &open,
+        "t4",
+        json!({"msgtype": "m.text", "body": "peek at this"}),
+    )
+    .await;
+    let (status, peeked) = s
+        .get(
+            &format!("/_matrix/client/v3/events?room_id={open}&from={from}&timeout=5000"),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(status, 200, "{peeked}");
+    assert_eq!(bodies(&peeked["chunk"]), vec!["peek at this"]);
+    let result = s
+        .get("/_matrix/client/v3/events?timeout=0&limit=-1", Some(&bob))
+        .await;
+    assert_error(&result, 400, "M_INVALID_PARAM");
 }

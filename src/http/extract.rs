@@ -221,9 +221,26 @@ impl axum::extract::FromRequestParts<Arc<Homeserver>> for Authed {
         let client = client_info(parts);
         let token = access_token(parts).ok_or(Error::MissingToken)?;
         let requester = users::authenticate(hs, &token, &client).await?;
+        check_guest(parts, &requester)?;
         hs.rate_limiter
             .check(Action::Request, requester.user_id.as_str())?;
         Ok(Self(requester))
+    }
+}
+
+/// A guest may only call the endpoints `users::guests` lists.
+fn check_guest(parts: &http::request::Parts, requester: &Requester) -> Result<(), Error> {
+    if !requester.is_guest {
+        return Ok(());
+    }
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map_or("", |m| m.as_str());
+    if users::guests::guest_may(parts.method.as_str(), route) {
+        Ok(())
+    } else {
+        Err(Error::GuestAccessForbidden)
     }
 }
 
@@ -431,6 +448,9 @@ where
             (TokenUse::Required, None) => return Err(Error::MissingToken.into()),
             (_, Some(token)) => Some(users::authenticate(hs, &token, &client).await?),
         };
+        if let Some(requester) = &requester {
+            check_guest(&parts, requester)?;
+        }
         // Endpoints the spec marks rate-limited, per user. Anonymous ones (login,
         // registration) have their own, stricter limits in the domain.
         if T::RATE_LIMITED

@@ -66,6 +66,9 @@ pub async fn join(
     let ctx = context::room_context(hs, room_id)
         .await
         .map_err(|_| Error::NotFound("no known room with that ID or alias".into()))?;
+    if requester.is_guest && !guests_may_join(hs, room_id).await? {
+        return Err(Error::GuestAccessForbidden);
+    }
     let mut content = with_reason(
         member_content(hs, &requester.user_id, "join").await?,
         reason,
@@ -316,6 +319,37 @@ async fn refresh_member_events(hs: &Homeserver, user_id: &UserId) -> Result<()> 
             send::send_state_once(hs, &room_id, user_id, member_event(user_id, content)).await;
         if let Err(e) = sent {
             tracing::info!(%room_id, "profile change not sent into the room: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Whether the room lets guests in (`m.room.guest_access` is `can_join`).
+pub async fn guests_may_join(hs: &Homeserver, room_id: &RoomId) -> Result<bool> {
+    Ok(
+        context::current_state_content(hs, room_id, "m.room.guest_access", "")
+            .await?
+            .is_some_and(|c| c["guest_access"] == "can_join"),
+    )
+}
+
+/// After a room stopped letting guests in: its local guests leave, as in Synapse.
+pub async fn remove_guests(hs: &Homeserver, room_id: &RoomId) -> Result<()> {
+    if guests_may_join(hs, room_id).await? {
+        return Ok(());
+    }
+    for user in hs.storage.joined_local_guests(room_id.as_str()).await? {
+        let Ok(user_id) = ruma::OwnedUserId::try_from(user) else {
+            continue;
+        };
+        let guest = Requester {
+            user_id,
+            device_id: "".into(),
+            is_admin: false,
+            is_guest: true,
+        };
+        if let Err(e) = leave(hs, &guest, room_id, Some("guest access was revoked")).await {
+            tracing::warn!(%room_id, user = %guest.user_id, "guest not removed: {e}");
         }
     }
     Ok(())

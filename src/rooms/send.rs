@@ -152,7 +152,12 @@ pub async fn send_state(
         state_key: Some(state_key.to_owned()),
         redacts: None,
     };
-    send_state_once(hs, room_id, sender, new).await
+    let event_id = send_state_once(hs, room_id, sender, new).await?;
+    if event_type == "m.room.guest_access" {
+        // Guests may no longer be here: they leave (after the room lock is released).
+        super::membership::remove_guests(hs, room_id).await?;
+    }
+    Ok(event_id)
 }
 
 /// Sends a state event unless the same sender already set the same content for its type

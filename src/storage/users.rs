@@ -120,4 +120,25 @@ impl Storage {
         tx.commit().await?;
         Ok(())
     }
+
+    /// This server's guest accounts joined to a room.
+    pub async fn joined_local_guests(&self, room_id: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT m.user_id FROM memberships m JOIN users u USING (user_id)
+             WHERE m.room_id = $1 AND m.membership = 'join' AND u.is_guest",
+        )
+        .bind(room_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// A guest becomes a full account with a password.
+    pub async fn upgrade_guest(&self, user_id: &str, password_hash: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE users SET is_guest = FALSE, password_hash = $2 WHERE user_id = $1")
+            .bind(user_id)
+            .bind(password_hash)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
 }

@@ -65,10 +65,26 @@ pub async fn events(
     timeout: Duration,
     room_id: Option<&RoomId>,
 ) -> Result<EventsPage> {
-    let start = match from {
-        Some(token) => SyncToken::parse(token)?.to_string(),
-        None => SyncToken(hs.storage.positions().await?).to_string(),
+    let start_token = match from {
+        Some(token) => SyncToken::parse(token)?,
+        None => SyncToken(hs.storage.positions().await?),
     };
+    let start = start_token.to_string();
+    match room_id {
+        None if requester.is_guest => return Err(Error::GuestAccessForbidden),
+        Some(room) => {
+            let joined = hs
+                .storage
+                .membership(room.as_str(), requester.user_id.as_str())
+                .await?
+                .as_deref()
+                == Some("join");
+            if !joined {
+                return peek(hs, requester, room, start_token, timeout).await;
+            }
+        }
+        None => {}
+    }
     let mut filter = FilterDefinition::default();
     filter.room.timeline.limit = Some(EVENTS_PER_ROOM.into());
     if let Some(room) = room_id {
@@ -82,7 +98,9 @@ pub async fn events(
             filter,
             full_state: false,
             timeout,
-            set_presence: PresenceState::Online,
+            // Presence is left as it is: the stream would otherwise show the caller's own
+            // change as news.
+            set_presence: PresenceState::Offline,
         },
     )
     .await?;
@@ -117,8 +135,57 @@ pub async fn events(
             );
         }
     }
-    chunk.extend(events_of(&body["presence"]));
+    if room_id.is_none() {
+        chunk.extend(events_of(&body["presence"]));
+    }
     Ok(EventsPage { chunk, start, end })
+}
+
+/// `/events?room_id=` for a room one is not in: its new events when it is
+/// world-readable (peeking), else 403.
+async fn peek(
+    hs: &Homeserver,
+    requester: &Requester,
+    room_id: &RoomId,
+    start: SyncToken,
+    timeout: Duration,
+) -> Result<EventsPage> {
+    let visibility =
+        crate::rooms::context::current_state_content(hs, room_id, "m.room.history_visibility", "")
+            .await?;
+    if visibility.is_none_or(|v| v["history_visibility"] != "world_readable") {
+        return Err(Error::Forbidden(
+            "you are not in this room and it is not world-readable".into(),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + timeout.min(Duration::from_secs(300));
+    let interest = [format!("r:{room_id}")].into();
+    let mut wake = hs.notifier.subscribe();
+    loop {
+        let page = timeline::messages(
+            hs,
+            requester,
+            room_id,
+            Some(start.0.events),
+            None,
+            false,
+            EVENTS_PER_ROOM,
+            &EventFilter::default(),
+        )
+        .await?;
+        if !page.events.is_empty() || tokio::time::Instant::now() >= deadline {
+            let mut end = start;
+            if let Some(last) = page.end {
+                end.0.events = end.0.events.max(last);
+            }
+            return Ok(EventsPage {
+                chunk: page.events,
+                start: start.to_string(),
+                end: end.to_string(),
+            });
+        }
+        hs.notifier.wait_for(&mut wake, &interest, deadline).await;
+    }
 }
 
 /// One room of an initial sync: its recent messages, current state, membership.

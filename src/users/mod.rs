@@ -14,6 +14,7 @@ pub mod account;
 pub mod account_data;
 pub mod devices;
 pub mod directory;
+pub mod guests;
 pub mod login;
 pub mod openid;
 pub mod presence;

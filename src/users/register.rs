@@ -27,6 +27,9 @@ pub struct RegisterRequest<'a> {
     pub initial_device_display_name: Option<&'a str>,
     pub inhibit_login: bool,
     pub refresh_token: bool,
+    /// A guest's access token: the registration upgrades that guest to a full account,
+    /// keeping its user ID.
+    pub guest_access_token: Option<&'a str>,
 }
 
 pub struct Registered {
@@ -96,6 +99,8 @@ struct Remembered {
     initial_device_display_name: Option<String>,
     inhibit_login: bool,
     registered_user_id: Option<String>,
+    /// The guest being upgraded.
+    upgrading: Option<String>,
 }
 
 pub async fn register(
@@ -132,10 +137,29 @@ pub async fn register(
         .or(req.initial_device_display_name);
     let inhibit_login = remembered.inhibit_login || req.inhibit_login;
 
+    // Upgrading a guest: its own token names it; the account keeps its user ID (a name
+    // asked for must be that ID's localpart).
+    let upgrading: Option<OwnedUserId> = match (&remembered.upgrading, req.guest_access_token) {
+        (Some(id), _) => Some(super::parse_user_id(id)?),
+        (None, Some(token)) => {
+            let guest = super::authenticate(hs, token, client).await?;
+            if !guest.is_guest {
+                return Err(Error::Forbidden(
+                    "guest_access_token is not a guest's token".into(),
+                ));
+            }
+            if username.is_some_and(|n| n.to_lowercase() != guest.user_id.localpart()) {
+                return Err(Error::UserInUse);
+            }
+            Some(guest.user_id)
+        }
+        (None, None) => None,
+    };
     // Username problems are reported before any UIA round, as Synapse does, so the client
     // can fix them without starting over; a repeated request of a completed registration
     // is not a problem.
     let requested = match username {
+        _ if upgrading.is_some() => upgrading.clone(),
         Some(name) if remembered.registered_user_id.is_none() => {
             // User IDs are lower case; Synapse lowercases the requested name.
             let user_id = check_localpart(hs, &name.to_lowercase())?;
@@ -172,6 +196,7 @@ pub async fn register(
                 initial_device_display_name: req.initial_device_display_name.map(str::to_owned),
                 inhibit_login: req.inhibit_login,
                 registered_user_id: None,
+                upgrading: upgrading.as_ref().map(ToString::to_string),
             };
             let params =
                 serde_json::to_value(&first).map_err(|e| Error::Internal(e.to_string()))?;
@@ -206,10 +231,21 @@ pub async fn register(
         inhibit_login,
         ..req
     };
-    let registered = register_now(hs, &request, requested, password_hash, client).await?;
+    let remembered_upgrade = upgrading.as_ref().map(ToString::to_string);
+    let registered = match upgrading {
+        Some(user_id) => {
+            hs.storage
+                .upgrade_guest(user_id.as_str(), password_hash.as_deref())
+                .await?;
+            let session = login_unless_inhibited(hs, &user_id, &request, client).await?;
+            Registered { user_id, session }
+        }
+        None => register_now(hs, &request, requested, password_hash, client).await?,
+    };
     if let Some(id) = &session_id {
         let done = Remembered {
             registered_user_id: Some(registered.user_id.to_string()),
+            upgrading: remembered_upgrade,
             device_id: device_id.map(str::to_owned),
             initial_device_display_name: display_name.map(str::to_owned),
             inhibit_login,

@@ -74,6 +74,7 @@ async fn register(
             initial_device_display_name: body.initial_device_display_name.as_deref(),
             inhibit_login: body.inhibit_login,
             refresh_token: body.refresh_token,
+            guest_access_token: body.guest_access_token.as_deref(),
         },
         &req.client,
     )

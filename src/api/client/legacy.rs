@@ -65,6 +65,8 @@ async fn events(
     MatrixQuery(query): MatrixQuery<HashMap<String, String>>,
 ) -> std::result::Result<Response, ApiError> {
     let timeout = Duration::from_millis(number(&query, "timeout")?.unwrap_or(30_000));
+    // Accepted for the spec's sake (a page holds what is new); checked all the same.
+    limit(&query)?;
     let room_id = query
         .get("room_id")
         .map(|r| RoomId::parse(r.as_str()))
