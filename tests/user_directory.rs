@@ -2,7 +2,8 @@
 //! sharing a room are found by a prefix of a word of their display name or user ID;
 //! users only in private rooms are not (unless `search_all_users`); the directory follows
 //! display name changes and leaves; `limited`; bad terms. And TURN credentials
-//! (`GET /voip/turnServer`) as configured.
+//! (`GET /voip/turnServer`) and support contacts (`/.well-known/matrix/support`) as
+//! configured.
 
 mod common;
 
@@ -197,4 +198,29 @@ async fn turn_credentials() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({}));
+}
+
+#[tokio::test]
+async fn support_information() {
+    let s = TestServer::start_with(|env| {
+        env.insert(
+            "AXON_WELL_KNOWN__SUPPORT_PAGE".into(),
+            "https://example.org/help".into(),
+        );
+        env.insert(
+            "AXON_WELL_KNOWN__SUPPORT_CONTACTS".into(),
+            r#"[{ role = "m.role.admin", email_address = "admin@example.org" }]"#.into(),
+        );
+    })
+    .await;
+    let (status, body) = s.get("/.well-known/matrix/support", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["support_page"], "https://example.org/help");
+    assert_eq!(
+        body["contacts"],
+        json!([{"role": "m.role.admin", "email_address": "admin@example.org"}])
+    );
+    let plain = TestServer::start().await;
+    let result = plain.get("/.well-known/matrix/support", None).await;
+    assert_error(&result, 404, "M_NOT_FOUND");
 }

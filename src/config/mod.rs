@@ -534,6 +534,24 @@ pub struct WellKnownConfig {
     /// `m.server` delegation answered at /.well-known/matrix/server, e.g. "matrix.example.org:443".
     #[serde(default)]
     pub server: Option<String>,
+    /// Who to contact about this server (/.well-known/matrix/support).
+    #[serde(default)]
+    pub support_contacts: Vec<SupportContact>,
+    /// A page about getting help with this server.
+    #[serde(default)]
+    pub support_page: Option<String>,
+}
+
+/// One contact of /.well-known/matrix/support: a role and a Matrix ID or an email address.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportContact {
+    /// `m.role.admin`, `m.role.security` or a namespaced role.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_address: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -615,6 +633,28 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.federation.validate()?;
+        for contact in &self.well_known.support_contacts {
+            if contact.matrix_id.is_none() && contact.email_address.is_none() {
+                return Err(ConfigError::new(
+                    "well_known.support_contacts",
+                    "each contact needs a matrix_id or an email_address",
+                ));
+            }
+            if let Some(id) = &contact.matrix_id
+                && ruma::UserId::parse(id.as_str()).is_err()
+            {
+                return Err(ConfigError::new(
+                    "well_known.support_contacts",
+                    format!("{id} is not a user ID"),
+                ));
+            }
+        }
+        if self.voip.turn_shared_secret.is_some() && self.voip.turn_username.is_some() {
+            return Err(ConfigError::new(
+                "voip.turn_username",
+                "set either turn_shared_secret or turn_username, not both",
+            ));
+        }
         if self.limits.max_request_size < 1024 {
             return Err(ConfigError::new(
                 "limits.max_request_size",

@@ -224,3 +224,40 @@ fn the_unauthenticated_budget_holds_at_least_one_body() {
         "{e}"
     );
 }
+
+#[test]
+fn support_contacts_and_voip_are_checked() {
+    let ok = load_str(
+        r#"
+server_name = "example.org"
+[well_known]
+support_page = "https://example.org/help"
+support_contacts = [{ role = "m.role.admin", matrix_id = "@admin:example.org" }]
+[voip]
+turn_uris = ["turn:turn.example.org"]
+turn_shared_secret = "s"
+"#,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(ok.well_known.support_contacts[0].role, "m.role.admin");
+    assert_eq!(ok.voip.turn_user_lifetime_secs, 86_400);
+    let nobody = load_str(
+        "server_name = \"example.org\"\n[well_known]\nsupport_contacts = [{ role = \"m.role.admin\" }]\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(nobody.key, "well_known.support_contacts");
+    let bad_id = load_str(
+        "server_name = \"example.org\"\n[well_known]\nsupport_contacts = [{ role = \"m.role.admin\", matrix_id = \"admin\" }]\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(bad_id.key, "well_known.support_contacts");
+    let both = load_str(
+        "server_name = \"example.org\"\n[voip]\nturn_shared_secret = \"s\"\nturn_username = \"u\"\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(both.key, "voip.turn_username");
+}

@@ -44,7 +44,28 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
         response: Some(explicit_capabilities),
     };
     let router = route_patched(router, capabilities, patches);
-    router.route("/.well-known/matrix/server", get(well_known_server))
+    router
+        .route("/.well-known/matrix/server", get(well_known_server))
+        .route("/.well-known/matrix/support", get(well_known_support))
+}
+
+/// `/.well-known/matrix/support` from `well_known.support_contacts` and `support_page`;
+/// 404 when neither is configured, as the spec asks.
+async fn well_known_support(
+    State(hs): State<Arc<Homeserver>>,
+) -> std::result::Result<Json<JsonValue>, crate::http::error::ApiError> {
+    let config = &hs.config.well_known;
+    if config.support_contacts.is_empty() && config.support_page.is_none() {
+        return Err(crate::error::Error::NotFound("no support information here".into()).into());
+    }
+    let mut answer = json!({});
+    if !config.support_contacts.is_empty() {
+        answer["contacts"] = json!(config.support_contacts);
+    }
+    if let Some(page) = &config.support_page {
+        answer["support_page"] = json!(page);
+    }
+    Ok(Json(answer))
 }
 
 /// Unstable features implemented here, advertised in /versions as clients probe for them.
