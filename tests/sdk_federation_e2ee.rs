@@ -29,20 +29,16 @@ use matrix_sdk::{
     Client,
     config::SyncSettings,
     encryption::verification::{SasVerification, Verification},
-    media::{MediaFormat, MediaRequestParameters, MediaThumbnailSettings},
     ruma::{
         OwnedRoomId,
-        api::client::media::get_content_thumbnail::v3::Method,
         api::client::room::create_room::v3::Request as CreateRoomRequest,
-        events::room::MediaSource,
         events::{
             InitialStateEvent,
             room::{encryption::RoomEncryptionEventContent, message::RoomMessageEventContent},
         },
-        uint,
     },
 };
-use sdk::{client, collect_bodies, download, register};
+use sdk::{client, collect_bodies, download, register, thumbnail};
 
 const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(500);
@@ -224,21 +220,7 @@ async fn encrypted_conversation_across_two_servers() {
         .await
         .expect("alice uploads");
     assert_eq!(download(&bob, &uploaded.content_uri).await, photo);
-    let thumb = bob
-        .media()
-        .get_media_content(
-            &MediaRequestParameters {
-                source: MediaSource::Plain(uploaded.content_uri.clone()),
-                format: MediaFormat::Thumbnail(MediaThumbnailSettings::with_method(
-                    Method::Crop,
-                    uint!(96),
-                    uint!(96),
-                )),
-            },
-            false,
-        )
-        .await
-        .expect("bob's thumbnail through hs2");
+    let thumb = thumbnail(&bob, &uploaded.content_uri, 96, 96).await;
     let thumb = image::load_from_memory(&thumb).expect("a decodable thumbnail");
     assert_eq!((thumb.width(), thumb.height()), (96, 96));
 

@@ -7,14 +7,8 @@ mod common;
 mod sdk;
 
 use common::TestServer;
-use matrix_sdk::{
-    Client,
-    media::{MediaFormat, MediaRequestParameters, MediaThumbnailSettings},
-    ruma::{
-        api::client::media::get_content_thumbnail::v3::Method, events::room::MediaSource, uint,
-    },
-};
-use sdk::{client, download, register};
+use matrix_sdk::Client;
+use sdk::{client, download, register, thumbnail};
 
 async fn user(server: &TestServer, name: &str) -> Client {
     let c = client(&server.base).await;
@@ -58,21 +52,7 @@ async fn sdk_uploads_and_downloads_files_and_images() {
         .upload(&png, photo.into_inner(), None)
         .await
         .expect("upload a photo");
-    let thumb = bob
-        .media()
-        .get_media_content(
-            &MediaRequestParameters {
-                source: MediaSource::Plain(uploaded.content_uri.clone()),
-                format: MediaFormat::Thumbnail(MediaThumbnailSettings::with_method(
-                    Method::Crop,
-                    uint!(96),
-                    uint!(96),
-                )),
-            },
-            false,
-        )
-        .await
-        .expect("thumbnail");
+    let thumb = thumbnail(&bob, &uploaded.content_uri, 96, 96).await;
     let thumb = image::load_from_memory(&thumb).expect("a decodable thumbnail");
     assert_eq!((thumb.width(), thumb.height()), (96, 96));
 

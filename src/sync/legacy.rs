@@ -188,6 +188,42 @@ async fn peek(
     }
 }
 
+/// An initial sync (whole state, no waiting) with `filter`: its `next_batch` and the
+/// answer as JSON.
+async fn initial(
+    hs: &Homeserver,
+    requester: &Requester,
+    filter: FilterDefinition,
+    set_presence: PresenceState,
+) -> Result<(String, JsonValue)> {
+    let response = sync(
+        hs,
+        requester,
+        SyncRequest {
+            since: None,
+            filter,
+            full_state: true,
+            timeout: Duration::ZERO,
+            set_presence,
+        },
+    )
+    .await?;
+    let end = response.next_batch.clone();
+    Ok((end, as_json(response)?))
+}
+
+/// The legacy `visibility` of a room: public when anyone may join.
+fn visibility(state: &[JsonValue]) -> &'static str {
+    if state
+        .iter()
+        .any(|s| s["type"] == "m.room.join_rules" && s["content"]["join_rule"] == "public")
+    {
+        "public"
+    } else {
+        "private"
+    }
+}
+
 /// One room of an initial sync: its recent messages, current state, membership.
 fn legacy_room(room: &str, membership: &str, data: &JsonValue, end: &str) -> JsonValue {
     let timeline = events_of(&data["timeline"]);
@@ -206,9 +242,6 @@ fn legacy_room(room: &str, membership: &str, data: &JsonValue, end: &str) -> Jso
         state.retain(|s| !(s["type"] == e["type"] && s["state_key"] == e["state_key"]));
         state.push(with_room(e, room));
     }
-    let public = state
-        .iter()
-        .any(|s| s["type"] == "m.room.join_rules" && s["content"]["join_rule"] == "public");
     let start = data["timeline"]["prev_batch"]
         .as_str()
         .unwrap_or(end)
@@ -218,7 +251,7 @@ fn legacy_room(room: &str, membership: &str, data: &JsonValue, end: &str) -> Jso
         "membership": membership,
         "messages": { "chunk": messages, "start": start, "end": end },
         "state": state,
-        "visibility": if public { "public" } else { "private" },
+        "visibility": visibility(&state),
         "account_data": events_of(&data["account_data"]),
     })
 }
@@ -234,20 +267,7 @@ pub async fn initial_sync(
     let mut filter = FilterDefinition::default();
     filter.room.timeline.limit = Some(limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT).into());
     filter.room.include_leave = archived;
-    let response = sync(
-        hs,
-        requester,
-        SyncRequest {
-            since: None,
-            filter,
-            full_state: true,
-            timeout: Duration::ZERO,
-            set_presence: PresenceState::Online,
-        },
-    )
-    .await?;
-    let end = response.next_batch.clone();
-    let body = as_json(response)?;
+    let (end, body) = initial(hs, requester, filter, PresenceState::Online).await?;
     let mut rooms = Vec::new();
     for (section, membership) in [("join", "join"), ("leave", "leave")] {
         if let Some(list) = body["rooms"][section].as_object() {
@@ -300,20 +320,7 @@ pub async fn room_initial_sync(
         filter.room = RoomFilter::default();
         filter.room.timeline.limit = Some(limit.into());
         filter.room.rooms = Some(vec![room_id.to_owned()]);
-        let response = sync(
-            hs,
-            requester,
-            SyncRequest {
-                since: None,
-                filter,
-                full_state: true,
-                timeout: Duration::ZERO,
-                set_presence: PresenceState::Offline,
-            },
-        )
-        .await?;
-        let end = response.next_batch.clone();
-        let body = as_json(response)?;
+        let (end, body) = initial(hs, requester, filter, PresenceState::Offline).await?;
         let data = &body["rooms"]["join"][room_id.as_str()];
         let mut room = legacy_room(room_id.as_str(), "join", data, &end);
         let members: Vec<String> = room["state"]
@@ -362,9 +369,6 @@ pub async fn room_initial_sync(
     let state = timeline::state(hs, requester, room_id).await?;
     let mut chunk = page.events;
     chunk.reverse();
-    let public = state
-        .iter()
-        .any(|s| s["type"] == "m.room.join_rules" && s["content"]["join_rule"] == "public");
     let start = page
         .end
         .map_or_else(|| format!("s{}", page.start), |e| format!("s{e}"));
@@ -374,7 +378,7 @@ pub async fn room_initial_sync(
         "membership": membership.unwrap_or_else(|| "leave".to_owned()),
         "messages": { "chunk": chunk, "start": start, "end": end },
         "state": state,
-        "visibility": if public { "public" } else { "private" },
+        "visibility": visibility(&state),
         "presence": [],
         "receipts": [],
         "account_data": [],

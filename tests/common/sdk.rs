@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use matrix_sdk::{
     Client,
-    media::{MediaFormat, MediaRequestParameters},
+    media::{MediaFormat, MediaRequestParameters, MediaThumbnailSettings},
     ruma::{
         OwnedMxcUri,
         api::client::{
             account::register::v3::Request as RegisterRequest,
+            media::get_content_thumbnail::v3::Method,
             uiaa::{self, AuthData},
         },
         events::room::{MediaSource, message::OriginalSyncRoomMessageEvent},
@@ -76,4 +77,22 @@ pub async fn download(c: &Client, uri: &OwnedMxcUri) -> Vec<u8> {
         )
         .await
         .expect("download")
+}
+
+/// A cropped thumbnail through the client's media API.
+pub async fn thumbnail(c: &Client, uri: &OwnedMxcUri, width: u32, height: u32) -> Vec<u8> {
+    c.media()
+        .get_media_content(
+            &MediaRequestParameters {
+                source: MediaSource::Plain(uri.clone()),
+                format: MediaFormat::Thumbnail(MediaThumbnailSettings::with_method(
+                    Method::Crop,
+                    width.into(),
+                    height.into(),
+                )),
+            },
+            false,
+        )
+        .await
+        .expect("thumbnail")
 }
