@@ -45,6 +45,24 @@ async fn initial_sync_events_and_room_initial_sync() {
         .cloned()
         .unwrap_or_else(|| panic!("no room in {initial}"));
     assert_eq!(entry["membership"], "join");
+    // The version 1 event format: the sender also as `user_id`.
+    let own = entry["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == "@alice:localhost")
+        .cloned()
+        .unwrap();
+    assert_eq!(own["user_id"], "@alice:localhost");
+    assert!(initial["receipts"].is_array(), "{initial}");
+    assert!(
+        !initial["account_data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.push_rules"),
+        "{initial}"
+    );
     assert_eq!(entry["visibility"], "private");
     assert!(bodies(&entry["messages"]["chunk"]).contains(&"one".to_owned()));
     let state = entry["state"].as_array().unwrap();

@@ -44,11 +44,34 @@ fn as_json(response: ruma::api::client::sync::sync_events::v3::Response) -> Resu
     serde_json::from_slice(http.body()).map_err(|e| Error::Internal(format!("sync answer: {e}")))
 }
 
-fn with_room(mut event: JsonValue, room_id: &str) -> JsonValue {
+/// An event as the legacy endpoints give it (the spec's version 1 format, which clients
+/// and tools of that time read): its room, and its sender also as `user_id`.
+fn with_room(event: JsonValue, room_id: &str) -> JsonValue {
+    let mut event = v1(event);
     if let Some(map) = event.as_object_mut() {
         map.entry("room_id").or_insert_with(|| json!(room_id));
     }
     event
+}
+
+/// The version 1 form of an event: `user_id` beside `sender`; a presence event names
+/// its user in its content too.
+fn v1(mut event: JsonValue) -> JsonValue {
+    let sender = event["sender"].clone();
+    if sender.is_string() {
+        if event["type"] == "m.presence" && event["content"].is_object() {
+            event["content"]["user_id"] = sender.clone();
+        }
+        if let Some(map) = event.as_object_mut() {
+            map.entry("user_id").or_insert(sender);
+        }
+    }
+    event
+}
+
+/// Presence events of a sync answer, in the version 1 form.
+fn presence_of(body: &JsonValue) -> Vec<JsonValue> {
+    events_of(&body["presence"]).into_iter().map(v1).collect()
 }
 
 fn events_of(value: &JsonValue) -> Vec<JsonValue> {
@@ -136,7 +159,18 @@ pub async fn events(
         }
     }
     if room_id.is_none() {
-        chunk.extend(events_of(&body["presence"]));
+        chunk.extend(presence_of(&body));
+        // Account data (tags, settings), global and per room, rides the stream too.
+        chunk.extend(events_of(&body["account_data"]));
+        if let Some(rooms) = body["rooms"]["join"].as_object() {
+            for (room, data) in rooms {
+                chunk.extend(
+                    events_of(&data["account_data"])
+                        .into_iter()
+                        .map(|e| with_room(e, room)),
+                );
+            }
+        }
     }
     Ok(EventsPage { chunk, start, end })
 }
@@ -179,7 +213,7 @@ async fn peek(
                 end.0.events = end.0.events.max(last);
             }
             return Ok(EventsPage {
-                chunk: page.events,
+                chunk: page.events.into_iter().map(v1).collect(),
                 start: start.to_string(),
                 end: end.to_string(),
             });
@@ -294,11 +328,30 @@ pub async fn initial_sync(
             }));
         }
     }
+    // Every room's read receipts, as one list.
+    let mut receipts = Vec::new();
+    if let Some(list) = body["rooms"]["join"].as_object() {
+        for (room, data) in list {
+            receipts.extend(
+                events_of(&data["ephemeral"])
+                    .into_iter()
+                    .filter(|e| e["type"] == "m.receipt")
+                    .map(|e| with_room(e, room)),
+            );
+        }
+    }
+    // Push rules are account data here, but not in the legacy answer (Synapse keeps them
+    // apart).
+    let account_data: Vec<JsonValue> = events_of(&body["account_data"])
+        .into_iter()
+        .filter(|e| e["type"] != "m.push_rules")
+        .collect();
     Ok(json!({
         "end": end,
         "rooms": rooms,
-        "presence": events_of(&body["presence"]),
-        "account_data": events_of(&body["account_data"]),
+        "presence": presence_of(&body),
+        "account_data": account_data,
+        "receipts": receipts,
     }))
 }
 
@@ -331,7 +384,7 @@ pub async fn room_initial_sync(
             .filter_map(|e| e["state_key"].as_str().map(str::to_owned))
             .collect();
         room["presence"] = json!(
-            events_of(&body["presence"])
+            presence_of(&body)
                 .into_iter()
                 .filter(|p| p["sender"]
                     .as_str()
@@ -366,9 +419,12 @@ pub async fn room_initial_sync(
             "you are not in this room and it is not world-readable".into(),
         ));
     }
-    let state = timeline::state(hs, requester, room_id).await?;
-    let mut chunk = page.events;
-    chunk.reverse();
+    let state: Vec<JsonValue> = timeline::state(hs, requester, room_id)
+        .await?
+        .into_iter()
+        .map(v1)
+        .collect();
+    let chunk: Vec<JsonValue> = page.events.into_iter().rev().map(v1).collect();
     let start = page
         .end
         .map_or_else(|| format!("s{}", page.start), |e| format!("s{e}"));
