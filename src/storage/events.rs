@@ -739,7 +739,8 @@ impl RoomWrite {
         .bind(nid)
         .execute(&mut *self.tx)
         .await?;
-        if membership != "join" {
+        // Leaving (or being banned) may end this server's sharing a room with someone.
+        if membership == "leave" || membership == "ban" {
             super::device_lists::forget_unshared_device_lists(&mut self.tx, &self.room_id, user_id)
                 .await?;
         }
