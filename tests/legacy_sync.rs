@@ -152,6 +152,21 @@ async fn initial_sync_events_and_room_initial_sync() {
         .await;
     assert_error(&result, 404, "M_NOT_FOUND");
 
+    // An event or a room that does not exist.
+    let result = s
+        .get("/_matrix/client/v3/events/$nosuchevent", Some(&alice))
+        .await;
+    assert_error(&result, 404, "M_NOT_FOUND");
+    let result = s
+        .get(
+            "/_matrix/client/v3/rooms/!nosuchroom:localhost/initialSync",
+            Some(&alice),
+        )
+        .await;
+    assert!(matches!(result.0.as_u16(), 403 | 404), "{}", result.1);
+    let result = s.get("/_matrix/client/v3/initialSync", None).await;
+    assert_error(&result, 401, "M_MISSING_TOKEN");
+
     // bob may not look into the private room, but into a world-readable one.
     let result = s
         .get(

@@ -162,6 +162,11 @@ pub async fn expire_typing(hs: &Homeserver) -> Result<()> {
 /// Sends a typing notice or receipt to the room's other servers. Failing to queue it
 /// is logged, not returned: the local change already happened.
 async fn queue_room_edu(hs: &Homeserver, room_id: &RoomId, edu: &serde_json::Value) {
+    // A server that does not federate has no other servers to tell: no query per typing
+    // notice or receipt.
+    if !hs.config.federation_enabled() {
+        return;
+    }
     if let Err(e) = hs
         .storage
         .queue_room_edu(room_id.as_str(), hs.config.server_name().as_str(), edu)

@@ -261,6 +261,9 @@ fn is_local(hs: &Homeserver, user: &str) -> bool {
 /// Sends a local user's presence to the servers sharing a room with them (`m.presence`).
 /// Failures are logged: presence never fails the action that caused it.
 async fn federate(hs: &Homeserver, user: &str) {
+    if !hs.config.federation_enabled() {
+        return;
+    }
     hs.presence.federation_due(user, Duration::ZERO);
     let row = match hs.storage.presence(user).await {
         Ok(Some(row)) => row,
