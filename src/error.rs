@@ -73,6 +73,15 @@ pub enum Error {
     ThreepidDenied(String),
     #[error("{0}")]
     ThreepidMediumNotSupported(String),
+    #[error("that third-party identifier is already in use")]
+    ThreepidInUse,
+    #[error("{0}")]
+    ThreepidNotFound(String),
+    #[error("{0}")]
+    ThreepidAuthFailed(String),
+    /// An identity server refused (its HTTP status) or could not be reached (502).
+    #[error("{message}")]
+    IdentityServer { status: u16, message: String },
     #[error("{0}")]
     UnsupportedRoomVersion(String),
     #[error("room alias already in use")]

@@ -204,12 +204,115 @@ impl OutboundPolicy {
             .timeout(timeout)
             .build()
     }
+
+    /// `client` with the given TLS configuration (`tls_client_config`).
+    pub fn client_with_tls(
+        &self,
+        timeout: Duration,
+        tls: &rustls::ClientConfig,
+    ) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .dns_resolver(Arc::new(CheckedResolver(self.clone())))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .tls_backend_preconfigured(tls.clone())
+            .build()
+    }
 }
 
 /// The rustls provider of every TLS connection axon makes or accepts itself (aws-lc-rs,
 /// which sqlx and reqwest link already).
 pub fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The TLS client configuration of requests to other servers (homeservers, identity
+/// servers): platform roots plus `ca_file`, or no checks at all when `verify` is off
+/// (tests only; it logs a warning).
+pub fn tls_client_config(
+    verify: bool,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = tls_provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let config = if verify {
+        let extra: Vec<rustls::pki_types::CertificateDer<'static>> = match ca_file {
+            Some(path) => {
+                use rustls::pki_types::pem::PemObject as _;
+                rustls::pki_types::CertificateDer::pem_file_iter(path)
+                    .map_err(|e| format!("federation.tls_ca_file {}: {e}", path.display()))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("federation.tls_ca_file {}: {e}", path.display()))?
+            }
+            None => Vec::new(),
+        };
+        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider)
+            .map_err(|e| format!("TLS roots: {e}"))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    } else {
+        tracing::warn!(
+            "federation.verify_certificates is off: other servers' certificates are not checked"
+        );
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// Accepts any certificate: `federation.verify_certificates = false`, for tests only.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Resolves names with the system resolver and drops the addresses the policy refuses.

@@ -14,6 +14,8 @@ pub enum Action {
     FailedLogin,
     Registration,
     Request,
+    /// Validation mails, per address: a few, then one a minute.
+    ThreepidMail,
 }
 
 #[derive(Debug)]
@@ -45,6 +47,10 @@ impl RateLimiter {
             Action::FailedLogin => self.config.failed_login,
             Action::Registration => self.config.registration,
             Action::Request => self.config.requests,
+            Action::ThreepidMail => RateLimit {
+                per_second: 1.0 / 60.0,
+                burst: 5,
+            },
         }
     }
 

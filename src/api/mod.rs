@@ -26,7 +26,7 @@ pub fn app(hs: Arc<Homeserver>) -> Router {
     let router = if shared {
         federation::routes(router)
     } else {
-        federation::openid_routes(router)
+        federation::unsigned_routes(router)
     };
     crate::http::guarded(router, hs)
 }

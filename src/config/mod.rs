@@ -7,11 +7,13 @@ use ruma::{OwnedServerName, ServerName};
 use serde::Deserialize;
 
 mod client;
+mod email;
 mod env;
 mod federation;
 mod limits;
 
 pub use client::{SupportContact, UserDirectoryConfig, VoipConfig, WellKnownConfig};
+pub use email::{EmailConfig, SmtpTls};
 pub use federation::{FederationConfig, TrustedKeyServer};
 pub use limits::LimitsConfig;
 
@@ -65,6 +67,8 @@ pub struct Config {
     pub user_directory: UserDirectoryConfig,
     #[serde(default)]
     pub voip: VoipConfig,
+    #[serde(default)]
+    pub email: EmailConfig,
     /// Which non-public addresses outbound requests (push gateways) may reach.
     #[serde(default)]
     pub outbound: crate::outbound::OutboundConfig,
@@ -560,6 +564,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.federation.validate()?;
+        self.email.validate()?;
         for contact in &self.well_known.support_contacts {
             if contact.matrix_id.is_none() && contact.email_address.is_none() {
                 return Err(ConfigError::new(

@@ -103,37 +103,7 @@ impl std::fmt::Debug for FederationClient {
 /// The TLS client configuration: platform roots plus the configured CA, or no checks at
 /// all when `verify_certificates` is off (tests only).
 pub fn tls_config(config: &FederationConfig) -> Result<Arc<rustls::ClientConfig>, String> {
-    let provider = crate::outbound::tls_provider();
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let config = if config.verify_certificates {
-        let extra: Vec<rustls::pki_types::CertificateDer<'static>> = match &config.tls_ca_file {
-            Some(path) => {
-                use rustls::pki_types::pem::PemObject as _;
-                rustls::pki_types::CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("federation.tls_ca_file {}: {e}", path.display()))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("federation.tls_ca_file {}: {e}", path.display()))?
-            }
-            None => Vec::new(),
-        };
-        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider)
-            .map_err(|e| format!("TLS roots: {e}"))?;
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth()
-    } else {
-        tracing::warn!(
-            "federation.verify_certificates is off: other servers' certificates are not checked"
-        );
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth()
-    };
-    Ok(Arc::new(config))
+    crate::outbound::tls_client_config(config.verify_certificates, config.tls_ca_file.as_deref())
 }
 
 impl FederationClient {
@@ -319,53 +289,4 @@ async fn read_body(
         });
     }
     Ok(body)
-}
-
-/// Accepts any certificate: `federation.verify_certificates = false`, for tests only.
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }

@@ -61,7 +61,6 @@ async fn invite_remote(
     reason: Option<&str>,
     is_direct: bool,
 ) -> Result<()> {
-    let server = target.server_name();
     // The invitee's name and avatar in the invite, as Synapse puts them, when their
     // server tells them soon enough.
     let mut extra: serde_json::Map<String, JsonValue> =
@@ -79,13 +78,26 @@ async fn invite_remote(
     if is_direct {
         extra.insert("is_direct".into(), true.into());
     }
-    let room_state = invites::invite_room_state(hs, room_id, Some(&requester.user_id)).await?;
+    invite_remote_as(hs, &requester.user_id, room_id, target, &extra).await
+}
+
+/// Sends `sender`'s invite of another server's user, with `extra` in its content, signed
+/// by the invitee's server first.
+pub async fn invite_remote_as(
+    hs: &Homeserver,
+    sender: &UserId,
+    room_id: &RoomId,
+    target: &UserId,
+    extra: &serde_json::Map<String, JsonValue>,
+) -> Result<()> {
+    let server = target.server_name();
+    let room_state = invites::invite_room_state(hs, room_id, Some(sender)).await?;
     membership::invite_remote(
         hs,
-        requester,
+        sender,
         room_id,
         target,
-        &extra,
+        extra,
         async |version: &RoomVersionId, event: &CanonicalJsonObject| {
             ask_to_sign(hs, room_id, server, version, event, &room_state).await
         },

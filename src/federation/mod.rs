@@ -30,6 +30,7 @@ pub mod membership;
 pub mod query;
 pub mod sender;
 pub mod spaces;
+pub mod third_party_invite;
 
 /// What federation keeps for the life of the server.
 pub struct Federation {

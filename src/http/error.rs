@@ -133,6 +133,13 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::GuestAccessForbidden => (S::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN"),
         Error::ThreepidDenied(_) => (S::FORBIDDEN, "M_THREEPID_DENIED"),
         Error::ThreepidMediumNotSupported(_) => (S::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED"),
+        Error::ThreepidInUse => (S::BAD_REQUEST, "M_THREEPID_IN_USE"),
+        Error::ThreepidNotFound(_) => (S::BAD_REQUEST, "M_THREEPID_NOT_FOUND"),
+        Error::ThreepidAuthFailed(_) => (S::BAD_REQUEST, "M_THREEPID_AUTH_FAILED"),
+        // What the identity server refused is the client's to fix (a bad session or
+        // token); an unreachable or failing one is not.
+        Error::IdentityServer { status, .. } if *status < 500 => (S::BAD_REQUEST, "M_UNKNOWN"),
+        Error::IdentityServer { .. } => (S::BAD_GATEWAY, "M_UNKNOWN"),
         Error::UnsupportedRoomVersion(_) => (S::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION"),
         Error::RoomInUse => (S::BAD_REQUEST, "M_ROOM_IN_USE"),
         Error::AliasInUse => (S::CONFLICT, "M_UNKNOWN"),

@@ -473,7 +473,11 @@ where
         }
 
         let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-        let http_req = http::Request::from_parts(parts, bytes.as_ref());
+        let mut http_req = http::Request::from_parts(parts, bytes.as_ref());
+        // A route also answering another method (`route_with_method`) decodes as the spec's.
+        if http_req.extensions().get::<MethodAlias>().is_some() {
+            *http_req.method_mut() = T::METHOD;
+        }
         // A body that is not JSON cannot have been signed: say so, not "bad signature".
         if xmatrix.is_some() && !http_req.body().is_empty() {
             if serde_json::from_slice::<serde::de::IgnoredAny>(http_req.body()).is_err() {
@@ -578,6 +582,10 @@ struct RequestPatch(fn(&mut serde_json::Value) -> Result<()>);
 #[derive(Debug, Clone, Copy)]
 struct EmptyLastArg;
 
+/// Marks a route registered for a method other than its endpoint's.
+#[derive(Clone, Copy)]
+struct MethodAlias;
+
 /// Registers `handler` for every path and the method of ruma request type `T`.
 pub fn route<T, F, Fut>(router: Router<Arc<Homeserver>>, handler: F) -> Router<Arc<Homeserver>>
 where
@@ -586,7 +594,24 @@ where
     F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
 {
-    register(router, handler, false, Patches::default())
+    register(router, handler, false, Patches::default(), None)
+}
+
+/// As `route`, answering `method` too, where deployed clients or servers use another
+/// method than the spec's (identity servers POST `/3pid/onbind`, which the spec PUTs).
+pub fn route_with_method<T, F, Fut>(
+    router: Router<Arc<Homeserver>>,
+    handler: F,
+    method: MethodFilter,
+) -> Router<Arc<Homeserver>>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: AuthRequirement,
+    F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
+{
+    let router = register(router, handler.clone(), false, Patches::default(), None);
+    register(router, handler, false, Patches::default(), Some(method))
 }
 
 /// Edits of the JSON on the way in and out of one endpoint, where Synapse and ruma differ
@@ -613,7 +638,7 @@ where
     F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
 {
-    register(router, handler, false, patch)
+    register(router, handler, false, patch, None)
 }
 
 /// As `route`, and also for the paths with the last argument left empty (`.../state/{type}`
@@ -628,8 +653,8 @@ where
     F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
 {
-    let router = register(router, handler.clone(), false, Patches::default());
-    register(router, handler, true, Patches::default())
+    let router = register(router, handler.clone(), false, Patches::default(), None);
+    register(router, handler, true, Patches::default(), None)
 }
 
 fn register<T, F, Fut>(
@@ -637,6 +662,7 @@ fn register<T, F, Fut>(
     handler: F,
     empty_last: bool,
     patch: Patches,
+    method: Option<MethodFilter>,
 ) -> Router<Arc<Homeserver>>
 where
     T: IncomingRequest + Send + 'static,
@@ -644,7 +670,10 @@ where
     F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
 {
-    let method = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
+    let aliased = method.is_some();
+    let method = method.unwrap_or_else(|| {
+        MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods")
+    });
     {
         let mut routed = ROUTED.lock().unwrap_or_else(|e| e.into_inner());
         for path in T::PATH_BUILDER.all_paths() {
@@ -665,6 +694,11 @@ where
     for path in T::PATH_BUILDER.all_paths() {
         if !empty_last {
             let method_router = on(method, service.clone());
+            let method_router = if aliased {
+                method_router.layer(axum::Extension(MethodAlias))
+            } else {
+                method_router
+            };
             // The extractor finds the request patch in the route's extensions.
             let method_router = match patch.request {
                 Some(edit) => method_router.layer(axum::Extension(RequestPatch(edit))),

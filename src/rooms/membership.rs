@@ -228,7 +228,7 @@ pub async fn change_other(
 /// signed by that server (`countersign`, federation's `/invite`) before it is stored.
 pub async fn invite_remote(
     hs: &Homeserver,
-    requester: &Requester,
+    sender: &UserId,
     room_id: &RoomId,
     target: &UserId,
     extra: &serde_json::Map<String, JsonValue>,
@@ -247,7 +247,7 @@ pub async fn invite_remote(
     send::send_countersigned(
         hs,
         room_id,
-        &requester.user_id,
+        sender,
         member_event(target, content),
         countersign,
     )

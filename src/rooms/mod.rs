@@ -23,6 +23,7 @@ pub mod search;
 pub mod send;
 pub mod spaces;
 pub mod state_res;
+pub mod third_party_invite;
 pub mod timeline;
 pub mod upgrade;
 pub mod visibility;

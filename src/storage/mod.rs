@@ -35,6 +35,7 @@ pub mod sliding_sync;
 pub mod state;
 pub mod streams;
 pub mod sync;
+pub mod threepids;
 pub mod to_device;
 pub mod tokens;
 pub mod uia;

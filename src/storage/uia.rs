@@ -74,14 +74,33 @@ impl Storage {
         Ok(())
     }
 
-    /// Replaces what a session remembers of its request (registration keeps its first
-    /// request's parameters and, once done, the account it made).
+    /// Sets keys of what a session remembers of its request (registration keeps its first
+    /// request's parameters and, once done, the account it made); other keys stay.
     pub async fn set_uia_params(&self, session_id: &str, params: &JsonValue) -> Result<()> {
-        sqlx::query("UPDATE uia_sessions SET params = $2 WHERE session_id = $1")
+        sqlx::query("UPDATE uia_sessions SET params = params || $2 WHERE session_id = $1")
             .bind(session_id)
             .bind(Json(params))
             .execute(self.pool())
             .await?;
+        Ok(())
+    }
+
+    /// Adds one key to what a session remembers (the 3PID an email stage proved).
+    pub async fn merge_uia_param(
+        &self,
+        session_id: &str,
+        key: &str,
+        value: &JsonValue,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE uia_sessions SET params = params || jsonb_build_object($2::text, $3::jsonb)
+             WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .bind(key)
+        .bind(Json(value))
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

@@ -104,6 +104,12 @@ impl Storage {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+        for sql in [
+            "DELETE FROM user_threepids WHERE user_id = $1",
+            "DELETE FROM threepid_id_server_bindings WHERE user_id = $1",
+        ] {
+            sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
+        }
         if erase {
             for sql in [
                 "DELETE FROM profile_fields WHERE user_id = $1",

@@ -20,10 +20,7 @@ pub async fn change_password(
     logout_devices: bool,
     auth: Option<&AuthData>,
 ) -> Result<()> {
-    secrets::check_password_length(new_password)?;
-    if new_password.is_empty() {
-        return Err(Error::InvalidParam("new_password must not be empty".into()));
-    }
+    check_new_password(new_password)?;
     uia::check(
         hs,
         UiaAction::ChangePassword,
@@ -51,12 +48,65 @@ pub async fn change_password(
     Ok(())
 }
 
+fn check_new_password(new_password: &str) -> Result<()> {
+    secrets::check_password_length(new_password)?;
+    if new_password.is_empty() {
+        return Err(Error::InvalidParam("new_password must not be empty".into()));
+    }
+    Ok(())
+}
+
+/// Password reset without a login: the email stage proves an address, whose account
+/// gets the new password. Its sessions end unless `logout_devices` is false.
+pub async fn reset_password(
+    hs: &Homeserver,
+    new_password: &str,
+    logout_devices: bool,
+    auth: Option<&AuthData>,
+) -> Result<()> {
+    check_new_password(new_password)?;
+    let flows = vec![vec![ruma::api::client::uiaa::AuthType::EmailIdentity]];
+    let proven = uia::check_proving(
+        hs,
+        UiaAction::ResetPassword,
+        None,
+        flows,
+        auth,
+        &serde_json::Value::Null,
+    )
+    .await?
+    .ok_or_else(|| Error::ThreepidAuthFailed("no email address was confirmed".into()))?;
+    let owner = hs
+        .storage
+        .threepid_owner(&proven.medium, &proven.address)
+        .await?
+        .ok_or_else(|| {
+            Error::ThreepidNotFound("no account on this server has that email address".into())
+        })?;
+    let hash = secrets::hash_password(new_password).await?;
+    hs.storage.set_password_hash(&owner, &hash).await?;
+    hs.storage
+        .delete_threepid_session(&proven.session_id)
+        .await?;
+    // Pushers go with the old password, as for a change.
+    hs.storage
+        .delete_pushers_of_other_devices(&owner, "")
+        .await?;
+    if logout_devices {
+        hs.storage.delete_other_devices(&owner, None).await?;
+    }
+    Ok(())
+}
+
+/// Deactivates the requester's account, first unbinding its 3PIDs from identity servers.
+/// Returns whether that unbinding succeeded.
 pub async fn deactivate(
     hs: &Homeserver,
     requester: &Requester,
     erase: bool,
+    id_server: Option<&str>,
     auth: Option<&AuthData>,
-) -> Result<()> {
+) -> Result<bool> {
     uia::check(
         hs,
         UiaAction::Deactivate,
@@ -65,10 +115,11 @@ pub async fn deactivate(
         auth,
     )
     .await?;
+    let unbound = super::threepid::unbind_all(hs, &requester.user_id, id_server).await?;
     hs.storage
         .deactivate_user(requester.user_id.as_str(), erase)
         .await?;
-    Ok(())
+    Ok(unbound)
 }
 
 /// Admin whois: the user's devices with where they were last seen. Users may ask about

@@ -60,18 +60,31 @@ pub async fn login(
             identifier,
             password,
         } => {
+            let invalid = || Error::Forbidden("invalid username or password".into());
             let user = match identifier {
-                Some(UserIdentifier::Matrix(id)) => id.user.as_str(),
-                Some(_) => {
+                Some(UserIdentifier::Matrix(id)) => id.user.clone(),
+                // An unknown address fails as a wrong password does (after the same work
+                // below), so addresses cannot be probed.
+                Some(UserIdentifier::Email(email)) => {
+                    super::threepid::owner_of(hs, super::threepid::EMAIL, &email.address)
+                        .await?
+                        .unwrap_or_else(|| "@unknown-3pid:invalid".to_owned())
+                }
+                Some(UserIdentifier::Msisdn(_) | UserIdentifier::PhoneNumber(_)) => {
                     return Err(Error::Forbidden(
-                        "third-party identifiers are not supported: this server has no 3PIDs"
-                            .into(),
+                        "this server has no phone numbers: log in with a user ID or email".into(),
                     ));
                 }
+                Some(_) => return Err(Error::Unrecognized("unknown identifier type".into())),
                 None => return Err(Error::MissingParam("missing identifier".into())),
             };
-            let invalid = || Error::Forbidden("invalid username or password".into());
-            let user_id = qualify_user_id(hs, user).map_err(|_| invalid())?;
+            let user_id = match qualify_user_id(hs, &user) {
+                Ok(id) => id,
+                Err(_) => {
+                    secrets::verify_against_nothing(password).await;
+                    return Err(invalid());
+                }
+            };
             hs.rate_limiter.check(Action::Login, user_id.as_str())?;
             hs.rate_limiter
                 .peek(Action::FailedLogin, user_id.as_str())?;

@@ -21,6 +21,7 @@ pub mod presence;
 pub mod profile;
 pub mod register;
 pub mod shared_secret;
+pub mod threepid;
 pub mod uia;
 
 /// The authenticated user and device behind a request.

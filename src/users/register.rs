@@ -82,10 +82,25 @@ pub async fn username_available(
     Ok(true)
 }
 
+/// The registration flows: a token when the mode asks for one; with mail configured,
+/// a proven email address too (only that, when the config requires it).
 fn flows(hs: &Homeserver) -> Vec<Vec<AuthType>> {
-    match hs.config.registration.mode {
-        RegistrationMode::Token => vec![vec![AuthType::RegistrationToken]],
-        _ => vec![vec![AuthType::Dummy]],
+    let base = match hs.config.registration.mode {
+        RegistrationMode::Token => vec![AuthType::RegistrationToken],
+        _ => vec![AuthType::Dummy],
+    };
+    let email = &hs.config.email;
+    if !email.enabled() {
+        return vec![base];
+    }
+    let with_email = match hs.config.registration.mode {
+        RegistrationMode::Token => vec![AuthType::RegistrationToken, AuthType::EmailIdentity],
+        _ => vec![AuthType::EmailIdentity],
+    };
+    if email.require_for_registration {
+        vec![with_email]
+    } else {
+        vec![base, with_email]
     }
 }
 
@@ -175,35 +190,41 @@ pub async fn register(
     }
     // The password is needed only once authentication is complete: clients first send
     // `{}` to learn the flows.
-    if let Err(e) = uia::check(hs, UiaAction::Register, None, flows(hs), req.auth).await {
-        if let Error::Uia { info, .. } = &e
-            && let Some(session) = &info.session
-            && session_id.as_deref() != Some(session.as_str())
-        {
-            // A new session: remember this request for the rounds to come.
-            let password_hash = match req.password {
-                Some(p) => {
-                    hs.rate_limiter
-                        .check(Action::Registration, client.rate_key())?;
-                    Some(secrets::hash_password(p).await?)
-                }
-                None => None,
-            };
-            let first = Remembered {
-                username: req.username.map(str::to_owned),
-                password_hash,
-                device_id: req.device_id.map(str::to_owned),
-                initial_device_display_name: req.initial_device_display_name.map(str::to_owned),
-                inhibit_login: req.inhibit_login,
-                registered_user_id: None,
-                upgrading: upgrading.as_ref().map(ToString::to_string),
-            };
-            let params =
-                serde_json::to_value(&first).map_err(|e| Error::Internal(e.to_string()))?;
-            uia::remember(hs, session, &params).await?;
-        }
-        return Err(e);
+    let proven = uia::check_proving(
+        hs,
+        UiaAction::Register,
+        None,
+        flows(hs),
+        req.auth,
+        &serde_json::Value::Null,
+    )
+    .await;
+    if let Err(Error::Uia { info, .. }) = &proven
+        && let Some(session) = &info.session
+        && session_id.as_deref() != Some(session.as_str())
+    {
+        // A new session: remember this request for the rounds to come.
+        let password_hash = match req.password {
+            Some(p) => {
+                hs.rate_limiter
+                    .check(Action::Registration, client.rate_key())?;
+                Some(secrets::hash_password(p).await?)
+            }
+            None => None,
+        };
+        let first = Remembered {
+            username: req.username.map(str::to_owned),
+            password_hash,
+            device_id: req.device_id.map(str::to_owned),
+            initial_device_display_name: req.initial_device_display_name.map(str::to_owned),
+            inhibit_login: req.inhibit_login,
+            registered_user_id: None,
+            upgrading: upgrading.as_ref().map(ToString::to_string),
+        };
+        let params = serde_json::to_value(&first).map_err(|e| Error::Internal(e.to_string()))?;
+        uia::remember(hs, session, &params).await?;
     }
+    let proven = proven?;
     // Done before: the same account again, with a new login unless inhibited.
     if let Some(user_id) = &remembered.registered_user_id {
         let user_id = super::parse_user_id(user_id)?;
@@ -242,6 +263,9 @@ pub async fn register(
         }
         None => register_now(hs, &request, requested, password_hash, client).await?,
     };
+    if let Some(proven) = &proven {
+        super::threepid::attach_proven(hs, &registered.user_id, proven).await?;
+    }
     if let Some(id) = &session_id {
         let done = Remembered {
             registered_user_id: Some(registered.user_id.to_string()),

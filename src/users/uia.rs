@@ -6,7 +6,10 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, json};
 
-use super::{login, secrets};
+use super::{
+    login, secrets,
+    threepid::{self, Proven},
+};
 use crate::{
     error::{Error, Result},
     ratelimit::Action,
@@ -23,6 +26,8 @@ pub enum UiaAction {
     Deactivate,
     GetLoginToken,
     SigningKeys,
+    AddThreepid,
+    ResetPassword,
 }
 
 impl UiaAction {
@@ -34,6 +39,8 @@ impl UiaAction {
             Self::Deactivate => "deactivate",
             Self::GetLoginToken => "get_login_token",
             Self::SigningKeys => "device_signing_upload",
+            Self::AddThreepid => "add_threepid",
+            Self::ResetPassword => "reset_password",
         }
     }
 }
@@ -65,6 +72,20 @@ pub async fn check_operation(
     auth: Option<&AuthData>,
     operation: &JsonValue,
 ) -> Result<()> {
+    check_proving(hs, action, user, flows, auth, operation)
+        .await
+        .map(drop)
+}
+
+/// `check_operation`, answering with the 3PID an email stage of the session proved.
+pub async fn check_proving(
+    hs: &Homeserver,
+    action: UiaAction,
+    user: Option<&UserId>,
+    flows: Vec<Vec<AuthType>>,
+    auth: Option<&AuthData>,
+    operation: &JsonValue,
+) -> Result<Option<Proven>> {
     let Some(auth) = auth else {
         let session = new_session(hs, action, user, &flows, operation).await?;
         return Err(challenge(&flows, session, Vec::new(), None));
@@ -106,7 +127,7 @@ pub async fn check_operation(
             Some(("M_UNRECOGNIZED", "authentication type not offered".into())),
         ));
     };
-    if let Err(failure) = check_stage(hs, user, auth).await? {
+    if let Err(failure) = check_stage(hs, user, &session_id, auth).await? {
         return Err(challenge(&flows, session_id, completed, Some(failure)));
     }
     if !completed.iter().any(|c| c == stage.as_str()) {
@@ -117,6 +138,12 @@ pub async fn check_operation(
             .all(|s| completed.iter().any(|c| c == s.as_str()))
     });
     if done {
+        let proven: Option<Proven> = hs
+            .storage
+            .uia_session(&session_id)
+            .await?
+            .and_then(|row| row.params.get("threepid").cloned())
+            .and_then(|p| serde_json::from_value(p).ok());
         // A registration's session outlives it (until it expires), so that a repeated
         // final request answers with the same account instead of "user in use".
         if action == UiaAction::Register {
@@ -126,7 +153,7 @@ pub async fn check_operation(
         } else {
             hs.storage.delete_uia_session(&session_id).await?;
         }
-        Ok(())
+        Ok(proven)
     } else {
         hs.storage
             .set_uia_completed(&session_id, &completed)
@@ -141,10 +168,32 @@ pub async fn check_operation(
 async fn check_stage(
     hs: &Homeserver,
     user: Option<&UserId>,
+    session_id: &str,
     auth: &AuthData,
 ) -> Result<Result<(), (&'static str, String)>> {
     Ok(match auth {
         AuthData::Dummy(_) => Ok(()),
+        AuthData::EmailIdentity(email) => {
+            let creds = &email.thirdparty_id_creds;
+            match threepid::prove_for_uia(
+                hs,
+                user,
+                creds.sid.as_str(),
+                creds.client_secret.as_str(),
+            )
+            .await?
+            {
+                Ok(proven) => {
+                    let value = serde_json::to_value(&proven)
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    hs.storage
+                        .merge_uia_param(session_id, "threepid", &value)
+                        .await?;
+                    Ok(())
+                }
+                Err(failure) => Err(failure),
+            }
+        }
         AuthData::RegistrationToken(t) => {
             if registration_token_valid(hs, &t.token) {
                 Ok(())
@@ -211,11 +260,7 @@ pub fn registration_token_valid(hs: &Homeserver, token: &str) -> bool {
         .registration
         .tokens
         .iter()
-        .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        .any(|t| secrets::constant_time_eq(t.as_bytes(), token.as_bytes()))
 }
 
 async fn new_session(

@@ -120,16 +120,29 @@ async fn change_password(
     hs: Arc<Homeserver>,
     req: Ruma<change_password::v3::Request>,
 ) -> Result<change_password::v3::Response> {
-    let requester = req.requester()?;
     let body = &req.body;
-    account::change_password(
-        &hs,
-        requester,
-        &body.new_password,
-        body.logout_devices,
-        body.auth.as_ref(),
-    )
-    .await?;
+    match req.requester.as_ref() {
+        Some(requester) => {
+            account::change_password(
+                &hs,
+                requester,
+                &body.new_password,
+                body.logout_devices,
+                body.auth.as_ref(),
+            )
+            .await?
+        }
+        // Without a login: a reset proven by email.
+        None => {
+            account::reset_password(
+                &hs,
+                &body.new_password,
+                body.logout_devices,
+                body.auth.as_ref(),
+            )
+            .await?
+        }
+    }
     Ok(change_password::v3::Response::new())
 }
 
@@ -138,8 +151,17 @@ async fn deactivate(
     req: Ruma<deactivate::v3::Request>,
 ) -> Result<deactivate::v3::Response> {
     let requester = req.requester()?;
-    account::deactivate(&hs, requester, req.body.erase, req.body.auth.as_ref()).await?;
-    Ok(deactivate::v3::Response::new(
-        ThirdPartyIdRemovalStatus::NoSupport,
-    ))
+    let unbound = account::deactivate(
+        &hs,
+        requester,
+        req.body.erase,
+        req.body.id_server.as_deref(),
+        req.body.auth.as_ref(),
+    )
+    .await?;
+    Ok(deactivate::v3::Response::new(if unbound {
+        ThirdPartyIdRemovalStatus::Success
+    } else {
+        ThirdPartyIdRemovalStatus::NoSupport
+    }))
 }

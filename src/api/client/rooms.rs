@@ -22,7 +22,9 @@ use crate::{
     },
     rooms::{
         create::{CreateRoom, Preset},
-        membership, upgrade,
+        membership,
+        third_party_invite::ThirdPartyTarget,
+        upgrade,
     },
     server::Homeserver,
 };
@@ -85,13 +87,6 @@ async fn create_room(
     req: Ruma<create_room::v3::Request>,
 ) -> Result<create_room::v3::Response> {
     let b = &req.body;
-    if !b.invite_3pid.is_empty() {
-        let _: &[Invite3pid] = &b.invite_3pid;
-        return Err(Error::InvalidParam(
-            "invite_3pid needs an identity server, and this server is not configured with one"
-                .into(),
-        ));
-    }
     let preset = match &b.preset {
         None => None,
         Some(create_room::v3::RoomPreset::PrivateChat) => Some(Preset::PrivateChat),
@@ -132,7 +127,29 @@ async fn create_room(
         },
     )
     .await?;
+    // As remote invitees: one that fails does not undo the room; it is logged.
+    for by_3pid in &b.invite_3pid {
+        if let Err(e) = crate::federation::third_party_invite::invite(
+            &hs,
+            req.requester()?,
+            &room_id,
+            &third_party_target(by_3pid),
+        )
+        .await
+        {
+            tracing::warn!(%room_id, "createRoom's third-party invite failed: {e}");
+        }
+    }
     Ok(create_room::v3::Response::new(room_id))
+}
+
+fn third_party_target(invite: &Invite3pid) -> ThirdPartyTarget<'_> {
+    ThirdPartyTarget {
+        id_server: &invite.id_server,
+        id_access_token: &invite.id_access_token,
+        medium: invite.medium.as_str(),
+        address: &invite.address,
+    }
 }
 
 async fn joined_rooms(
@@ -203,13 +220,21 @@ async fn invite(
     hs: Arc<Homeserver>,
     req: Ruma<invite_user::v3::Request>,
 ) -> Result<invite_user::v3::Response> {
-    let invite_user::v3::InvitationRecipient::UserId(recipient) = &req.body.recipient else {
-        // The other recipient kind is a third-party identifier.
-        return Err(Error::InvalidParam(
-            "third-party invites need an identity server, and this server is not configured with one".into(),
-        ));
-    };
     let requester = req.requester()?;
+    let recipient = match &req.body.recipient {
+        invite_user::v3::InvitationRecipient::UserId(recipient) => recipient,
+        invite_user::v3::InvitationRecipient::ThirdPartyId(by_3pid) => {
+            crate::federation::third_party_invite::invite(
+                &hs,
+                requester,
+                &req.body.room_id,
+                &third_party_target(by_3pid),
+            )
+            .await?;
+            return Ok(invite_user::v3::Response::new());
+        }
+        _ => return Err(Error::InvalidParam("unknown invite recipient".into())),
+    };
     crate::federation::invite::invite_user(
         &hs,
         requester,

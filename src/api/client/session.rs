@@ -8,6 +8,7 @@ use ruma::api::client::session::{
     login::{self, v3::LoginInfo},
     logout, logout_all, refresh_token,
 };
+use ruma::api::client::uiaa::{EmailUserIdentifier, MatrixUserIdentifier, UserIdentifier};
 
 use crate::{
     error::{Error, Result},
@@ -40,9 +41,25 @@ async fn login_types(
 
 async fn login(hs: Arc<Homeserver>, req: Ruma<login::v3::Request>) -> Result<login::v3::Response> {
     let body = &req.body;
+    // The deprecated top-level `user`, or `medium` and `address`, stand for an identifier.
+    #[allow(deprecated)]
+    let legacy_identifier = match &body.login_info {
+        LoginInfo::Password(p) if p.identifier.is_none() => {
+            match (&p.user, &p.medium, &p.address) {
+                (Some(user), _, _) => Some(UserIdentifier::Matrix(MatrixUserIdentifier::new(
+                    user.clone(),
+                ))),
+                (None, Some(medium), Some(address)) if medium == "email" => Some(
+                    UserIdentifier::Email(EmailUserIdentifier::new(address.clone())),
+                ),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     let credentials = match &body.login_info {
         LoginInfo::Password(p) => domain::Credentials::Password {
-            identifier: p.identifier.as_ref(),
+            identifier: p.identifier.as_ref().or(legacy_identifier.as_ref()),
             password: &p.password,
         },
         LoginInfo::Token(t) => domain::Credentials::Token(&t.token),

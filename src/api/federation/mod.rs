@@ -11,6 +11,7 @@ pub mod keys;
 pub mod media;
 pub mod membership;
 pub mod query;
+pub mod thirdparty;
 pub mod transactions;
 pub mod user_keys;
 pub mod version;
@@ -33,17 +34,25 @@ pub fn key_routes(router: Router<Arc<Homeserver>>, notary: bool) -> Router<Arc<H
 }
 
 /// The federation endpoints proper (`/_matrix/federation/...`).
-/// `/openid/userinfo`, served on the client listener too (widgets ask where the client
-/// API is, as Synapse's `openid` resource allows).
-pub fn openid_routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
-    router.route(
+/// The endpoints under `/_matrix/federation` that third parties call without X-Matrix,
+/// served on the client listener too: `/openid/userinfo` (widgets ask where the client API
+/// is, as Synapse's `openid` resource allows) and identity servers' `/3pid/onbind` (sent
+/// to the homeserver's client URL).
+pub fn unsigned_routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
+    let router = router.route(
         "/_matrix/federation/v1/openid/userinfo",
         axum::routing::get(query::openid_userinfo),
+    );
+    crate::http::extract::route_with_method(
+        router,
+        thirdparty::on_bind,
+        axum::routing::MethodFilter::POST,
     )
 }
 
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
-    let router = openid_routes(router);
+    let router = unsigned_routes(router);
+    let router = route(router, thirdparty::exchange);
     let router = route(router, version::version);
     let router = route(router, events::event);
     let router = route(router, events::state);
