@@ -69,6 +69,10 @@ pub enum Error {
     UserDeactivated,
     #[error("guest access is not allowed")]
     GuestAccessForbidden,
+    #[error("this account has been suspended: it may read and leave rooms, not take part")]
+    UserSuspended,
+    #[error("this account has been locked by the server's admins")]
+    UserLocked,
     #[error("{0}")]
     ThreepidDenied(String),
     #[error("{0}")]

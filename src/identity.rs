@@ -320,6 +320,11 @@ impl IdentityClient {
     }
 }
 
+/// Refuses an identity server name that is not a server name (host and optional port).
+pub fn check_name(id_server: &str) -> Result<()> {
+    base_url(id_server).map(drop)
+}
+
 /// `https://<id_server>`; the name must be a server name (host and optional port), so a
 /// client cannot slip a path or another scheme in.
 fn base_url(id_server: &str) -> Result<reqwest::Url> {

@@ -57,6 +57,8 @@ mod tests {
             device_id: "DEV".into(),
             is_admin: false,
             is_guest: guest,
+            is_suspended: false,
+            is_locked: false,
         }
     }
 

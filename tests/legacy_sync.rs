@@ -231,6 +231,60 @@ async fn initial_sync_events_and_room_initial_sync() {
         .await;
     assert_eq!(status, 200, "{peeked}");
     assert_eq!(bodies(&peeked["chunk"]), vec!["peek at this"]);
+    let event_id = peeked["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+
+    // The peek also sees receipts, typing and the members' presence, each once.
+    let mut from = peeked["end"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{open}/receipt/m.read/{event_id}"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    s.put(
+        &format!("/_matrix/client/v3/rooms/{open}/typing/@alice:localhost"),
+        Some(&alice),
+        json!({"typing": true, "timeout": 30000}),
+    )
+    .await;
+    s.put(
+        "/_matrix/client/v3/presence/@alice:localhost/status",
+        Some(&alice),
+        json!({"presence": "online", "status_msg": "peeking allowed"}),
+    )
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let (status, page) = s
+            .get(
+                &format!("/_matrix/client/v3/events?room_id={open}&from={from}&timeout=2000"),
+                Some(&bob),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        for event in page["chunk"].as_array().unwrap() {
+            match event["type"].as_str().unwrap() {
+                "m.receipt" => {
+                    assert!(event["content"][&event_id]["m.read"]["@alice:localhost"].is_object());
+                    assert_eq!(event["room_id"], open.as_str());
+                }
+                "m.typing" => assert_eq!(event["content"]["user_ids"], json!(["@alice:localhost"])),
+                "m.presence" => assert_eq!(event["content"]["user_id"], "@alice:localhost"),
+                _ => continue,
+            }
+            assert!(
+                seen.insert(event["type"].as_str().unwrap().to_owned()),
+                "twice: {event}"
+            );
+        }
+        from = page["end"].as_str().unwrap().to_owned();
+        if seen.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
     let result = s
         .get("/_matrix/client/v3/events?timeout=0&limit=-1", Some(&bob))
         .await;

@@ -222,9 +222,13 @@ async fn create_room_fields_and_state() {
         .await;
     assert_error(&r, 400, "M_ROOM_IN_USE");
     let r = s
-        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({"invite_3pid": [{"id_server": "x", "id_access_token": "y", "medium": "email", "address": "a@b.c"}]}))
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({"invite_3pid": [{"id_server": "not a server/", "id_access_token": "y", "medium": "email", "address": "a@b.c"}]}))
         .await;
     assert_error(&r, 400, "M_INVALID_PARAM");
+    let r = s
+        .post("/_matrix/client/v3/createRoom", Some(&alice), json!({"invite_3pid": [{"id_server": "id.example", "id_access_token": "y", "medium": "msisdn", "address": "447700900000"}]}))
+        .await;
+    assert_error(&r, 400, "M_THREEPID_MEDIUM_NOT_SUPPORTED");
     assert_error(
         &s.post("/_matrix/client/v3/createRoom", None, json!({}))
             .await,

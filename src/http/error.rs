@@ -74,6 +74,11 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({ "errcode": "M_UNKNOWN_TOKEN", "error": message, "soft_logout": soft_logout }),
             ),
+            // The client should keep its session (the lock may be lifted), as the spec says.
+            Error::UserLocked => (
+                StatusCode::UNAUTHORIZED,
+                json!({ "errcode": "M_USER_LOCKED", "error": message, "soft_logout": true }),
+            ),
             Error::LimitExceeded { retry_after_ms } | Error::Unavailable { retry_after_ms } => {
                 let (status, errcode) = status_and_code(&self.0);
                 let mut response = (
@@ -131,6 +136,8 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::TooLarge | Error::EventTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"),
         Error::UserDeactivated => (S::FORBIDDEN, "M_USER_DEACTIVATED"),
         Error::GuestAccessForbidden => (S::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN"),
+        Error::UserSuspended => (S::FORBIDDEN, "M_USER_SUSPENDED"),
+        Error::UserLocked => (S::UNAUTHORIZED, "M_USER_LOCKED"),
         Error::ThreepidDenied(_) => (S::FORBIDDEN, "M_THREEPID_DENIED"),
         Error::ThreepidMediumNotSupported(_) => (S::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED"),
         Error::ThreepidInUse => (S::BAD_REQUEST, "M_THREEPID_IN_USE"),

@@ -229,14 +229,17 @@ impl axum::extract::FromRequestParts<Arc<Homeserver>> for Authed {
 }
 
 /// A guest may only call the endpoints `users::guests` lists.
+/// What the account may call: a guest the guest endpoints; a locked or suspended account
+/// what `users::moderation` allows.
 fn check_guest(parts: &http::request::Parts, requester: &Requester) -> Result<(), Error> {
-    if !requester.is_guest {
-        return Ok(());
-    }
     let route = parts
         .extensions
         .get::<axum::extract::MatchedPath>()
         .map_or("", |m| m.as_str());
+    users::moderation::check_request(requester, parts.method.as_str(), route)?;
+    if !requester.is_guest {
+        return Ok(());
+    }
     if users::guests::guest_may(parts.method.as_str(), route) {
         Ok(())
     } else {

@@ -347,6 +347,8 @@ pub async fn remove_guests(hs: &Homeserver, room_id: &RoomId) -> Result<()> {
             device_id: "".into(),
             is_admin: false,
             is_guest: true,
+            is_suspended: false,
+            is_locked: false,
         };
         if let Err(e) = leave(hs, &guest, room_id, Some("guest access was revoked")).await {
             tracing::warn!(%room_id, user = %guest.user_id, "guest not removed: {e}");

@@ -38,6 +38,10 @@ pub async fn redact(
         return Err(Error::InvalidParam("the event is in another room".into()));
     }
     if event.pdu["sender"].as_str() != Some(sender) {
+        // A suspended account may only take back what it said.
+        if requester.is_suspended {
+            return Err(Error::UserSuspended);
+        }
         let mine = power::user_power(hs, &ctx, &requester.user_id).await?;
         let needed = power::required(hs, &ctx, "redact", 50).await?;
         if !power::at_least(mine, needed) {

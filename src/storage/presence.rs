@@ -253,6 +253,29 @@ impl Storage {
         Ok(rows.into_iter().map(row).collect())
     }
 
+    /// Presence of a room's joined members that changed in (since, until] (a peek into a
+    /// world-readable room through the legacy `/events`).
+    pub async fn presence_in_room_between(
+        &self,
+        room_id: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<PresenceRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM presence p
+             WHERE p.stream_pos > $2 AND p.stream_pos <= $3
+               AND EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = $1
+                           AND m.user_id = p.user_id AND m.membership = 'join')
+             ORDER BY p.stream_pos"
+        )))
+        .bind(room_id)
+        .bind(since)
+        .bind(until)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(row).collect())
+    }
+
     /// Whether two users share a room both are joined to.
     pub async fn share_a_room(&self, a: &str, b: &str) -> Result<bool> {
         Ok(sqlx::query_scalar(

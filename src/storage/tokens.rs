@@ -13,6 +13,8 @@ pub struct AccessTokenRow {
     pub expires_ts: Option<i64>,
     pub is_admin: bool,
     pub is_guest: bool,
+    pub suspended: bool,
+    pub locked: bool,
     /// The refresh token this token came with, when that replaced another not yet retired.
     pub retires_refresh: Option<i64>,
 }
@@ -73,6 +75,7 @@ impl Storage {
     pub async fn access_token(&self, hash: &[u8]) -> Result<Option<AccessTokenRow>> {
         let row = sqlx::query(
             "SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.is_guest,
+                    u.suspended, u.locked,
                     (SELECT p.replaced_by FROM refresh_tokens p
                      WHERE t.refresh_token_id IS NOT NULL AND p.replaced_by = t.refresh_token_id
                      LIMIT 1)
@@ -88,7 +91,9 @@ impl Storage {
             expires_ts: r.get(2),
             is_admin: r.get(3),
             is_guest: r.get(4),
-            retires_refresh: r.get(5),
+            suspended: r.get(5),
+            locked: r.get(6),
+            retires_refresh: r.get(7),
         }))
     }
 

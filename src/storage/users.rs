@@ -11,6 +11,8 @@ pub struct UserRow {
     pub is_admin: bool,
     pub is_guest: bool,
     pub deactivated: bool,
+    pub suspended: bool,
+    pub locked: bool,
 }
 
 pub struct NewUser<'a> {
@@ -46,7 +48,8 @@ impl Storage {
 
     pub async fn user(&self, user_id: &str) -> Result<Option<UserRow>> {
         let row = sqlx::query(
-            "SELECT user_id, password_hash, is_admin, is_guest, deactivated FROM users WHERE user_id = $1",
+            "SELECT user_id, password_hash, is_admin, is_guest, deactivated, suspended, locked
+             FROM users WHERE user_id = $1",
         )
         .bind(user_id)
         .fetch_optional(self.pool())
@@ -57,7 +60,29 @@ impl Storage {
             is_admin: r.get(2),
             is_guest: r.get(3),
             deactivated: r.get(4),
+            suspended: r.get(5),
+            locked: r.get(6),
         }))
+    }
+
+    /// Suspends or unsuspends an account (admin moderation).
+    pub async fn set_suspended(&self, user_id: &str, suspended: bool) -> Result<()> {
+        sqlx::query("UPDATE users SET suspended = $2 WHERE user_id = $1")
+            .bind(user_id)
+            .bind(suspended)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Locks or unlocks an account (admin moderation).
+    pub async fn set_locked(&self, user_id: &str, locked: bool) -> Result<()> {
+        sqlx::query("UPDATE users SET locked = $2 WHERE user_id = $1")
+            .bind(user_id)
+            .bind(locked)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     pub async fn localpart_exists(&self, localpart: &str) -> Result<bool> {

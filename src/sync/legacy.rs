@@ -196,6 +196,7 @@ async fn peek(
     let interest = [format!("r:{room_id}")].into();
     let mut wake = hs.notifier.subscribe();
     loop {
+        let now = hs.storage.positions().await?;
         let page = timeline::messages(
             hs,
             requester,
@@ -207,19 +208,70 @@ async fn peek(
             &EventFilter::default(),
         )
         .await?;
-        if !page.events.is_empty() || tokio::time::Instant::now() >= deadline {
-            let mut end = start;
-            if let Some(last) = page.end {
-                end.0.events = end.0.events.max(last);
-            }
+        let mut chunk: Vec<JsonValue> = page.events.into_iter().map(v1).collect();
+        chunk.extend(peek_ephemeral(hs, room_id, &start, &now).await?);
+        if !chunk.is_empty() || tokio::time::Instant::now() >= deadline {
+            let mut end = SyncToken(now);
+            end.0.events = start.0.events.max(page.end.unwrap_or(start.0.events));
             return Ok(EventsPage {
-                chunk: page.events.into_iter().map(v1).collect(),
+                chunk,
                 start: start.to_string(),
                 end: end.to_string(),
             });
         }
-        hs.notifier.wait_for(&mut wake, &interest, deadline).await;
+        // Presence changes wake no room: look again within a second.
+        let soon = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
+        hs.notifier.wait_for(&mut wake, &interest, soon).await;
     }
+}
+
+/// What a peek sees besides the room's events, since `start`: public receipts, typing,
+/// and the presence of the room's members.
+async fn peek_ephemeral(
+    hs: &Homeserver,
+    room_id: &RoomId,
+    start: &SyncToken,
+    now: &crate::storage::streams::Positions,
+) -> Result<Vec<JsonValue>> {
+    let room = [room_id.to_string()];
+    let mut out = Vec::new();
+    let receipts: Vec<_> = hs
+        .storage
+        .receipts_between(&room, start.0.receipts, now.receipts)
+        .await?
+        .into_iter()
+        .filter(|r| r.receipt_type != "m.read.private")
+        .collect();
+    if !receipts.is_empty() {
+        out.push(with_room(super::receipt_event(&receipts), room_id.as_str()));
+    }
+    if !hs
+        .storage
+        .typing_rooms_between(&room, start.0.typing, now.typing)
+        .await?
+        .is_empty()
+    {
+        let users: Vec<String> = hs
+            .storage
+            .typing_in_rooms(&room, crate::server::now_ms())
+            .await?
+            .into_iter()
+            .map(|(_, user)| user)
+            .collect();
+        let typing = json!({ "type": "m.typing", "content": { "user_ids": users } });
+        out.push(with_room(typing, room_id.as_str()));
+    }
+    if crate::users::presence::is_enabled(hs) {
+        let at = crate::server::now_ms();
+        for row in hs
+            .storage
+            .presence_in_room_between(room_id.as_str(), start.0.presence, now.presence)
+            .await?
+        {
+            out.push(v1(crate::users::presence::presence_event(&row, at)));
+        }
+    }
+    Ok(out)
 }
 
 /// An initial sync (whole state, no waiting) with `filter`: its `next_batch` and the

@@ -95,10 +95,15 @@ fn matches(pattern: &str, path: &str) -> bool {
 /// Whether a guest may call the route `route` (the router's template, e.g.
 /// `/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}`) with `method`.
 pub fn guest_may(method: &str, route: &str) -> bool {
+    listed(GUEST_ENDPOINTS, method, route)
+}
+
+/// Whether `endpoints` (method, path after the API version) lists the route.
+pub(super) fn listed(endpoints: &[(&str, &str)], method: &str, route: &str) -> bool {
     let Some(path) = api_path(route) else {
         return false;
     };
-    GUEST_ENDPOINTS
+    endpoints
         .iter()
         .any(|(m, pattern)| *m == method && matches(pattern, &path))
 }

@@ -16,6 +16,7 @@ pub mod devices;
 pub mod directory;
 pub mod guests;
 pub mod login;
+pub mod moderation;
 pub mod openid;
 pub mod presence;
 pub mod profile;
@@ -31,6 +32,10 @@ pub struct Requester {
     pub device_id: OwnedDeviceId,
     pub is_admin: bool,
     pub is_guest: bool,
+    /// Suspended by an admin: may read and leave, not take part (`users::moderation`).
+    pub is_suspended: bool,
+    /// Locked by an admin: may only log out.
+    pub is_locked: bool,
 }
 
 /// Facts about the client connection that domain code records or rate-limits by.
@@ -83,6 +88,8 @@ pub async fn authenticate(hs: &Homeserver, token: &str, client: &ClientInfo) -> 
         device_id: row.device_id.into(),
         is_admin: row.is_admin,
         is_guest: row.is_guest,
+        is_suspended: row.suspended,
+        is_locked: row.locked,
     })
 }
 

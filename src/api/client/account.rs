@@ -132,8 +132,8 @@ async fn change_password(
             )
             .await?
         }
-        // Without a login: a reset proven by email.
-        None => {
+        // Without a login: a reset proven by email, where mail can be sent.
+        None if hs.config.email.enabled() => {
             account::reset_password(
                 &hs,
                 &body.new_password,
@@ -142,6 +142,7 @@ async fn change_password(
             )
             .await?
         }
+        None => return Err(crate::error::Error::MissingToken),
     }
     Ok(change_password::v3::Response::new())
 }

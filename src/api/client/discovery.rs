@@ -136,9 +136,12 @@ fn explicit_capabilities(response: &mut serde_json::Value) {
 
 async fn capabilities(
     hs: Arc<Homeserver>,
-    _req: Ruma<get_capabilities::v3::Request>,
+    req: Ruma<get_capabilities::v3::Request>,
 ) -> Result<get_capabilities::v3::Response> {
     let mut caps = Capabilities::new();
+    // Admins may suspend and lock accounts (users::moderation).
+    let admin = req.requester.as_ref().is_some_and(|r| r.is_admin);
+    caps.account_moderation = get_capabilities::v3::AccountModerationCapability::new(admin, admin);
     caps.change_password = ChangePasswordCapability::new(true);
     caps.room_versions = RoomVersionsCapability::new(
         hs.config.rooms.default_version.clone(),
@@ -149,7 +152,7 @@ async fn capabilities(
     );
     caps.set_displayname = SetDisplayNameCapability::new(true);
     caps.set_avatar_url = SetAvatarUrlCapability::new(true);
-    caps.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(false);
+    caps.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(true);
     caps.get_login_token = GetLoginTokenCapability::new(true);
     caps.profile_fields = Some(ProfileFieldsCapability::new(true));
     Ok(get_capabilities::v3::Response::new(caps))

@@ -87,6 +87,15 @@ async fn create_room(
     req: Ruma<create_room::v3::Request>,
 ) -> Result<create_room::v3::Response> {
     let b = &req.body;
+    // Third-party invites are sent once the room exists; what can be checked before is.
+    for by_3pid in &b.invite_3pid {
+        crate::identity::check_name(&by_3pid.id_server)?;
+        if by_3pid.medium.as_str() != "email" {
+            return Err(Error::ThreepidMediumNotSupported(
+                "third-party invites are by email only".into(),
+            ));
+        }
+    }
     let preset = match &b.preset {
         None => None,
         Some(create_room::v3::RoomPreset::PrivateChat) => Some(Preset::PrivateChat),

@@ -64,13 +64,13 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(
         router,
         |_: Arc<Homeserver>, _: Ruma<request_registration_token_via_msisdn::v3::Request>| {
-            no_phones()
+            phones_denied()
         },
     );
     let router = route(
         router,
         |_: Arc<Homeserver>, _: Ruma<request_password_change_token_via_msisdn::v3::Request>| {
-            no_phones()
+            phones_denied()
         },
     );
     router
@@ -105,6 +105,13 @@ fn empty_list(response: &mut serde_json::Value) {
     if let Some(fields) = response.as_object_mut() {
         fields.entry("threepids").or_insert_with(|| json!([]));
     }
+}
+
+/// For registration and password reset, where the spec lists M_THREEPID_DENIED.
+async fn phones_denied<T>() -> Result<T> {
+    Err(Error::ThreepidDenied(
+        "this server cannot send text messages: phone numbers are not supported".into(),
+    ))
 }
 
 async fn no_phones<T>() -> Result<T> {
