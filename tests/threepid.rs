@@ -346,7 +346,7 @@ async fn addresses_are_bound_and_unbound_at_an_identity_server() {
     // /unbind without naming the server: the one it was bound at, signed by us.
     let (status, body) = s
         .post(
-            "/_matrix/client/v3/account/3pid/unbind",
+            "/_matrix/client/unstable/account/3pid/unbind",
             Some(&alice),
             json!({"medium": "email", "address": "alice@example.org"}),
         )
@@ -403,7 +403,11 @@ async fn addresses_are_bound_and_unbound_at_an_identity_server() {
 
     // Deactivation unbinds what was bound through us.
     let (status, _) = s
-        .post("/_matrix/client/v3/account/3pid/bind", Some(&alice), bind)
+        .post(
+            "/_matrix/client/unstable/account/3pid/bind",
+            Some(&alice),
+            bind,
+        )
         .await;
     assert_eq!(status, 200);
     let (status, body) = s

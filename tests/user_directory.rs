@@ -223,4 +223,7 @@ async fn support_information() {
     let plain = TestServer::start().await;
     let result = plain.get("/.well-known/matrix/support", None).await;
     assert_error(&result, 404, "M_NOT_FOUND");
+    // Not a policy server: said so (not an unknown endpoint).
+    let result = plain.get("/.well-known/matrix/policy_server", None).await;
+    assert_error(&result, 404, "M_NOT_FOUND");
 }

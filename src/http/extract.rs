@@ -597,7 +597,7 @@ where
     F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
 {
-    register(router, handler, false, Patches::default(), None)
+    register(router, handler, false, Patches::default(), None, false)
 }
 
 /// As `route`, answering `method` too, where deployed clients or servers use another
@@ -613,8 +613,22 @@ where
     F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
 {
-    let router = register(router, handler.clone(), false, Patches::default(), None);
-    register(router, handler, false, Patches::default(), Some(method))
+    let router = register(
+        router,
+        handler.clone(),
+        false,
+        Patches::default(),
+        None,
+        false,
+    );
+    register(
+        router,
+        handler,
+        false,
+        Patches::default(),
+        Some(method),
+        false,
+    )
 }
 
 /// Edits of the JSON on the way in and out of one endpoint, where Synapse and ruma differ
@@ -641,7 +655,23 @@ where
     F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
 {
-    register(router, handler, false, patch, None)
+    register(router, handler, false, patch, None, false)
+}
+
+/// As `route_patched`, also under `/_matrix/client/unstable/`, where Synapse serves the
+/// endpoint too and clients or test suites call it there.
+pub fn route_patched_with_unstable<T, F, Fut>(
+    router: Router<Arc<Homeserver>>,
+    handler: F,
+    patch: Patches,
+) -> Router<Arc<Homeserver>>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: AuthRequirement,
+    F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
+{
+    register(router, handler, false, patch, None, true)
 }
 
 /// As `route`, and also for the paths with the last argument left empty (`.../state/{type}`
@@ -656,8 +686,15 @@ where
     F: Fn(Arc<Homeserver>, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T::OutgoingResponse>> + Send + 'static,
 {
-    let router = register(router, handler.clone(), false, Patches::default(), None);
-    register(router, handler, true, Patches::default(), None)
+    let router = register(
+        router,
+        handler.clone(),
+        false,
+        Patches::default(),
+        None,
+        false,
+    );
+    register(router, handler, true, Patches::default(), None, false)
 }
 
 fn register<T, F, Fut>(
@@ -666,6 +703,7 @@ fn register<T, F, Fut>(
     empty_last: bool,
     patch: Patches,
     method: Option<MethodFilter>,
+    unstable_too: bool,
 ) -> Router<Arc<Homeserver>>
 where
     T: IncomingRequest + Send + 'static,
@@ -694,7 +732,17 @@ where
         }
     };
     let mut router = router;
-    for path in T::PATH_BUILDER.all_paths() {
+    let mut paths: Vec<String> = T::PATH_BUILDER.all_paths().map(str::to_owned).collect();
+    if unstable_too {
+        let unstable: Vec<String> = paths
+            .iter()
+            .filter_map(|p| p.strip_prefix("/_matrix/client/v3/"))
+            .map(|rest| format!("/_matrix/client/unstable/{rest}"))
+            .filter(|p| !paths.contains(p))
+            .collect();
+        paths.extend(unstable);
+    }
+    for path in &paths {
         if !empty_last {
             let method_router = on(method, service.clone());
             let method_router = if aliased {

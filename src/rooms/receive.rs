@@ -179,7 +179,7 @@ async fn receive(
 ) -> Result<(OwnedEventId, Received)> {
     let ctx = context::room_context(hs, room_id).await?;
     let pdu = verify_remote_pdu(&ctx, json, keys)?;
-    let _slot = hs.room_locks.lock_unbounded(room_id.as_str()).await;
+    let slot = hs.room_locks.lock_unbounded(room_id.as_str()).await;
     let mut w = hs.storage.begin_room_write(room_id.as_str()).await?;
     // An outlier (held for lookups) comes into the DAG now; its row is taken over.
     if w.event_by_id(pdu.event_id.as_str())
@@ -235,12 +235,18 @@ async fn receive(
         update_current_state(&mut w, &ctx).await?;
     }
     persist::finish(hs, w, &ctx, nid, &pdu, &before_auth.by_key, soft_failed).await?;
-    let outcome = if soft_failed {
-        Received::SoftFailed
-    } else {
-        Received::Accepted
-    };
-    Ok((pdu.event_id, outcome))
+    drop(slot);
+    if soft_failed {
+        return Ok((pdu.event_id, Received::SoftFailed));
+    }
+    if pdu.event_type == TimelineEventType::RoomGuestAccess && pdu.state_key.as_deref() == Some("")
+    {
+        // Another server's change of guest access: our guests leave as after a local one.
+        if let Err(e) = super::membership::remove_guests(hs, room_id).await {
+            tracing::warn!(%room_id, "guests not removed after guest access changed: {e}");
+        }
+    }
+    Ok((pdu.event_id, Received::Accepted))
 }
 
 fn new_event_of(pdu: &Pdu) -> NewEvent {

@@ -47,6 +47,16 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     router
         .route("/.well-known/matrix/server", get(well_known_server))
         .route("/.well-known/matrix/support", get(well_known_support))
+        .route(
+            "/.well-known/matrix/policy_server",
+            get(well_known_policy_server),
+        )
+}
+
+/// `/.well-known/matrix/policy_server`: axon is not a policy server, so 404 (the spec's
+/// answer when no policy server information is available), said plainly.
+async fn well_known_policy_server() -> crate::http::error::ApiError {
+    crate::error::Error::NotFound("this server is not a policy server".into()).into()
 }
 
 /// `/.well-known/matrix/support` from `well_known.support_contacts` and `support_page`;

@@ -28,7 +28,9 @@ use crate::{
     http::{
         Ruma,
         error::ApiError,
-        extract::{Authed, AuthedBody, MatrixQuery, Patches, route_patched},
+        extract::{
+            Authed, AuthedBody, MatrixQuery, Patches, route_patched, route_patched_with_unstable,
+        },
         route,
     },
     server::Homeserver,
@@ -52,9 +54,9 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route_patched(router, request_registration_token, secret_checked);
     let router = route_patched(router, request_password_reset_token, secret_checked);
     let router = route_patched(router, add, secret_checked);
-    let router = route_patched(router, bind, secret_checked);
+    let router = route_patched_with_unstable(router, bind, secret_checked);
     let router = route(router, delete);
-    let router = route(router, unbind);
+    let router = route_patched_with_unstable(router, unbind, Patches::default());
     let router = route(
         router,
         |_: Arc<Homeserver>, _: Ruma<request_3pid_management_token_via_msisdn::v3::Request>| {
