@@ -167,3 +167,92 @@ async fn wrong_password_is_refused() {
         Some(&matrix_sdk::ruma::api::error::ErrorKind::Forbidden)
     );
 }
+
+/// Finding messages and people, and TURN for calls, as matrix-sdk asks for them: the
+/// user directory through its own call; search and the TURN servers through ruma
+/// requests the client sends with its session.
+#[tokio::test]
+async fn search_user_directory_and_turn_servers() {
+    use matrix_sdk::ruma::api::client::{search::search_events, voip::get_turn_server_info};
+    let server = TestServer::start_with(|env| {
+        env.insert(
+            "AXON_VOIP__TURN_URIS".into(),
+            r#"["turn:turn.example.org:3478?transport=udp"]"#.into(),
+        );
+        env.insert(
+            "AXON_VOIP__TURN_SHARED_SECRET".into(),
+            "coturn-secret".into(),
+        );
+    })
+    .await;
+    let alice = client(&server.base).await;
+    register(&alice, "alice", "alice-password").await;
+    let bob = client(&server.base).await;
+    register(&bob, "bob", "bob-password").await;
+    bob.account()
+        .set_display_name(Some("Bobby Tables"))
+        .await
+        .unwrap();
+    let room = alice
+        .create_room(matrix_sdk::ruma::api::client::room::create_room::v3::Request::new())
+        .await
+        .unwrap();
+    room.invite_user_by_id(bob.user_id().unwrap())
+        .await
+        .unwrap();
+    bob.join_room_by_id(room.room_id()).await.unwrap();
+    room.send(
+        matrix_sdk::ruma::events::room::message::RoomMessageEventContent::text_plain(
+            "the quarterly llama report is ready",
+        ),
+    )
+    .await
+    .unwrap();
+
+    // alice finds bob, who shares a room with her, by a word of his name.
+    let found = alice.search_users("tabl", 10).await.unwrap();
+    let ids: Vec<String> = found
+        .results
+        .iter()
+        .map(|u| u.user_id.to_string())
+        .collect();
+    assert_eq!(ids, vec!["@bob:localhost".to_owned()]);
+    assert_eq!(
+        found.results[0].display_name.as_deref(),
+        Some("Bobby Tables")
+    );
+
+    // bob finds the message by a stemmed word.
+    let criteria = search_events::v3::Criteria::new("llamas".to_owned());
+    let mut categories = search_events::v3::Categories::new();
+    categories.room_events = Some(criteria);
+    let answer = bob
+        .send(search_events::v3::Request::new(categories))
+        .await
+        .unwrap();
+    let events = answer.search_categories.room_events;
+    assert_eq!(events.count, Some(1u32.into()));
+    let hit = events.results[0]
+        .result
+        .as_ref()
+        .unwrap()
+        .deserialize()
+        .unwrap();
+    assert_eq!(hit.room_id(), room.room_id());
+
+    // TURN credentials made from the shared secret, for this user.
+    let turn = alice
+        .send(get_turn_server_info::v3::Request::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        turn.uris,
+        vec!["turn:turn.example.org:3478?transport=udp".to_owned()]
+    );
+    assert!(
+        turn.username.ends_with(":@alice:localhost"),
+        "{}",
+        turn.username
+    );
+    assert!(!turn.password.is_empty());
+}
