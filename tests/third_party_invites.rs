@@ -149,8 +149,8 @@ async fn forged_or_revoked_invites_invite_no_one() {
     let (bob, _) = s.register("bob", "pw").await;
     let (eve, _) = s.register("eve", "pw").await;
 
-    // Signed by a key the room does not know: the callback is answered (the identity
-    // server cannot fix it) but no one is invited.
+    // Signed by a key the room does not know: the callback is refused and no one is
+    // invited.
     let room = s.create_room(&alice, json!({})).await;
     let (status, _) = invite_by_email(&s, &ids, &alice, &room, "bob@example.org").await;
     assert_eq!(status, 200);
@@ -164,7 +164,7 @@ async fn forged_or_revoked_invites_invite_no_one() {
             &stranger,
         )
         .await;
-    assert_eq!(status, 200, "{answer}");
+    assert_eq!(status, 400, "{answer}");
     let (status, _) = member_state(&s, &alice, &room, "@bob:localhost").await;
     assert_eq!(status, 404);
     let (status, _) = s
@@ -190,7 +190,7 @@ async fn forged_or_revoked_invites_invite_no_one() {
             &ids.key,
         )
         .await;
-    assert_eq!(status, 200, "{answer}");
+    assert_eq!(status, 403, "{answer}");
     let (status, _) = member_state(&s, &alice, &room2, "@eve:localhost").await;
     assert_eq!(status, 404);
     let (status, _) = s

@@ -51,8 +51,9 @@ pub async fn invite(
 }
 
 /// `POST /_matrix/federation/v1/3pid/onbind` (from an identity server): the invites of the
-/// newly bound address become invites of our user. Each invite is tried on its own; one
-/// that fails (a bad signature, a revoked key, a room gone) is logged and skipped.
+/// newly bound address become invites of our user. Each invite is tried on its own; when
+/// one fails (a bad signature, a revoked key, a room gone) the others still go, and the
+/// answer is the last failure (as Synapse answers), so the identity server learns of it.
 pub async fn on_bind(hs: &Homeserver, request: &bind_callback::v1::Request) -> Result<()> {
     let ours = hs.config.server_name();
     if request.mxid.server_name() != ours {
@@ -60,23 +61,26 @@ pub async fn on_bind(hs: &Homeserver, request: &bind_callback::v1::Request) -> R
             "that user is not on this server".into(),
         ));
     }
+    let mut last_failure = None;
     for invite in &request.invites {
         if invite.mxid != request.mxid {
             continue;
         }
-        let signed: JsonValue = match serde_json::from_str(invite.signed.json().get()) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::info!(room_id = %invite.room_id, "3PID invite with bad signed: {e}");
-                continue;
+        let result = match serde_json::from_str::<JsonValue>(invite.signed.json().get()) {
+            Ok(signed) => {
+                exchange_for(hs, &invite.room_id, &invite.sender, &invite.mxid, &signed).await
             }
+            Err(e) => Err(Error::BadJson(format!("signed: {e}"))),
         };
-        let result = exchange_for(hs, &invite.room_id, &invite.sender, &invite.mxid, &signed).await;
         if let Err(e) = result {
             tracing::info!(room_id = %invite.room_id, "3PID invite not exchanged: {e}");
+            last_failure = Some(e);
         }
     }
-    Ok(())
+    match last_failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Makes the member invite: here when the inviter is ours, else by asking the inviter's
