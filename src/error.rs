@@ -73,6 +73,17 @@ pub enum Error {
     UserSuspended,
     #[error("this account has been locked by the server's admins")]
     UserLocked,
+    /// An application service did not answer as it should (its ping): the spec's status
+    /// and errcode for what went wrong.
+    #[error("{message}")]
+    AppserviceFailed {
+        status: u16,
+        errcode: &'static str,
+        message: String,
+    },
+    /// An application service claims it alone.
+    #[error("{0}")]
+    Exclusive(String),
     #[error("{0}")]
     ThreepidDenied(String),
     #[error("{0}")]

@@ -1,6 +1,7 @@
 //! axon, a Matrix homeserver. See ARCHITECTURE.md for where each part lives.
 
 pub mod api;
+pub mod appservice;
 pub mod config;
 pub mod e2ee;
 pub mod error;

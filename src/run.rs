@@ -252,6 +252,10 @@ pub async fn serve_on(
     crate::server::wake::spawn_listener(&hs);
     crate::housekeeping::spawn(&hs);
     crate::push::delivery::spawn_worker(&hs);
+    crate::users::appservice::ensure_senders(&hs)
+        .await
+        .map_err(|e| anyhow::anyhow!("application services: {e}"))?;
+    crate::appservice::spawn_workers(&hs);
     let limits = &hs.config.limits;
     let connection_limits = crate::http::serve::ConnectionLimits {
         max_connections: limits.max_connections,

@@ -59,6 +59,7 @@ mod tests {
             is_guest: guest,
             is_suspended: false,
             is_locked: false,
+            appservice: None,
         }
     }
 

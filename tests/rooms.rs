@@ -623,6 +623,7 @@ async fn state_storage_grows_linearly() {
             content: json!({"membership": "join"}),
             state_key: Some(user.to_string()),
             redacts: None,
+            origin_server_ts: None,
         };
         axon::rooms::send::send(&s.hs, &room, &user, join, None)
             .await

@@ -99,7 +99,7 @@ impl AppservicesConfig {
             let registration = load_file(file)?;
             let clash = |what: &str| {
                 ConfigError::new(
-                    &format!("appservices.config_files: {}", file.display()),
+                    format!("appservices.config_files: {}", file.display()),
                     format!("{what} is already used by another registration"),
                 )
             };
@@ -108,7 +108,8 @@ impl AppservicesConfig {
                     return Err(clash(&format!("id {:?}", registration.id)));
                 }
                 let tokens = [&other.as_token, &other.hs_token];
-                if tokens.contains(&&registration.as_token) || tokens.contains(&&registration.hs_token)
+                if tokens.contains(&&registration.as_token)
+                    || tokens.contains(&&registration.hs_token)
                 {
                     return Err(clash("a token"));
                 }
@@ -126,34 +127,36 @@ fn load_file(file: &Path) -> Result<Registration, ConfigError> {
     let key = |field: &str| format!("appservices.config_files: {} `{field}`", file.display());
     let text = std::fs::read_to_string(file).map_err(|e| {
         ConfigError::new(
-            &format!("appservices.config_files: {}", file.display()),
+            format!("appservices.config_files: {}", file.display()),
             format!("cannot read it: {e}"),
         )
     })?;
     let raw: RawRegistration = serde_yaml_ng::from_str(&text).map_err(|e| {
         ConfigError::new(
-            &format!("appservices.config_files: {}", file.display()),
+            format!("appservices.config_files: {}", file.display()),
             format!("not a registration: {e}"),
         )
     })?;
     let required = |value: Option<String>, field: &str| {
         value
             .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| ConfigError::new(&key(field), "is required"))
+            .ok_or_else(|| ConfigError::new(key(field), "is required"))
     };
     let id = required(raw.id, "id")?;
     let as_token = required(raw.as_token, "as_token")?;
     let hs_token = required(raw.hs_token, "hs_token")?;
     let sender_localpart = required(raw.sender_localpart, "sender_localpart")?;
     if as_token == hs_token {
-        return Err(ConfigError::new(
-            &key("hs_token"),
+        return Err(ConfigError::new(key("hs_token"),
             "must differ from as_token",
         ));
     }
-    if ruma::UserId::parse(format!("@{sender_localpart}:a.example")).is_err() {
-        return Err(ConfigError::new(
-            &key("sender_localpart"),
+    // The spec's (historical) localpart grammar: printable ASCII, no colon.
+    let grammar = sender_localpart
+        .bytes()
+        .all(|b| (0x21..=0x7e).contains(&b) && b != b':');
+    if !grammar || ruma::UserId::parse(format!("@{sender_localpart}:a.example")).is_err() {
+        return Err(ConfigError::new(key("sender_localpart"),
             format!("{sender_localpart:?} is not a valid localpart"),
         ));
     }
@@ -163,8 +166,7 @@ fn load_file(file: &Path) -> Result<Registration, ConfigError> {
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https"));
             if parsed.is_none() {
-                return Err(ConfigError::new(
-                    &key("url"),
+                return Err(ConfigError::new(key("url"),
                     format!("{url:?} is not an http(s) URL"),
                 ));
             }
@@ -182,8 +184,7 @@ fn load_file(file: &Path) -> Result<Registration, ConfigError> {
                         exclusive: n.exclusive,
                     })
                     .map_err(|e| {
-                        ConfigError::new(
-                            &key(&format!("namespaces.{field}")),
+                        ConfigError::new(key(&format!("namespaces.{field}")),
                             format!("bad regex {:?}: {e}", n.regex),
                         )
                     })
@@ -204,7 +205,10 @@ fn load_file(file: &Path) -> Result<Registration, ConfigError> {
         namespaces,
         rate_limited: raw.rate_limited.unwrap_or(true),
         protocols: raw.protocols.unwrap_or_default(),
-        receive_ephemeral: raw.receive_ephemeral.or(raw.push_ephemeral).unwrap_or(false),
+        receive_ephemeral: raw
+            .receive_ephemeral
+            .or(raw.push_ephemeral)
+            .unwrap_or(false),
         device_info: raw.msc3202.unwrap_or(false),
         device_management: raw.msc4190.unwrap_or(false),
         file: file.to_owned(),
@@ -238,5 +242,94 @@ impl Registration {
 
     pub fn is_interested_in_room(&self, room_id: &str) -> bool {
         Self::matches(&self.namespaces.rooms, room_id, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        file
+    }
+
+    const GOOD: &str = "id: irc\nurl: http://127.0.0.1:9999\nas_token: a1\nhs_token: h1\n\
+        sender_localpart: _irc_bot\nnamespaces:\n  users:\n    - exclusive: true\n      regex: '@_irc_.*'\n";
+
+    fn dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "axon-appservice-config-{}-{}",
+            std::process::id(),
+            crate::secrets::random_id(8)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_registration_loads_with_its_namespaces() {
+        let dir = dir();
+        let file = write(&dir, "irc.yaml", GOOD);
+        let loaded = AppservicesConfig {
+            config_files: vec![file],
+        }
+        .load()
+        .unwrap();
+        let irc = &loaded[0];
+        assert_eq!(irc.id, "irc");
+        assert!(irc.rate_limited);
+        assert!(irc.claims_user("@_irc_bob:example.org"));
+        assert!(!irc.claims_user("@bob:example.org"));
+        // Matched from the start, as Synapse matches.
+        assert!(!irc.claims_user("@x@_irc_bob:example.org"));
+        assert!(irc.is_interested_in_user("@_irc_bot:example.org", "example.org"));
+    }
+
+    #[test]
+    fn bad_registrations_are_refused_naming_the_file_and_field() {
+        let dir = dir();
+        let cases = [
+            (
+                "regex.yaml",
+                GOOD.replace("'@_irc_.*'", "'@_irc_(.*'"),
+                "namespaces.users",
+            ),
+            ("token.yaml", GOOD.replace("as_token: a1\n", ""), "as_token"),
+            (
+                "url.yaml",
+                GOOD.replace("http://127.0.0.1:9999", "ftp://x"),
+                "url",
+            ),
+            (
+                "sender.yaml",
+                GOOD.replace("_irc_bot", "bad sender"),
+                "sender_localpart",
+            ),
+        ];
+        for (name, text, field) in cases {
+            let file = write(&dir, name, &text);
+            let e = AppservicesConfig {
+                config_files: vec![file],
+            }
+            .load()
+            .unwrap_err();
+            assert!(e.key.contains(name) && e.key.contains(field), "{e}");
+        }
+        let first = write(&dir, "one.yaml", GOOD);
+        let second = write(&dir, "two.yaml", &GOOD.replace("id: irc", "id: other"));
+        let e = AppservicesConfig {
+            config_files: vec![first, second],
+        }
+        .load()
+        .unwrap_err();
+        assert!(e.reason.contains("already used"), "{e}");
+        let missing = AppservicesConfig {
+            config_files: vec![dir.join("nope.yaml")],
+        }
+        .load()
+        .unwrap_err();
+        assert!(missing.reason.contains("cannot read"), "{missing}");
     }
 }

@@ -6,12 +6,14 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 use ruma::{OwnedServerName, ServerName};
 use serde::Deserialize;
 
+mod appservices;
 mod client;
 mod email;
 mod env;
 mod federation;
 mod limits;
 
+pub use appservices::{AppservicesConfig, Namespace, Namespaces, Registration};
 pub use client::{SupportContact, UserDirectoryConfig, VoipConfig, WellKnownConfig};
 pub use email::{EmailConfig, SmtpTls};
 pub use federation::{FederationConfig, TrustedKeyServer};
@@ -69,6 +71,11 @@ pub struct Config {
     pub voip: VoipConfig,
     #[serde(default)]
     pub email: EmailConfig,
+    #[serde(default)]
+    pub appservices: AppservicesConfig,
+    /// The registrations `appservices.config_files` hold, read and checked at load.
+    #[serde(skip)]
+    pub appservice_registrations: Vec<Registration>,
     /// Which non-public addresses outbound requests (push gateways) may reach.
     #[serde(default)]
     pub outbound: crate::outbound::OutboundConfig,
@@ -538,7 +545,7 @@ impl Config {
         // version). When a value from the environment has the wrong type for its key, it
         // is read again as the string it was, once per key.
         let mut retyped = std::collections::BTreeSet::new();
-        let config: Config = loop {
+        let mut config: Config = loop {
             match serde_path_to_error::deserialize(toml::Value::Table(table.clone())) {
                 Ok(config) => break config,
                 Err(e) => {
@@ -559,6 +566,7 @@ impl Config {
             }
         };
         config.validate()?;
+        config.appservice_registrations = config.appservices.load()?;
         Ok(config)
     }
 

@@ -77,7 +77,14 @@ pub async fn room_alias(
 ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
     let ours = hs.config.server_name();
     if alias.server_name() == ours || !hs.config.federation_enabled() {
-        let room_id = crate::rooms::aliases::resolve(hs, alias).await?;
+        let room_id = match crate::rooms::aliases::resolve(hs, alias).await {
+            // An appservice may make an alias of its namespace on demand: asked, then
+            // looked up again.
+            Err(Error::NotFound(_)) if crate::appservice::query_alias(hs, alias).await => {
+                crate::rooms::aliases::resolve(hs, alias).await?
+            }
+            other => other?,
+        };
         let mut servers = vec![ours.to_owned()];
         if hs.config.federation_enabled() {
             for server in hs.storage.room_servers(room_id.as_str()).await? {

@@ -139,6 +139,10 @@ fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::UserSuspended => (S::FORBIDDEN, "M_USER_SUSPENDED"),
         Error::UserLocked => (S::UNAUTHORIZED, "M_USER_LOCKED"),
         Error::ThreepidDenied(_) => (S::FORBIDDEN, "M_THREEPID_DENIED"),
+        Error::Exclusive(_) => (S::BAD_REQUEST, "M_EXCLUSIVE"),
+        Error::AppserviceFailed {
+            status, errcode, ..
+        } => (S::from_u16(*status).unwrap_or(S::BAD_GATEWAY), errcode),
         Error::ThreepidMediumNotSupported(_) => (S::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED"),
         Error::ThreepidInUse => (S::BAD_REQUEST, "M_THREEPID_IN_USE"),
         Error::ThreepidNotFound(_) => (S::BAD_REQUEST, "M_THREEPID_NOT_FOUND"),

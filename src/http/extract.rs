@@ -39,6 +39,9 @@ pub enum TokenUse {
     Ignored,
     Optional,
     Required,
+    /// Only an application service's token counts (registration and login of its users);
+    /// any other is ignored, as before there were appservices.
+    AppserviceOptional,
     /// Another server's X-Matrix signature, not an access token.
     Server,
 }
@@ -60,13 +63,11 @@ impl AuthRequirement for AccessToken {
 impl AuthRequirement for AccessTokenOptional {
     const TOKEN: TokenUse = TokenUse::Optional;
 }
-// Application services are not supported yet; their tokens are treated as user tokens
-// where required and ignored where optional (register, login), so ordinary clients work.
 impl AuthRequirement for AppserviceToken {
     const TOKEN: TokenUse = TokenUse::Required;
 }
 impl AuthRequirement for AppserviceTokenOptional {
-    const TOKEN: TokenUse = TokenUse::Ignored;
+    const TOKEN: TokenUse = TokenUse::AppserviceOptional;
 }
 impl AuthRequirement for ServerSignatures {
     const TOKEN: TokenUse = TokenUse::Server;
@@ -220,15 +221,42 @@ impl axum::extract::FromRequestParts<Arc<Homeserver>> for Authed {
     ) -> Result<Self, ApiError> {
         let client = client_info(parts);
         let token = access_token(parts).ok_or(Error::MissingToken)?;
-        let requester = users::authenticate(hs, &token, &client).await?;
+        let requester =
+            users::authenticate_masquerading(hs, &token, &client, masquerade(parts)).await?;
         check_guest(parts, &requester)?;
-        hs.rate_limiter
-            .check(Action::Request, requester.user_id.as_str())?;
+        if !unlimited_appservice(hs, &requester) {
+            hs.rate_limiter
+                .check(Action::Request, requester.user_id.as_str())?;
+        }
         Ok(Self(requester))
     }
 }
 
 /// A guest may only call the endpoints `users::guests` lists.
+/// `user_id=` and `device_id=` of the query (only an appservice's token may use them).
+fn masquerade(parts: &http::request::Parts) -> users::appservice::Masquerade {
+    let query = parts.uri.query().unwrap_or_default();
+    let find = |name: &str| {
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == name).then(|| percent_decode(v))
+        })
+    };
+    users::appservice::Masquerade {
+        user_id: find("user_id"),
+        device_id: find("device_id").or_else(|| find("org.matrix.msc3202.device_id")),
+    }
+}
+
+/// An appservice whose registration says `rate_limited: false`.
+fn unlimited_appservice(hs: &Homeserver, requester: &Requester) -> bool {
+    requester
+        .appservice
+        .as_deref()
+        .and_then(|id| users::appservice::by_id(hs, id))
+        .is_some_and(|r| !r.rate_limited)
+}
+
 /// What the account may call: a guest the guest endpoints; a locked or suspended account
 /// what `users::moderation` allows.
 fn check_guest(parts: &http::request::Parts, requester: &Requester) -> Result<(), Error> {
@@ -447,9 +475,20 @@ where
         };
         let token = access_token(&parts);
         let requester = match (token_use, token) {
-            (TokenUse::Ignored | TokenUse::Server, _) | (TokenUse::Optional, None) => None,
+            (TokenUse::Ignored | TokenUse::Server, _)
+            | (TokenUse::Optional | TokenUse::AppserviceOptional, None) => None,
             (TokenUse::Required, None) => return Err(Error::MissingToken.into()),
-            (_, Some(token)) => Some(users::authenticate(hs, &token, &client).await?),
+            (TokenUse::AppserviceOptional, Some(token)) => {
+                match users::appservice::by_token(hs, &token) {
+                    Some(registration) => Some(
+                        users::appservice::requester(hs, registration, masquerade(&parts)).await?,
+                    ),
+                    None => None,
+                }
+            }
+            (_, Some(token)) => Some(
+                users::authenticate_masquerading(hs, &token, &client, masquerade(&parts)).await?,
+            ),
         };
         if let Some(requester) = &requester {
             check_guest(&parts, requester)?;
@@ -458,6 +497,7 @@ where
         // registration) have their own, stricter limits in the domain.
         if T::RATE_LIMITED
             && let Some(requester) = &requester
+            && !unlimited_appservice(hs, requester)
         {
             hs.rate_limiter
                 .check(Action::Request, requester.user_id.as_str())?;

@@ -32,6 +32,16 @@ fn check_local(hs: &Homeserver, alias: &RoomAliasId) -> Result<()> {
     Ok(())
 }
 
+/// An alias an application service claims alone is its to make (400 `M_EXCLUSIVE`).
+pub fn check_claim(hs: &Homeserver, requester: &Requester, alias: &RoomAliasId) -> Result<()> {
+    match crate::users::appservice::claimed_alias(hs, alias.as_str()) {
+        Some(r) if requester.appservice.as_deref() != Some(r.id.as_str()) => Err(Error::Exclusive(
+            "this alias is reserved by an application service".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `PUT /directory/room/{alias}`: members may name a room.
 pub async fn create(
     hs: &Homeserver,
@@ -40,6 +50,7 @@ pub async fn create(
     room_id: &RoomId,
 ) -> Result<()> {
     check_local(hs, alias)?;
+    check_claim(hs, requester, alias)?;
     super::context::require_joined(hs, requester, room_id).await?;
     if !hs
         .storage
@@ -107,6 +118,7 @@ pub async fn delete(hs: &Homeserver, requester: &Requester, alias: &RoomAliasId)
                 "m.room.canonical_alias",
                 "",
                 content,
+                None,
             )
             .await;
             if let Err(e) = sent {

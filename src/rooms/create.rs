@@ -67,6 +67,7 @@ fn state(event_type: &str, state_key: &str, content: JsonValue) -> NewEvent {
         content,
         state_key: Some(state_key.to_owned()),
         redacts: None,
+        origin_server_ts: None,
     }
 }
 
@@ -97,10 +98,11 @@ pub async fn create_room(
         Some(name) => Some(aliases::local_alias(hs, name)?),
         None => None,
     };
-    if let Some(alias) = &alias
-        && hs.storage.alias(alias.as_str()).await?.is_some()
-    {
-        return Err(Error::RoomInUse);
+    if let Some(alias) = &alias {
+        aliases::check_claim(hs, requester, alias)?;
+        if hs.storage.alias(alias.as_str()).await?.is_some() {
+            return Err(Error::RoomInUse);
+        }
     }
     let mut create_content = match req.creation_content.clone() {
         Some(JsonValue::Object(m)) => m,

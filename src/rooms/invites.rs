@@ -299,6 +299,7 @@ pub async fn decline_locally(
             content,
             state_key: Some(user_id.to_string()),
             redacts: None,
+            origin_server_ts: None,
         },
         &Placement {
             room_id: Some(room_id),

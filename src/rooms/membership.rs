@@ -16,6 +16,7 @@ fn member_event(target: &UserId, content: JsonValue) -> NewEvent {
         content,
         state_key: Some(target.to_string()),
         redacts: None,
+        origin_server_ts: None,
     }
 }
 
@@ -349,6 +350,7 @@ pub async fn remove_guests(hs: &Homeserver, room_id: &RoomId) -> Result<()> {
             is_guest: true,
             is_suspended: false,
             is_locked: false,
+            appservice: None,
         };
         if let Err(e) = leave(hs, &guest, room_id, Some("guest access was revoked")).await {
             tracing::warn!(%room_id, user = %guest.user_id, "guest not removed: {e}");

@@ -170,6 +170,8 @@ pub struct NewEvent {
     pub content: JsonValue,
     pub state_key: Option<String>,
     pub redacts: Option<OwnedEventId>,
+    /// An application service's `ts` (timestamp massaging); None: now.
+    pub origin_server_ts: Option<MilliSecondsSinceUnixEpoch>,
 }
 
 /// Where a new event goes in the DAG.

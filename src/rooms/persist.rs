@@ -108,7 +108,8 @@ pub async fn build_checked(
             auth_events: &auth_events,
             depth,
         },
-        MilliSecondsSinceUnixEpoch::now(),
+        new.origin_server_ts
+            .unwrap_or_else(MilliSecondsSinceUnixEpoch::now),
     )?;
     check_auth(&ctx.rules, &pdu, &auth)?;
     Ok(Checked {

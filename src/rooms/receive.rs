@@ -255,6 +255,7 @@ fn new_event_of(pdu: &Pdu) -> NewEvent {
         content: pdu.content_json(),
         state_key: pdu.state_key.clone(),
         redacts: pdu.redacts.clone(),
+        origin_server_ts: None,
     }
 }
 

@@ -59,6 +59,7 @@ pub async fn redact(
         content,
         state_key: None,
         redacts: Some(target.to_owned()),
+        origin_server_ts: None,
     };
     send::send_once(hs, room_id, &requester.user_id, new, device, txn_id).await
 }

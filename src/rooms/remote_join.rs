@@ -122,6 +122,7 @@ pub async fn adopt_joined_room(
         content: pdu.content_json(),
         state_key: pdu.state_key.clone(),
         redacts: None,
+        origin_server_ts: None,
     };
     let keys_needed = auth_keys(&ctx.rules, &pdu.sender, &new)?;
     let at_before: StateNids = keys_needed

@@ -102,6 +102,7 @@ async fn membership_template(
         content,
         state_key: Some(user_id.to_string()),
         redacts: None,
+        origin_server_ts: None,
     };
     let template = {
         let _slot = hs.room_locks.lock(room_id.as_str()).await?;

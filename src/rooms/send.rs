@@ -142,6 +142,7 @@ pub async fn send_state(
     event_type: &str,
     state_key: &str,
     content: JsonValue,
+    origin_server_ts: Option<ruma::MilliSecondsSinceUnixEpoch>,
 ) -> Result<OwnedEventId> {
     if event_type == "m.room.canonical_alias" {
         super::aliases::check_canonical_alias(hs, room_id, &content).await?;
@@ -151,6 +152,7 @@ pub async fn send_state(
         content,
         state_key: Some(state_key.to_owned()),
         redacts: None,
+        origin_server_ts,
     };
     let event_id = send_state_once(hs, room_id, sender, new).await?;
     if event_type == "m.room.guest_access" {

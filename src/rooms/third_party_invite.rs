@@ -106,6 +106,7 @@ pub async fn invite_unbound(
             content,
             state_key: Some(stored.token),
             redacts: None,
+            origin_server_ts: None,
         },
         None,
     )
@@ -159,6 +160,7 @@ pub async fn exchange(
             content,
             state_key: Some(invitee.to_string()),
             redacts: None,
+            origin_server_ts: None,
         },
         None,
     )

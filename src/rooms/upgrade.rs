@@ -174,6 +174,7 @@ pub async fn upgrade(
             content: json!({}),
             state_key: Some(String::new()),
             redacts: None,
+            origin_server_ts: None,
         };
         if let Err(e) = send::send(hs, old, &requester.user_id, cleared, None).await {
             tracing::warn!(room = %old, "could not clear the upgraded room's canonical alias: {e}");
@@ -199,6 +200,7 @@ pub async fn upgrade(
         content: quiet,
         state_key: Some(String::new()),
         redacts: None,
+        origin_server_ts: None,
     };
     // The old power levels may not allow this (e.g. no power levels event); the upgrade
     // itself has happened, so a refusal here is logged rather than failing it.
@@ -219,6 +221,7 @@ async fn send_tombstone(
         content: json!({ "body": "This room has been replaced", "replacement_room": new_room }),
         state_key: Some(String::new()),
         redacts: None,
+        origin_server_ts: None,
     };
     send::send(hs, old, &requester.user_id, tombstone, None).await
 }

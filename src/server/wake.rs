@@ -40,6 +40,12 @@ impl Notifier {
         self.closing.send_replace(true);
     }
 
+    /// Resolves once shutdown has begun.
+    pub async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        let _ = closing.wait_for(|c| *c).await;
+    }
+
     /// Whether shutdown has begun.
     pub fn is_closing(&self) -> bool {
         *self.closing.borrow()

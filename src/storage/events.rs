@@ -34,7 +34,7 @@ pub struct StoredEvent {
     pub outlier: bool,
 }
 
-const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased, outlier";
+pub(crate) const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased, outlier";
 /// EVENT_COLUMNS of a table aliased `e`.
 const E_EVENT_COLUMNS: &str = "e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id, e.replaces_nid, e.sender_erased, e.outlier";
 

@@ -9,6 +9,7 @@ use sqlx::{
 };
 
 pub mod account_data;
+pub mod appservices;
 pub mod backfill;
 pub mod backup;
 pub mod device_lists;

@@ -20,6 +20,12 @@ pub enum Credentials<'a> {
         password: &'a str,
     },
     Token(&'a str),
+    /// `m.login.application_service`: an appservice logs one of its users in (a device
+    /// for it), with its own token.
+    Appservice {
+        identifier: Option<&'a UserIdentifier>,
+        appservice: Option<&'a Requester>,
+    },
 }
 
 pub struct LoginRequest<'a> {
@@ -105,6 +111,37 @@ pub async fn login(
             // deactivated by other means; reported after the password so it leaks nothing.
             if row.is_some_and(|u| u.deactivated) {
                 return Err(Error::UserDeactivated);
+            }
+            user_id
+        }
+        Credentials::Appservice {
+            identifier,
+            appservice,
+        } => {
+            let Some(appservice) = appservice else {
+                return Err(Error::MissingToken);
+            };
+            let Some(UserIdentifier::Matrix(id)) = identifier else {
+                return Err(Error::MissingParam("a user identifier is required".into()));
+            };
+            let user_id = qualify_user_id(hs, &id.user)?;
+            let registration = appservice
+                .appservice
+                .as_deref()
+                .and_then(|id| super::appservice::by_id(hs, id))
+                .ok_or_else(|| Error::Internal("the appservice's registration is gone".into()))?;
+            if !super::appservice::owns_user(hs, registration, &user_id) {
+                return Err(Error::Exclusive(
+                    "that user is not in the application service's namespaces".into(),
+                ));
+            }
+            if hs
+                .storage
+                .user(user_id.as_str())
+                .await?
+                .is_none_or(|u| u.deactivated)
+            {
+                return Err(Error::Forbidden("no such user".into()));
             }
             user_id
         }

@@ -12,6 +12,7 @@ use crate::{
 
 pub mod account;
 pub mod account_data;
+pub mod appservice;
 pub mod devices;
 pub mod directory;
 pub mod guests;
@@ -36,6 +37,8 @@ pub struct Requester {
     pub is_suspended: bool,
     /// Locked by an admin: may only log out.
     pub is_locked: bool,
+    /// The application service acting (its registration's ID), by its `as_token`.
+    pub appservice: Option<String>,
 }
 
 /// Facts about the client connection that domain code records or rate-limits by.
@@ -54,6 +57,20 @@ impl ClientInfo {
 /// Resolves an access token to its user and device. An expired token is a soft logout:
 /// the client may refresh and carry on.
 pub async fn authenticate(hs: &Homeserver, token: &str, client: &ClientInfo) -> Result<Requester> {
+    authenticate_masquerading(hs, token, client, appservice::Masquerade::default()).await
+}
+
+/// `authenticate`, where an application service's token may act as one of its users
+/// (and devices).
+pub async fn authenticate_masquerading(
+    hs: &Homeserver,
+    token: &str,
+    client: &ClientInfo,
+    masquerade: appservice::Masquerade,
+) -> Result<Requester> {
+    if let Some(registration) = appservice::by_token(hs, token) {
+        return appservice::requester(hs, registration, masquerade).await;
+    }
     let row = hs
         .storage
         .access_token(&secrets::token_hash(token))
@@ -90,6 +107,7 @@ pub async fn authenticate(hs: &Homeserver, token: &str, client: &ClientInfo) -> 
         is_guest: row.is_guest,
         is_suspended: row.suspended,
         is_locked: row.locked,
+        appservice: None,
     })
 }
 

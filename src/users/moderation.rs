@@ -163,6 +163,7 @@ mod tests {
             is_guest: false,
             is_suspended: suspended,
             is_locked: locked,
+            appservice: None,
         }
     }
 

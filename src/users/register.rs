@@ -6,7 +6,7 @@ use ruma::{
 };
 
 use super::{
-    ClientInfo, IssuedTokens, start_session,
+    ClientInfo, IssuedTokens, Requester, start_session,
     uia::{self, UiaAction},
 };
 use crate::secrets;
@@ -30,6 +30,10 @@ pub struct RegisterRequest<'a> {
     /// A guest's access token: the registration upgrades that guest to a full account,
     /// keeping its user ID.
     pub guest_access_token: Option<&'a str>,
+    /// `type: m.login.application_service`: an appservice registers one of its users.
+    pub appservice_type: bool,
+    /// The appservice behind the request's token, if it is one's.
+    pub appservice: Option<&'a Requester>,
 }
 
 pub struct Registered {
@@ -40,6 +44,16 @@ pub struct Registered {
 
 /// Checks a requested localpart against the spec's grammar for new user IDs.
 pub fn check_localpart(hs: &Homeserver, localpart: &str) -> Result<OwnedUserId> {
+    if localpart.starts_with('_') {
+        return Err(Error::InvalidUsername(
+            "usernames starting with _ are reserved".into(),
+        ));
+    }
+    check_localpart_grammar(hs, localpart)
+}
+
+/// The grammar alone (appservices may register `_`-prefixed names, as Synapse allows).
+fn check_localpart_grammar(hs: &Homeserver, localpart: &str) -> Result<OwnedUserId> {
     if localpart.is_empty() {
         return Err(Error::InvalidUsername("username must not be empty".into()));
     }
@@ -49,11 +63,6 @@ pub fn check_localpart(hs: &Homeserver, localpart: &str) -> Result<OwnedUserId> 
     {
         return Err(Error::InvalidUsername(
             "username may contain only a-z, 0-9, and . _ = - / +".into(),
-        ));
-    }
-    if localpart.starts_with('_') {
-        return Err(Error::InvalidUsername(
-            "usernames starting with _ are reserved".into(),
         ));
     }
     let user_id = UserId::parse_with_server_name(localpart, hs.config.server_name())
@@ -79,7 +88,45 @@ pub async fn username_available(
     if hs.storage.localpart_exists(user_id.localpart()).await? {
         return Err(Error::UserInUse);
     }
+    super::appservice::check_not_claimed(hs, &user_id, None)?;
     Ok(true)
+}
+
+/// `POST /register` with `type: m.login.application_service` and the appservice's token:
+/// one of its users, made without user-interactive auth or a password.
+async fn register_for_appservice(
+    hs: &Homeserver,
+    req: &RegisterRequest<'_>,
+    client: &ClientInfo,
+) -> Result<Registered> {
+    let Some(appservice) = req.appservice else {
+        return Err(Error::MissingToken);
+    };
+    if !req.appservice_type {
+        return Err(Error::InvalidParam(
+            "an application service registers with type m.login.application_service".into(),
+        ));
+    }
+    let registration = appservice
+        .appservice
+        .as_deref()
+        .and_then(|id| super::appservice::by_id(hs, id))
+        .ok_or_else(|| Error::Internal("the appservice's registration is gone".into()))?;
+    let username = req
+        .username
+        .ok_or_else(|| Error::MissingParam("username is required".into()))?;
+    let user_id = check_localpart_grammar(hs, &username.to_lowercase())?;
+    if !super::appservice::owns_user(hs, registration, &user_id) {
+        return Err(Error::Exclusive(
+            "that user ID is not in the application service's namespaces".into(),
+        ));
+    }
+    if hs.storage.localpart_exists(user_id.localpart()).await? {
+        return Err(Error::UserInUse);
+    }
+    let user_id = create_account(hs, Some(user_id), None, false, false).await?;
+    let session = login_unless_inhibited(hs, &user_id, req, client).await?;
+    Ok(Registered { user_id, session })
 }
 
 /// The registration flows: a token when the mode asks for one; with mail configured,
@@ -128,6 +175,9 @@ pub async fn register(
             return Err(Error::GuestAccessForbidden);
         }
         return register_now(hs, &req, None, None, client).await;
+    }
+    if req.appservice_type || req.appservice.is_some() {
+        return register_for_appservice(hs, &req, client).await;
     }
     if hs.config.registration.mode == RegistrationMode::Closed {
         return Err(Error::Forbidden(
@@ -181,6 +231,7 @@ pub async fn register(
             if hs.storage.localpart_exists(user_id.localpart()).await? {
                 return Err(Error::UserInUse);
             }
+            super::appservice::check_not_claimed(hs, &user_id, None)?;
             Some(user_id)
         }
         _ => None,

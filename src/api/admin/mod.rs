@@ -13,10 +13,21 @@ use crate::{
 };
 
 pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
-    router.route(
-        "/_synapse/admin/v1/register",
-        get(register_nonce).post(register),
-    )
+    router
+        .route(
+            "/_synapse/admin/v1/register",
+            get(register_nonce).post(register),
+        )
+        .route("/_axon/admin/v1/appservices", get(appservices))
+}
+
+/// The loaded application services and their queues (server admins only).
+async fn appservices(
+    State(hs): State<Arc<Homeserver>>,
+    crate::http::extract::Authed(requester): crate::http::extract::Authed,
+) -> Result<Json<JsonValue>, ApiError> {
+    let list = crate::appservice::status(&hs, &requester).await?;
+    Ok(Json(json!({ "appservices": list })))
 }
 
 async fn register_nonce(State(hs): State<Arc<Homeserver>>) -> Result<Json<JsonValue>, ApiError> {

@@ -75,6 +75,8 @@ async fn register(
             inhibit_login: body.inhibit_login,
             refresh_token: body.refresh_token,
             guest_access_token: body.guest_access_token.as_deref(),
+            appservice_type: body.login_type == Some(register::LoginType::ApplicationService),
+            appservice: req.requester.as_ref().filter(|r| r.appservice.is_some()),
         },
         &req.client,
     )

@@ -76,6 +76,7 @@ async fn send_message_without_txn(
         content,
         state_key: None,
         redacts: None,
+        origin_server_ts: None,
     };
     let txn = format!("post-{}", crate::secrets::random_id(24));
     let event_id = send::send_message(&hs, &requester, &room_id, new, &txn).await?;
@@ -114,19 +115,28 @@ fn content_of<T>(raw: &Raw<T>) -> Result<JsonValue> {
     Ok(v)
 }
 
+/// `ts=` is honoured for application services only (timestamp massaging).
+fn massaged(
+    requester: &crate::users::Requester,
+    ts: Option<ruma::MilliSecondsSinceUnixEpoch>,
+) -> Option<ruma::MilliSecondsSinceUnixEpoch> {
+    ts.filter(|_| requester.appservice.is_some())
+}
+
 async fn send_message(
     hs: Arc<Homeserver>,
     req: Ruma<send_message_event::v3::Request>,
 ) -> Result<send_message_event::v3::Response> {
     let b = &req.body;
+    let requester = req.requester()?;
     let new = NewEvent {
         event_type: b.event_type.to_string(),
         content: content_of(&b.body)?,
         state_key: None,
         redacts: None,
+        origin_server_ts: massaged(requester, b.timestamp),
     };
-    let event_id =
-        send::send_message(&hs, req.requester()?, &b.room_id, new, b.txn_id.as_str()).await?;
+    let event_id = send::send_message(&hs, requester, &b.room_id, new, b.txn_id.as_str()).await?;
     Ok(send_message_event::v3::Response::new(event_id))
 }
 
@@ -135,14 +145,15 @@ async fn send_state(
     req: Ruma<send_state_event::v3::Request>,
 ) -> Result<send_state_event::v3::Response> {
     let b = &req.body;
-    let sender = &req.requester()?.user_id;
+    let requester = req.requester()?;
     let event_id = send::send_state(
         &hs,
         &b.room_id,
-        sender,
+        &requester.user_id,
         &b.event_type.to_string(),
         &b.state_key,
         content_of(&b.body)?,
+        massaged(requester, b.timestamp),
     )
     .await?;
     Ok(send_state_event::v3::Response::new(event_id))

@@ -9,6 +9,7 @@ use crate::server::Homeserver;
 mod account;
 mod account_data;
 mod admin;
+mod appservice;
 mod backup;
 mod dehydrated;
 mod devices;
@@ -68,5 +69,6 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = dehydrated::routes(router);
     let router = push::routes(router);
     let router = media::routes(router);
+    let router = appservice::routes(router);
     admin::routes(router)
 }

@@ -63,11 +63,10 @@ async fn login(hs: Arc<Homeserver>, req: Ruma<login::v3::Request>) -> Result<log
             password: &p.password,
         },
         LoginInfo::Token(t) => domain::Credentials::Token(&t.token),
-        LoginInfo::ApplicationService(_) => {
-            return Err(Error::Unrecognized(
-                "application services are not supported yet".into(),
-            ));
-        }
+        LoginInfo::ApplicationService(a) => domain::Credentials::Appservice {
+            identifier: a.identifier.as_ref(),
+            appservice: req.requester.as_ref().filter(|r| r.appservice.is_some()),
+        },
         other => {
             return Err(Error::Unrecognized(format!(
                 "unknown login type {:?}",

@@ -1,0 +1,382 @@
+//! Application services, the homeserver's side of the Application Service API: events
+//! pushed to each appservice in transactions (`PUT /_matrix/app/v1/transactions/{txnId}`),
+//! made from the event stream in order, kept in PostgreSQL until accepted, retried with
+//! backoff; the ping (`POST /_matrix/app/v1/ping`); and the user and alias queries for
+//! IDs an appservice claims. Who an appservice may act as is `users::appservice`.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ruma::{RoomAliasId, UserId};
+use serde_json::{Value as JsonValue, json};
+
+use crate::{
+    config::Registration,
+    error::{Error, Result},
+    rooms::timeline::client_event,
+    server::{Homeserver, now_ms},
+    storage::events::StoredEvent,
+    users::{Requester, appservice as registry},
+};
+
+/// Events read from the stream per round; a transaction carries those of interest.
+const BATCH: i64 = 100;
+/// Longest wait for an appservice's answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a process holds the right to send to an appservice without renewing it.
+const LEASE_MS: i64 = 60_000;
+/// The longest pause between attempts at a failing appservice.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The HTTP client for appservices: their URLs come from the admin's registration
+/// files, so they may be on loopback or the local network (the outbound policy for
+/// user-chosen URLs does not apply); redirects are not followed.
+struct Client(reqwest::Client);
+
+fn client(hs: &Homeserver) -> Result<Arc<Client>> {
+    hs.extensions.get_or_try_init(|| {
+        reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map(Client)
+            .map_err(|e| Error::Internal(format!("appservice client: {e}")))
+    })
+}
+
+/// Starts one sender per appservice that has a URL.
+pub fn spawn_workers(hs: &Arc<Homeserver>) {
+    for registration in &hs.config.appservice_registrations {
+        if registration.url.is_none() {
+            continue;
+        }
+        let weak = Arc::downgrade(hs);
+        let id = registration.id.clone();
+        tokio::spawn(async move { worker(weak, id).await });
+    }
+}
+
+enum Round {
+    /// Something was sent or queued: go on at once.
+    Progress,
+    /// Nothing new: wait for events.
+    Idle,
+    /// Another process sends to this appservice.
+    NotOurs,
+}
+
+async fn worker(hs: std::sync::Weak<Homeserver>, id: String) {
+    let owner = crate::secrets::random_id(16);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let Some(strong) = hs.upgrade() else { return };
+        if strong.notifier.is_closing() {
+            // Another process (or the next run of this one) takes over at once.
+            if let Err(e) = strong.storage.release_appservice_lease(&id, &owner).await {
+                tracing::info!(appservice = %id, "releasing the lease: {e}");
+            }
+            return;
+        }
+        let Some(registration) = registry::by_id(&strong, &id) else {
+            return;
+        };
+        let mut wake = strong.notifier.subscribe();
+        let round = one_round(&strong, registration, &owner).await;
+        let pause = match round {
+            Ok(Round::Progress) => {
+                backoff = Duration::from_secs(1);
+                continue;
+            }
+            Ok(Round::Idle) => {
+                backoff = Duration::from_secs(1);
+                tokio::select! {
+                    _ = wait_for_events(&mut wake, Duration::from_secs(5)) => {}
+                    _ = strong.notifier.closed() => {}
+                }
+                continue;
+            }
+            Ok(Round::NotOurs) => Duration::from_secs(5),
+            Err(e) => {
+                tracing::warn!(appservice = %id, "appservice transaction failed, retrying in {}s: {e}", backoff.as_secs());
+                let pause = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                pause
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = strong.notifier.closed() => {}
+        }
+    }
+}
+
+/// Waits for a new event in any room (a wake-up of a room), or `at_most`.
+async fn wait_for_events(rx: &mut tokio::sync::broadcast::Receiver<Arc<str>>, at_most: Duration) {
+    let deadline = tokio::time::Instant::now() + at_most;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(key)) if key.starts_with("r:") => return,
+            Ok(Ok(_)) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// One step: the oldest transaction not yet accepted is sent (in order, again and
+/// again until accepted); with none, the next events of interest become one.
+async fn one_round(hs: &Homeserver, registration: &Registration, owner: &str) -> Result<Round> {
+    let id = registration.id.as_str();
+    let position = hs.storage.appservice_position(id).await?;
+    if !hs
+        .storage
+        .lease_appservice(id, owner, now_ms(), LEASE_MS)
+        .await?
+    {
+        return Ok(Round::NotOurs);
+    }
+    if let Some((txn_id, body)) = hs.storage.oldest_appservice_txn(id).await? {
+        send_transaction(hs, registration, txn_id, &body).await?;
+        hs.storage.delete_appservice_txn(id, txn_id).await?;
+        return Ok(Round::Progress);
+    }
+    let events = hs.storage.events_after(position, BATCH).await?;
+    let Some(end) = events.last().and_then(|e| e.stream_pos) else {
+        return Ok(Round::Idle);
+    };
+    let mut interest = Interest::default();
+    let mut chosen = Vec::new();
+    for event in &events {
+        if interest.wants(hs, registration, event).await? {
+            chosen.push(client_event(event, &event.room_id));
+        }
+    }
+    let body = (!chosen.is_empty()).then(|| json!({ "events": chosen }));
+    hs.storage
+        .queue_appservice_txn(id, end, body.as_ref(), now_ms())
+        .await?;
+    Ok(Round::Progress)
+}
+
+/// What makes an event the appservice's business, with the rooms looked up once per
+/// batch.
+#[derive(Default)]
+struct Interest {
+    rooms: HashMap<String, bool>,
+}
+
+impl Interest {
+    async fn wants(
+        &mut self,
+        hs: &Homeserver,
+        registration: &Registration,
+        event: &StoredEvent,
+    ) -> Result<bool> {
+        let server = hs.config.server_name().as_str();
+        let user = |v: &JsonValue| {
+            v.as_str()
+                .is_some_and(|u| registration.is_interested_in_user(u, server))
+        };
+        if user(&event.pdu["sender"])
+            || (event.pdu["type"] == "m.room.member" && user(&event.pdu["state_key"]))
+        {
+            return Ok(true);
+        }
+        if let Some(known) = self.rooms.get(&event.room_id) {
+            return Ok(*known);
+        }
+        let room = event.room_id.as_str();
+        let wanted = registration.is_interested_in_room(room)
+            || hs
+                .storage
+                .local_members(room, server)
+                .await?
+                .iter()
+                .any(|m| registration.is_interested_in_user(m, server))
+            || hs
+                .storage
+                .room_aliases(room)
+                .await?
+                .iter()
+                .any(|a| registration.is_interested_in_alias(a));
+        self.rooms.insert(event.room_id.clone(), wanted);
+        Ok(wanted)
+    }
+}
+
+async fn send_transaction(
+    hs: &Homeserver,
+    registration: &Registration,
+    txn_id: i64,
+    body: &JsonValue,
+) -> Result<()> {
+    let url = registration
+        .url
+        .as_deref()
+        .ok_or_else(|| Error::Internal("the appservice has no URL".into()))?;
+    let response = client(hs)?
+        .0
+        .put(format!("{url}/_matrix/app/v1/transactions/{txn_id}"))
+        .bearer_auth(&registration.hs_token)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| Error::Internal(format!("{url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(Error::Internal(format!(
+            "{url} answered {} to transaction {txn_id}",
+            response.status()
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /_matrix/client/v1/appservice/{appserviceId}/ping`: the appservice asks us to
+/// ping it, to check both directions work. Only that appservice may ask.
+pub async fn ping(
+    hs: &Homeserver,
+    requester: &Requester,
+    appservice_id: &str,
+    transaction_id: Option<&str>,
+) -> Result<Duration> {
+    let registration = registry::by_id(hs, appservice_id)
+        .filter(|r| requester.appservice.as_deref() == Some(r.id.as_str()))
+        .ok_or_else(|| {
+            Error::Forbidden("only the application service itself may ask for its ping".into())
+        })?;
+    let url = registration
+        .url
+        .as_deref()
+        .ok_or_else(|| Error::AppserviceFailed {
+            status: 400,
+            errcode: "M_URL_NOT_SET",
+            message: "the application service has no URL".into(),
+        })?;
+    let mut body = json!({});
+    if let Some(txn) = transaction_id {
+        body["transaction_id"] = txn.into();
+    }
+    let started = Instant::now();
+    let answer = client(hs)?
+        .0
+        .post(format!("{url}/_matrix/app/v1/ping"))
+        .bearer_auth(&registration.hs_token)
+        .json(&body)
+        .send()
+        .await;
+    let response = match answer {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => {
+            return Err(Error::AppserviceFailed {
+                status: 504,
+                errcode: "M_CONNECTION_TIMEOUT",
+                message: "the application service did not answer in time".into(),
+            });
+        }
+        Err(e) => {
+            return Err(Error::AppserviceFailed {
+                status: 502,
+                errcode: "M_CONNECTION_FAILED",
+                message: format!("the application service could not be reached: {e}"),
+            });
+        }
+    };
+    let elapsed = started.elapsed();
+    if !response.status().is_success() {
+        let status = response.status().as_u16();
+        let text: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(1000)
+            .collect();
+        return Err(Error::AppserviceFailed {
+            status: 502,
+            errcode: "M_BAD_STATUS",
+            message: format!("the application service answered {status}: {text}"),
+        });
+    }
+    Ok(elapsed)
+}
+
+/// Asks the appservice that claims `user_id` whether the user exists (it may create it
+/// then). False when no appservice claims it or the answer is no.
+pub async fn query_user(hs: &Homeserver, user_id: &UserId) -> bool {
+    let Some(registration) = registry::claimed_user(hs, user_id.as_str()) else {
+        return false;
+    };
+    query(
+        hs,
+        registration,
+        &format!("users/{}", encode(user_id.as_str())),
+    )
+    .await
+}
+
+/// Asks the appservice that claims `alias` whether it exists (it may create the room and
+/// the alias then). False when no appservice claims it or the answer is no.
+pub async fn query_alias(hs: &Homeserver, alias: &RoomAliasId) -> bool {
+    let Some(registration) = hs
+        .config
+        .appservice_registrations
+        .iter()
+        .find(|r| r.is_interested_in_alias(alias.as_str()))
+    else {
+        return false;
+    };
+    query(
+        hs,
+        registration,
+        &format!("rooms/{}", encode(alias.as_str())),
+    )
+    .await
+}
+
+async fn query(hs: &Homeserver, registration: &Registration, path: &str) -> bool {
+    let (Some(url), Ok(client)) = (registration.url.as_deref(), client(hs)) else {
+        return false;
+    };
+    match client
+        .0
+        .get(format!("{url}/_matrix/app/v1/{path}"))
+        .bearer_auth(&registration.hs_token)
+        .send()
+        .await
+    {
+        Ok(response) => response.status().is_success(),
+        Err(e) => {
+            tracing::info!(appservice = %registration.id, "query {path}: {e}");
+            false
+        }
+    }
+}
+
+fn encode(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// What an admin sees of the loaded appservices: ID, URL, transactions waiting, place
+/// in the event stream.
+pub async fn status(hs: &Homeserver, requester: &Requester) -> Result<Vec<JsonValue>> {
+    if !requester.is_admin {
+        return Err(Error::Forbidden("you are not a server admin".into()));
+    }
+    let mut out = Vec::new();
+    for r in &hs.config.appservice_registrations {
+        let (waiting, position) = hs.storage.appservice_queue(&r.id).await?;
+        out.push(json!({
+            "id": r.id,
+            "url": r.url,
+            "sender": registry::sender(hs, r)?,
+            "file": r.file.display().to_string(),
+            "transactions_waiting": waiting,
+            "events_position": position,
+        }));
+    }
+    Ok(out)
+}

@@ -1,0 +1,208 @@
+//! A stand-in application service: it serves the Application Service API's transaction,
+//! ping and query endpoints on loopback (checking the homeserver's `hs_token`), keeps
+//! what it is sent, and can be taken down (answering 500) and brought back. With it, a
+//! registration file for a bridge-like appservice.
+//! Include beside `common`: `#[path = "common/appservice.rs"] mod appservice;`.
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    routing::{get, post, put},
+};
+use serde_json::{Value, json};
+
+pub const AS_TOKEN: &str = "as-token-of-the-bridge";
+pub const HS_TOKEN: &str = "hs-token-of-the-bridge";
+
+#[derive(Default)]
+pub struct Seen {
+    /// Transactions accepted, by ID, in the order they first came.
+    pub transactions: Vec<(String, Value)>,
+    /// Every attempt at a transaction ID (retries included).
+    pub attempts: usize,
+    pub pings: Vec<Value>,
+    pub user_queries: Vec<String>,
+    pub alias_queries: Vec<String>,
+    pub bad_tokens: usize,
+}
+
+#[derive(Clone)]
+struct Shared {
+    seen: Arc<Mutex<Seen>>,
+    down: Arc<AtomicBool>,
+}
+
+pub struct FakeAppservice {
+    pub url: String,
+    pub seen: Arc<Mutex<Seen>>,
+    pub down: Arc<AtomicBool>,
+}
+
+impl FakeAppservice {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shared = Shared {
+            seen: Arc::default(),
+            down: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/_matrix/app/v1/transactions/{txn}", put(transaction))
+            .route("/_matrix/app/v1/ping", post(ping))
+            .route("/_matrix/app/v1/users/{user}", get(user_query))
+            .route("/_matrix/app/v1/rooms/{alias}", get(alias_query))
+            .with_state(shared.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            url,
+            seen: shared.seen,
+            down: shared.down,
+        }
+    }
+
+    /// Writes a registration file for this appservice: users `@bridge_*`, aliases
+    /// `#bridge_*`, exclusive; sender `bridgebot`; not rate limited.
+    pub fn registration(&self, dir: &std::path::Path) -> PathBuf {
+        let file = dir.join("bridge.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "id: bridge\nurl: {}\nas_token: {AS_TOKEN}\nhs_token: {HS_TOKEN}\n\
+                 sender_localpart: bridgebot\nrate_limited: false\n\
+                 namespaces:\n  users:\n    - exclusive: true\n      regex: '@bridge_.*:localhost'\n\
+                 \x20 aliases:\n    - exclusive: true\n      regex: '#bridge_.*:localhost'\n\
+                 \x20 rooms: []\n",
+                self.url
+            ),
+        )
+        .unwrap();
+        file
+    }
+
+    /// Every event received, in order, each once (retried transactions count once).
+    pub fn events(&self) -> Vec<Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .transactions
+            .iter()
+            .flat_map(|(_, body)| body["events"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// Waits (10 s at most) until an event matching `wanted` has arrived.
+    pub async fn wait_for(&self, wanted: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            if let Some(found) = self.events().into_iter().find(|e| wanted(e)) {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the appservice never got it; it got {:?}", self.events());
+    }
+}
+
+fn authorized(s: &Shared, headers: &HeaderMap) -> bool {
+    let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {HS_TOKEN}"));
+    if !ok {
+        s.seen.lock().unwrap().bad_tokens += 1;
+    }
+    ok
+}
+
+async fn transaction(
+    State(s): State<Shared>,
+    Path(txn): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    if !authorized(&s, &headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"errcode": "M_FORBIDDEN"})),
+        );
+    }
+    let mut seen = s.seen.lock().unwrap();
+    seen.attempts += 1;
+    if s.down.load(Ordering::SeqCst) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})));
+    }
+    // As the spec asks of appservices: a transaction ID seen before is not applied again.
+    if !seen.transactions.iter().any(|(id, _)| *id == txn) {
+        seen.transactions.push((txn, body));
+    }
+    (StatusCode::OK, Json(json!({})))
+}
+
+async fn ping(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    if !authorized(&s, &headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"errcode": "M_FORBIDDEN"})),
+        );
+    }
+    if s.down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({})));
+    }
+    s.seen.lock().unwrap().pings.push(body);
+    (StatusCode::OK, Json(json!({})))
+}
+
+async fn user_query(
+    State(s): State<Shared>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    if !authorized(&s, &headers) {
+        return (StatusCode::FORBIDDEN, Json(json!({})));
+    }
+    s.seen.lock().unwrap().user_queries.push(user);
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"errcode": "M_NOT_FOUND"})),
+    )
+}
+
+async fn alias_query(
+    State(s): State<Shared>,
+    Path(alias): Path<String>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    if !authorized(&s, &headers) {
+        return (StatusCode::FORBIDDEN, Json(json!({})));
+    }
+    s.seen.lock().unwrap().alias_queries.push(alias);
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"errcode": "M_NOT_FOUND"})),
+    )
+}
+
+/// Config env for a server with these registration files.
+pub fn env_with(files: &[PathBuf]) -> BTreeMap<String, String> {
+    let list = files
+        .iter()
+        .map(|f| format!("\"{}\"", f.display()))
+        .collect::<Vec<_>>()
+        .join(",");
+    BTreeMap::from([(
+        "AXON_APPSERVICES__CONFIG_FILES".to_owned(),
+        format!("[{list}]"),
+    )])
+}
