@@ -312,6 +312,25 @@ async fn a_bridge_registers_and_acts_as_its_puppets() {
         .await;
     assert_error(&r, 502, "M_BAD_STATUS");
     assert_eq!(bridge.seen.lock().unwrap().bad_tokens, 0);
+    // It did not ask for ephemeral data, so a typing notice in its room is not sent.
+    bridge.down.store(false, Ordering::SeqCst);
+    s.put(
+        &format!("/_matrix/client/v3/rooms/{room}/typing/@human:localhost"),
+        Some(&human),
+        json!({"typing": true, "timeout": 30000}),
+    )
+    .await;
+    s.send_message(
+        &human,
+        &room,
+        "h3",
+        json!({"msgtype": "m.text", "body": "after typing"}),
+    )
+    .await;
+    bridge
+        .wait_for(|e| e["content"]["body"] == "after typing")
+        .await;
+    assert!(bridge.ephemeral().is_empty());
 }
 
 #[tokio::test]
@@ -373,4 +392,91 @@ async fn transactions_wait_out_an_outage_and_a_restart_in_order() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["appservices"][0]["id"], "bridge");
     assert_eq!(body["appservices"][0]["transactions_waiting"], 0);
+}
+
+#[tokio::test]
+async fn ephemeral_data_and_to_device_messages_reach_a_bridge_that_asks() {
+    let bridge = FakeAppservice::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = bridge.registration_with(dir.path(), "receive_ephemeral: true");
+    let s = TestServer::start_with(|env| env.extend(appservice::env_with(&[file]))).await;
+    let (human, _) = s.register("human", "pw").await;
+    s.post(
+        "/_matrix/client/v3/register",
+        Some(AS_TOKEN),
+        json!({"type": "m.login.application_service", "username": "bridge_carol", "inhibit_login": true}),
+    )
+    .await;
+    let (_, login) = s
+        .post(
+            "/_matrix/client/v3/login",
+            Some(AS_TOKEN),
+            json!({"type": "m.login.application_service",
+                   "identifier": {"type": "m.id.user", "user": "bridge_carol"}}),
+        )
+        .await;
+    let carol_device = login["device_id"].as_str().unwrap().to_owned();
+    let room = s
+        .create_room(&human, json!({"invite": ["@bridge_carol:localhost"]}))
+        .await;
+    let event_id = s
+        .send_message(
+            &human,
+            &room,
+            "e1",
+            json!({"msgtype": "m.text", "body": "read me"}),
+        )
+        .await;
+
+    s.put(
+        &format!("/_matrix/client/v3/rooms/{room}/typing/@human:localhost"),
+        Some(&human),
+        json!({"typing": true, "timeout": 30000}),
+    )
+    .await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}"),
+        Some(&human),
+        json!({}),
+    )
+    .await;
+    let (status, _) = s
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.room_key_request/td1",
+            Some(&human),
+            json!({"messages": {"@bridge_carol:localhost": {&carol_device: {"hello": "carol"}}}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        for e in bridge.ephemeral() {
+            match e["type"].as_str().unwrap_or_default() {
+                "m.typing" => {
+                    assert_eq!(e["room_id"], room.as_str());
+                    assert_eq!(e["content"]["user_ids"], json!(["@human:localhost"]));
+                    seen.insert("typing");
+                }
+                "m.receipt" => {
+                    assert_eq!(e["room_id"], room.as_str());
+                    assert!(e["content"][&event_id]["m.read"]["@human:localhost"].is_object());
+                    seen.insert("receipt");
+                }
+                "m.room_key_request" => {
+                    assert_eq!(e["to_user_id"], "@bridge_carol:localhost");
+                    assert_eq!(e["to_device_id"], carol_device.as_str());
+                    assert_eq!(e["sender"], "@human:localhost");
+                    assert_eq!(e["content"]["hello"], "carol");
+                    seen.insert("to-device");
+                }
+                _ => {}
+            }
+        }
+        if seen.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}: {:?}", bridge.ephemeral());
 }

@@ -147,7 +147,8 @@ fn load_file(file: &Path) -> Result<Registration, ConfigError> {
     let hs_token = required(raw.hs_token, "hs_token")?;
     let sender_localpart = required(raw.sender_localpart, "sender_localpart")?;
     if as_token == hs_token {
-        return Err(ConfigError::new(key("hs_token"),
+        return Err(ConfigError::new(
+            key("hs_token"),
             "must differ from as_token",
         ));
     }
@@ -156,7 +157,8 @@ fn load_file(file: &Path) -> Result<Registration, ConfigError> {
         .bytes()
         .all(|b| (0x21..=0x7e).contains(&b) && b != b':');
     if !grammar || ruma::UserId::parse(format!("@{sender_localpart}:a.example")).is_err() {
-        return Err(ConfigError::new(key("sender_localpart"),
+        return Err(ConfigError::new(
+            key("sender_localpart"),
             format!("{sender_localpart:?} is not a valid localpart"),
         ));
     }
@@ -166,7 +168,8 @@ fn load_file(file: &Path) -> Result<Registration, ConfigError> {
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https"));
             if parsed.is_none() {
-                return Err(ConfigError::new(key("url"),
+                return Err(ConfigError::new(
+                    key("url"),
                     format!("{url:?} is not an http(s) URL"),
                 ));
             }
@@ -184,7 +187,8 @@ fn load_file(file: &Path) -> Result<Registration, ConfigError> {
                         exclusive: n.exclusive,
                     })
                     .map_err(|e| {
-                        ConfigError::new(key(&format!("namespaces.{field}")),
+                        ConfigError::new(
+                            key(&format!("namespaces.{field}")),
                             format!("bad regex {:?}: {e}", n.regex),
                         )
                     })

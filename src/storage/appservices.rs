@@ -1,13 +1,36 @@
 //! `appservice_state` and `appservice_txns`: each application service's place in the
 //! event stream and its transactions not yet accepted.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use sqlx::types::Json;
 
 use super::{
     Result, Storage,
     events::{StoredEvent, stored_event},
+    presence::PresenceRow,
+    sync::ReceiptRow,
 };
+
+/// An appservice's place in the ephemeral streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EphemeralPositions {
+    pub receipts: i64,
+    pub typing: i64,
+    pub presence: i64,
+    pub to_device: i64,
+}
+
+/// A to-device message in an inbox.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ToDeviceRow {
+    pub stream_pos: i64,
+    pub user_id: String,
+    pub device_id: String,
+    pub sender: String,
+    pub event_type: String,
+    pub content: Json<JsonValue>,
+}
 
 impl Storage {
     /// The appservice's place in the event stream; the first time, the stream's current
@@ -72,16 +95,52 @@ impl Storage {
         Ok(rows.into_iter().map(stored_event).collect())
     }
 
-    /// Moves the appservice to `pos` and, when there is anything to send, queues it as
-    /// its next transaction: both or neither.
+    /// The appservice's place in the ephemeral streams; None before its first round.
+    pub async fn appservice_ephemeral_position(
+        &self,
+        appservice_id: &str,
+    ) -> Result<Option<EphemeralPositions>> {
+        let pos: Option<Option<Json<EphemeralPositions>>> = sqlx::query_scalar(
+            "SELECT ephemeral_pos FROM appservice_state WHERE appservice_id = $1",
+        )
+        .bind(appservice_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(pos.flatten().map(|Json(p)| p))
+    }
+
+    /// Moves the appservice to `pos` (and `ephemeral` in those streams) and, when there is
+    /// anything to send, queues it as its next transaction; the to-device messages it
+    /// carries leave their inboxes (`delivered`: user, device, up to position). All or
+    /// nothing.
     pub async fn queue_appservice_txn(
         &self,
         appservice_id: &str,
         pos: i64,
+        ephemeral: Option<&EphemeralPositions>,
+        delivered: &[(String, String, i64)],
         body: Option<&JsonValue>,
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.pool().begin().await?;
+        if let Some(ephemeral) = ephemeral {
+            sqlx::query("UPDATE appservice_state SET ephemeral_pos = $2 WHERE appservice_id = $1")
+                .bind(appservice_id)
+                .bind(Json(ephemeral))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (user, device, upto) in delivered {
+            sqlx::query(
+                "DELETE FROM to_device_messages
+                 WHERE user_id = $1 AND device_id = $2 AND stream_pos <= $3",
+            )
+            .bind(user)
+            .bind(device)
+            .bind(upto)
+            .execute(&mut *tx)
+            .await?;
+        }
         let txn_id: i64 = sqlx::query_scalar(
             "UPDATE appservice_state SET events_pos = $2,
                  next_txn_id = next_txn_id + CASE WHEN $3 THEN 1 ELSE 0 END
@@ -145,6 +204,60 @@ impl Storage {
                 .fetch_optional(self.pool())
                 .await?;
         Ok((waiting, pos))
+    }
+
+    /// Rooms whose typing changed in (since, until].
+    pub async fn typing_rooms_changed(&self, since: i64, until: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT room_id FROM typing_rooms WHERE stream_pos > $1 AND stream_pos <= $2",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Receipts set in (since, until], in every room.
+    pub async fn receipts_changed(&self, since: i64, until: i64) -> Result<Vec<ReceiptRow>> {
+        let rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts
+             WHERE stream_pos > $1 AND stream_pos <= $2 ORDER BY stream_pos",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(room_id, user_id, receipt_type, thread_id, event_id, ts)| ReceiptRow {
+                    room_id,
+                    user_id,
+                    receipt_type,
+                    thread_id,
+                    event_id,
+                    ts,
+                },
+            )
+            .collect())
+    }
+
+    /// Presence that changed in (since, until].
+    pub async fn presence_changed(&self, since: i64, until: i64) -> Result<Vec<PresenceRow>> {
+        self.presence_between(since, until).await
+    }
+
+    /// To-device messages sent in (since, until], to anyone.
+    pub async fn to_device_between(&self, since: i64, until: i64) -> Result<Vec<ToDeviceRow>> {
+        Ok(sqlx::query_as(
+            "SELECT stream_pos, user_id, device_id, sender, event_type, content
+             FROM to_device_messages WHERE stream_pos > $1 AND stream_pos <= $2
+             ORDER BY stream_pos",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_all(self.pool())
+        .await?)
     }
 
     /// Local users among a room's joined and invited members.

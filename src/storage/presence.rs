@@ -276,6 +276,19 @@ impl Storage {
         Ok(rows.into_iter().map(row).collect())
     }
 
+    /// Everyone's presence that changed in (since, until].
+    pub async fn presence_between(&self, since: i64, until: i64) -> Result<Vec<PresenceRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM presence WHERE stream_pos > $1 AND stream_pos <= $2
+             ORDER BY stream_pos"
+        )))
+        .bind(since)
+        .bind(until)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(row).collect())
+    }
+
     /// Whether two users share a room both are joined to.
     pub async fn share_a_room(&self, a: &str, b: &str) -> Result<bool> {
         Ok(sqlx::query_scalar(

@@ -74,6 +74,11 @@ impl FakeAppservice {
     /// Writes a registration file for this appservice: users `@bridge_*`, aliases
     /// `#bridge_*`, exclusive; sender `bridgebot`; not rate limited.
     pub fn registration(&self, dir: &std::path::Path) -> PathBuf {
+        self.registration_with(dir, "")
+    }
+
+    /// `registration`, with `extra` YAML lines (e.g. `receive_ephemeral: true`).
+    pub fn registration_with(&self, dir: &std::path::Path, extra: &str) -> PathBuf {
         let file = dir.join("bridge.yaml");
         std::fs::write(
             &file,
@@ -82,12 +87,32 @@ impl FakeAppservice {
                  sender_localpart: bridgebot\nrate_limited: false\n\
                  namespaces:\n  users:\n    - exclusive: true\n      regex: '@bridge_.*:localhost'\n\
                  \x20 aliases:\n    - exclusive: true\n      regex: '#bridge_.*:localhost'\n\
-                 \x20 rooms: []\n",
+                 \x20 rooms: []\n{extra}\n",
                 self.url
             ),
         )
         .unwrap();
         file
+    }
+
+    /// Every ephemeral event and to-device message received, in order.
+    pub fn ephemeral(&self) -> Vec<Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .transactions
+            .iter()
+            .flat_map(|(_, body)| {
+                let mut all = body["ephemeral"].as_array().cloned().unwrap_or_default();
+                all.extend(
+                    body["de.sorunome.msc2409.to_device"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+                all
+            })
+            .collect()
     }
 
     /// Every event received, in order, each once (retried transactions count once).

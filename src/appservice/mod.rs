@@ -13,12 +13,14 @@ use std::{
 use ruma::{RoomAliasId, UserId};
 use serde_json::{Value as JsonValue, json};
 
+mod ephemeral;
+
 use crate::{
     config::Registration,
     error::{Error, Result},
     rooms::timeline::client_event,
     server::{Homeserver, now_ms},
-    storage::events::StoredEvent,
+    storage::{appservices::EphemeralPositions, events::StoredEvent},
     users::{Requester, appservice as registry},
 };
 
@@ -113,16 +115,11 @@ async fn worker(hs: std::sync::Weak<Homeserver>, id: String) {
     }
 }
 
-/// Waits for a new event in any room (a wake-up of a room), or `at_most`.
+/// Waits for news (a wake-up of a room or a user: events, typing, receipts, to-device),
+/// or `at_most`.
 async fn wait_for_events(rx: &mut tokio::sync::broadcast::Receiver<Arc<str>>, at_most: Duration) {
     let deadline = tokio::time::Instant::now() + at_most;
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Ok(key)) if key.starts_with("r:") => return,
-            Ok(Ok(_)) => continue,
-            _ => return,
-        }
-    }
+    let _ = tokio::time::timeout_at(deadline, rx.recv()).await;
 }
 
 /// One step: the oldest transaction not yet accepted is sent (in order, again and
@@ -142,10 +139,31 @@ async fn one_round(hs: &Homeserver, registration: &Registration, owner: &str) ->
         hs.storage.delete_appservice_txn(id, txn_id).await?;
         return Ok(Round::Progress);
     }
+    let now = hs.storage.positions().await?;
     let events = hs.storage.events_after(position, BATCH).await?;
-    let Some(end) = events.last().and_then(|e| e.stream_pos) else {
-        return Ok(Round::Idle);
+    let end = events.last().and_then(|e| e.stream_pos).unwrap_or(position);
+    let ephemeral_now = EphemeralPositions {
+        receipts: now.receipts,
+        typing: now.typing,
+        presence: now.presence,
+        to_device: now.to_device,
     };
+    // The ephemeral streams, when the registration asks for them; the first time, from
+    // now on.
+    let ephemeral_since = if registration.receive_ephemeral {
+        Some(
+            hs.storage
+                .appservice_ephemeral_position(id)
+                .await?
+                .unwrap_or(ephemeral_now),
+        )
+    } else {
+        None
+    };
+    let ephemeral_moved = ephemeral_since.is_some_and(|since| since != ephemeral_now);
+    if end == position && !ephemeral_moved {
+        return Ok(Round::Idle);
+    }
     let mut interest = Interest::default();
     let mut chosen = Vec::new();
     for event in &events {
@@ -153,9 +171,37 @@ async fn one_round(hs: &Homeserver, registration: &Registration, owner: &str) ->
             chosen.push(client_event(event, &event.room_id));
         }
     }
-    let body = (!chosen.is_empty()).then(|| json!({ "events": chosen }));
+    let extra = match &ephemeral_since {
+        Some(since) => {
+            Some(ephemeral::collect(hs, registration, &mut interest, since, &ephemeral_now).await?)
+        }
+        None => None,
+    };
+    let mut body = json!({ "events": chosen });
+    let mut delivered = Vec::new();
+    if let Some(extra) = extra {
+        if !extra.events.is_empty() {
+            // The spec's field, and MSC2409's name for it, which older bridges read.
+            body["ephemeral"] = json!(extra.events);
+            body["de.sorunome.msc2409.ephemeral"] = json!(extra.events);
+        }
+        if !extra.to_device.is_empty() {
+            body["de.sorunome.msc2409.to_device"] = json!(extra.to_device);
+        }
+        delivered = extra.delivered;
+    }
+    let worth_sending = !chosen.is_empty()
+        || body.get("ephemeral").is_some()
+        || body.get("de.sorunome.msc2409.to_device").is_some();
     hs.storage
-        .queue_appservice_txn(id, end, body.as_ref(), now_ms())
+        .queue_appservice_txn(
+            id,
+            end,
+            ephemeral_since.map(|_| &ephemeral_now),
+            &delivered,
+            worth_sending.then_some(&body),
+            now_ms(),
+        )
         .await?;
     Ok(Round::Progress)
 }
@@ -184,10 +230,21 @@ impl Interest {
         {
             return Ok(true);
         }
-        if let Some(known) = self.rooms.get(&event.room_id) {
+        self.wants_room(hs, registration, &event.room_id).await
+    }
+
+    /// Whether the room is its business: its ID or an alias in its namespaces, or one of
+    /// its users a member.
+    async fn wants_room(
+        &mut self,
+        hs: &Homeserver,
+        registration: &Registration,
+        room: &str,
+    ) -> Result<bool> {
+        if let Some(known) = self.rooms.get(room) {
             return Ok(*known);
         }
-        let room = event.room_id.as_str();
+        let server = hs.config.server_name().as_str();
         let wanted = registration.is_interested_in_room(room)
             || hs
                 .storage
@@ -201,7 +258,7 @@ impl Interest {
                 .await?
                 .iter()
                 .any(|a| registration.is_interested_in_alias(a));
-        self.rooms.insert(event.room_id.clone(), wanted);
+        self.rooms.insert(room.to_owned(), wanted);
         Ok(wanted)
     }
 }
