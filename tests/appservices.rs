@@ -480,3 +480,62 @@ async fn ephemeral_data_and_to_device_messages_reach_a_bridge_that_asks() {
     }
     assert_eq!(seen.len(), 3, "{seen:?}: {:?}", bridge.ephemeral());
 }
+
+#[tokio::test]
+async fn third_party_lookups_are_asked_of_the_bridge() {
+    let bridge = FakeAppservice::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = bridge.registration_with(dir.path(), "protocols: [chat]");
+    let s = TestServer::start_with(|env| env.extend(appservice::env_with(&[file]))).await;
+    let (human, _) = s.register("human", "pw").await;
+
+    let (status, protocols) = s
+        .get("/_matrix/client/v3/thirdparty/protocols", Some(&human))
+        .await;
+    assert_eq!(status, 200, "{protocols}");
+    assert_eq!(protocols["chat"]["user_fields"], json!(["nick"]));
+    assert_eq!(protocols["chat"]["instances"][0]["network_id"], "chatnet");
+    assert_eq!(protocols["chat"]["instances"][0]["instance_id"], "chatnet");
+    let (status, chat) = s
+        .get("/_matrix/client/v3/thirdparty/protocol/chat", Some(&human))
+        .await;
+    assert_eq!(status, 200, "{chat}");
+    assert_eq!(chat["location_fields"], json!(["room"]));
+    let r = s
+        .get(
+            "/_matrix/client/v3/thirdparty/protocol/carrier-pigeon",
+            Some(&human),
+        )
+        .await;
+    assert_error(&r, 404, "M_NOT_FOUND");
+
+    let (status, found) = s
+        .get(
+            "/_matrix/client/v3/thirdparty/location/chat?room=lobby",
+            Some(&human),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found[0]["alias"], "#bridge_lobby:localhost");
+    let (_, found) = s
+        .get(
+            "/_matrix/client/v3/thirdparty/user/chat?nick=bob",
+            Some(&human),
+        )
+        .await;
+    assert_eq!(found[0]["userid"], "@bridge_bob:localhost");
+    let (_, found) = s
+        .get(
+            "/_matrix/client/v3/thirdparty/location?alias=%23bridge_lobby:localhost",
+            Some(&human),
+        )
+        .await;
+    assert_eq!(found[0]["fields"]["room"], "lobby", "{found}");
+    let (_, found) = s
+        .get(
+            "/_matrix/client/v3/thirdparty/user?userid=%40bridge_bob:localhost",
+            Some(&human),
+        )
+        .await;
+    assert_eq!(found[0]["fields"]["nick"], "bob", "{found}");
+}

@@ -411,6 +411,52 @@ async fn query(hs: &Homeserver, registration: &Registration, path: &str) -> bool
     }
 }
 
+/// Largest answer read from an appservice's lookup endpoints.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// `GET {url}/_matrix/app/v1/{path}` with the appservice's `hs_token`; its JSON answer
+/// (third-party lookups).
+pub(crate) async fn get_json(
+    hs: &Homeserver,
+    registration: &Registration,
+    path: &str,
+) -> Result<JsonValue> {
+    let url = registration
+        .url
+        .as_deref()
+        .ok_or_else(|| Error::NotFound("the application service has no URL".into()))?;
+    let mut response = client(hs)?
+        .0
+        .get(format!("{url}/_matrix/app/v1/{path}"))
+        .bearer_auth(&registration.hs_token)
+        .send()
+        .await
+        .map_err(|e| Error::RemoteUnavailable(format!("{}: {e}", registration.id)))?;
+    if !response.status().is_success() {
+        return Err(Error::RemoteUnavailable(format!(
+            "{} answered {}",
+            registration.id,
+            response.status()
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| Error::RemoteUnavailable(format!("{}: {e}", registration.id)))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Error::RemoteUnavailable(format!(
+                "{}: the answer is too large",
+                registration.id
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::RemoteUnavailable(format!("{}: not JSON: {e}", registration.id)))
+}
+
 fn encode(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes())
         .collect::<String>()

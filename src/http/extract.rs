@@ -478,10 +478,12 @@ where
             (TokenUse::Ignored | TokenUse::Server, _)
             | (TokenUse::Optional | TokenUse::AppserviceOptional, None) => None,
             (TokenUse::Required, None) => return Err(Error::MissingToken.into()),
+            // Registration and login name their user in the body; a `user_id=` the
+            // appservice adds (mautrix does) is not whom the request acts as.
             (TokenUse::AppserviceOptional, Some(token)) => {
                 match users::appservice::by_token(hs, &token) {
                     Some(registration) => Some(
-                        users::appservice::requester(hs, registration, masquerade(&parts)).await?,
+                        users::appservice::requester(hs, registration, Default::default()).await?,
                     ),
                     None => None,
                 }

@@ -62,6 +62,23 @@ impl FakeAppservice {
             .route("/_matrix/app/v1/ping", post(ping))
             .route("/_matrix/app/v1/users/{user}", get(user_query))
             .route("/_matrix/app/v1/rooms/{alias}", get(alias_query))
+            .route(
+                "/_matrix/app/v1/thirdparty/protocol/{protocol}",
+                get(protocol),
+            )
+            .route(
+                "/_matrix/app/v1/thirdparty/location/{protocol}",
+                get(location_lookup),
+            )
+            .route(
+                "/_matrix/app/v1/thirdparty/user/{protocol}",
+                get(user_lookup),
+            )
+            .route(
+                "/_matrix/app/v1/thirdparty/location",
+                get(location_lookup_by_alias),
+            )
+            .route("/_matrix/app/v1/thirdparty/user", get(user_lookup_by_id))
             .with_state(shared.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
@@ -216,6 +233,102 @@ async fn alias_query(
     (
         StatusCode::NOT_FOUND,
         Json(json!({"errcode": "M_NOT_FOUND"})),
+    )
+}
+
+/// The `chat` protocol: one network, `chatnet`.
+async fn protocol(
+    State(s): State<Shared>,
+    Path(protocol): Path<String>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    if !authorized(&s, &headers) || protocol != "chat" {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errcode": "M_NOT_FOUND"})),
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(json!({
+            "user_fields": ["nick"],
+            "location_fields": ["room"],
+            "icon": "mxc://localhost/chat",
+            "field_types": {
+                "nick": {"regexp": "\\w+", "placeholder": "nick"},
+                "room": {"regexp": "\\w+", "placeholder": "room"}
+            },
+            "instances": [{"desc": "Chat network", "network_id": "chatnet", "fields": {}}]
+        })),
+    )
+}
+
+/// Echoes the query: the location `#bridge_<room>:localhost`.
+async fn location_lookup(
+    State(s): State<Shared>,
+    Path(protocol): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    if !authorized(&s, &headers) {
+        return (StatusCode::FORBIDDEN, Json(json!({})));
+    }
+    let room = q.get("room").cloned().unwrap_or_default();
+    (
+        StatusCode::OK,
+        Json(
+            json!([{"alias": format!("#bridge_{room}:localhost"), "protocol": protocol,
+                     "fields": {"room": room}}]),
+        ),
+    )
+}
+
+async fn user_lookup(
+    State(s): State<Shared>,
+    Path(protocol): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    if !authorized(&s, &headers) {
+        return (StatusCode::FORBIDDEN, Json(json!({})));
+    }
+    let nick = q.get("nick").cloned().unwrap_or_default();
+    (
+        StatusCode::OK,
+        Json(
+            json!([{"userid": format!("@bridge_{nick}:localhost"), "protocol": protocol,
+                     "fields": {"nick": nick}}]),
+        ),
+    )
+}
+
+async fn location_lookup_by_alias(
+    State(s): State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    if !authorized(&s, &headers) {
+        return (StatusCode::FORBIDDEN, Json(json!({})));
+    }
+    let alias = q.get("alias").cloned().unwrap_or_default();
+    (
+        StatusCode::OK,
+        Json(json!([{"alias": alias, "protocol": "chat", "fields": {"room": "lobby"}}])),
+    )
+}
+
+async fn user_lookup_by_id(
+    State(s): State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    if !authorized(&s, &headers) {
+        return (StatusCode::FORBIDDEN, Json(json!({})));
+    }
+    let user = q.get("userid").cloned().unwrap_or_default();
+    (
+        StatusCode::OK,
+        Json(json!([{"userid": user, "protocol": "chat", "fields": {"nick": "bob"}}])),
     )
 }
 

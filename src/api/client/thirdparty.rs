@@ -28,17 +28,18 @@ async fn protocols(
     hs: Arc<Homeserver>,
     _req: Ruma<get_protocols::v3::Request>,
 ) -> Result<get_protocols::v3::Response> {
-    Ok(get_protocols::v3::Response::new(domain::protocols(&hs)))
+    Ok(get_protocols::v3::Response::new(
+        domain::protocols(&hs).await,
+    ))
 }
 
 async fn protocol(
     hs: Arc<Homeserver>,
     req: Ruma<get_protocol::v3::Request>,
 ) -> Result<get_protocol::v3::Response> {
-    Ok(get_protocol::v3::Response::new(domain::protocol(
-        &hs,
-        &req.body.protocol,
-    )?))
+    Ok(get_protocol::v3::Response::new(
+        domain::protocol(&hs, &req.body.protocol).await?,
+    ))
 }
 
 async fn locations(
@@ -46,7 +47,7 @@ async fn locations(
     req: Ruma<get_location_for_protocol::v3::Request>,
 ) -> Result<get_location_for_protocol::v3::Response> {
     Ok(get_location_for_protocol::v3::Response::new(
-        domain::locations(&hs, &req.body.protocol)?,
+        domain::locations(&hs, &req.body.protocol, &req.body.fields).await?,
     ))
 }
 
@@ -54,26 +55,25 @@ async fn users(
     hs: Arc<Homeserver>,
     req: Ruma<get_user_for_protocol::v3::Request>,
 ) -> Result<get_user_for_protocol::v3::Response> {
-    Ok(get_user_for_protocol::v3::Response::new(domain::users(
-        &hs,
-        &req.body.protocol,
-    )?))
+    Ok(get_user_for_protocol::v3::Response::new(
+        domain::users(&hs, &req.body.protocol, &req.body.fields).await?,
+    ))
 }
 
 async fn locations_for_alias(
     hs: Arc<Homeserver>,
-    _req: Ruma<get_location_for_room_alias::v3::Request>,
+    req: Ruma<get_location_for_room_alias::v3::Request>,
 ) -> Result<get_location_for_room_alias::v3::Response> {
     Ok(get_location_for_room_alias::v3::Response::new(
-        domain::locations_for_alias(&hs),
+        domain::locations_for_alias(&hs, req.body.alias.as_str()).await?,
     ))
 }
 
 async fn users_for_user_id(
     hs: Arc<Homeserver>,
-    _req: Ruma<get_user_for_user_id::v3::Request>,
+    req: Ruma<get_user_for_user_id::v3::Request>,
 ) -> Result<get_user_for_user_id::v3::Response> {
     Ok(get_user_for_user_id::v3::Response::new(
-        domain::users_for_user_id(&hs),
+        domain::users_for_user_id(&hs, req.body.userid.as_str()).await?,
     ))
 }
