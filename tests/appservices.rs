@@ -238,6 +238,19 @@ async fn a_bridge_registers_and_acts_as_its_puppets() {
         vec!["#bridge_unknown:localhost".to_owned()]
     );
 
+    // An unknown user of its namespace: the bridge is asked (and says no here).
+    let r = s
+        .get(
+            "/_matrix/client/v3/profile/@bridge_nobody:localhost",
+            Some(&human),
+        )
+        .await;
+    assert_error(&r, 404, "M_NOT_FOUND");
+    assert_eq!(
+        bridge.seen.lock().unwrap().user_queries,
+        vec!["@bridge_nobody:localhost".to_owned()]
+    );
+
     // A login for the puppet gives it a device the bridge can then act as.
     let (status, login) = s
         .post(
@@ -538,4 +551,83 @@ async fn third_party_lookups_are_asked_of_the_bridge() {
         )
         .await;
     assert_eq!(found[0]["fields"]["nick"], "bob", "{found}");
+}
+
+#[tokio::test]
+async fn one_appservice_down_or_hanging_does_not_hold_up_another() {
+    let hanging = FakeAppservice::start_named("hangs", "as-hangs", "hs-hangs", "hang_").await;
+    let failing = FakeAppservice::start_named("fails", "as-fails", "hs-fails", "fail_").await;
+    let healthy = FakeAppservice::start_named("works", "as-works", "hs-works", "work_").await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        hanging.registration(dir.path()),
+        failing.registration(dir.path()),
+        healthy.registration(dir.path()),
+    ];
+    let s = TestServer::start_with(|env| env.extend(appservice::env_with(&files))).await;
+    let (human, _) = s.register("human", "pw").await;
+    for (bridge, user) in [
+        (&hanging, "hang_u"),
+        (&failing, "fail_u"),
+        (&healthy, "work_u"),
+    ] {
+        let (status, body) = s
+            .post(
+                "/_matrix/client/v3/register",
+                Some(&bridge.as_token),
+                json!({"type": "m.login.application_service", "username": user, "inhibit_login": true}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // One bridge's token does not reach into another's namespace.
+    let r = s
+        .get(
+            "/_matrix/client/v3/account/whoami?user_id=%40work_u:localhost",
+            Some("as-fails"),
+        )
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+
+    hanging.hang.store(true, Ordering::SeqCst);
+    failing.down.store(true, Ordering::SeqCst);
+    let room = s
+        .create_room(
+            &human,
+            json!({"invite": ["@hang_u:localhost", "@fail_u:localhost", "@work_u:localhost"]}),
+        )
+        .await;
+    for n in 0..5 {
+        s.send_message(
+            &human,
+            &room,
+            &format!("t{n}"),
+            json!({"msgtype": "m.text", "body": format!("m{n}")}),
+        )
+        .await;
+    }
+    healthy.wait_for(|e| e["content"]["body"] == "m4").await;
+    assert!(failing.events().is_empty() && hanging.events().is_empty());
+
+    // The failing one recovers and gets everything, once, in order.
+    failing.down.store(false, Ordering::SeqCst);
+    for _ in 0..150 {
+        if failing
+            .events()
+            .iter()
+            .any(|e| e["content"]["body"] == "m4")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let bodies = |b: &FakeAppservice| -> Vec<String> {
+        b.events()
+            .iter()
+            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let expected: Vec<String> = (0..5).map(|n| format!("m{n}")).collect();
+    assert_eq!(bodies(&failing), expected);
+    assert_eq!(bodies(&healthy), expected);
 }

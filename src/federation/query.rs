@@ -17,7 +17,13 @@ use crate::{
 /// A user's whole profile: ours from storage, another server's by asking it.
 pub async fn profile(hs: &Homeserver, user_id: &UserId) -> Result<Vec<(String, JsonValue)>> {
     if is_ours(hs, user_id) {
-        return crate::users::profile::profile(hs, user_id).await;
+        return match crate::users::profile::profile(hs, user_id).await {
+            // A user an appservice claims may exist once it is asked (it registers it).
+            Err(Error::NotFound(_)) if crate::appservice::query_user(hs, user_id).await => {
+                crate::users::profile::profile(hs, user_id).await
+            }
+            other => other,
+        };
     }
     remote_profile(hs, user_id, None).await
 }
@@ -25,7 +31,12 @@ pub async fn profile(hs: &Homeserver, user_id: &UserId) -> Result<Vec<(String, J
 /// One field of a user's profile (as `users::profile::field` for another server's user).
 pub async fn field(hs: &Homeserver, user_id: &UserId, name: &str) -> Result<Option<JsonValue>> {
     if is_ours(hs, user_id) {
-        return crate::users::profile::field(hs, user_id, name).await;
+        return match crate::users::profile::field(hs, user_id, name).await {
+            Err(Error::NotFound(_)) if crate::appservice::query_user(hs, user_id).await => {
+                crate::users::profile::field(hs, user_id, name).await
+            }
+            other => other,
+        };
     }
     let value = remote_profile(hs, user_id, Some(name))
         .await?

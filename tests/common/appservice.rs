@@ -41,21 +41,38 @@ pub struct Seen {
 struct Shared {
     seen: Arc<Mutex<Seen>>,
     down: Arc<AtomicBool>,
+    hang: Arc<AtomicBool>,
+    hs_token: String,
 }
 
 pub struct FakeAppservice {
     pub url: String,
     pub seen: Arc<Mutex<Seen>>,
+    /// Answer transactions with 500.
     pub down: Arc<AtomicBool>,
+    /// Never answer transactions.
+    pub hang: Arc<AtomicBool>,
+    pub id: String,
+    pub as_token: String,
+    pub hs_token: String,
+    /// Its users are `@<prefix>*`, its aliases `#<prefix>*`.
+    pub prefix: String,
 }
 
 impl FakeAppservice {
+    /// The bridge: ID `bridge`, users `@bridge_*`, sender `bridgebot`.
     pub async fn start() -> Self {
+        Self::start_named("bridge", AS_TOKEN, HS_TOKEN, "bridge_").await
+    }
+
+    pub async fn start_named(id: &str, as_token: &str, hs_token: &str, prefix: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shared = Shared {
             seen: Arc::default(),
             down: Arc::default(),
+            hang: Arc::default(),
+            hs_token: hs_token.to_owned(),
         };
         let app = Router::new()
             .route("/_matrix/app/v1/transactions/{txn}", put(transaction))
@@ -85,6 +102,11 @@ impl FakeAppservice {
             url,
             seen: shared.seen,
             down: shared.down,
+            hang: shared.hang,
+            id: id.to_owned(),
+            as_token: as_token.to_owned(),
+            hs_token: hs_token.to_owned(),
+            prefix: prefix.to_owned(),
         }
     }
 
@@ -96,16 +118,17 @@ impl FakeAppservice {
 
     /// `registration`, with `extra` YAML lines (e.g. `receive_ephemeral: true`).
     pub fn registration_with(&self, dir: &std::path::Path, extra: &str) -> PathBuf {
-        let file = dir.join("bridge.yaml");
+        let file = dir.join(format!("{}.yaml", self.id));
+        let (id, url, prefix) = (&self.id, &self.url, &self.prefix);
+        let (as_token, hs_token) = (&self.as_token, &self.hs_token);
         std::fs::write(
             &file,
             format!(
-                "id: bridge\nurl: {}\nas_token: {AS_TOKEN}\nhs_token: {HS_TOKEN}\n\
-                 sender_localpart: bridgebot\nrate_limited: false\n\
-                 namespaces:\n  users:\n    - exclusive: true\n      regex: '@bridge_.*:localhost'\n\
-                 \x20 aliases:\n    - exclusive: true\n      regex: '#bridge_.*:localhost'\n\
-                 \x20 rooms: []\n{extra}\n",
-                self.url
+                "id: {id}\nurl: {url}\nas_token: {as_token}\nhs_token: {hs_token}\n\
+                 sender_localpart: {id}bot\nrate_limited: false\n\
+                 namespaces:\n  users:\n    - exclusive: true\n      regex: '@{prefix}.*:localhost'\n\
+                 \x20 aliases:\n    - exclusive: true\n      regex: '#{prefix}.*:localhost'\n\
+                 \x20 rooms: []\n{extra}\n"
             ),
         )
         .unwrap();
@@ -157,7 +180,7 @@ impl FakeAppservice {
 
 fn authorized(s: &Shared, headers: &HeaderMap) -> bool {
     let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {HS_TOKEN}"));
+        == Some(&format!("Bearer {}", s.hs_token));
     if !ok {
         s.seen.lock().unwrap().bad_tokens += 1;
     }
@@ -175,6 +198,9 @@ async fn transaction(
             StatusCode::FORBIDDEN,
             Json(json!({"errcode": "M_FORBIDDEN"})),
         );
+    }
+    if s.hang.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
     }
     let mut seen = s.seen.lock().unwrap();
     seen.attempts += 1;
