@@ -551,6 +551,56 @@ async fn third_party_lookups_are_asked_of_the_bridge() {
         )
         .await;
     assert_eq!(found[0]["fields"]["nick"], "bob", "{found}");
+
+    // The bridge lists a (private) portal room under its network.
+    let room = s.create_room(&human, json!({"name": "Lobby"})).await;
+    let list = format!("/_matrix/client/v3/directory/list/appservice/chatnet/{room}");
+    let r = s
+        .put(&list, Some(&human), json!({"visibility": "public"}))
+        .await;
+    assert_error(&r, 403, "M_FORBIDDEN");
+    let (status, body) = s
+        .put(&list, Some(AS_TOKEN), json!({"visibility": "public"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (_, matrix) = s
+        .post("/_matrix/client/v3/publicRooms", Some(&human), json!({}))
+        .await;
+    assert!(names(&matrix).is_empty(), "{matrix}");
+    let (_, network) = s
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            Some(&human),
+            json!({"third_party_instance_id": "chatnet"}),
+        )
+        .await;
+    assert_eq!(names(&network), vec!["Lobby"]);
+    let (_, all) = s
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            Some(&human),
+            json!({"include_all_networks": true}),
+        )
+        .await;
+    assert_eq!(names(&all), vec!["Lobby"]);
+    s.put(&list, Some(AS_TOKEN), json!({"visibility": "private"}))
+        .await;
+    let (_, network) = s
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            Some(&human),
+            json!({"third_party_instance_id": "chatnet"}),
+        )
+        .await;
+    assert!(names(&network).is_empty(), "{network}");
 }
 
 #[tokio::test]

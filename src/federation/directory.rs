@@ -25,9 +25,10 @@ pub async fn public_rooms(
     limit: Option<usize>,
     since: Option<&str>,
     search: Option<&str>,
+    network: &ruma::directory::RoomNetwork,
 ) -> Result<Listing> {
     let Some(server) = server.filter(|s| *s != hs.config.server_name()) else {
-        return directory::public_rooms(hs, limit, since, search).await;
+        return directory::public_rooms(hs, limit, since, search, network).await;
     };
     if !hs.config.federation_enabled() {
         return Err(Error::InvalidParam(
@@ -102,5 +103,12 @@ pub async fn public_rooms_for_server(
             "this server does not share its public room list".into(),
         ));
     }
-    directory::public_rooms(hs, limit, since, search).await
+    directory::public_rooms(
+        hs,
+        limit,
+        since,
+        search,
+        &ruma::directory::RoomNetwork::Matrix,
+    )
+    .await
 }

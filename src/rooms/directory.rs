@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use ruma::RoomId;
+use ruma::{RoomId, directory::RoomNetwork};
 use serde_json::{Value as JsonValue, json};
 
 use super::{context, power};
@@ -44,12 +44,15 @@ impl Listing {
     }
 }
 
-/// `GET/POST /publicRooms`: `since` is an offset into the listing, most members first.
+/// `GET/POST /publicRooms`: `since` is an offset into the listing, most members first;
+/// `network` the Matrix directory, a third-party network's rooms (listed by appservices),
+/// or all of them.
 pub async fn public_rooms(
     hs: &Homeserver,
     limit: Option<usize>,
     since: Option<&str>,
     search: Option<&str>,
+    network: &RoomNetwork,
 ) -> Result<Listing> {
     let offset: usize = match since {
         Some(s) => s
@@ -59,7 +62,15 @@ pub async fn public_rooms(
         None => 0,
     };
     let limit = limit.unwrap_or(100).clamp(1, 500);
-    let rooms = hs.storage.public_rooms().await?;
+    let rooms = match network {
+        RoomNetwork::All => hs.storage.public_rooms_of_networks(None).await?,
+        RoomNetwork::ThirdParty(instance) => {
+            hs.storage
+                .public_rooms_of_networks(Some(instance.as_str()))
+                .await?
+        }
+        _ => hs.storage.public_rooms().await?,
+    };
     let ids: Vec<String> = rooms.iter().map(|(r, _)| r.clone()).collect();
     let mut summaries = summaries(hs, &ids).await?;
     let needle = search.map(str::to_lowercase).filter(|s| !s.is_empty());
@@ -86,6 +97,29 @@ pub async fn public_rooms(
         prev_batch,
         total,
     })
+}
+
+/// `PUT /directory/list/appservice/{networkId}/{roomId}`: an appservice lists a room in
+/// the directory under one of its networks (or takes it off).
+pub async fn set_appservice_listed(
+    hs: &Homeserver,
+    requester: &Requester,
+    network_id: &str,
+    room_id: &RoomId,
+    listed: bool,
+) -> Result<()> {
+    let Some(appservice) = requester.appservice.as_deref() else {
+        return Err(Error::Forbidden(
+            "only application services list rooms under their networks".into(),
+        ));
+    };
+    if hs.storage.room(room_id.as_str()).await?.is_none() {
+        return Err(Error::NotFound("unknown room".into()));
+    }
+    hs.storage
+        .set_appservice_room_listed(appservice, network_id, room_id.as_str(), listed)
+        .await?;
+    Ok(())
 }
 
 /// Room summaries (spec `RoomSummary` fields) of local rooms, from their current state.

@@ -68,6 +68,49 @@ impl Storage {
         .await?)
     }
 
+    /// The public rooms of a third-party network (`Some(network)`), or of every network
+    /// and the Matrix directory together (`None`), most members first.
+    pub async fn public_rooms_of_networks(
+        &self,
+        network: Option<&str>,
+    ) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT r.room_id, (SELECT count(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join')
+             AS joined FROM rooms r
+             WHERE ($1::text IS NULL AND r.is_public)
+                OR r.room_id IN (SELECT room_id FROM appservice_room_list
+                                 WHERE $1::text IS NULL OR network_id = $1)
+             ORDER BY joined DESC, r.room_id",
+        )
+        .bind(network)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Lists or unlists a room under an appservice's network.
+    pub async fn set_appservice_room_listed(
+        &self,
+        appservice_id: &str,
+        network_id: &str,
+        room_id: &str,
+        listed: bool,
+    ) -> Result<()> {
+        let sql = if listed {
+            "INSERT INTO appservice_room_list (appservice_id, network_id, room_id)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM appservice_room_list
+             WHERE appservice_id = $1 AND network_id = $2 AND room_id = $3"
+        };
+        sqlx::query(sql)
+            .bind(appservice_id)
+            .bind(network_id)
+            .bind(room_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub async fn room_is_public(&self, room_id: &str) -> Result<bool> {
         Ok(
             sqlx::query_scalar("SELECT is_public FROM rooms WHERE room_id = $1")

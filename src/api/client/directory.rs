@@ -26,7 +26,24 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, public_rooms_filtered);
     let router = route(router, visibility);
     let router = route(router, set_visibility);
+    let router = route(router, set_appservice_visibility);
     route(router, room_aliases)
+}
+
+async fn set_appservice_visibility(
+    hs: Arc<Homeserver>,
+    req: Ruma<ruma::api::client::appservice::set_room_visibility::v3::Request>,
+) -> Result<ruma::api::client::appservice::set_room_visibility::v3::Response> {
+    let b = &req.body;
+    crate::rooms::directory::set_appservice_listed(
+        &hs,
+        req.requester()?,
+        &b.network_id,
+        &b.room_id,
+        b.visibility == Visibility::Public,
+    )
+    .await?;
+    Ok(ruma::api::client::appservice::set_room_visibility::v3::Response::new())
 }
 
 async fn public_rooms(
@@ -41,6 +58,7 @@ async fn public_rooms(
         limit,
         b.since.as_deref(),
         None,
+        &ruma::directory::RoomNetwork::Matrix,
     )
     .await?;
     let mut response = get_public_rooms::v3::Response::new(listing.typed_chunk()?);
@@ -62,6 +80,7 @@ async fn public_rooms_filtered(
         limit,
         b.since.as_deref(),
         b.filter.generic_search_term.as_deref(),
+        &b.room_network,
     )
     .await?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
