@@ -120,24 +120,7 @@ impl FakeRemote {
             .route("/_matrix/federation/v1/state_ids/{room}", get(state_ids))
             .fallback(canned_answer)
             .with_state(shared.clone());
-        let ca = TestCa::get();
-        let tls = axon::http::tls::TlsFiles::open(&ca.cert_file, &ca.key_file).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let limits = axon::http::serve::ConnectionLimits {
-            max_connections: 64,
-            header_read_timeout: std::time::Duration::from_secs(10),
-            shutdown_grace: std::time::Duration::from_secs(1),
-        };
-        tokio::spawn(axon::http::serve::serve(
-            listener,
-            app,
-            Some(tls),
-            limits,
-            Default::default(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let tx = super::federation::serve_tls(listener, app);
         Self {
             name,
             port,

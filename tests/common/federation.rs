@@ -92,6 +92,33 @@ impl TestCa {
     }
 }
 
+/// Serves `app` on `listener` over TLS with the test CA's certificate for `localhost`,
+/// until the returned sender is used or dropped (stand-in servers).
+pub fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> tokio::sync::oneshot::Sender<()> {
+    let ca = TestCa::get();
+    let tls = axon::http::tls::TlsFiles::open(&ca.cert_file, &ca.key_file).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let limits = axon::http::serve::ConnectionLimits {
+        max_connections: 64,
+        header_read_timeout: std::time::Duration::from_secs(10),
+        shutdown_grace: std::time::Duration::from_secs(1),
+    };
+    tokio::spawn(axon::http::serve::serve(
+        listener,
+        app,
+        Some(tls),
+        limits,
+        Default::default(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    tx
+}
+
 /// The settings of a federated test server named after `port`.
 pub fn federation_env(port: u16) -> BTreeMap<String, String> {
     let ca = TestCa::get();

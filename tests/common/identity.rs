@@ -23,8 +23,6 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::federation::TestCa;
-
 pub const ACCESS_TOKEN: &str = "identity-access-token";
 const PEPPER: &str = "matrixrocks";
 
@@ -88,24 +86,7 @@ impl FakeIdentityServer {
             .route("/_matrix/identity/v2/3pid/unbind", post(unbind))
             .route("/_matrix/identity/v2/pubkey/isvalid", get(is_valid))
             .with_state(shared);
-        let ca = TestCa::get();
-        let tls = axon::http::tls::TlsFiles::open(&ca.cert_file, &ca.key_file).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let limits = axon::http::serve::ConnectionLimits {
-            max_connections: 64,
-            header_read_timeout: std::time::Duration::from_secs(10),
-            shutdown_grace: std::time::Duration::from_secs(1),
-        };
-        tokio::spawn(axon::http::serve::serve(
-            listener,
-            app,
-            Some(tls),
-            limits,
-            Default::default(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let tx = super::federation::serve_tls(listener, app);
         Self {
             name,
             state,

@@ -150,19 +150,17 @@ async fn request_add_token(
     req: Ruma<request_3pid_management_token_via_email::v3::Request>,
 ) -> Result<request_3pid_management_token_via_email::v3::Response> {
     let b = &req.body;
-    let sid = threepid::request_email_token(
+    let sid = request_token(
         &hs,
         Purpose::Add,
-        TokenRequest {
-            client_secret: b.client_secret.as_str(),
-            email: &b.email,
-            send_attempt: b.send_attempt.into(),
-            next_link: b.next_link.as_deref(),
-        },
+        &b.client_secret,
+        &b.email,
+        b.send_attempt,
+        b.next_link.as_deref(),
     )
     .await?;
     Ok(request_3pid_management_token_via_email::v3::Response::new(
-        session_id(sid)?,
+        sid,
     ))
 }
 
@@ -171,20 +169,16 @@ async fn request_registration_token(
     req: Ruma<request_registration_token_via_email::v3::Request>,
 ) -> Result<request_registration_token_via_email::v3::Response> {
     let b = &req.body;
-    let sid = threepid::request_email_token(
+    let sid = request_token(
         &hs,
         Purpose::Register,
-        TokenRequest {
-            client_secret: b.client_secret.as_str(),
-            email: &b.email,
-            send_attempt: b.send_attempt.into(),
-            next_link: b.next_link.as_deref(),
-        },
+        &b.client_secret,
+        &b.email,
+        b.send_attempt,
+        b.next_link.as_deref(),
     )
     .await?;
-    Ok(request_registration_token_via_email::v3::Response::new(
-        session_id(sid)?,
-    ))
+    Ok(request_registration_token_via_email::v3::Response::new(sid))
 }
 
 async fn request_password_reset_token(
@@ -192,23 +186,40 @@ async fn request_password_reset_token(
     req: Ruma<request_password_change_token_via_email::v3::Request>,
 ) -> Result<request_password_change_token_via_email::v3::Response> {
     let b = &req.body;
-    let sid = threepid::request_email_token(
+    let sid = request_token(
         &hs,
         Purpose::PasswordReset,
-        TokenRequest {
-            client_secret: b.client_secret.as_str(),
-            email: &b.email,
-            send_attempt: b.send_attempt.into(),
-            next_link: b.next_link.as_deref(),
-        },
+        &b.client_secret,
+        &b.email,
+        b.send_attempt,
+        b.next_link.as_deref(),
     )
     .await?;
     Ok(request_password_change_token_via_email::v3::Response::new(
-        session_id(sid)?,
+        sid,
     ))
 }
 
-fn session_id(sid: String) -> Result<ruma::OwnedSessionId> {
+/// The three email requestToken endpoints: the same request for different purposes.
+async fn request_token(
+    hs: &Homeserver,
+    purpose: Purpose,
+    client_secret: &ruma::ClientSecret,
+    email: &str,
+    send_attempt: UInt,
+    next_link: Option<&str>,
+) -> Result<ruma::OwnedSessionId> {
+    let sid = threepid::request_email_token(
+        hs,
+        purpose,
+        TokenRequest {
+            client_secret: client_secret.as_str(),
+            email,
+            send_attempt: send_attempt.into(),
+            next_link,
+        },
+    )
+    .await?;
     sid.try_into()
         .map_err(|e| Error::Internal(format!("session ID: {e}")))
 }
