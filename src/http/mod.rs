@@ -19,6 +19,7 @@ use crate::server::Homeserver;
 pub mod compat;
 pub mod error;
 pub mod extract;
+pub mod routing;
 pub mod serve;
 pub mod tls;
 
