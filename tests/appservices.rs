@@ -381,7 +381,9 @@ async fn transactions_wait_out_an_outage_and_a_restart_in_order() {
     assert!(bridge.seen.lock().unwrap().attempts >= 2);
     let s = s.restart().await;
     bridge.down.store(false, Ordering::SeqCst);
-    for _ in 0..600 {
+    // (Should the old process not have let go of its lease, the new one takes over
+    // when the lease runs out, within a minute.)
+    for _ in 0..1200 {
         if bridge
             .events()
             .iter()

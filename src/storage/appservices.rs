@@ -82,10 +82,12 @@ impl Storage {
         Ok(())
     }
 
-    /// Timeline events after `pos`, in stream order, at most `limit`.
+    /// Timeline events after `pos`, in stream order, at most `limit` (soft-failed events
+    /// and outliers are no one's news).
     pub async fn events_after(&self, pos: i64, limit: i64) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM events WHERE stream_pos > $1 ORDER BY stream_pos LIMIT $2",
+            "SELECT {} FROM events WHERE stream_pos > $1 AND NOT soft_failed AND NOT outlier
+             ORDER BY stream_pos LIMIT $2",
             super::events::EVENT_COLUMNS
         )))
         .bind(pos)
