@@ -283,6 +283,60 @@ async fn addresses_are_added_and_deleted() {
     let (_, listed) = s.get("/_matrix/client/v3/account/3pid", Some(&alice)).await;
     assert_eq!(listed["threepids"], json!([]));
 
+    // A client that submits the token itself (POST, JSON) and the deprecated
+    // `POST /account/3pid`: a wrong token and an unconfirmed session are refused, a body
+    // that is not JSON too.
+    let (status, body) = request_token(&s, "add", "bob@example.org", "sec-d", 1).await;
+    assert_eq!(status, 200, "{body}");
+    let bob_sid = body["sid"].as_str().unwrap().to_owned();
+    let submit = "/_axon/client/email/submit_token";
+    let r = s
+        .post(
+            submit,
+            None,
+            json!({"sid": bob_sid, "client_secret": "sec-d", "token": "wrong"}),
+        )
+        .await;
+    assert_error(&r, 400, "M_THREEPID_AUTH_FAILED");
+    let creds = json!({"three_pid_creds": {"sid": bob_sid, "client_secret": "sec-d"}});
+    let r = s
+        .post("/_matrix/client/v3/account/3pid", Some(&bob), creds.clone())
+        .await;
+    assert_error(&r, 400, "M_THREEPID_AUTH_FAILED");
+    let not_json = s
+        .http
+        .post(format!("{}/_matrix/client/v3/account/3pid", s.base))
+        .bearer_auth(&bob)
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    let mails = sink.wait_for(2).await;
+    let link = reqwest::Url::parse(&MailSink::link_in(&mails[1].1)).unwrap();
+    let token = link
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let (status, body) = s
+        .post(
+            submit,
+            None,
+            json!({"sid": bob_sid, "client_secret": "sec-d", "token": token}),
+        )
+        .await;
+    assert_eq!((status.as_u16(), body), (200, json!({"success": true})));
+    let (status, body) = s
+        .post("/_matrix/client/v3/account/3pid", Some(&bob), creds)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, listed) = s.get("/_matrix/client/v3/account/3pid", Some(&bob)).await;
+    assert_eq!(
+        listed["threepids"][0]["address"], "bob@example.org",
+        "{listed}"
+    );
+
     // Bad input.
     let r = request_token(&s, "add", "not an address", "sec-c", 1).await;
     assert_error(&r, 400, "M_INVALID_PARAM");
