@@ -2,7 +2,8 @@
 //! tests/clients/mautrix/bridge.py, registered through a registration file. It gets an
 //! invite and a message in transactions, registers a puppet, replies as it with a
 //! massaged timestamp, makes a room for an alias of its namespace when asked, and sees
-//! typing and a to-device message.
+//! typing and a to-device message, and device list changes and one-time key counts
+//! (MSC3202).
 //!
 //! mautrix and its pinned dependencies are installed into a venv cached in the cargo
 //! target dir (`<target>/client-envs/mautrix`), made again only when
@@ -36,6 +37,7 @@ async fn a_mautrix_bridge_works_on_axon() {
         format!(
             "id: bridge\nurl: http://127.0.0.1:{port}\nas_token: {}\nhs_token: {}\n\
              sender_localpart: bridgebot\nrate_limited: false\nreceive_ephemeral: true\n\
+             org.matrix.msc3202: true\n\
              namespaces:\n  users:\n    - exclusive: true\n      regex: '@bridge_.*:localhost'\n\
              \x20 aliases:\n    - exclusive: true\n      regex: '#bridge_.*:localhost'\n",
             appservice::AS_TOKEN,
@@ -72,6 +74,8 @@ async fn a_mautrix_bridge_works_on_axon() {
         "alias made on demand",
         "typing received",
         "to-device message received",
+        "device list change received",
+        "one-time key counts received",
     ] {
         assert!(said.contains(step), "missing {step:?}: {said}");
     }

@@ -16,6 +16,7 @@ use crate::{
 };
 
 /// The ephemeral part of a transaction, and the stream positions it reaches.
+#[derive(Default)]
 pub(super) struct Ephemeral {
     pub events: Vec<JsonValue>,
     pub to_device: Vec<JsonValue>,

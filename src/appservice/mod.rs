@@ -13,7 +13,9 @@ use std::{
 use ruma::{RoomAliasId, UserId};
 use serde_json::{Value as JsonValue, json};
 
+mod devices;
 mod ephemeral;
+pub mod keys;
 
 use crate::{
     config::Registration,
@@ -147,10 +149,11 @@ async fn one_round(hs: &Homeserver, registration: &Registration, owner: &str) ->
         typing: now.typing,
         presence: now.presence,
         to_device: now.to_device,
+        device_lists: Some(now.device_lists),
     };
-    // The ephemeral streams, when the registration asks for them; the first time, from
-    // now on.
-    let ephemeral_since = if registration.receive_ephemeral {
+    // The ephemeral streams and device lists, when the registration asks for them; the
+    // first time, from now on.
+    let ephemeral_since = if registration.receive_ephemeral || registration.device_info {
         Some(
             hs.storage
                 .appservice_ephemeral_position(id)
@@ -166,33 +169,58 @@ async fn one_round(hs: &Homeserver, registration: &Registration, owner: &str) ->
     }
     let mut interest = Interest::default();
     let mut chosen = Vec::new();
+    let mut chosen_pdus = Vec::new();
     for event in &events {
         if interest.wants(hs, registration, event).await? {
             chosen.push(client_event(event, &event.room_id));
+            chosen_pdus.push(&event.pdu);
         }
     }
     let extra = match &ephemeral_since {
-        Some(since) => {
-            Some(ephemeral::collect(hs, registration, &mut interest, since, &ephemeral_now).await?)
+        Some(since) if registration.receive_ephemeral => {
+            ephemeral::collect(hs, registration, &mut interest, since, &ephemeral_now).await?
         }
-        None => None,
+        _ => ephemeral::Ephemeral::default(),
     };
-    let mut body = json!({ "events": chosen });
-    let mut delivered = Vec::new();
-    if let Some(extra) = extra {
-        if !extra.events.is_empty() {
-            // The spec's field, and MSC2409's name for it, which older bridges read.
-            body["ephemeral"] = json!(extra.events);
-            body["de.sorunome.msc2409.ephemeral"] = json!(extra.events);
+    let device_lists = match &ephemeral_since {
+        Some(since) if registration.device_info => {
+            devices::changes(
+                hs,
+                registration,
+                &mut interest,
+                since.device_lists.unwrap_or(now.device_lists),
+                now.device_lists,
+                &chosen_pdus,
+            )
+            .await?
         }
-        if !extra.to_device.is_empty() {
-            body["de.sorunome.msc2409.to_device"] = json!(extra.to_device);
-        }
-        delivered = extra.delivered;
-    }
+        _ => devices::DeviceLists::default(),
+    };
     let worth_sending = !chosen.is_empty()
-        || body.get("ephemeral").is_some()
-        || body.get("de.sorunome.msc2409.to_device").is_some();
+        || !extra.events.is_empty()
+        || !extra.to_device.is_empty()
+        || !device_lists.is_empty();
+    let mut body = json!({ "events": chosen });
+    if !extra.events.is_empty() {
+        // The spec's field, and MSC2409's name for it, which older bridges read.
+        body["ephemeral"] = json!(extra.events);
+        body["de.sorunome.msc2409.ephemeral"] = json!(extra.events);
+    }
+    if !extra.to_device.is_empty() {
+        body["de.sorunome.msc2409.to_device"] = json!(extra.to_device);
+    }
+    if registration.device_info && worth_sending {
+        let mut users = devices::users_named(
+            hs,
+            registration,
+            &chosen_pdus,
+            &extra.events,
+            &extra.to_device,
+        );
+        users.insert(registry::sender(hs, registration)?.to_string());
+        devices::add_to_body(hs, &mut body, &device_lists, &users).await?;
+    }
+    let delivered = extra.delivered;
     hs.storage
         .queue_appservice_txn(
             id,
@@ -425,7 +453,7 @@ pub(crate) async fn get_json(
         .url
         .as_deref()
         .ok_or_else(|| Error::NotFound("the application service has no URL".into()))?;
-    let mut response = client(hs)?
+    let response = client(hs)?
         .0
         .get(format!("{url}/_matrix/app/v1/{path}"))
         .bearer_auth(&registration.hs_token)
@@ -439,6 +467,14 @@ pub(crate) async fn get_json(
             response.status()
         )));
     }
+    read_json_capped(registration, response).await
+}
+
+/// An appservice's JSON answer, read up to `MAX_ANSWER_BYTES`.
+async fn read_json_capped(
+    registration: &Registration,
+    mut response: reqwest::Response,
+) -> Result<JsonValue> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()

@@ -14,6 +14,14 @@ pub struct AppservicesConfig {
     /// Registration files, e.g. the `registration.yaml` a mautrix bridge generates.
     #[serde(default)]
     pub config_files: Vec<PathBuf>,
+    /// Ask the appservice for one-time keys of its (exclusive) users' devices that have
+    /// none left here (MSC3983), before the fallback key is handed out.
+    #[serde(default)]
+    pub forward_key_claims: bool,
+    /// Ask the appservice for its (exclusive) users' device and cross-signing keys on
+    /// every key query; its answer wins over what is stored, device by device (MSC3984).
+    #[serde(default)]
+    pub forward_key_queries: bool,
 }
 
 /// One namespace entry: a regular expression (matched from the start of the ID, as
@@ -278,6 +286,7 @@ mod tests {
         let file = write(&dir, "irc.yaml", GOOD);
         let loaded = AppservicesConfig {
             config_files: vec![file],
+            ..Default::default()
         }
         .load()
         .unwrap();
@@ -316,6 +325,7 @@ mod tests {
             let file = write(&dir, name, &text);
             let e = AppservicesConfig {
                 config_files: vec![file],
+                ..Default::default()
             }
             .load()
             .unwrap_err();
@@ -325,12 +335,14 @@ mod tests {
         let second = write(&dir, "two.yaml", &GOOD.replace("id: irc", "id: other"));
         let e = AppservicesConfig {
             config_files: vec![first, second],
+            ..Default::default()
         }
         .load()
         .unwrap_err();
         assert!(e.reason.contains("already used"), "{e}");
         let missing = AppservicesConfig {
             config_files: vec![dir.join("nope.yaml")],
+            ..Default::default()
         }
         .load()
         .unwrap_err();

@@ -238,34 +238,67 @@ pub async fn query_local_keys(
 /// What `/keys/claim` answers: user -> device -> `<algorithm>:<key ID>` -> key.
 pub type ClaimedKeys = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<String, JsonValue>>>;
 
-/// `POST /keys/claim` (and `/user/keys/claim`) for this server's users in `wanted`: one
-/// key per requested device, a one-time key while any is left, then the fallback key.
-/// Devices with neither are left out.
-pub async fn claim_local_keys(
+/// A key wanted by a claim: (user, device, algorithm).
+pub type KeyClaim = (OwnedUserId, OwnedDeviceId, String);
+
+/// The first step of `/keys/claim` (and `/user/keys/claim`) for this server's users in
+/// `wanted`: a one-time key per requested device while any is left. Returns what was
+/// claimed and the devices that had none (for an appservice, then the fallback key).
+pub async fn claim_one_time_keys(
     hs: &Homeserver,
     wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
-) -> Result<ClaimedKeys> {
+) -> Result<(ClaimedKeys, Vec<KeyClaim>)> {
     let mut claimed = ClaimedKeys::new();
+    let mut missing = Vec::new();
     for (user, devices) in wanted {
         if user.server_name() != hs.config.server_name() {
             continue;
         }
         for (device, algorithm) in devices {
-            if let Some(key) = hs
+            match hs
                 .storage
-                .claim_key(user.as_str(), device.as_str(), algorithm)
+                .claim_one_time_key(user.as_str(), device.as_str(), algorithm)
                 .await?
             {
-                claimed
-                    .entry(user.clone())
-                    .or_default()
-                    .entry(device.clone())
-                    .or_default()
-                    .insert(format!("{}:{}", key.algorithm, key.key_id), key.key_json);
+                Some(key) => add_claimed(&mut claimed, user, device, key),
+                None => missing.push((user.clone(), device.clone(), algorithm.clone())),
             }
         }
     }
-    Ok(claimed)
+    Ok((claimed, missing))
+}
+
+/// The last step of a claim: the fallback key of each device still without a key.
+/// Devices with none are left out of the answer.
+pub async fn claim_fallback_keys(
+    hs: &Homeserver,
+    claimed: &mut ClaimedKeys,
+    missing: &[KeyClaim],
+) -> Result<()> {
+    for (user, device, algorithm) in missing {
+        if let Some(key) = hs
+            .storage
+            .claim_fallback_key(user.as_str(), device.as_str(), algorithm)
+            .await?
+        {
+            add_claimed(claimed, user, device, key);
+        }
+    }
+    Ok(())
+}
+
+fn add_claimed(
+    claimed: &mut ClaimedKeys,
+    user: &OwnedUserId,
+    device: &OwnedDeviceId,
+    key: crate::storage::e2ee::ClaimedKey,
+) {
+    claimed
+        .entry(user.clone())
+        .or_default()
+        .entry(device.clone())
+        .or_default()
+        .insert(format!("{}:{}", key.algorithm, key.key_id), key.key_json);
 }
 
 /// A local user's devices as other servers see them (`/user/devices`, and the device

@@ -80,7 +80,8 @@ pub async fn query_keys(
     wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
     timeout: Option<Duration>,
 ) -> Result<QueriedKeys> {
-    let mut out = crate::e2ee::keys::query_local_keys(hs, Some(&requester.user_id), wanted).await?;
+    let mut out =
+        crate::appservice::keys::query_local_keys(hs, Some(&requester.user_id), wanted).await?;
     let answers = ask_each_server(hs, wanted, timeout, |_, users| async move {
         remote_keys(hs, &users).await
     })
@@ -206,7 +207,7 @@ pub async fn claim_keys(
     wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     timeout: Option<Duration>,
 ) -> Result<(ClaimedKeys, BTreeMap<String, JsonValue>)> {
-    let mut claimed = crate::e2ee::keys::claim_local_keys(hs, wanted).await?;
+    let mut claimed = crate::appservice::keys::claim_local_keys(hs, wanted).await?;
     let mut failures = BTreeMap::new();
     let answers = ask_each_server(hs, wanted, timeout, |server, users| async move {
         remote_claim(hs, &server, &users).await

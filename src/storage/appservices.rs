@@ -19,6 +19,18 @@ pub struct EphemeralPositions {
     pub typing: i64,
     pub presence: i64,
     pub to_device: i64,
+    /// Absent in positions stored before device lists were sent (MSC3202): from now on.
+    #[serde(default)]
+    pub device_lists: Option<i64>,
+}
+
+/// A user whose device list changed: at `stream_pos` for the user, at `shared_pos` for
+/// those sharing a room (see migration 0024).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceListChangeRow {
+    pub user_id: String,
+    pub stream_pos: i64,
+    pub shared_pos: i64,
 }
 
 /// A to-device message in an inbox.
@@ -260,6 +272,66 @@ impl Storage {
         .bind(until)
         .fetch_all(self.pool())
         .await?)
+    }
+
+    /// Users whose device list changed in (since, until], by `stream_pos`.
+    pub async fn device_list_changes_between(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<DeviceListChangeRow>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, stream_pos, shared_pos FROM device_list_changes
+             WHERE stream_pos > $1 AND stream_pos <= $2",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Unclaimed one-time keys (algorithm -> count) and unused fallback key algorithms of
+    /// each device of `user_id`: (device, counts, fallback algorithms).
+    pub async fn key_counts_of_devices(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(String, Vec<(String, i64)>, Vec<String>)>> {
+        let devices: Vec<String> = sqlx::query_scalar(
+            "SELECT device_id FROM devices WHERE user_id = $1 ORDER BY device_id",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        let counts: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT device_id, algorithm, count(*) FROM one_time_keys WHERE user_id = $1
+             GROUP BY device_id, algorithm",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        let fallbacks: Vec<(String, String)> = sqlx::query_as(
+            "SELECT device_id, algorithm FROM fallback_keys WHERE user_id = $1 AND NOT used
+             ORDER BY algorithm",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(devices
+            .into_iter()
+            .map(|device| {
+                let of = counts
+                    .iter()
+                    .filter(|(d, _, _)| *d == device)
+                    .map(|(_, alg, n)| (alg.clone(), *n))
+                    .collect();
+                let unused = fallbacks
+                    .iter()
+                    .filter(|(d, _)| *d == device)
+                    .map(|(_, alg)| alg.clone())
+                    .collect();
+                (device, of, unused)
+            })
+            .collect())
     }
 
     /// Local users among a room's joined and invited members.

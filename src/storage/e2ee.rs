@@ -2,7 +2,7 @@
 //! and their signatures, and the device list stream that tells others to fetch them again.
 
 use serde_json::Value as JsonValue;
-use sqlx::{PgConnection, Row, types::Json};
+use sqlx::{PgConnection, Row, postgres::PgRow, types::Json};
 
 use super::{
     Result, Storage,
@@ -278,9 +278,9 @@ impl Storage {
         .await?)
     }
 
-    /// Claims one key of `algorithm` for a device: a one-time key (deleted, so never given
-    /// out twice, even to concurrent claims), else the fallback key (marked used).
-    pub async fn claim_key(
+    /// Claims a one-time key of `algorithm` for a device (deleted, so never given out
+    /// twice, even to concurrent claims).
+    pub async fn claim_one_time_key(
         &self,
         user_id: &str,
         device_id: &str,
@@ -298,28 +298,28 @@ impl Storage {
         .bind(algorithm)
         .fetch_optional(self.pool())
         .await?;
-        let row = match row {
-            Some(row) => Some(row),
-            None => {
-                sqlx::query(
-                    "UPDATE fallback_keys SET used = TRUE
-                     WHERE user_id = $1 AND device_id = $2 AND algorithm = $3
-                     RETURNING key_id, key_json",
-                )
-                .bind(user_id)
-                .bind(device_id)
-                .bind(algorithm)
-                .fetch_optional(self.pool())
-                .await?
-            }
-        };
-        Ok(row.map(|r| ClaimedKey {
-            user_id: user_id.to_owned(),
-            device_id: device_id.to_owned(),
-            algorithm: algorithm.to_owned(),
-            key_id: r.get(0),
-            key_json: r.get::<Json<JsonValue>, _>(1).0,
-        }))
+        Ok(row.map(|r| claimed_key(user_id, device_id, algorithm, r)))
+    }
+
+    /// Hands out a device's fallback key of `algorithm` (marked used; it stays until
+    /// replaced).
+    pub async fn claim_fallback_key(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        algorithm: &str,
+    ) -> Result<Option<ClaimedKey>> {
+        let row = sqlx::query(
+            "UPDATE fallback_keys SET used = TRUE
+             WHERE user_id = $1 AND device_id = $2 AND algorithm = $3
+             RETURNING key_id, key_json",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(algorithm)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| claimed_key(user_id, device_id, algorithm, r)))
     }
 
     /// A user's cross-signing keys: `(usage, public key, JSON)`.
@@ -498,5 +498,15 @@ impl Storage {
         .bind(since_events)
         .fetch_all(self.pool())
         .await?)
+    }
+}
+
+fn claimed_key(user_id: &str, device_id: &str, algorithm: &str, r: PgRow) -> ClaimedKey {
+    ClaimedKey {
+        user_id: user_id.to_owned(),
+        device_id: device_id.to_owned(),
+        algorithm: algorithm.to_owned(),
+        key_id: r.get(0),
+        key_json: r.get::<Json<JsonValue>, _>(1).0,
     }
 }

@@ -34,7 +34,22 @@ pub struct Seen {
     pub pings: Vec<Value>,
     pub user_queries: Vec<String>,
     pub alias_queries: Vec<String>,
+    /// Bodies of the key claims (MSC3983) and key queries (MSC3984) it was sent.
+    pub key_claims: Vec<Value>,
+    pub key_queries: Vec<Value>,
     pub bad_tokens: usize,
+}
+
+/// How the stand-in answers key claims and queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyAnswers {
+    /// Keys it keeps for its users (see `key_claim`, `key_query`).
+    #[default]
+    Keys,
+    /// 500.
+    Fail,
+    /// 404 M_UNRECOGNIZED, as an appservice that does not serve the endpoint.
+    Unknown,
 }
 
 #[derive(Clone)]
@@ -42,6 +57,7 @@ struct Shared {
     seen: Arc<Mutex<Seen>>,
     down: Arc<AtomicBool>,
     hang: Arc<AtomicBool>,
+    keys: Arc<Mutex<KeyAnswers>>,
     hs_token: String,
 }
 
@@ -52,6 +68,7 @@ pub struct FakeAppservice {
     pub down: Arc<AtomicBool>,
     /// Never answer transactions.
     pub hang: Arc<AtomicBool>,
+    pub keys: Arc<Mutex<KeyAnswers>>,
     pub id: String,
     pub as_token: String,
     pub hs_token: String,
@@ -72,6 +89,7 @@ impl FakeAppservice {
             seen: Arc::default(),
             down: Arc::default(),
             hang: Arc::default(),
+            keys: Arc::default(),
             hs_token: hs_token.to_owned(),
         };
         let app = Router::new()
@@ -96,6 +114,14 @@ impl FakeAppservice {
                 get(location_lookup_by_alias),
             )
             .route("/_matrix/app/v1/thirdparty/user", get(user_lookup_by_id))
+            .route(
+                "/_matrix/app/unstable/org.matrix.msc3983/keys/claim",
+                post(key_claim),
+            )
+            .route(
+                "/_matrix/app/unstable/org.matrix.msc3984/keys/query",
+                post(key_query),
+            )
             .with_state(shared.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
@@ -103,6 +129,7 @@ impl FakeAppservice {
             seen: shared.seen,
             down: shared.down,
             hang: shared.hang,
+            keys: shared.keys,
             id: id.to_owned(),
             as_token: as_token.to_owned(),
             hs_token: hs_token.to_owned(),
@@ -356,6 +383,79 @@ async fn user_lookup_by_id(
         StatusCode::OK,
         Json(json!([{"userid": user, "protocol": "chat", "fields": {"nick": "bob"}}])),
     )
+}
+
+/// The answer the stand-in is set to give to a key request, if not its keys.
+fn key_answer_override(s: &Shared, headers: &HeaderMap) -> Option<(StatusCode, Json<Value>)> {
+    if !authorized(s, headers) {
+        return Some((StatusCode::FORBIDDEN, Json(json!({}))));
+    }
+    match *s.keys.lock().unwrap() {
+        KeyAnswers::Keys => None,
+        KeyAnswers::Fail => Some((StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})))),
+        KeyAnswers::Unknown => Some((
+            StatusCode::NOT_FOUND,
+            Json(json!({"errcode": "M_UNRECOGNIZED", "error": "Unknown endpoint"})),
+        )),
+    }
+}
+
+/// MSC3983: one key `<algorithm>:AS<n>` per requested (device, algorithm), counting up.
+async fn key_claim(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    s.seen.lock().unwrap().key_claims.push(body.clone());
+    if let Some(answer) = key_answer_override(&s, &headers) {
+        return answer;
+    }
+    let mut out = json!({});
+    let mut n = s.seen.lock().unwrap().key_claims.len() * 100;
+    for (user, devices) in body.as_object().into_iter().flatten() {
+        for (device, algorithms) in devices.as_object().into_iter().flatten() {
+            for algorithm in algorithms.as_array().into_iter().flatten() {
+                n += 1;
+                let id = format!("{}:AS{n}", algorithm.as_str().unwrap_or_default());
+                out[user][device][id] = json!({"key": format!("bridge-key-{n}"), "signatures": {}});
+            }
+        }
+    }
+    (StatusCode::OK, Json(out))
+}
+
+/// MSC3984: a device `BRIDGEDEV` and a master key for every user asked about; also keys
+/// nobody asked for (another user, a device under the wrong ID), which must be ignored.
+async fn key_query(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    s.seen.lock().unwrap().key_queries.push(body.clone());
+    if let Some(answer) = key_answer_override(&s, &headers) {
+        return answer;
+    }
+    let mut out = json!({
+        "device_keys": {"@human:localhost": {"EVIL": {
+            "user_id": "@human:localhost", "device_id": "EVIL",
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2"], "keys": {}}}},
+        "master_keys": {},
+    });
+    for user in body.as_object().into_iter().flatten().map(|(u, _)| u) {
+        out["device_keys"][user] = json!({
+            "BRIDGEDEV": {
+                "user_id": user, "device_id": "BRIDGEDEV",
+                "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+                "keys": {"curve25519:BRIDGEDEV": "bridge-curve", "ed25519:BRIDGEDEV": "bridge-ed"},
+                "signatures": {}
+            },
+            "MISLABELLED": {"user_id": user, "device_id": "OTHER", "keys": {}}
+        });
+        out["master_keys"][user] = json!({
+            "user_id": user, "usage": ["master"], "keys": {"ed25519:bridge-master": "bridge-master"}
+        });
+    }
+    (StatusCode::OK, Json(out))
 }
 
 /// Config env for a server with these registration files.

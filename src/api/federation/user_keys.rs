@@ -14,7 +14,8 @@ use ruma::{
 use super::events::origin;
 use crate::{
     api::client::keys::{claims_of, one_time_keys_of, raw_device_keys, raw_keys, raw_of},
-    e2ee::keys::{claim_local_keys, device_list, query_local_keys},
+    appservice::keys::{claim_local_keys, query_local_keys},
+    e2ee::keys::device_list,
     error::{Error, Result},
     http::Ruma,
     server::Homeserver,

@@ -1,7 +1,8 @@
 """A bridge as mautrix-python builds one (its state file, mx-state.json, goes in the working
 directory, which the test makes temporary), against axon: it receives transactions, creates a
 puppet by registration, replies as the puppet with a massaged timestamp, makes a room for
-an alias of its namespace when asked, and sees typing and to-device messages.
+an alias of its namespace when asked, sees typing and to-device messages, and (MSC3202)
+hears of device list changes and its puppet's one-time key counts.
 
 usage: bridge.py <homeserver URL> <appservice port> <human access token> [--timeout S]
 Exits 0 when every step worked; prints what it did.
@@ -27,7 +28,9 @@ MASSAGED_TS = 1500000000000
 
 async def main(hs: str, port: int, human_token: str) -> None:
     seen = {"invite": asyncio.Event(), "message": asyncio.Event(), "typing": asyncio.Event(),
-            "to_device": asyncio.Event()}
+            "to_device": asyncio.Event(), "device_lists": asyncio.Event(),
+            "otk_counts": asyncio.Event()}
+    puppet_device = {}
 
     async def query_alias(alias: str):
         # An alias of the namespace that does not exist yet: made on demand.
@@ -58,7 +61,18 @@ async def main(hs: str, port: int, human_token: str) -> None:
         if evt.to_user_id == PUPPET and evt.sender == HUMAN:
             seen["to_device"].set()
 
+    async def on_device_lists(lists) -> None:
+        if HUMAN in (lists.changed or []):
+            seen["device_lists"].set()
+
+    async def on_otk_counts(counts) -> None:
+        count = counts.get(PUPPET, {}).get(puppet_device.get("id"))
+        if count is not None and count.signed_curve25519 == 2:
+            seen["otk_counts"].set()
+
     appservice.to_device_handler = on_to_device
+    appservice.device_list_handler = on_device_lists
+    appservice.otk_handler = on_otk_counts
     await appservice.start(host="127.0.0.1", port=port)
     try:
         async with aiohttp.ClientSession(
@@ -114,6 +128,30 @@ async def main(hs: str, port: int, human_token: str) -> None:
                        {"messages": {PUPPET: {device: {"ping": 1}}}})
             await asyncio.wait_for(seen["to_device"].wait(), 20)
             print("to-device message received")
+
+            # The human's device gets keys: the bridge hears the device list changed.
+            me = await call("GET", "/account/whoami")
+            human_device = me["device_id"]
+            await call("POST", "/keys/upload", {"device_keys": {
+                "user_id": HUMAN, "device_id": human_device,
+                "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+                "keys": {f"curve25519:{human_device}": "c", f"ed25519:{human_device}": "e"},
+                "signatures": {}}})
+            await asyncio.wait_for(seen["device_lists"].wait(), 20)
+            print("device list change received")
+
+            # The puppet's device uploads two one-time keys; its next message carries
+            # the count.
+            puppet_device["id"] = device
+            async with aiohttp.ClientSession(
+                    headers={"Authorization": f"Bearer {login['access_token']}"}) as p:
+                async with p.post(f"{hs}/_matrix/client/v3/keys/upload", json={
+                        "one_time_keys": {"signed_curve25519:K1": {"key": "k1"},
+                                          "signed_curve25519:K2": {"key": "k2"}}}) as r:
+                    assert r.status == 200, await r.text()
+            await puppet.send_text(room, "counting keys")
+            await asyncio.wait_for(seen["otk_counts"].wait(), 20)
+            print("one-time key counts received")
     finally:
         await appservice.stop()
 
