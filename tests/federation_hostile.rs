@@ -3,7 +3,8 @@
 //! event is forged, is refused with nothing kept; state events with a bad signature or
 //! failing their auth rules are left out and not stored while the join goes through (as
 //! Synapse does) and the room works; another room's event in a `/backfill` answer is not
-//! taken in; a join through a liar and then an honest server succeeds through the second.
+//! taken in; a join through a liar and then an honest server succeeds through the second;
+//! a server that only knows the v1 `send_join` is joined through it.
 
 mod common;
 #[path = "common/fake_remote.rs"]
@@ -285,4 +286,41 @@ async fn a_lying_server_is_passed_over_for_the_next() {
     let (status, body) = join(&hs2, &bob, &room, &[&liar.name, &hs1.name()]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["room_id"], room.as_str());
+}
+
+/// A server that only knows the v1 `send_join` (404 to v2): the join goes through v1,
+/// whose answer is wrapped as `[200, {...}]`.
+#[tokio::test]
+async fn a_join_through_a_server_that_only_knows_v1() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("bob", "correct horse battery").await;
+    let bob = format!("@bob:{}", s.name());
+    let remote = FakeRemote::start().await;
+    let room = fake_room_named(&remote, "old");
+    {
+        let mut canned = remote.canned.lock().unwrap();
+        canned.push((
+            "GET".into(),
+            "/_matrix/federation/v1/make_join/".into(),
+            json!({"room_version": "11", "event": template(&room, &bob)}),
+        ));
+        canned.push((
+            "PUT".into(),
+            "/_matrix/federation/v1/send_join/".into(),
+            json!([200, {"origin": remote.name, "state": room.events, "auth_chain": room.events}]),
+        ));
+    }
+    let (status, body) = join(&s, &token, &room.room_id, &[&remote.name]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.join_rules/",
+                room.room_id
+            ),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["join_rule"], "public");
 }

@@ -153,6 +153,13 @@ async fn a_message_sends_one_notification_with_counts_and_tweaks() {
         (Some("org.example.app"), Some("key-1"))
     );
     assert_eq!(device["data"]["extra"], "kept");
+    // When the pusher was set, in seconds (as Synapse sends it): within the last hour.
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let set_at = device["pushkey_ts"].as_i64().unwrap_or_default();
+    assert!(now_s - 3600 < set_at && set_at <= now_s, "{device}");
     assert!(
         device["data"].get("url").is_none(),
         "the URL is not sent on: {device}"

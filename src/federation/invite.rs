@@ -9,6 +9,7 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, value::RawValue as RawJsonValue};
 
+use super::{client::SendError, legacy::InviteV1};
 use crate::{
     error::{Error, Result},
     rooms::{
@@ -135,8 +136,8 @@ pub async fn create_room(
     Ok(room_id)
 }
 
-/// `PUT /invite` (v2) to the invitee's server; answers the event with its signature,
-/// checked.
+/// `PUT /invite` (v2, or v1 for a server that does not know v2) to the invitee's server;
+/// answers the event with its signature, checked.
 async fn ask_to_sign(
     hs: &Homeserver,
     room_id: &RoomId,
@@ -154,30 +155,69 @@ async fn ask_to_sign(
         .collect::<Result<Vec<_>>>()?;
     let request = create_invite::v2::Request::new(
         room_id.to_owned(),
-        event_id,
+        event_id.clone(),
         version.clone(),
         to_raw(event)?,
         stripped,
     );
+    let refusal = |e| match e {
+        SendError::Refused {
+            status: 403 | 400,
+            body,
+        } => Error::Forbidden(super::join::remote_reason(&body)),
+        other => other.into(),
+    };
     // The room is locked meanwhile (`send_countersigned`): a slow server may hold it up
     // for this long at most.
-    let answer = tokio::time::timeout(
+    let late = || Error::RemoteUnavailable(format!("{server} did not answer the invite in time"));
+    let started = tokio::time::Instant::now();
+    let sent = tokio::time::timeout(
         INVITE_WAIT,
         federation.client.send(hs.keys.pair(), server, request),
     )
     .await
-    .map_err(|_| Error::RemoteUnavailable(format!("{server} did not answer the invite in time")))?
-    .map_err(|e| match e {
-        super::client::SendError::Refused { status: 403, body } => {
-            Error::Forbidden(super::join::remote_reason(&body))
+    .map_err(|_| late())?;
+    let mut via_v1 = false;
+    let answer: Box<RawJsonValue> = match sent {
+        Ok(answer) => answer.event,
+        Err(SendError::Refused { status: 404, .. }) => {
+            // The v1 form: the event itself, the room state in its `unsigned`.
+            let mut with_state = event.clone();
+            let state = serde_json::to_value(room_state)
+                .ok()
+                .and_then(|v| serde_json::from_value::<CanonicalJsonValue>(v).ok())
+                .unwrap_or(CanonicalJsonValue::Array(Vec::new()));
+            let mut unsigned = CanonicalJsonObject::new();
+            unsigned.insert("invite_room_state".into(), state);
+            with_state.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
+            let request = InviteV1::new(room_id.to_owned(), event_id, to_raw(&with_state)?);
+            let left = INVITE_WAIT.saturating_sub(started.elapsed());
+            let answer = tokio::time::timeout(
+                left,
+                federation.client.send(hs.keys.pair(), server, request),
+            )
+            .await
+            .map_err(|_| late())?
+            .map_err(refusal)?;
+            let event = answer
+                .object()
+                .map(|a| &a["event"])
+                .filter(|e| e.is_object())
+                .ok_or_else(|| {
+                    Error::RemoteUnavailable(format!("{server} answered the v1 invite oddly"))
+                })?;
+            via_v1 = true;
+            to_raw(event)?
         }
-        super::client::SendError::Refused { status: 400, body } => {
-            Error::Forbidden(super::join::remote_reason(&body))
-        }
-        other => other.into(),
-    })?;
-    let signed: CanonicalJsonObject = serde_json::from_str(answer.event.get())
-        .map_err(|e| Error::RemoteUnavailable(format!("invite answer: {e}")))?;
+        Err(e) => return Err(refusal(e)),
+    };
+    // Signed JSON is canonical: an answer with floats or huge numbers is refused.
+    let mut signed: CanonicalJsonObject = serde_json::from_str(answer.get())
+        .map_err(|e| Error::BadJson(format!("{server}'s invite answer: {e}")))?;
+    if via_v1 {
+        // The room state that rode along unsigned is not part of the event.
+        signed.remove("unsigned");
+    }
     // The invitee's server signed the redacted event, as every server signs events.
     let redacted = ruma::canonical_json::redact(signed.clone(), &rules.redaction, None)
         .map_err(|e| Error::RemoteUnavailable(format!("invite answer: {e}")))?;

@@ -12,6 +12,8 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, json};
 
+use super::legacy::SendJoinV1;
+
 use crate::{
     error::{Error, Result},
     rooms::{context::RoomContext, create::member_content, membership, remote_join},
@@ -249,29 +251,63 @@ async fn join_through(
     let (object, event_id) = sign_template(hs, &rules, event, content, user)?;
     let raw =
         serde_json::value::to_raw_value(&object).map_err(|e| Error::Internal(e.to_string()))?;
-    let joined = federation
+    let sent = federation
         .client
         .send(
             hs.keys.pair(),
             server,
-            create_join_event::v2::Request::new(room_id.to_owned(), event_id, raw),
+            create_join_event::v2::Request::new(room_id.to_owned(), event_id.clone(), raw.clone()),
         )
-        .await
-        .map_err(refusal)?;
-    let room_state = joined.room_state;
-    // A restricted join comes back countersigned by the authorising server.
-    let join = match &room_state.event {
-        Some(signed) => serde_json::from_str::<CanonicalJsonObject>(signed.get())
-            .map_err(|e| Error::RemoteUnavailable(format!("send_join event: {e}")))?,
-        None => object,
-    };
+        .await;
     let parse = |list: &[Box<serde_json::value::RawValue>]| -> Vec<CanonicalJsonObject> {
         list.iter()
             .filter_map(|raw| serde_json::from_str(raw.get()).ok())
             .collect()
     };
-    let state = parse(&room_state.state);
-    let auth_chain = parse(&room_state.auth_chain);
+    let (countersigned, state, auth_chain) = match sent {
+        Ok(joined) => {
+            let room_state = joined.room_state;
+            let countersigned = match &room_state.event {
+                Some(signed) => Some(
+                    serde_json::from_str::<CanonicalJsonObject>(signed.get())
+                        .map_err(|e| Error::RemoteUnavailable(format!("send_join event: {e}")))?,
+                ),
+                None => None,
+            };
+            (
+                countersigned,
+                parse(&room_state.state),
+                parse(&room_state.auth_chain),
+            )
+        }
+        // A server that only knows the v1 form.
+        Err(super::client::SendError::Refused { status: 404, .. }) => {
+            let joined = federation
+                .client
+                .send(
+                    hs.keys.pair(),
+                    server,
+                    SendJoinV1::new(room_id.to_owned(), event_id, raw),
+                )
+                .await
+                .map_err(refusal)?;
+            let answer = joined.object().ok_or_else(|| {
+                Error::RemoteUnavailable(format!("{server} answered the v1 send_join oddly"))
+            })?;
+            let list = |field: &str| -> Vec<CanonicalJsonObject> {
+                answer[field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| serde_json::from_value(e.clone()).ok())
+                    .collect()
+            };
+            (None, list("state"), list("auth_chain"))
+        }
+        Err(e) => return Err(refusal(e)),
+    };
+    // A restricted join comes back countersigned by the authorising server.
+    let join = countersigned.unwrap_or(object);
     let ctx = RoomContext {
         room_id: room_id.to_owned(),
         version: version.clone(),

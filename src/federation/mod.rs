@@ -25,6 +25,7 @@ pub mod join;
 pub mod keys;
 pub mod knock;
 pub mod leave;
+pub mod legacy;
 pub mod media;
 pub mod membership;
 pub mod query;

@@ -184,6 +184,8 @@ async fn notification(
         "devices": [{
             "app_id": item.app_id,
             "pushkey": item.pushkey,
+            // In seconds, as Synapse sends it.
+            "pushkey_ts": item.pusher_ts.unwrap_or_default() / 1000,
             "data": data,
             "tweaks": tweaks,
         }],

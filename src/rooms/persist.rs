@@ -187,10 +187,18 @@ pub(super) async fn store_pdu(
         _ => None,
     };
     // A kicked or banned member's server must hear of it, though no longer in the room.
+    // (An invited member's server hears of the invite through /invite; a server that is
+    // not in the room does not know it, and must not be sent its events.)
+    let kicked_or_banned = matches!(
+        pdu_json["content"]["membership"].as_str(),
+        Some("leave" | "ban")
+    );
     let member_server = match (&pdu.event_type, &pdu.state_key) {
-        (TimelineEventType::RoomMember, Some(key)) => ruma::UserId::parse(key.as_str())
-            .ok()
-            .map(|u| u.server_name().to_string()),
+        (TimelineEventType::RoomMember, Some(key)) if kicked_or_banned => {
+            ruma::UserId::parse(key.as_str())
+                .ok()
+                .map(|u| u.server_name().to_string())
+        }
         _ => None,
     };
     let nid = w

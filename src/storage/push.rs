@@ -153,6 +153,8 @@ pub struct QueuedPush {
     pub created_ts: i64,
     /// The pusher's URL and data, if it still exists.
     pub pusher: Option<JsonValue>,
+    /// When the pusher was set, in milliseconds.
+    pub pusher_ts: Option<i64>,
 }
 
 impl Storage {
@@ -172,6 +174,8 @@ impl Storage {
              RETURNING q.id, q.user_id, q.app_id, q.pushkey, q.event_nid, q.actions, q.attempts,
                        q.created_ts,
                        (SELECT p.pusher FROM pushers p WHERE p.user_id = q.user_id
+                          AND p.app_id = q.app_id AND p.pushkey = q.pushkey),
+                       (SELECT p.created_ts FROM pushers p WHERE p.user_id = q.user_id
                           AND p.app_id = q.app_id AND p.pushkey = q.pushkey)",
         )
         .bind(now)
@@ -191,6 +195,7 @@ impl Storage {
                 attempts: r.get(6),
                 created_ts: r.get(7),
                 pusher: r.get::<Option<Json<JsonValue>>, _>(8).map(|j| j.0),
+                pusher_ts: r.get(9),
             })
             .collect();
         out.sort_by_key(|p| p.id);

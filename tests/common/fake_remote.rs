@@ -54,6 +54,10 @@ pub struct FakeRemote {
     /// Answers to other requests: (method, path prefix, body), the first match wins;
     /// anything else is 404 M_UNRECOGNIZED.
     pub canned: Canned,
+    /// Bodies of the v1 invites received (the only invite form it serves: it signs the
+    /// event, of a v11 room, and answers `[200, {"event": ...}]`, as servers before v2
+    /// did).
+    pub invites_v1: Arc<Mutex<Vec<Value>>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -67,6 +71,7 @@ struct Shared {
     events: Arc<Mutex<BTreeMap<String, Value>>>,
     state_ids: StateIdsTable,
     canned: Canned,
+    invites_v1: Arc<Mutex<Vec<Value>>>,
 }
 
 fn now() -> i64 {
@@ -108,6 +113,7 @@ impl FakeRemote {
             events: Arc::default(),
             state_ids: Arc::default(),
             canned: Arc::default(),
+            invites_v1: Arc::default(),
         };
         let app = Router::new()
             .route("/_matrix/key/v2/server", get(key_document))
@@ -118,6 +124,10 @@ impl FakeRemote {
             )
             .route("/_matrix/federation/v1/event/{id}", get(event))
             .route("/_matrix/federation/v1/state_ids/{room}", get(state_ids))
+            .route(
+                "/_matrix/federation/v1/invite/{room}/{event}",
+                put(invite_v1),
+            )
             .fallback(canned_answer)
             .with_state(shared.clone());
         let tx = super::federation::serve_tls(listener, app);
@@ -131,6 +141,7 @@ impl FakeRemote {
             events: shared.events,
             state_ids: shared.state_ids,
             canned: shared.canned,
+            invites_v1: shared.invites_v1,
             shutdown: Some(tx),
         }
     }
@@ -369,6 +380,26 @@ async fn transaction(State(s): State<Shared>, request: Request) -> (StatusCode, 
     txn["txn_id"] = json!(checked.uri().path().rsplit('/').next().unwrap());
     s.received.lock().unwrap().push(txn);
     (StatusCode::OK, Json(json!({"pdus": {}})))
+}
+
+async fn invite_v1(State(s): State<Shared>, request: Request) -> (StatusCode, Json<Value>) {
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let checked = http::Request::from_parts(parts, bytes.as_ref());
+    if let Err(e) = verify_from_axon(&s, &checked).await {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"errcode": "M_UNAUTHORIZED", "error": e})),
+        );
+    }
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    s.invites_v1.lock().unwrap().push(body.clone());
+    let mut event: CanonicalJsonObject = serde_json::from_value(body).unwrap();
+    event.remove("unsigned");
+    // Signed as events are (their redacted form); the rooms of these tests are v11.
+    let rules = ruma::RoomVersionId::V11.rules().unwrap();
+    ruma::signatures::hash_and_sign_event(&s.name, &*s.pair, &mut event, &rules.redaction).unwrap();
+    (StatusCode::OK, Json(json!([200, {"event": event}])))
 }
 
 async fn missing_events(State(s): State<Shared>, request: Request) -> (StatusCode, Json<Value>) {

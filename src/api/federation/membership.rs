@@ -1,4 +1,4 @@
-//! Joins, leaves, knocks and invites: `GET /make_join`, `PUT /v2/send_join`,
+//! Joins, leaves, knocks and invites: `GET /make_join`, `PUT /v1|v2/send_join`,
 //! `GET /make_leave`, `PUT /v2/send_leave`, `GET /make_knock`, `PUT /send_knock`,
 //! `PUT /v1|v2/invite`.
 
@@ -11,12 +11,16 @@ use ruma::{
         prepare_join_event, prepare_knock_event, prepare_leave_event,
     },
 };
-use serde_json::Value as JsonValue;
+use serde_json::{Value as JsonValue, json};
 
 use super::events::{origin, raw_pdu};
 use crate::{
     error::{Error, Result},
-    federation::{invite, membership},
+    federation::{
+        invite,
+        legacy::{InviteV1, SendJoinV1, V1Response},
+        membership,
+    },
     http::Ruma,
     rooms::remote_membership,
     server::Homeserver,
@@ -65,6 +69,21 @@ pub async fn send_join(
     Ok(create_join_event::v2::Response::new(state))
 }
 
+/// v1: the same, answered `[200, {"origin", "auth_chain", "state"}]` (never omitting
+/// members).
+pub async fn send_join_v1(hs: Arc<Homeserver>, req: Ruma<SendJoinV1>) -> Result<V1Response> {
+    let b = &req.body;
+    let joined =
+        membership::send_join(&hs, origin(&req)?, &b.room_id, &b.event_id, &b.event, false).await?;
+    let pdus = |events: &[StoredEvent]| events.iter().map(|e| e.pdu.clone()).collect::<Vec<_>>();
+    Ok(V1Response::new(json!({
+        "origin": hs.config.server_name(),
+        "auth_chain": pdus(&joined.state.auth_chain),
+        "state": pdus(&joined.state.state),
+        "event": joined.event.pdu,
+    })))
+}
+
 pub async fn make_leave(
     hs: Arc<Homeserver>,
     req: Ruma<prepare_leave_event::v1::Request>,
@@ -107,12 +126,9 @@ pub async fn invite_v2(
 
 /// v1: the body is the event itself, its room state in `unsigned.invite_room_state`;
 /// the room's version is not given, and v1 or v2 rooms are the only ones it served.
-pub async fn invite_v1(
-    hs: Arc<Homeserver>,
-    req: Ruma<create_invite::v1::Request>,
-) -> Result<create_invite::v1::Response> {
+pub async fn invite_v1(hs: Arc<Homeserver>, req: Ruma<InviteV1>) -> Result<V1Response> {
     let b = &req.body;
-    let mut event: serde_json::Map<String, JsonValue> = serde_json::from_slice(&req.raw_body)
+    let mut event: serde_json::Map<String, JsonValue> = serde_json::from_str(b.event.get())
         .map_err(|e| Error::BadJson(format!("invite event: {e}")))?;
     let room_state: Vec<JsonValue> = event
         .get_mut("unsigned")
@@ -135,7 +151,9 @@ pub async fn invite_v1(
         &room_state,
     )
     .await?;
-    Ok(create_invite::v1::Response::new(signed))
+    let signed: JsonValue =
+        serde_json::from_str(signed.get()).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(V1Response::new(json!({ "event": signed })))
 }
 
 pub async fn make_knock(
