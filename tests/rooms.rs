@@ -1123,6 +1123,54 @@ async fn history_visibility_is_enforced() {
     .await;
     send_text(&s, &alice, &room, "8", "you are invited").await;
     assert_eq!(visible_bodies(&s, &dave, &room).await, ["you are invited"]);
+
+    // Changes of the setting are seen under the looser of the old and the new one: a
+    // newcomer sees the change from shared to joined and the one back to shared, not
+    // the one from joined to invited, nor what was said under those two.
+    let room = create_room(&s, &alice, json!({"preset": "public_chat"})).await;
+    for (i, setting) in ["joined", "invited", "shared"].into_iter().enumerate() {
+        let (status, body) = s
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room}/state/m.room.history_visibility/"),
+                Some(&alice),
+                json!({"history_visibility": setting}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        send_text(
+            &s,
+            &alice,
+            &room,
+            &format!("hv{i}"),
+            &format!("under {setting}"),
+        )
+        .await;
+    }
+    let (eve, _) = s.register("eve", "pw").await;
+    join(room.clone(), eve.clone()).await;
+    let (status, page) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=100"),
+            Some(&eve),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let seen: Vec<String> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e["type"].as_str() {
+            Some("m.room.history_visibility") => e["content"]["history_visibility"]
+                .as_str()
+                .map(|v| format!("set {v}")),
+            Some("m.room.message") => e["content"]["body"].as_str().map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        ["set shared", "set joined", "set shared", "under shared"]
+    );
 }
 
 #[tokio::test]
@@ -1384,6 +1432,28 @@ async fn receipts_read_markers_and_typing() {
             ("m.read.private".into(), "".into(), event.into())
         ]
     );
+    // Receipts only move forward: one for an earlier event than the last is ignored.
+    let (_, later) = send_text(&s, &alice, &room, "2", "later").await;
+    let later = later["event_id"].as_str().unwrap();
+    for target in [later, event] {
+        let (status, _) = s
+            .post(
+                &format!("{base}/receipt/m.read/{target}"),
+                Some(&alice),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let now_at: String = sqlx::query_scalar(
+        "SELECT event_id FROM receipts WHERE room_id = $1 AND user_id = '@alice:localhost'
+           AND receipt_type = 'm.read' AND thread_id = ''",
+    )
+    .bind(&room)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(now_at, later);
     assert_error(
         &s.post(
             &format!("{base}/receipt/m.read/$nope"),

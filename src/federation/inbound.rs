@@ -280,13 +280,27 @@ async fn receive_with_missing(
         Err(Error::UnknownEvents(missing)) => missing,
         other => return other.map(|(_, r)| r),
     };
-    // First the events in between, from the sender.
-    fetch_missing(hs, origin, ctx, &object, &missing).await?;
+    // First the events in between, from the sender (one that does not serve them is
+    // asked for the state instead).
+    if let Err(e) = fetch_missing(hs, origin, ctx, &object, &missing).await {
+        tracing::debug!(%origin, "get_missing_events: {e}");
+    }
     let missing = match receive_pdu(hs, &ctx.room_id, object.clone(), &keys).await {
         Err(Error::UnknownEvents(missing)) => missing,
         other => return other.map(|(_, r)| r),
     };
-    // Still a gap: the state after each missing prev event, as the sender has it.
+    // Still a gap before an event the sender pushed: refused, as Synapse does. Its prev
+    // events are the sender's own history, which it must give; taking the sender's word
+    // for the state there instead would let it make up the room's state. (The oldest
+    // event get_missing_events gives may have its gap filled from the state at it.)
+    let prevs = event_refs(&object, "prev_events");
+    let unknown_prevs: Vec<&String> = missing.iter().filter(|m| prevs.contains(m)).collect();
+    if !unknown_prevs.is_empty() {
+        return Err(Error::Forbidden(format!(
+            "your server did not give the prev events {unknown_prevs:?} of this event"
+        )));
+    }
+    // Missing auth events are fetched one by one.
     let prev_states = recover_prev_states(hs, origin, ctx, &object, &missing).await?;
     Ok(
         receive_pdu_with_prev_states(hs, &ctx.room_id, object, &keys, &prev_states)
@@ -314,22 +328,7 @@ pub(super) async fn recover_prev_states(
     missing: &[String],
 ) -> Result<HashMap<String, StateNids>> {
     let federation = super::state(hs)?;
-    let refs = |field: &str| -> Vec<String> {
-        match object.get(field) {
-            Some(CanonicalJsonValue::Array(items)) => items
-                .iter()
-                .filter_map(|r| match r {
-                    CanonicalJsonValue::String(s) => Some(s.clone()),
-                    CanonicalJsonValue::Array(pair) => match pair.first() {
-                        Some(CanonicalJsonValue::String(s)) => Some(s.clone()),
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
+    let refs = |field: &str| event_refs(object, field);
     let prevs: Vec<String> = refs("prev_events")
         .into_iter()
         .filter(|p| missing.contains(p))
@@ -436,6 +435,25 @@ pub(super) async fn recover_prev_states(
     Ok(states)
 }
 
+/// The event IDs an event names in `field` (`prev_events`, `auth_events`), in either
+/// room version format.
+fn event_refs(object: &CanonicalJsonObject, field: &str) -> Vec<String> {
+    match object.get(field) {
+        Some(CanonicalJsonValue::Array(items)) => items
+            .iter()
+            .filter_map(|r| match r {
+                CanonicalJsonValue::String(s) => Some(s.clone()),
+                CanonicalJsonValue::Array(pair) => match pair.first() {
+                    Some(CanonicalJsonValue::String(s)) => Some(s.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Events by ID from `origin`, one request each; those it does not give are left out.
 async fn fetch_events(
     hs: &Homeserver,
@@ -521,6 +539,7 @@ async fn fetch_missing(
         .send(hs.keys.pair(), origin, request)
         .await
         .map_err(|e| Error::RemoteUnavailable(format!("missing events {missing:?}: {e}")))?;
+    let mut recoveries = 0;
     for raw in response.events.iter().take(MISSING_EVENTS_LIMIT as usize) {
         let Ok(fetched) = serde_json::from_str::<CanonicalJsonObject>(raw.get()) else {
             continue;
@@ -530,10 +549,28 @@ async fn fetch_missing(
             continue;
         }
         let keys = super::keys::pdu_keys(hs, ctx, &fetched).await?;
-        match receive_pdu(hs, &ctx.room_id, fetched, &keys).await {
-            Ok(_) => {}
-            Err(e) => tracing::debug!(%origin, "a fetched missing event was refused: {e}"),
+        let outcome = match receive_pdu(hs, &ctx.room_id, fetched.clone(), &keys).await {
+            // The oldest of the gap may still lack its own prev events: their state is
+            // asked of the sender (as for the PDU itself), so the rest can follow on.
+            Err(Error::UnknownEvents(prevs)) if recoveries < MAX_GAP_RECOVERIES => {
+                recoveries += 1;
+                match recover_prev_states(hs, origin, ctx, &fetched, &prevs).await {
+                    Ok(states) => {
+                        receive_pdu_with_prev_states(hs, &ctx.room_id, fetched, &keys, &states)
+                            .await
+                            .map(|_| ())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            other => other.map(|_| ()),
+        };
+        if let Err(e) = outcome {
+            tracing::debug!(%origin, "a fetched missing event was refused: {e}");
         }
     }
     Ok(())
 }
+
+/// Fetched missing events whose own gap is filled by asking for state, per PDU.
+const MAX_GAP_RECOVERIES: usize = 2;

@@ -72,7 +72,8 @@ pub async fn send_receipt(
                 "m.read.private"
             };
             let ts = now_ms();
-            hs.storage
+            let moved = hs
+                .storage
                 .set_receipt(
                     room_id.as_str(),
                     user,
@@ -82,8 +83,9 @@ pub async fn send_receipt(
                     ts,
                 )
                 .await?;
-            // Private receipts never leave this server.
-            if matches!(kind, ReceiptKind::Read) {
+            // Private receipts never leave this server; one for an earlier event than the
+            // last is not taken, nor sent.
+            if moved && matches!(kind, ReceiptKind::Read) {
                 let mut data = json!({ "ts": ts });
                 if let Some(thread) = thread {
                     data["thread_id"] = json!(thread);
@@ -243,6 +245,6 @@ pub async fn remote_receipt(
             event_id.as_str(),
             ts,
         )
-        .await
-        .map_err(Into::into)
+        .await?;
+    Ok(())
 }

@@ -411,7 +411,19 @@ async fn load_own_auth_events(
         by_key: Default::default(),
         by_id: Default::default(),
     };
-    let mut stored = load_known(w, &pdu.auth_events).await?;
+    let mut stored = match load_known(w, &pdu.auth_events).await {
+        // An auth event of another room can never authorise this one: refused, rather
+        // than fetched again and again.
+        Err(Error::UnknownEvents(missing)) => {
+            if let Some(id) = w.events_of_other_rooms(&missing).await?.first() {
+                return Err(Error::Rejected(format!(
+                    "its auth event {id} belongs to another room"
+                )));
+            }
+            return Err(Error::UnknownEvents(missing));
+        }
+        other => other?,
+    };
     if rules.authorization.room_create_event_id_as_room_id {
         let current = w
             .current_state_for(&[("m.room.create".to_owned(), String::new())])

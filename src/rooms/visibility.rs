@@ -73,50 +73,21 @@ async fn visible_and_hidden(
         ("m.room.history_visibility".to_owned(), String::new()),
         ("m.room.member".to_owned(), user.to_owned()),
     ];
-    let mut verdicts: std::collections::HashMap<Option<i64>, bool> = Default::default();
+    let mut verdicts: HashMap<Option<i64>, bool> = HashMap::new();
     let mut out = Vec::with_capacity(events.len());
     let mut hidden = Vec::new();
     for e in events {
-        let group = e.state_after;
         let after_join = joined_since.zip(e.stream_pos).is_some_and(|(j, p)| p > j)
             && e.pdu["sender"]
                 .as_str()
                 .is_some_and(|s| s.ends_with(&local_suffix));
-        let allowed = match verdicts.get(&group) {
-            _ if after_join => true,
-            Some(v) => *v,
-            None => {
-                let state = match group {
-                    Some(g) => hs.storage.state_keys_at_group(g, &keys).await?,
-                    None => Default::default(),
-                };
-                let nids: Vec<i64> = state.values().copied().collect();
-                let contents = hs.storage.events_by_nid(&nids).await?;
-                let content_of = |key: &(String, String)| {
-                    state
-                        .get(key)
-                        .and_then(|nid| contents.iter().find(|c| c.event_nid == *nid))
-                        .map(|c| &c.pdu["content"])
-                };
-                let visibility = content_of(&keys[0])
-                    .and_then(|c| c["history_visibility"].as_str())
-                    .unwrap_or("shared")
-                    .to_owned();
-                let membership = content_of(&keys[1])
-                    .and_then(|c| c["membership"].as_str())
-                    .unwrap_or("leave")
-                    .to_owned();
-                let v = match visibility.as_str() {
-                    "world_readable" => true,
-                    _ if membership == "join" => true,
-                    "shared" => joined_now,
-                    "invited" => membership == "invite",
-                    _ => false,
-                };
-                verdicts.insert(group, v);
-                v
-            }
-        };
+        let allowed = after_join
+            || verdict_at(hs, e.state_after, &keys, joined_now, &mut verdicts).await?
+            // A history visibility change is seen under the looser of the old and the
+            // new setting, so readers see where their view of the history changes.
+            || (e.pdu["type"] == "m.room.history_visibility"
+                && e.pdu["state_key"] == ""
+                && verdict_at(hs, e.state_before, &keys, joined_now, &mut verdicts).await?);
         // A user always sees their own membership events (else a leave or a rejected
         // invite would never reach them), as in Synapse.
         let own_membership = e.pdu["type"] == "m.room.member" && e.pdu["state_key"] == user;
@@ -127,6 +98,49 @@ async fn visible_and_hidden(
         }
     }
     Ok((out, hidden))
+}
+
+/// Whether the reader may see an event at this state (history visibility and their
+/// membership in it), looked up once per state group.
+async fn verdict_at(
+    hs: &Homeserver,
+    group: Option<i64>,
+    keys: &[(String, String); 2],
+    joined_now: bool,
+    verdicts: &mut HashMap<Option<i64>, bool>,
+) -> Result<bool> {
+    if let Some(known) = verdicts.get(&group) {
+        return Ok(*known);
+    }
+    let state = match group {
+        Some(g) => hs.storage.state_keys_at_group(g, keys).await?,
+        None => Default::default(),
+    };
+    let nids: Vec<i64> = state.values().copied().collect();
+    let contents = hs.storage.events_by_nid(&nids).await?;
+    let content_of = |key: &(String, String)| {
+        state
+            .get(key)
+            .and_then(|nid| contents.iter().find(|c| c.event_nid == *nid))
+            .map(|c| &c.pdu["content"])
+    };
+    let visibility = content_of(&keys[0])
+        .and_then(|c| c["history_visibility"].as_str())
+        .unwrap_or("shared")
+        .to_owned();
+    let membership = content_of(&keys[1])
+        .and_then(|c| c["membership"].as_str())
+        .unwrap_or("leave")
+        .to_owned();
+    let v = match visibility.as_str() {
+        "world_readable" => true,
+        _ if membership == "join" => true,
+        "shared" => joined_now,
+        "invited" => membership == "invite",
+        _ => false,
+    };
+    verdicts.insert(group, v);
+    Ok(v)
 }
 
 /// The events `visible` lets through, and the state events among the others that are the

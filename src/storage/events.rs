@@ -442,27 +442,6 @@ impl RoomWrite {
         state::load_group_keys(&mut self.tx, group, keys).await
     }
 
-    pub async fn events_by_nid(&mut self, nids: &[i64]) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE event_nid = ANY($1)"
-        )))
-        .bind(nids)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(rows.into_iter().map(stored_event).collect())
-    }
-
-    pub async fn event_by_id(&mut self, event_id: &str) -> Result<Option<StoredEvent>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1 AND room_id = $2"
-        )))
-        .bind(event_id)
-        .bind(&self.room_id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        Ok(row.map(stored_event))
-    }
-
     /// Replaces an event's stored PDU by its redacted form.
     pub async fn apply_redaction(
         &mut self,
@@ -613,17 +592,6 @@ impl RoomWrite {
             .execute(&mut *self.tx)
             .await?;
         Ok(())
-    }
-
-    pub async fn events_by_ids(&mut self, ids: &[String]) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY($1) AND room_id = $2"
-        )))
-        .bind(ids)
-        .bind(&self.room_id)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(rows.into_iter().map(stored_event).collect())
     }
 
     /// Removes a key from the current state (state resolution can drop one).

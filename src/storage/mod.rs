@@ -29,6 +29,7 @@ pub mod push;
 pub mod pushers;
 pub mod receipts;
 pub mod relations;
+pub mod room_lookups;
 pub mod rooms;
 pub mod search;
 pub mod server_keys;

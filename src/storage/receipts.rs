@@ -6,7 +6,9 @@ use super::{
 };
 
 impl Storage {
-    /// Records a receipt, replacing the user's previous one of that type and thread.
+    /// Records a receipt, replacing the user's previous one of that type and thread
+    /// unless that one is for a later event (receipts only move forward, as Synapse's);
+    /// whether it was recorded.
     pub async fn set_receipt(
         &self,
         room_id: &str,
@@ -15,13 +17,17 @@ impl Storage {
         thread_id: &str,
         event_id: &str,
         ts: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
         streams::lock_stream(&mut tx, Stream::Receipts).await?;
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, ts) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (room_id, user_id, receipt_type, thread_id)
-             DO UPDATE SET event_id = EXCLUDED.event_id, ts = EXCLUDED.ts, stream_pos = nextval('receipts_stream')",
+             DO UPDATE SET event_id = EXCLUDED.event_id, ts = EXCLUDED.ts, stream_pos = nextval('receipts_stream')
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM events old, events new
+                 WHERE old.event_id = receipts.event_id AND new.event_id = EXCLUDED.event_id
+                   AND old.stream_pos > new.stream_pos)",
         )
         .bind(room_id)
         .bind(user_id)
@@ -30,10 +36,14 @@ impl Storage {
         .bind(event_id)
         .bind(ts)
         .execute(&mut *tx)
-        .await?;
-        streams::notify(&mut tx, &format!("r:{room_id}")).await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            streams::notify(&mut tx, &format!("r:{room_id}")).await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(done)
     }
 
     pub async fn set_typing(

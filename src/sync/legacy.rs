@@ -435,14 +435,27 @@ pub async fn room_initial_sync(
             .filter(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "join")
             .filter_map(|e| e["state_key"].as_str().map(str::to_owned))
             .collect();
-        room["presence"] = json!(
-            presence_of(&body)
-                .into_iter()
-                .filter(|p| p["sender"]
+        let mut presence: Vec<JsonValue> = presence_of(&body)
+            .into_iter()
+            .filter(|p| {
+                p["sender"]
                     .as_str()
-                    .is_some_and(|s| members.iter().any(|m| m == s)))
-                .collect::<Vec<_>>()
-        );
+                    .is_some_and(|s| members.iter().any(|m| m == s))
+            })
+            .collect();
+        // Every member has a presence, as Synapse answers it: offline when never set.
+        if crate::users::presence::is_enabled(hs) {
+            for member in &members {
+                if !presence.iter().any(|p| p["sender"] == member.as_str()) {
+                    presence.push(v1(json!({
+                        "type": "m.presence",
+                        "sender": member,
+                        "content": { "presence": "offline" },
+                    })));
+                }
+            }
+        }
+        room["presence"] = json!(presence);
         room["receipts"] = json!(
             events_of(&data["ephemeral"])
                 .into_iter()
