@@ -1,7 +1,8 @@
 //! Gaps in what another server sends (against the stand-in server): prev events fetched
 //! with `get_missing_events`; a gap behind the oldest of those filled from the state at
 //! it; an event pushed with prev events the sender withholds refused; an event whose
-//! auth events belong to another room refused without fetching anything.
+//! auth events belong to another room refused without fetching anything, and a
+//! redaction of another room's event refused.
 
 mod common;
 #[path = "common/fake_remote.rs"]
@@ -217,4 +218,49 @@ async fn an_event_authorised_by_another_rooms_event_is_refused() {
     assert_eq!(answer["pdus"][&crossed_id], json!({}), "{answer}");
     assert!(s.hs.storage.event(&crossed_id).await.unwrap().is_none());
     assert!(bodies(&s, &token, &second.id).await.is_empty());
+}
+
+/// A redaction sent in one room for an event of another is refused: not stored, and the
+/// event stays as it was.
+#[tokio::test]
+async fn a_redaction_of_another_rooms_event_is_refused() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = FakeRemote::start().await;
+    let first = shared_room(&s, &token, &remote).await;
+    let second = shared_room(&s, &token, &remote).await;
+    let said = message(
+        &remote,
+        &first,
+        "kept",
+        vec![first.bob_join.clone()],
+        first.depth + 1,
+    );
+    let said_id = FakeRemote::event_id(&said, &rules());
+    let (status, answer) = send_txn(&s, &remote, "said", vec![said]).await;
+    assert_eq!(answer["pdus"][&said_id], json!({}), "{status} {answer}");
+    // Room v11 names the target in the content.
+    let redaction = remote.pdu(
+        &second.id,
+        &rules(),
+        fake_remote::Draft {
+            sender: &second.bob,
+            kind: "m.room.redaction",
+            state_key: None,
+            content: json!({"redacts": said_id}),
+            prev: vec![second.bob_join.clone()],
+            auth: vec![
+                second.create.clone(),
+                second.power_levels.clone(),
+                second.bob_join.clone(),
+            ],
+            depth: second.depth + 1,
+        },
+    );
+    let redaction_id = FakeRemote::event_id(&redaction, &rules());
+    let (status, answer) = send_txn(&s, &remote, "redaction", vec![redaction]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["pdus"][&redaction_id], json!({}), "{answer}");
+    assert!(s.hs.storage.event(&redaction_id).await.unwrap().is_none());
+    assert_eq!(bodies(&s, &token, &first.id).await, vec!["kept"]);
 }

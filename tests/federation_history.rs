@@ -1,12 +1,18 @@
 //! History across servers: a server joining a room late pages back through /messages
 //! past its join, backfilling from the room's other server, and sees the whole history in
 //! order, without gaps or repeats, down to the room's creation; before that, its
-//! `timestamp_to_event` into history it does not hold asks the other server.
+//! `timestamp_to_event` into history it does not hold asks the other server. An erased
+//! user's events reach other servers redacted.
 
 mod common;
+#[path = "common/fake_remote.rs"]
+mod fake_remote;
 #[path = "common/federation.rs"]
 mod federation;
+#[path = "common/shared_room.rs"]
+mod shared_room;
 
+use fake_remote::FakeRemote;
 use federation::start_federated;
 use serde_json::json;
 
@@ -98,4 +104,50 @@ async fn late_joiner_backfills_history_v11() {
 #[tokio::test]
 async fn late_joiner_backfills_history_v12() {
     late_joiner_backfills("12").await;
+}
+
+/// After its sender deactivates with erasure, an event reaches other servers redacted
+/// (`/event`, as Synapse serves it): its content is gone, its signatures stay.
+#[tokio::test]
+async fn an_erased_users_events_reach_other_servers_redacted() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = FakeRemote::start().await;
+    let room = shared_room::shared_room(&s, &token, &remote).await;
+    let message = s
+        .send_message(
+            &token,
+            &room.id,
+            "e1",
+            json!({"msgtype": "m.text", "body": "soon forgotten"}),
+        )
+        .await;
+    let path = format!("/_matrix/federation/v1/event/{message}");
+    let (status, before) = remote.request(&s, "GET", &path, None).await;
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["pdus"][0]["content"]["body"], "soon forgotten");
+
+    let deactivate = "/_matrix/client/v3/account/deactivate";
+    let (status, body) = s
+        .post(deactivate, Some(&token), json!({"erase": true}))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let auth = json!({"type": "m.login.password", "session": body["session"],
+                      "identifier": {"type": "m.id.user", "user": "alice"},
+                      "password": "correct horse battery"});
+    let (status, body) = s
+        .post(
+            deactivate,
+            Some(&token),
+            json!({"erase": true, "auth": auth}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, after) = remote.request(&s, "GET", &path, None).await;
+    assert_eq!(status, 200, "{after}");
+    let event = &after["pdus"][0];
+    assert!(event["content"].get("body").is_none(), "{after}");
+    assert_eq!(event["type"], "m.room.message");
+    assert!(event["signatures"][s.name()].is_object(), "{after}");
 }

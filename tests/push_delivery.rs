@@ -1,5 +1,6 @@
 //! Delivery to a push gateway served by the test itself (it records what it receives):
-//! one notify per notifying event with counts and tweaks, nothing for a muted room, the
+//! one notify per notifying event with counts and tweaks, a badge update when the user
+//! reads, nothing for a muted room, the
 //! queue surviving a gateway outage and a restart, rejected pushkeys removed, each
 //! notification sent once with two axon processes, and private addresses refused unless
 //! allowed. Also the pusher endpoints themselves (set, list, replace, removal).
@@ -126,7 +127,7 @@ async fn wait_for(g: &Gateway, n: usize, within: Duration) -> Vec<Value> {
 async fn a_message_sends_one_notification_with_counts_and_tweaks() {
     let (g, url) = gateway().await;
     let s = server(true).await;
-    let (alice, _bob, room) = setup(&s, &url, "key-1").await;
+    let (alice, bob, room) = setup(&s, &url, "key-1").await;
     let event_id = s
         .send_message(
             &alice,
@@ -175,6 +176,24 @@ async fn a_message_sends_one_notification_with_counts_and_tweaks() {
     let n = &got[1]["notification"];
     assert_eq!(n["devices"][0]["tweaks"]["highlight"], true, "{n}");
     assert_eq!(n["counts"]["unread"], 2);
+
+    // Bob reads up to the mention (on any device): the badge goes to 0 at once, in a
+    // notification with counts only, as Synapse sends it.
+    let mention = n["event_id"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{mention}"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let got = wait_for(&g, 3, Duration::from_secs(10)).await;
+    let n = &got[2]["notification"];
+    assert_eq!(n["counts"]["unread"], 0, "{n}");
+    assert_eq!(n["id"], "", "{n}");
+    assert!(n.get("event_id").is_none() && n["type"].is_null(), "{n}");
+    assert_eq!(n["devices"][0]["pushkey"], "key-1", "{n}");
 }
 
 #[tokio::test]

@@ -151,7 +151,31 @@ async fn initial_and_incremental_sync_of_a_joined_room() {
         .unwrap();
     assert!(last.get("room_id").is_none());
     assert_eq!(last["unsigned"]["transaction_id"], "t2");
-    assert!(joined["timeline"]["prev_batch"].is_string());
+    // The whole room fits: prev_batch points back from the end, as Synapse's does, so
+    // paging back from it gives the room from the start, with `end`; from there, nothing
+    // and no `end`.
+    assert_eq!(joined["timeline"]["limited"], false, "{joined}");
+    let prev_batch = joined["timeline"]["prev_batch"].as_str().unwrap();
+    let (status, page) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&from={prev_batch}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let chunk = page["chunk"].as_array().unwrap();
+    assert_eq!(chunk.first().unwrap()["content"]["body"], "m2", "{page}");
+    assert_eq!(chunk.last().unwrap()["type"], "m.room.create", "{page}");
+    let end = page["end"].as_str().expect("a page with events has an end");
+    let (status, page) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&from={end}"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["chunk"], json!([]), "{page}");
+    assert!(page.get("end").is_none(), "{page}");
 
     // Nothing new: an incremental sync answers with no rooms at all.
     let since = next(&first);

@@ -52,6 +52,9 @@ async fn worker(weak: Weak<Homeserver>) {
             if database_usable && let Err(e) = drain(&hs, &client).await {
                 tracing::warn!("push delivery: {e}");
             }
+            if database_usable && let Err(e) = super::badges::send_pending(&hs, &client).await {
+                tracing::warn!("push badges: {e}");
+            }
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         crate::server::wake::wait_for(&mut wake, &interest, deadline).await;

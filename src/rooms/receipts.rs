@@ -83,6 +83,9 @@ pub async fn send_receipt(
                     ts,
                 )
                 .await?;
+            if moved {
+                crate::push::badges::unread_changed(hs, user);
+            }
             // Private receipts never leave this server; one for an earlier event than the
             // last is not taken, nor sent.
             if moved && matches!(kind, ReceiptKind::Read) {

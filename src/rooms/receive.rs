@@ -193,6 +193,17 @@ async fn receive(
     // 1. Against its own auth events: rejected (not stored) on failure.
     let auth = load_own_auth_events(&mut w, rules, &pdu).await?;
     check_auth(rules, &pdu, &auth)?;
+    // A redaction of another room's event is nonsense: rejected, as Synapse does.
+    if let Some(target) = &pdu.redacts
+        && !w
+            .events_of_other_rooms(&[target.to_string()])
+            .await?
+            .is_empty()
+    {
+        return Err(Error::Rejected(format!(
+            "it redacts {target}, an event of another room"
+        )));
+    }
 
     // 2. Against the state before it: the resolution of the states after its prev_events
     //    (for those this server lacks, the states the sender gave).

@@ -70,7 +70,8 @@ pub async fn require_server_in_room(
 
 /// The events a server may see: history visibility at each event against its users'
 /// memberships then (world_readable; a member joined then; invited then when visibility
-/// is `invited`; `shared` while it has a member joined now).
+/// is `invited`; `shared` while it has a member joined now). Events of users erased since
+/// go out redacted, as Synapse serves them.
 pub async fn visible_to_server(
     hs: &Homeserver,
     server: &ServerName,
@@ -137,6 +138,19 @@ pub async fn visible_to_server(
         if allowed {
             out.push(event);
         }
+    }
+    let mut contexts: HashMap<String, super::context::RoomContext> = HashMap::new();
+    for event in out.iter_mut().filter(|e| e.sender_erased) {
+        let ctx = match contexts.get(&event.room_id) {
+            Some(ctx) => ctx,
+            None => {
+                let room_id = RoomId::parse(&event.room_id)
+                    .map_err(|e| Error::Internal(format!("stored room ID: {e}")))?;
+                let ctx = super::context::room_context(hs, &room_id).await?;
+                contexts.entry(event.room_id.clone()).or_insert(ctx)
+            }
+        };
+        event.pdu = super::redaction::redacted_pdu(ctx, &event.pdu)?;
     }
     Ok(out)
 }

@@ -91,6 +91,18 @@ impl Storage {
             .collect())
     }
 
+    /// A user's pushers as set, with when each was set (ms).
+    pub async fn pushers_with_ts(&self, user_id: &str) -> Result<Vec<(JsonValue, i64)>> {
+        let rows: Vec<(Json<JsonValue>, i64)> = sqlx::query_as(
+            "SELECT pusher, created_ts FROM pushers WHERE user_id = $1
+             ORDER BY created_ts, app_id, pushkey",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(Json(p), ts)| (p, ts)).collect())
+    }
+
     /// Removes pushers a gateway rejected (by app ID and pushkey, for this user).
     pub async fn delete_rejected_pushkeys(
         &self,

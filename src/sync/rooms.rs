@@ -58,6 +58,14 @@ pub(super) async fn timeline_part(
         .first()
         .and_then(|e| e.stream_pos)
         .unwrap_or(upper + 1);
+    // An initial sync whose timeline holds the whole room points back from the end, as
+    // Synapse's does: paging back from there gives the timeline again, and `end`, which
+    // clients and sytest expect of a room's first page (events come once by ID).
+    let first = if lower.is_none() && !limited {
+        upper + 1
+    } else {
+        first
+    };
     Ok(TimelinePart {
         events,
         limited,
