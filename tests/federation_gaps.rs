@@ -2,7 +2,8 @@
 //! with `get_missing_events`; a gap behind the oldest of those filled from the state at
 //! it; an event pushed with prev events the sender withholds refused; an event whose
 //! auth events belong to another room refused without fetching anything, and a
-//! redaction of another room's event refused.
+//! redaction of another room's event refused. A rejected event is kept out of sight but
+//! known: an event built on it is taken, and neither its state nor itself is served.
 
 mod common;
 #[path = "common/fake_remote.rs"]
@@ -186,7 +187,8 @@ async fn a_gap_before_fetched_events_is_recovered_from_the_state_at_it() {
 }
 
 /// An event whose auth events include one of another room (which this server holds) can
-/// never be authorised: refused, as handled, without asking the sender for anything.
+/// never be authorised: rejected (kept out of sight), without asking the sender for
+/// anything.
 #[tokio::test]
 async fn an_event_authorised_by_another_rooms_event_is_refused() {
     let s = start_federated(|_| {}).await;
@@ -216,12 +218,14 @@ async fn an_event_authorised_by_another_rooms_event_is_refused() {
     let (status, answer) = send_txn(&s, &remote, "crossed", vec![crossed]).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["pdus"][&crossed_id], json!({}), "{answer}");
-    assert!(s.hs.storage.event(&crossed_id).await.unwrap().is_none());
+    // Kept as rejected (known, never shown nor served).
+    let kept = s.hs.storage.event(&crossed_id).await.unwrap().unwrap();
+    assert!(kept.rejected && kept.stream_pos.is_none());
     assert!(bodies(&s, &token, &second.id).await.is_empty());
 }
 
-/// A redaction sent in one room for an event of another is refused: not stored, and the
-/// event stays as it was.
+/// A redaction sent in one room for an event of another is rejected: kept out of sight,
+/// and the event stays as it was.
 #[tokio::test]
 async fn a_redaction_of_another_rooms_event_is_refused() {
     let s = start_federated(|_| {}).await;
@@ -261,6 +265,63 @@ async fn a_redaction_of_another_rooms_event_is_refused() {
     let (status, answer) = send_txn(&s, &remote, "redaction", vec![redaction]).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["pdus"][&redaction_id], json!({}), "{answer}");
-    assert!(s.hs.storage.event(&redaction_id).await.unwrap().is_none());
+    // Kept as rejected (known, never shown nor served).
+    let kept = s.hs.storage.event(&redaction_id).await.unwrap().unwrap();
+    assert!(kept.rejected && kept.stream_pos.is_none());
     assert_eq!(bodies(&s, &token, &first.id).await, vec!["kept"]);
+}
+
+/// A rejected event (from a user who is not in the room) is not shown nor served, but an
+/// event the sender built on it is taken: the rejected event does not leave a gap.
+#[tokio::test]
+async fn events_built_on_a_rejected_event_are_taken() {
+    let s = start_federated(|_| {}).await;
+    let (token, _) = s.register("alice", "correct horse battery").await;
+    let remote = FakeRemote::start().await;
+    let room = shared_room(&s, &token, &remote).await;
+    let stranger = format!("@stranger:{}", remote.name);
+    let rejected = remote.pdu(
+        &room.id,
+        &rules(),
+        fake_remote::Draft {
+            sender: &stranger,
+            kind: "m.room.message",
+            state_key: None,
+            content: json!({"msgtype": "m.text", "body": "not a member"}),
+            prev: vec![room.bob_join.clone()],
+            auth: vec![room.create.clone(), room.power_levels.clone()],
+            depth: room.depth + 1,
+        },
+    );
+    let rejected_id = FakeRemote::event_id(&rejected, &rules());
+    let after = message(
+        &remote,
+        &room,
+        "built on it",
+        vec![rejected_id.clone()],
+        room.depth + 2,
+    );
+    let after_id = FakeRemote::event_id(&after, &rules());
+    let (status, answer) = send_txn(&s, &remote, "rejected", vec![rejected, after]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["pdus"][&rejected_id], json!({}), "{answer}");
+    assert_eq!(answer["pdus"][&after_id], json!({}), "{answer}");
+    assert_eq!(bodies(&s, &token, &room.id).await, vec!["built on it"]);
+    for path in [
+        format!("/_matrix/federation/v1/event/{rejected_id}"),
+        format!(
+            "/_matrix/federation/v1/state_ids/{}?event_id={rejected_id}",
+            room.id
+        ),
+    ] {
+        let (status, body) = remote.request(&s, "GET", &path, None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (status, body) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{}/event/{rejected_id}", room.id),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
 }

@@ -1,7 +1,8 @@
 //! The v1 forms of `/invite` and `/send_join` (deprecated, still spoken by older servers
 //! and served by Synapse), against the stand-in server: an invite whose body is the event
 //! itself is countersigned and answered `[200, {"event"}]`, a forged one refused; a join
-//! through v1 `send_join` is answered `[200, {"origin", "state", "auth_chain"}]`; and a
+//! through v1 `send_join` is answered `[200, {"origin", "state", "auth_chain"}]`, a leave
+//! through v1 `send_leave` `[200, {}]`; and a
 //! server that answers the v2 invite 404 is sent the v1 form, with the room's state in
 //! the event's `unsigned`; the invitee's server gets the kick that follows in a
 //! transaction, but not the invite.
@@ -129,6 +130,45 @@ async fn v1_invites_and_joins_are_served() {
         .await;
     assert_eq!(status, 200);
     assert!(members["joined"][&carol].is_object(), "{members}");
+
+    // And leaves through v1 send_leave, answered `[200, {}]`.
+    let (status, made) = remote
+        .request(
+            &s,
+            "GET",
+            &format!("/_matrix/federation/v1/make_leave/{local_room}/{carol}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let mut leave = made["event"].clone();
+    leave["origin_server_ts"] = json!(axon::server::now_ms());
+    let mut leave: CanonicalJsonObject = serde_json::from_value(leave).unwrap();
+    ruma::signatures::hash_and_sign_event(
+        &remote.name,
+        &*remote.pair,
+        &mut leave,
+        &rules.redaction,
+    )
+    .unwrap();
+    let leave_id = FakeRemote::event_id(&leave, &rules);
+    let (status, left) = remote
+        .request(
+            &s,
+            "PUT",
+            &format!("/_matrix/federation/v1/send_leave/{local_room}/{leave_id}"),
+            Some(serde_json::to_value(&leave).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200, "{left}");
+    assert_eq!(left, json!([200, {}]));
+    let (_, members) = s
+        .get(
+            &format!("/_matrix/client/v3/rooms/{local_room}/joined_members"),
+            Some(&bob),
+        )
+        .await;
+    assert!(members["joined"].get(&carol).is_none(), "{members}");
 }
 
 #[tokio::test]

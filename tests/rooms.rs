@@ -807,6 +807,7 @@ async fn redaction_per_room_version() {
             event["unsigned"]["redacted_because"]["content"]["reason"],
             "oops"
         );
+        assert_eq!(event["unsigned"]["redacted_by"], redaction_id.as_str());
         let (_, redaction) = s
             .get(
                 &format!("/_matrix/client/v3/rooms/{room}/event/{redaction_id}"),

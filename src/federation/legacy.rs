@@ -1,4 +1,4 @@
-//! The v1 forms of `PUT /invite` and `PUT /send_join`, which ruma no longer types: the
+//! The v1 forms of `PUT /invite`, `/send_join` and `/send_leave`, which ruma no longer types: the
 //! spec deprecates them, but older servers only speak them and Synapse still serves them.
 //! The v1 invite's body is the event itself (its room state in
 //! `unsigned.invite_room_state`); both answer `[200, {...}]`. Served beside the v2 forms,
@@ -43,8 +43,17 @@ impl V1Path for SendJoinPath {
         SinglePath::new("/_matrix/federation/v1/send_join/{room_id}/{event_id}");
 }
 
+/// `PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId}`: the body is the leave event.
+#[derive(Debug, Clone, Copy)]
+pub struct SendLeavePath;
+impl V1Path for SendLeavePath {
+    const PATH: SinglePath =
+        SinglePath::new("/_matrix/federation/v1/send_leave/{room_id}/{event_id}");
+}
+
 pub type InviteV1 = V1Request<InvitePath>;
 pub type SendJoinV1 = V1Request<SendJoinPath>;
+pub type SendLeaveV1 = V1Request<SendLeavePath>;
 
 #[derive(Debug)]
 pub struct V1Request<P> {

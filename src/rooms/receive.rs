@@ -190,28 +190,51 @@ async fn receive(
     }
     let rules = &ctx.rules;
 
-    // 1. Against its own auth events: rejected (not stored) on failure.
-    let auth = load_own_auth_events(&mut w, rules, &pdu).await?;
-    check_auth(rules, &pdu, &auth)?;
+    // 1. Against its own auth events.
+    let mut verdict = match load_own_auth_events(&mut w, rules, &pdu).await {
+        Ok(auth) => check_auth(rules, &pdu, &auth),
+        Err(Error::Rejected(why)) => Err(Error::Rejected(why)),
+        Err(e) => return Err(e),
+    };
     // A redaction of another room's event is nonsense: rejected, as Synapse does.
-    if let Some(target) = &pdu.redacts
+    if verdict.is_ok()
+        && let Some(target) = &pdu.redacts
         && !w
             .events_of_other_rooms(&[target.to_string()])
             .await?
             .is_empty()
     {
-        return Err(Error::Rejected(format!(
+        verdict = Err(Error::Rejected(format!(
             "it redacts {target}, an event of another room"
         )));
     }
 
     // 2. Against the state before it: the resolution of the states after its prev_events
-    //    (for those this server lacks, the states the sender gave).
-    let before = state_before(&mut w, &ctx, &pdu, prev_states).await?;
+    //    (for those this server lacks, the states the sender gave). An event rejected
+    //    already is not worth fetching its prev events for.
+    let before = match state_before(&mut w, &ctx, &pdu, prev_states).await {
+        Ok(before) => before,
+        Err(e) => return Err(verdict.err().unwrap_or(e)),
+    };
     let keys = auth_keys(rules, &pdu.sender, &new_event_of(&pdu))?;
-    let at_before = w.state_keys_at_group(before, &keys).await?;
-    let before_auth = load_auth_state(&mut w, &at_before, &keys).await?;
-    check_auth(rules, &pdu, &before_auth)?;
+    let mut before_auth = None;
+    if verdict.is_ok() {
+        let at_before = w.state_keys_at_group(before, &keys).await?;
+        let loaded = load_auth_state(&mut w, &at_before, &keys).await?;
+        verdict = check_auth(rules, &pdu, &loaded);
+        before_auth = Some(loaded);
+    }
+    // Rejected: kept out of the timeline and the state, but known, so that events after
+    // it (another server built on it) are not stuck on a missing prev event.
+    if let Err(Error::Rejected(why)) = verdict {
+        keep_rejected(&mut w, &pdu, before).await?;
+        w.commit(&[]).await?;
+        return Err(Error::Rejected(why));
+    }
+    verdict?;
+    let Some(before_auth) = before_auth else {
+        return Err(Error::Internal("no auth state before the event".into()));
+    };
 
     // 3. Against the current state: soft-failed on failure.
     let current = w.current_state_for(&keys).await?;
@@ -393,6 +416,26 @@ pub(super) async fn insert_outlier(w: &mut RoomWrite, pdu: &Pdu) -> Result<i64> 
     .map_err(Into::into)
 }
 
+/// Keeps a rejected PDU (`storage::rejected`) with the state before it.
+async fn keep_rejected(w: &mut RoomWrite, pdu: &Pdu, before: i64) -> Result<()> {
+    let json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
+    let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+    let event_type = pdu.event_type.to_string();
+    w.keep_rejected(&crate::storage::rejected::RejectedRow {
+        event_id: pdu.event_id.as_str(),
+        sender: pdu.sender.as_str(),
+        event_type: &event_type,
+        state_key: pdu.state_key.as_deref(),
+        depth: pdu.depth,
+        origin_server_ts: i64::from(pdu.origin_server_ts.0),
+        pdu: &json,
+        prev_events: &prev,
+        state: before,
+    })
+    .await
+    .map_err(Into::into)
+}
+
 /// Events of this room by ID, all of which must be here.
 async fn load_known(
     w: &mut RoomWrite,
@@ -435,6 +478,13 @@ async fn load_own_auth_events(
         }
         other => other?,
     };
+    // An event whose auth events were rejected is rejected too.
+    if let Some(bad) = stored.iter().find(|e| e.rejected) {
+        return Err(Error::Rejected(format!(
+            "its auth event {} was rejected",
+            bad.event_id
+        )));
+    }
     if rules.authorization.room_create_event_id_as_room_id {
         let current = w
             .current_state_for(&[("m.room.create".to_owned(), String::new())])

@@ -80,7 +80,8 @@ pub async fn visible_to_server(
     let mut joined_now: HashMap<String, bool> = HashMap::new();
     let mut verdicts: HashMap<Option<i64>, bool> = HashMap::new();
     let mut out = Vec::with_capacity(events.len());
-    for event in events {
+    // Rejected events are never served.
+    for event in events.into_iter().filter(|e| !e.rejected) {
         let group = event.state_after;
         let allowed = match verdicts.get(&group) {
             Some(v) => *v,

@@ -141,6 +141,8 @@ pub async fn client_events(
             }
             if let Some(r) = e.redacted_by.as_ref().and_then(|id| embedded.get(id)) {
                 out["unsigned"]["redacted_because"] = r.clone();
+                // The redaction's ID alone, which Synapse also gives (older clients read it).
+                out["unsigned"]["redacted_by"] = r["event_id"].clone();
             }
             if let Some(a) = aggregations.get(&e.event_id) {
                 let mut relations = serde_json::Map::new();

@@ -32,11 +32,13 @@ pub struct StoredEvent {
     /// Stored for lookups only (state or auth of another server's event, an invite to a
     /// room not held here): not in the DAG's timeline, extremities or state.
     pub outlier: bool,
+    /// Another server's event the auth rules reject, kept as an outlier (migration 0036).
+    pub rejected: bool,
 }
 
-pub(crate) const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased, outlier";
+pub(crate) const EVENT_COLUMNS: &str = "event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased, outlier, rejected";
 /// EVENT_COLUMNS of a table aliased `e`.
-const E_EVENT_COLUMNS: &str = "e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id, e.replaces_nid, e.sender_erased, e.outlier";
+const E_EVENT_COLUMNS: &str = "e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id, e.replaces_nid, e.sender_erased, e.outlier, e.rejected";
 
 pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
     StoredEvent {
@@ -55,6 +57,7 @@ pub(crate) fn stored_event(r: sqlx::postgres::PgRow) -> StoredEvent {
         replaces_nid: r.get(10),
         sender_erased: r.get(11),
         outlier: r.get(12),
+        rejected: r.get(13),
     }
 }
 
@@ -313,12 +316,12 @@ impl Storage {
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
         let sql = if backwards {
-            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased, outlier FROM events
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased, outlier, rejected FROM events
              WHERE room_id = $1 AND stream_pos IS NOT NULL
                AND ($2::bigint IS NULL OR stream_pos < $2) AND ($3::bigint IS NULL OR stream_pos >= $3)
              ORDER BY stream_pos DESC LIMIT $4"
         } else {
-            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased, outlier FROM events
+            "SELECT event_nid, event_id, pdu, stream_pos, state_before, state_after, redacted_by, room_id, txn_device, txn_id, replaces_nid, sender_erased, outlier, rejected FROM events
              WHERE room_id = $1 AND stream_pos IS NOT NULL
                AND ($2::bigint IS NULL OR stream_pos > $2) AND ($3::bigint IS NULL OR stream_pos <= $3)
              ORDER BY stream_pos ASC LIMIT $4"
@@ -632,7 +635,7 @@ impl RoomWrite {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let key = (r.get(13), r.get(14));
+                let key = (r.get(14), r.get(15));
                 (key, stored_event(r))
             })
             .collect())

@@ -28,6 +28,7 @@ pub mod profile;
 pub mod push;
 pub mod pushers;
 pub mod receipts;
+pub mod rejected;
 pub mod relations;
 pub mod room_lookups;
 pub mod rooms;

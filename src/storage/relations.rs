@@ -61,7 +61,7 @@ impl Storage {
         let cmp_from = if backwards { "<" } else { ">" };
         let cmp_to = if backwards { ">=" } else { "<=" };
         let sql = format!(
-            "SELECT e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id, e.replaces_nid, e.sender_erased, e.outlier
+            "SELECT e.event_nid, e.event_id, e.pdu, e.stream_pos, e.state_before, e.state_after, e.redacted_by, e.room_id, e.txn_device, e.txn_id, e.replaces_nid, e.sender_erased, e.outlier, e.rejected
              FROM event_relations r JOIN events e ON e.event_nid = r.event_nid
              WHERE r.parent_id = ANY($1) AND ($2::text IS NULL OR r.rel_type = $2)
                AND ($3::text IS NULL OR r.event_type = $3)

@@ -1,5 +1,5 @@
 //! Joins, leaves, knocks and invites: `GET /make_join`, `PUT /v1|v2/send_join`,
-//! `GET /make_leave`, `PUT /v2/send_leave`, `GET /make_knock`, `PUT /send_knock`,
+//! `GET /make_leave`, `PUT /v1|v2/send_leave`, `GET /make_knock`, `PUT /send_knock`,
 //! `PUT /v1|v2/invite`.
 
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use crate::{
     error::{Error, Result},
     federation::{
         invite,
-        legacy::{InviteV1, SendJoinV1, V1Response},
+        legacy::{InviteV1, SendJoinV1, SendLeaveV1, V1Response},
         membership,
     },
     http::Ruma,
@@ -104,6 +104,13 @@ pub async fn send_leave(
     let b = &req.body;
     membership::send_leave(&hs, origin(&req)?, &b.room_id, &b.event_id, &b.pdu).await?;
     Ok(create_leave_event::v2::Response::new())
+}
+
+/// v1: the same, answered `[200, {}]`.
+pub async fn send_leave_v1(hs: Arc<Homeserver>, req: Ruma<SendLeaveV1>) -> Result<V1Response> {
+    let b = &req.body;
+    membership::send_leave(&hs, origin(&req)?, &b.room_id, &b.event_id, &b.event).await?;
+    Ok(V1Response::new(json!({})))
 }
 
 pub async fn invite_v2(

@@ -69,6 +69,7 @@ pub fn routes(router: Router<Arc<Homeserver>>) -> Router<Arc<Homeserver>> {
     let router = route(router, membership::send_knock);
     let router = route(router, membership::invite_v1);
     let router = route(router, membership::send_join_v1);
+    let router = route(router, membership::send_leave_v1);
     let router = route(router, membership::invite_v2);
     let router = route(router, query::profile);
     let router = route(router, query::directory);
