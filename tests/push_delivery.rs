@@ -194,6 +194,39 @@ async fn a_message_sends_one_notification_with_counts_and_tweaks() {
     assert_eq!(n["id"], "", "{n}");
     assert!(n.get("event_id").is_none() && n["type"].is_null(), "{n}");
     assert_eq!(n["devices"][0]["pushkey"], "key-1", "{n}");
+
+    // Only the pushers there were when the count changed are told: alice reads, then sets
+    // a pusher, which gets no badge for that read.
+    let (status, _) = s
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{mention}"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = s
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            Some(&alice),
+            json!({
+                "kind": "http", "app_id": "org.example.app", "pushkey": "key-alice",
+                "app_display_name": "Example", "device_display_name": "Phone", "lang": "en",
+                "data": { "url": url },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let late: Vec<Value> = g
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|b| b["notification"]["devices"][0]["pushkey"] == "key-alice")
+        .cloned()
+        .collect();
+    assert!(late.is_empty(), "{late:?}");
 }
 
 #[tokio::test]

@@ -3,15 +3,19 @@
 //! badge follows the reading done on another device. Best effort and in process: the
 //! delivery worker sends what is pending on its next round (within a second).
 
-use std::{collections::BTreeSet, convert::Infallible, sync::Mutex};
+use std::{collections::BTreeMap, convert::Infallible, sync::Mutex};
 
 use serde_json::json;
 
-use crate::{error::Result, server::Homeserver};
+use crate::{
+    error::Result,
+    server::{Homeserver, now_ms},
+};
 
-/// Users whose badge is to be sent.
+/// Users whose badge is to be sent, with when their unread count last changed: only the
+/// pushers they had then are told (as Synapse tells the pushers there are at the time).
 #[derive(Default)]
-struct Pending(Mutex<BTreeSet<String>>);
+struct Pending(Mutex<BTreeMap<String, i64>>);
 
 /// Notes that the user's unread count may have changed.
 pub fn unread_changed(hs: &Homeserver, user_id: &str) {
@@ -19,7 +23,7 @@ pub fn unread_changed(hs: &Homeserver, user_id: &str) {
         .0
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(user_id.to_owned());
+        .insert(user_id.to_owned(), now_ms());
 }
 
 fn pending(hs: &Homeserver) -> std::sync::Arc<Pending> {
@@ -35,8 +39,14 @@ fn pending(hs: &Homeserver) -> std::sync::Arc<Pending> {
 /// Sends the pending badges (called by the delivery worker).
 pub(super) async fn send_pending(hs: &Homeserver, client: &reqwest::Client) -> Result<()> {
     let taken = std::mem::take(&mut *pending(hs).0.lock().unwrap_or_else(|e| e.into_inner()));
-    for user in taken {
-        let pushers = hs.storage.pushers_with_ts(&user).await?;
+    for (user, changed_at) in taken {
+        let pushers: Vec<_> = hs
+            .storage
+            .pushers_with_ts(&user)
+            .await?
+            .into_iter()
+            .filter(|(_, set_at)| *set_at <= changed_at)
+            .collect();
         if pushers.is_empty() {
             continue;
         }
