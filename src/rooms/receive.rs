@@ -389,51 +389,59 @@ pub async fn receive_historical(
 
 /// Stores a checked PDU as an outlier (for lookups only); its nid.
 pub(super) async fn insert_outlier(w: &mut RoomWrite, pdu: &Pdu) -> Result<i64> {
-    let json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
-    let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-    let event_type = pdu.event_type.to_string();
-    w.insert_event(&NewEventRow {
-        event_id: pdu.event_id.as_str(),
-        sender: pdu.sender.as_str(),
-        event_type: &event_type,
-        state_key: pdu.state_key.as_deref(),
-        depth: pdu.depth,
-        origin_server_ts: i64::from(pdu.origin_server_ts.0),
-        pdu: &json,
-        prev_events: &prev,
-        txn: None,
-        soft_failed: false,
-        outlier: true,
-        historical: false,
-        federate_from: None,
-        member_server: None,
-        federate_except: None,
-        state_before: None,
-        state_after: None,
-        replaces_nid: None,
-    })
-    .await
-    .map_err(Into::into)
+    let parts = OutlierParts::of(pdu)?;
+    w.insert_event(&parts.row(pdu, None))
+        .await
+        .map_err(Into::into)
 }
 
 /// Keeps a rejected PDU (`storage::rejected`) with the state before it.
 async fn keep_rejected(w: &mut RoomWrite, pdu: &Pdu, before: i64) -> Result<()> {
-    let json = serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?;
-    let prev: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-    let event_type = pdu.event_type.to_string();
-    w.keep_rejected(&crate::storage::rejected::RejectedRow {
-        event_id: pdu.event_id.as_str(),
-        sender: pdu.sender.as_str(),
-        event_type: &event_type,
-        state_key: pdu.state_key.as_deref(),
-        depth: pdu.depth,
-        origin_server_ts: i64::from(pdu.origin_server_ts.0),
-        pdu: &json,
-        prev_events: &prev,
-        state: before,
-    })
-    .await
-    .map_err(Into::into)
+    let parts = OutlierParts::of(pdu)?;
+    w.keep_rejected(&parts.row(pdu, Some(before)))
+        .await
+        .map_err(Into::into)
+}
+
+/// What an outlier's row is made of, owned while the row borrows it.
+struct OutlierParts {
+    json: serde_json::Value,
+    prev: Vec<String>,
+    event_type: String,
+}
+
+impl OutlierParts {
+    fn of(pdu: &Pdu) -> Result<Self> {
+        Ok(Self {
+            json: serde_json::to_value(&pdu.json).map_err(|e| Error::Internal(e.to_string()))?,
+            prev: pdu.prev_events.iter().map(|e| e.to_string()).collect(),
+            event_type: pdu.event_type.to_string(),
+        })
+    }
+
+    /// An outlier row of `pdu`, with `state` before and after it when known.
+    fn row<'a>(&'a self, pdu: &'a Pdu, state: Option<i64>) -> NewEventRow<'a> {
+        NewEventRow {
+            event_id: pdu.event_id.as_str(),
+            sender: pdu.sender.as_str(),
+            event_type: &self.event_type,
+            state_key: pdu.state_key.as_deref(),
+            depth: pdu.depth,
+            origin_server_ts: i64::from(pdu.origin_server_ts.0),
+            pdu: &self.json,
+            prev_events: &self.prev,
+            txn: None,
+            soft_failed: false,
+            outlier: true,
+            historical: false,
+            federate_from: None,
+            member_server: None,
+            federate_except: None,
+            state_before: state,
+            state_after: state,
+            replaces_nid: None,
+        }
+    }
 }
 
 /// Events of this room by ID, all of which must be here.

@@ -1,30 +1,18 @@
 //! Rejected events: kept so that what is built on them is not stuck on a missing prev
 //! event (migration 0036).
 
-use serde_json::Value as JsonValue;
 use sqlx::types::Json;
 
-use super::{Result, events::RoomWrite};
-
-/// A rejected event to keep.
-pub struct RejectedRow<'a> {
-    pub event_id: &'a str,
-    pub sender: &'a str,
-    pub event_type: &'a str,
-    pub state_key: Option<&'a str>,
-    pub depth: i64,
-    pub origin_server_ts: i64,
-    pub pdu: &'a JsonValue,
-    pub prev_events: &'a [String],
-    /// The state before it, which is also the state after it.
-    pub state: i64,
-}
+use super::{
+    Result,
+    events::{NewEventRow, RoomWrite},
+};
 
 impl RoomWrite {
-    /// Keeps a rejected event as an outlier marked rejected, with `state` before and after
-    /// it (an outlier row of it already here becomes that). An event already in the DAG is
-    /// left alone.
-    pub async fn keep_rejected(&mut self, e: &RejectedRow<'_>) -> Result<()> {
+    /// Keeps a rejected event as an outlier marked rejected, with its `state_before` as the
+    /// state before and after it (an outlier row of it already here becomes that). An
+    /// event already in the DAG is left alone.
+    pub async fn keep_rejected(&mut self, e: &NewEventRow<'_>) -> Result<()> {
         let nid: Option<i64> = sqlx::query_scalar(
             "INSERT INTO events (event_id, room_id, sender, event_type, state_key, depth,
                                  origin_server_ts, pdu, soft_failed, state_before, state_after,
@@ -44,7 +32,7 @@ impl RoomWrite {
         .bind(e.depth)
         .bind(e.origin_server_ts)
         .bind(Json(e.pdu))
-        .bind(e.state)
+        .bind(e.state_before)
         .fetch_optional(&mut *self.tx)
         .await?;
         if let Some(nid) = nid {
