@@ -107,6 +107,16 @@ async fn wait_for_transaction(bridge: &FakeAppservice, wanted: impl Fn(&Value) -
     panic!("no such transaction; the bridge got {all:#?}");
 }
 
+/// The transaction that carried the message with this body.
+async fn transaction_with_message(bridge: &FakeAppservice, text: &str) -> Value {
+    wait_for_transaction(bridge, |b| {
+        b["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["content"]["body"] == text))
+    })
+    .await
+}
+
 fn lists(body: &Value, which: &str) -> Vec<String> {
     body["org.matrix.msc3202.device_lists"][which]
         .as_array()
@@ -170,12 +180,7 @@ async fn device_lists_and_key_counts_reach_a_bridge_that_asks() {
         json!({"msgtype": "m.text", "body": "counted"}),
     )
     .await;
-    let body = wait_for_transaction(&bridge, |b| {
-        b["events"]
-            .as_array()
-            .is_some_and(|e| e.iter().any(|e| e["content"]["body"] == "counted"))
-    })
-    .await;
+    let body = transaction_with_message(&bridge, "counted").await;
     let counts = &body["org.matrix.msc3202.device_one_time_keys_count"][PUPPET][&puppet_device];
     assert_eq!(counts[ALG], 2, "{body:#}");
     assert_eq!(
@@ -209,12 +214,7 @@ async fn device_lists_and_key_counts_reach_a_bridge_that_asks() {
         json!({"msgtype": "m.text", "body": "counted again"}),
     )
     .await;
-    let body = wait_for_transaction(&bridge, |b| {
-        b["events"]
-            .as_array()
-            .is_some_and(|e| e.iter().any(|e| e["content"]["body"] == "counted again"))
-    })
-    .await;
+    let body = transaction_with_message(&bridge, "counted again").await;
     assert_eq!(
         body["org.matrix.msc3202.device_one_time_keys_count"][PUPPET][&puppet_device][ALG], 1,
         "{body:#}"

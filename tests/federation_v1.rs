@@ -1,6 +1,7 @@
 //! The v1 forms of `/invite` and `/send_join` (deprecated, still spoken by older servers
 //! and served by Synapse), against the stand-in server: an invite whose body is the event
-//! itself is countersigned and answered `[200, {"event"}]`, a forged one refused; a join
+//! itself is countersigned and answered `[200, {"event"}]`, a forged one or one that is
+//! not an event refused; a join
 //! through v1 `send_join` is answered `[200, {"origin", "state", "auth_chain"}]`, a leave
 //! through v1 `send_leave` `[200, {}]`; and a
 //! server that answers the v2 invite 404 is sent the v1 form, with the room's state in
@@ -61,6 +62,11 @@ async fn v1_invites_and_joins_are_served() {
         .request(&s, "PUT", &path, Some(body_of(&forged)))
         .await;
     assert_error(&result, 403, "M_FORBIDDEN");
+    // A body that is not an event at all.
+    let result = remote
+        .request(&s, "PUT", &path, Some(json!("not an event")))
+        .await;
+    assert_error(&result, 400, "M_BAD_JSON");
     let (status, answer) = remote
         .request(&s, "PUT", &path, Some(body_of(&invite)))
         .await;

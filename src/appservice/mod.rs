@@ -163,6 +163,15 @@ async fn one_round(hs: &Homeserver, registration: &Registration, owner: &str) ->
     } else {
         None
     };
+    // Wanting device lists only, the other streams stay where they are: their news alone
+    // is no reason for a round.
+    let ephemeral_now = match &ephemeral_since {
+        Some(since) if !registration.receive_ephemeral => EphemeralPositions {
+            device_lists: ephemeral_now.device_lists,
+            ..*since
+        },
+        _ => ephemeral_now,
+    };
     let ephemeral_moved = ephemeral_since.is_some_and(|since| since != ephemeral_now);
     if end == position && !ephemeral_moved {
         return Ok(Round::Idle);

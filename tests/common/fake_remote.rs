@@ -365,33 +365,40 @@ async fn verify_from_axon(s: &Shared, request: &http::Request<&[u8]>) -> Result<
         .map_err(|e| e.to_string())
 }
 
-async fn transaction(State(s): State<Shared>, request: Request) -> (StatusCode, Json<Value>) {
+type Answer = (StatusCode, Json<Value>);
+
+/// A request from axon, its X-Matrix signature checked: (path, body bytes), or the 401
+/// to answer.
+async fn from_axon(s: &Shared, request: Request, limit: usize) -> Result<(String, Bytes), Answer> {
     let (parts, body) = request.into_parts();
-    let bytes: Bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap();
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.unwrap();
     let checked = http::Request::from_parts(parts, bytes.as_ref());
-    if let Err(e) = verify_from_axon(&s, &checked).await {
-        return (
+    if let Err(e) = verify_from_axon(s, &checked).await {
+        return Err((
             StatusCode::UNAUTHORIZED,
             Json(json!({"errcode": "M_UNAUTHORIZED", "error": e})),
-        );
+        ));
     }
+    Ok((checked.uri().path().to_owned(), bytes))
+}
+
+async fn transaction(State(s): State<Shared>, request: Request) -> Answer {
+    let (path, bytes) = match from_axon(&s, request, 64 << 20).await {
+        Ok(checked) => checked,
+        Err(answer) => return answer,
+    };
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     let mut txn = body.clone();
-    txn["txn_id"] = json!(checked.uri().path().rsplit('/').next().unwrap());
+    txn["txn_id"] = json!(path.rsplit('/').next().unwrap());
     s.received.lock().unwrap().push(txn);
     (StatusCode::OK, Json(json!({"pdus": {}})))
 }
 
-async fn invite_v1(State(s): State<Shared>, request: Request) -> (StatusCode, Json<Value>) {
-    let (parts, body) = request.into_parts();
-    let bytes: Bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    let checked = http::Request::from_parts(parts, bytes.as_ref());
-    if let Err(e) = verify_from_axon(&s, &checked).await {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"errcode": "M_UNAUTHORIZED", "error": e})),
-        );
-    }
+async fn invite_v1(State(s): State<Shared>, request: Request) -> Answer {
+    let bytes = match from_axon(&s, request, 1 << 20).await {
+        Ok((_, bytes)) => bytes,
+        Err(answer) => return answer,
+    };
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     s.invites_v1.lock().unwrap().push(body.clone());
     let mut event: CanonicalJsonObject = serde_json::from_value(body).unwrap();
@@ -402,15 +409,9 @@ async fn invite_v1(State(s): State<Shared>, request: Request) -> (StatusCode, Js
     (StatusCode::OK, Json(json!([200, {"event": event}])))
 }
 
-async fn missing_events(State(s): State<Shared>, request: Request) -> (StatusCode, Json<Value>) {
-    let (parts, body) = request.into_parts();
-    let bytes: Bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    let checked = http::Request::from_parts(parts, bytes.as_ref());
-    if let Err(e) = verify_from_axon(&s, &checked).await {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"errcode": "M_UNAUTHORIZED", "error": e})),
-        );
+async fn missing_events(State(s): State<Shared>, request: Request) -> Answer {
+    if let Err(answer) = from_axon(&s, request, 1 << 20).await {
+        return answer;
     }
     let events = s.missing.lock().unwrap().clone();
     (StatusCode::OK, Json(json!({ "events": events })))
